@@ -1,0 +1,145 @@
+//! Events: what every state transition publishes on the [`EventBus`](crate::EventBus).
+
+use crate::ids::WorkflowId;
+use crate::state::{JobStatus, WorkflowStatus};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::fmt;
+
+/// The three topics of the plan.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Topic {
+    /// Job transitions.
+    JobEvents,
+    /// Workflow transitions.
+    WorkflowEvents,
+    /// Engine-level events (instance start, recovery, dead letters).
+    SystemEvents,
+}
+
+impl Topic {
+    /// All topics.
+    pub const ALL: [Topic; 3] = [Topic::JobEvents, Topic::WorkflowEvents, Topic::SystemEvents];
+
+    /// The topic's name: `job_events`, `workflow_events` or `system_events`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Topic::JobEvents => "job_events",
+            Topic::WorkflowEvents => "workflow_events",
+            Topic::SystemEvents => "system_events",
+        }
+    }
+}
+
+impl fmt::Display for Topic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The payload of an event, as the plan shows it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EventPayload {
+    /// The workflow concerned (empty for some system events).
+    pub workflow_id: WorkflowId,
+    /// The job concerned, for job events.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_id: Option<String>,
+    /// The new status (`RUNNING`, `SUCCEEDED`, ...).
+    pub status: String,
+    /// The job's output, or details of the transition.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<Value>,
+    /// The attempt number, for job events.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempt: Option<u32>,
+}
+
+/// One event: `{"event_type", "timestamp", "payload": {"workflow_id", "job_id", "status", "result"}}`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// e.g. `job_succeeded`, `workflow_completed`.
+    pub event_type: String,
+    /// When the transition happened.
+    pub timestamp: DateTime<Utc>,
+    /// What happened.
+    pub payload: EventPayload,
+}
+
+impl Event {
+    /// A job transition event: `job_<status>`.
+    pub fn job(
+        workflow_id: &WorkflowId,
+        job_id: &str,
+        status: JobStatus,
+        attempt: u32,
+        result: Option<Value>,
+    ) -> Event {
+        Event {
+            event_type: format!("job_{}", status.as_str().to_ascii_lowercase()),
+            timestamp: Utc::now(),
+            payload: EventPayload {
+                workflow_id: workflow_id.clone(),
+                job_id: Some(job_id.to_owned()),
+                status: status.as_str().to_owned(),
+                result,
+                attempt: Some(attempt),
+            },
+        }
+    }
+
+    /// A job retry event (`job_retrying`): the job goes back to `READY` after a failed attempt.
+    pub fn job_retrying(workflow_id: &WorkflowId, job_id: &str, attempt: u32, result: Value) -> Event {
+        let mut e = Event::job(workflow_id, job_id, JobStatus::Ready, attempt, Some(result));
+        e.event_type = "job_retrying".into();
+        e
+    }
+
+    /// A workflow transition event: `workflow_<status>`.
+    pub fn workflow(workflow_id: &WorkflowId, status: WorkflowStatus, result: Option<Value>) -> Event {
+        Event {
+            event_type: format!("workflow_{}", status.as_str().to_ascii_lowercase()),
+            timestamp: Utc::now(),
+            payload: EventPayload {
+                workflow_id: workflow_id.clone(),
+                job_id: None,
+                status: status.as_str().to_owned(),
+                result,
+                attempt: None,
+            },
+        }
+    }
+
+    /// A system event, e.g. `instance_started`.
+    pub fn system(event_type: impl Into<String>, result: Value) -> Event {
+        Event {
+            event_type: event_type.into(),
+            timestamp: Utc::now(),
+            payload: EventPayload {
+                workflow_id: WorkflowId::new(""),
+                job_id: None,
+                status: "INFO".into(),
+                result: Some(result),
+                attempt: None,
+            },
+        }
+    }
+
+    /// The topic this event belongs on, from its type.
+    pub fn topic(&self) -> Topic {
+        if self.event_type.starts_with("job_") {
+            Topic::JobEvents
+        } else if self.event_type.starts_with("workflow_") {
+            Topic::WorkflowEvents
+        } else {
+            Topic::SystemEvents
+        }
+    }
+
+    /// The partitioning key: the workflow id, so one workflow's events stay in order.
+    pub fn key(&self) -> &str {
+        self.payload.workflow_id.as_str()
+    }
+}

@@ -1,0 +1,17 @@
+//! Built-in runners: `noop`, `delay`, `manual`, `workflow`, `shell`, `http_request`.
+
+mod delay;
+#[cfg(feature = "http-runner")]
+mod http;
+mod manual;
+mod noop;
+mod shell;
+mod workflow;
+
+pub use delay::DelayRunner;
+#[cfg(feature = "http-runner")]
+pub use http::{HttpRunner, HttpRunnerConfig};
+pub use manual::ManualRunner;
+pub use noop::NoopRunner;
+pub use shell::{ShellRunner, ShellRunnerConfig};
+pub use workflow::WorkflowRunner;

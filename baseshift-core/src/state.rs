@@ -1,0 +1,325 @@
+//! Workflow and job states, their legal transitions, and the records a [`StateStore`](crate::StateStore) keeps.
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::ids::{JobKey, WorkflowId};
+use crate::template::Trigger;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::fmt;
+
+/// The status of a workflow: `INITIALIZED -> RUNNING -> COMPLETED | FAILED | CANCELLED`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum WorkflowStatus {
+    /// Created; its first jobs have not been made ready yet.
+    Initialized,
+    /// Jobs are running or waiting (compensations included).
+    Running,
+    /// Every job finished without a failure.
+    Completed,
+    /// A job failed (after compensations ran).
+    Failed,
+    /// Cancelled by a caller.
+    Cancelled,
+}
+
+impl WorkflowStatus {
+    /// Whether no further transition can happen.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Self::Completed | Self::Failed | Self::Cancelled)
+    }
+
+    /// Whether `self -> next` is a legal transition.
+    pub fn can_become(self, next: WorkflowStatus) -> bool {
+        use WorkflowStatus::*;
+        matches!(
+            (self, next),
+            (Initialized, Running | Failed | Cancelled) | (Running, Completed | Failed | Cancelled)
+        )
+    }
+
+    /// `Ok` if `self -> next` is legal, else an [`ErrorKind::IllegalTransition`] error.
+    pub fn check(self, next: WorkflowStatus) -> Result<()> {
+        if self.can_become(next) {
+            Ok(())
+        } else {
+            Err(Error::new(ErrorKind::IllegalTransition, format!("workflow cannot go from {self} to {next}")))
+        }
+    }
+
+    /// The upper-case name used in events.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Initialized => "INITIALIZED",
+            Self::Running => "RUNNING",
+            Self::Completed => "COMPLETED",
+            Self::Failed => "FAILED",
+            Self::Cancelled => "CANCELLED",
+        }
+    }
+}
+
+impl fmt::Display for WorkflowStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The status of a job: `PENDING -> READY -> RUNNING -> SUCCEEDED | FAILED | SKIPPED | CANCELLED`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum JobStatus {
+    /// Waiting for its parents.
+    Pending,
+    /// Waiting for a worker (possibly until `ready_at`, for a retry).
+    Ready,
+    /// Claimed under a lease, or waiting for an external completion.
+    Running,
+    /// Finished with an output.
+    Succeeded,
+    /// Failed permanently or ran out of attempts.
+    Failed,
+    /// Not run: its `when` was false or its join rule could not be met.
+    Skipped,
+    /// Cancelled with its workflow.
+    Cancelled,
+}
+
+impl JobStatus {
+    /// Whether no further transition can happen.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Self::Succeeded | Self::Failed | Self::Skipped | Self::Cancelled)
+    }
+
+    /// Whether `self -> next` is a legal transition.
+    ///
+    /// `RUNNING -> READY` is a retry (or a re-queue after a lost lease);
+    /// `RUNNING -> RUNNING` is a re-claim of an expired lease.
+    pub fn can_become(self, next: JobStatus) -> bool {
+        use JobStatus::*;
+        matches!(
+            (self, next),
+            (Pending, Ready | Skipped | Cancelled)
+                | (Ready, Running | Skipped | Cancelled)
+                | (Running, Succeeded | Failed | Ready | Running | Skipped | Cancelled)
+        )
+    }
+
+    /// `Ok` if `self -> next` is legal, else an [`ErrorKind::IllegalTransition`] error.
+    pub fn check(self, next: JobStatus) -> Result<()> {
+        if self.can_become(next) {
+            Ok(())
+        } else {
+            Err(Error::new(ErrorKind::IllegalTransition, format!("job cannot go from {self} to {next}")))
+        }
+    }
+
+    /// The upper-case name used in events.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "PENDING",
+            Self::Ready => "READY",
+            Self::Running => "RUNNING",
+            Self::Succeeded => "SUCCEEDED",
+            Self::Failed => "FAILED",
+            Self::Skipped => "SKIPPED",
+            Self::Cancelled => "CANCELLED",
+        }
+    }
+}
+
+impl fmt::Display for JobStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Who holds a job and until when.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lease {
+    /// The engine instance that claimed the job.
+    pub owner: String,
+    /// A token unique to this claim; a re-claim gets a new one.
+    pub token: String,
+    /// When the lease lapses unless renewed.
+    pub expires_at: DateTime<Utc>,
+}
+
+/// Why a job failed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobFailure {
+    /// `timeout`, `permanent`, `retryable`, `cancelled`, `lease_expired`, ...
+    pub kind: String,
+    /// A human-readable message (secrets redacted).
+    pub message: String,
+}
+
+/// How many of a job's parents finished, and how.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DepCounts {
+    /// The number of parents.
+    pub total: u32,
+    /// Parents that succeeded.
+    pub succeeded: u32,
+    /// Parents that failed or were cancelled.
+    pub failed: u32,
+    /// Parents that were skipped.
+    pub skipped: u32,
+}
+
+impl DepCounts {
+    /// Parents that reached a terminal state.
+    pub fn done(&self) -> u32 {
+        self.succeeded + self.failed + self.skipped
+    }
+
+    /// Whether every parent reached a terminal state.
+    pub fn is_complete(&self) -> bool {
+        self.done() >= self.total
+    }
+
+    /// Counts one more parent that ended in `status` (a terminal status).
+    pub fn record(&mut self, status: JobStatus) {
+        match status {
+            JobStatus::Succeeded => self.succeeded += 1,
+            JobStatus::Skipped => self.skipped += 1,
+            _ => self.failed += 1,
+        }
+    }
+}
+
+/// What a store does to a child job when one of its parents finishes.
+///
+/// The decision is a pure function of the child's counters and join rule, so
+/// every backend can apply it inside its atomic step (in Rust, Lua or SQL).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChildDecision {
+    /// Some parents are still running: nothing changes.
+    Wait,
+    /// All parents are done and the join rule holds: `READY` (or eligible, with a `when`).
+    Ready,
+    /// All parents are done and the join rule cannot hold: `SKIPPED`.
+    Skip,
+}
+
+impl ChildDecision {
+    /// Decides for a child with `counts` under `trigger`.
+    pub fn decide(trigger: Trigger, counts: &DepCounts) -> ChildDecision {
+        if !counts.is_complete() {
+            return ChildDecision::Wait;
+        }
+        let ok = match trigger {
+            Trigger::AllSuccess => counts.succeeded == counts.total,
+            Trigger::AllDone => true,
+            Trigger::OneSuccess => counts.succeeded > 0,
+            Trigger::NoneFailed => counts.failed == 0,
+        };
+        if ok { ChildDecision::Ready } else { ChildDecision::Skip }
+    }
+}
+
+/// A compensation job's link to the job it undoes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParentRef {
+    /// The parent workflow.
+    pub workflow_id: WorkflowId,
+    /// The job in the parent workflow that started this one.
+    pub job_id: String,
+}
+
+/// The header record of one workflow run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WorkflowRecord {
+    /// The workflow id.
+    pub id: WorkflowId,
+    /// The template it was started from.
+    pub template_id: String,
+    /// The exact template version it runs (kept even if the template is updated).
+    pub template_version: String,
+    /// Current status.
+    pub status: WorkflowStatus,
+    /// Optimistic version: bumped by every write of this record.
+    pub version: u64,
+    /// The input it was started with.
+    pub input: Value,
+    /// The idempotency key it was started with, if any.
+    pub idempotency_key: Option<String>,
+    /// The workflow and job that started this one as a child, if any.
+    pub parent: Option<ParentRef>,
+    /// Main (non-compensation) jobs not yet terminal.
+    pub remaining: u64,
+    /// While failing: compensation jobs still to run, next first.
+    pub compensation_queue: Vec<String>,
+    /// Why the workflow failed or was cancelled.
+    pub error: Option<String>,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+    /// When it was last written.
+    pub updated_at: DateTime<Utc>,
+    /// When it reached a terminal status.
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+/// The record of one job in one workflow run: stored and updated on its own.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct JobRecord {
+    /// The workflow it belongs to.
+    pub workflow_id: WorkflowId,
+    /// Its id within the template (`<job>.compensate` for a compensation).
+    pub job_id: String,
+    /// The runner type.
+    pub job_type: String,
+    /// Current status.
+    pub status: JobStatus,
+    /// Optimistic version: bumped by every write of this record.
+    pub version: u64,
+    /// Attempts started so far.
+    pub attempt: u32,
+    /// Base priority (higher runs first).
+    pub priority: i32,
+    /// The join rule applied when its parents finish.
+    pub trigger: Trigger,
+    /// Whether a `when` condition must be evaluated before it becomes `READY`.
+    pub has_condition: bool,
+    /// Parent completion counters.
+    pub deps: DepCounts,
+    /// For a `PENDING` job with a condition: all parents are done and the condition awaits evaluation.
+    pub eligible: bool,
+    /// For a terminal job: its children's counters were updated.
+    pub propagated: bool,
+    /// When it became ready, or the earliest time it may run (retry backoff).
+    pub ready_at: Option<DateTime<Utc>>,
+    /// The current claim, while `RUNNING` under a lease.
+    pub lease: Option<Lease>,
+    /// A `RUNNING` job waiting for `complete_job` / `fail_job` (no lease).
+    pub awaiting_external: bool,
+    /// The output, once `SUCCEEDED`.
+    pub output: Option<Value>,
+    /// The failure, once `FAILED` (or the last retryable failure).
+    pub error: Option<JobFailure>,
+    /// For a compensation job: the job it compensates.
+    pub compensation_of: Option<String>,
+    /// When the current attempt started.
+    pub started_at: Option<DateTime<Utc>>,
+    /// When it reached a terminal status.
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+impl JobRecord {
+    /// The record's key.
+    pub fn key(&self) -> JobKey {
+        JobKey::new(self.workflow_id.clone(), self.job_id.clone())
+    }
+
+    /// Ready-queue score (lower is served first): `-(priority - 0.1 * ready_at_secs)`.
+    ///
+    /// The plan's aging rule ranks by `priority + 0.1 * seconds_waiting`; since
+    /// `now` is common to all jobs, that order equals the order of
+    /// `priority - 0.1 * ready_at`, a value fixed when the job becomes ready,
+    /// so backends can keep a static sorted index (a Redis sorted set, a SQL index).
+    pub fn queue_score(&self) -> f64 {
+        let ready = self.ready_at.map(|t| t.timestamp_millis() as f64 / 1000.0).unwrap_or(0.0);
+        -(self.priority as f64 - 0.1 * ready)
+    }
+}

@@ -1,0 +1,234 @@
+//! The [`StateStore`] trait: durable workflow and job state shared by engine instances.
+
+mod memory;
+
+pub use memory::MemoryStateStore;
+
+use crate::error::Result;
+use crate::event::Event;
+use crate::ids::{JobKey, WorkflowId};
+use crate::state::{JobRecord, JobStatus, WorkflowRecord, WorkflowStatus};
+use crate::template::WorkflowTemplate;
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use std::time::Duration;
+
+/// What a state store backend can do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct StoreCapabilities {
+    /// The backend's name, e.g. `memory`, `redis`, `postgres`.
+    pub name: &'static str,
+    /// State survives a restart of the host process.
+    pub durable: bool,
+    /// Several engine instances (processes) can share the store.
+    pub shared: bool,
+}
+
+impl StoreCapabilities {
+    /// Capabilities of a backend called `name`.
+    pub const fn new(name: &'static str, durable: bool, shared: bool) -> Self {
+        StoreCapabilities { name, durable, shared }
+    }
+}
+
+/// A new workflow run, written atomically by [`StateStore::create_workflow`].
+#[derive(Clone, Debug)]
+pub struct NewWorkflow {
+    /// The header, `INITIALIZED`; its `version` is ignored (the store sets 1).
+    pub header: WorkflowRecord,
+    /// One record per job (compensations included), all `PENDING`.
+    pub jobs: Vec<JobRecord>,
+    /// The template version it runs, stored once per `(template_id, version)`.
+    pub template: WorkflowTemplate,
+    /// Events of the creation (the outbox gets them in the same step).
+    pub events: Vec<Event>,
+}
+
+/// The outcome of [`StateStore::create_workflow`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CreateOutcome {
+    /// The workflow was created.
+    Created(WorkflowId),
+    /// A workflow with the same idempotency key exists: nothing was written.
+    Existing(WorkflowId),
+}
+
+impl CreateOutcome {
+    /// The workflow's id, either way.
+    pub fn id(&self) -> &WorkflowId {
+        match self {
+            CreateOutcome::Created(id) | CreateOutcome::Existing(id) => id,
+        }
+    }
+}
+
+/// A parent's terminal status, delivered to one child's counters.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ParentOutcome {
+    /// The child job.
+    pub child: String,
+    /// The parent's terminal status.
+    pub status: JobStatus,
+}
+
+/// One atomic step on one workflow: version-checked record writes, parent outcomes,
+/// and the events that describe them.
+#[derive(Clone, Debug)]
+pub struct Transition {
+    /// The workflow.
+    pub workflow_id: WorkflowId,
+    /// A new header. Its `version` must equal the stored version (else `Conflict`);
+    /// its `remaining` is ignored (the store maintains it).
+    pub header: Option<WorkflowRecord>,
+    /// New job records. Each `version` must equal the stored version (else `Conflict`).
+    pub jobs: Vec<JobRecord>,
+    /// Parent outcomes to add to children's counters (see [`StateStore::apply`]).
+    pub parent_outcomes: Vec<ParentOutcome>,
+    /// Main (non-compensation) jobs that became terminal through `jobs`.
+    pub terminal_delta: u64,
+    /// Events to append to the outbox.
+    pub events: Vec<Event>,
+}
+
+impl Transition {
+    /// An empty step on `workflow_id`.
+    pub fn new(workflow_id: WorkflowId) -> Self {
+        Transition {
+            workflow_id,
+            header: None,
+            jobs: Vec::new(),
+            parent_outcomes: Vec::new(),
+            terminal_delta: 0,
+            events: Vec::new(),
+        }
+    }
+}
+
+/// What [`StateStore::apply`] did beyond the writes it was given.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Applied {
+    /// Main jobs of the workflow not yet terminal, after this step.
+    pub remaining: u64,
+    /// Children the store moved to `READY`.
+    pub ready: Vec<String>,
+    /// Children whose parents are all done and whose condition now awaits evaluation.
+    pub eligible: Vec<String>,
+    /// Children the store moved to `SKIPPED` (their own children still need the outcome).
+    pub skipped: Vec<String>,
+}
+
+/// A request for ready jobs.
+#[derive(Clone, Debug)]
+pub struct ClaimRequest {
+    /// The claiming engine instance.
+    pub owner: String,
+    /// At most this many jobs.
+    pub limit: usize,
+    /// The lease length.
+    pub lease_ttl: Duration,
+    /// Job types not to claim now (their per-type limit is reached).
+    pub exclude_types: Vec<String>,
+}
+
+/// The answer to a [`ClaimRequest`].
+#[derive(Clone, Debug, Default)]
+pub struct Claimed {
+    /// Claimed jobs: `RUNNING`, `attempt` incremented, `lease` set, version bumped.
+    pub jobs: Vec<JobRecord>,
+    /// The earliest time a delayed (retrying) job becomes claimable, if any.
+    pub next_ready_at: Option<DateTime<Utc>>,
+}
+
+/// A filter for [`StateStore::list_workflows`].
+#[derive(Clone, Debug, Default)]
+pub struct WorkflowFilter {
+    /// Only these statuses (all when empty).
+    pub statuses: Vec<WorkflowStatus>,
+    /// Only ids greater than this one (paging).
+    pub after: Option<WorkflowId>,
+    /// At most this many (0 = the backend's default page of 100).
+    pub limit: usize,
+}
+
+/// One event waiting in the outbox.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OutboxEntry {
+    /// Position in the outbox (increasing in commit order).
+    pub seq: u64,
+    /// The event.
+    pub event: Event,
+}
+
+/// Durable (or in-memory) workflow state, shared by every engine instance that uses it.
+///
+/// # Contract
+///
+/// - **Records.** A workflow is a header ([`WorkflowRecord`]) plus one [`JobRecord`] per
+///   job, each stored and versioned on its own; no step rewrites the whole workflow.
+/// - **Versions.** Every write of a record bumps its `version` by one. A write carrying a
+///   `version` different from the stored one fails with `Conflict` and writes nothing.
+/// - **Atomic steps.** [`create_workflow`](Self::create_workflow), [`apply`](Self::apply)
+///   and [`claim`](Self::claim) each take effect entirely or not at all, events included.
+/// - **Parent outcomes.** For each [`ParentOutcome`], `apply` adds the status to the
+///   child's [`DepCounts`](crate::state::DepCounts). If the child is `PENDING` and its
+///   counts are now complete, it applies [`ChildDecision::decide`](crate::state::ChildDecision::decide):
+///   `Ready` makes it `READY` (`ready_at = now`) unless it `has_condition`, in which case it
+///   stays `PENDING` with `eligible = true`; `Skip` makes it `SKIPPED` (`propagated = false`,
+///   `finished_at = now`) and counts it in `remaining`. Each such change bumps the child's
+///   version and appends its `job_ready` / `job_skipped` event.
+/// - **Remaining.** `remaining` starts as the number of main jobs and drops by
+///   `terminal_delta` plus the store-made skips; `apply` returns the value after the step.
+/// - **Claims.** `claim` takes `READY` jobs with `ready_at <= now`, and `RUNNING` jobs
+///   whose lease expired (not `awaiting_external`), skipping `exclude_types`; expired
+///   leases first, then by [`JobRecord::queue_score`] ascending. Each claimed job becomes
+///   `RUNNING` with `attempt + 1`, a new lease (fresh token) and a `job_running` event.
+///   No two claims return the same job while its lease is valid.
+/// - **Leases.** `renew_lease` extends a lease only for the holder of the current token
+///   on a `RUNNING` job; otherwise `Conflict` (the job was re-claimed or cancelled).
+/// - **Idempotency.** `create_workflow` with a key already used returns `Existing` with
+///   the first workflow's id and writes nothing, even under concurrent calls.
+/// - **Outbox.** Events of a step are appended in the step, in order; `outbox_pending`
+///   returns them by increasing `seq`; `outbox_ack` removes them.
+#[async_trait]
+pub trait StateStore: Send + Sync + 'static {
+    /// What this backend can do.
+    fn capabilities(&self) -> StoreCapabilities;
+
+    /// Creates a workflow, its job records, its template snapshot and its events.
+    async fn create_workflow(&self, new: NewWorkflow) -> Result<CreateOutcome>;
+
+    /// Reads a workflow header (`NotFound` if absent).
+    async fn workflow(&self, id: &WorkflowId) -> Result<WorkflowRecord>;
+
+    /// Reads one job record (`NotFound` if absent).
+    async fn job(&self, key: &JobKey) -> Result<JobRecord>;
+
+    /// Reads job records of a workflow: all of them (`ids = None`, in template order) or
+    /// the named ones (in the order asked; absent ids are left out).
+    async fn jobs(&self, id: &WorkflowId, ids: Option<&[String]>) -> Result<Vec<JobRecord>>;
+
+    /// Reads the template snapshot a workflow runs.
+    async fn template(&self, template_id: &str, version: &str) -> Result<WorkflowTemplate>;
+
+    /// Applies one atomic step (see the contract).
+    async fn apply(&self, step: Transition) -> Result<Applied>;
+
+    /// Claims ready jobs under a lease.
+    async fn claim(&self, req: ClaimRequest) -> Result<Claimed>;
+
+    /// Extends a lease; returns the new expiry.
+    async fn renew_lease(&self, key: &JobKey, token: &str, ttl: Duration) -> Result<DateTime<Utc>>;
+
+    /// Lists workflow headers by id.
+    async fn list_workflows(&self, filter: WorkflowFilter) -> Result<Vec<WorkflowRecord>>;
+
+    /// Events not yet acknowledged, oldest first.
+    async fn outbox_pending(&self, limit: usize) -> Result<Vec<OutboxEntry>>;
+
+    /// Removes relayed events from the outbox.
+    async fn outbox_ack(&self, seqs: &[u64]) -> Result<()>;
+
+    /// Waits until work may be claimable (a job became ready) or `timeout` passes.
+    async fn wait_for_work(&self, timeout: Duration);
+}

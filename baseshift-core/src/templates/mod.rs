@@ -1,0 +1,55 @@
+//! The [`TemplateStore`] trait: a versioned catalog of workflow templates.
+
+mod memory;
+
+pub use memory::MemoryTemplateStore;
+
+use crate::error::Result;
+use crate::template::WorkflowTemplate;
+use async_trait::async_trait;
+
+/// One template in a listing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TemplateSummary {
+    /// The template id.
+    pub template_id: String,
+    /// The latest version's name.
+    pub name: String,
+    /// The latest version.
+    pub latest_version: semver::Version,
+    /// Every stored version, ascending.
+    pub versions: Vec<semver::Version>,
+}
+
+/// Stores workflow templates with semantic versions.
+///
+/// # Contract
+///
+/// - `create` stores the first version of a new id; an existing id is a `Conflict`.
+/// - Every write validates the template's structure first ([`WorkflowTemplate::validate`]);
+///   an invalid template is an `InvalidTemplate` error and nothing is stored.
+/// - `get(id, None)` returns the latest version, `get(id, Some(v))` exactly `v`;
+///   a missing id or version is `NotFound`.
+/// - `update` stores a new version, which must be greater than the latest (else
+///   `Conflict`); older versions stay readable; the id must exist (else `NotFound`).
+/// - `list` returns every id, sorted, with its versions.
+/// - `delete` removes an id and all its versions (`NotFound` if absent). Workflows already
+///   running keep their snapshot in the [`StateStore`](crate::StateStore).
+#[async_trait]
+pub trait TemplateStore: Send + Sync + 'static {
+    /// Stores the first version of a template.
+    async fn create(&self, template: &WorkflowTemplate) -> Result<()>;
+
+    /// Reads the latest version, or a given one.
+    async fn get(&self, template_id: &str, version: Option<&semver::Version>) -> Result<WorkflowTemplate>;
+
+    /// Stores a new, greater version.
+    async fn update(&self, template: &WorkflowTemplate) -> Result<()>;
+
+    /// Lists the stored templates.
+    async fn list(&self) -> Result<Vec<TemplateSummary>>;
+
+    /// Deletes a template and all its versions.
+    async fn delete(&self, template_id: &str) -> Result<()>;
+}
