@@ -1,15 +1,263 @@
-//! STUB: the engine.
-use crate::error::Result;
-use crate::ids::WorkflowId;
-use crate::state::{ParentRef, WorkflowRecord};
+//! The engine (the plan's Workflow Manager): starts workflows, runs their jobs through
+//! the [`StateStore`], and publishes every transition on the [`EventBus`].
+//!
+//! ```
+//! use baseshift_core::engine::Engine;
+//! use baseshift_core::{JobSpec, WorkflowStatus, WorkflowTemplate};
+//! use serde_json::json;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> baseshift_core::Result<()> {
+//! let engine = Engine::builder().build()?;
+//! engine.launch().await?;
+//! let template = WorkflowTemplate::new("hello", semver::Version::new(1, 0, 0))
+//!     .job(JobSpec::new("a", "noop").config(json!({ "output": { "greeting": "hi" } })))
+//!     .job(JobSpec::new("b", "noop"));
+//! engine.register_template(template).await?;
+//! let id = engine.start("hello", json!({})).await?;
+//! let done = engine.wait(&id).await?;
+//! assert_eq!(done.status, WorkflowStatus::Completed);
+//! engine.shutdown().await;
+//! # Ok(())
+//! # }
+//! ```
+
+mod builder;
+mod inner;
+pub mod plan;
+mod relay;
+mod settle;
+mod worker;
+
+#[cfg(test)]
+mod tests;
+
+pub use builder::{EngineBuilder, EngineConfig};
+pub(crate) use inner::Inner;
+
+use crate::bus::EventBus;
+use crate::error::{Error, ErrorKind, Result};
+use crate::ids::{JobKey, WorkflowId};
+use crate::state::{JobFailure, JobRecord, JobStatus, ParentRef, WorkflowRecord};
+use crate::store::{StateStore, WorkflowFilter};
+use crate::template::WorkflowTemplate;
+use crate::templates::TemplateStore;
 use async_trait::async_trait;
 use serde_json::Value;
+use std::sync::Arc;
+use std::time::Duration;
 
 /// Starts and awaits child workflows for the `workflow` runner.
 #[async_trait]
 pub(crate) trait ChildStarter: Send + Sync + 'static {
-    /// Starts (idempotently) a child workflow.
+    /// Starts (idempotently, keyed by the parent job) a child workflow.
     async fn start_child(&self, template_id: &str, version: Option<&str>, input: Value, parent: ParentRef) -> Result<WorkflowId>;
     /// Waits for a workflow to finish.
     async fn wait_child(&self, id: &WorkflowId) -> Result<WorkflowRecord>;
+    /// Cancels a child workflow.
+    async fn cancel_child(&self, id: &WorkflowId) -> Result<()>;
+}
+
+/// What to start: a template (latest or a given version), an input, and optionally an
+/// idempotency key.
+#[derive(Clone, Debug)]
+#[must_use]
+pub struct StartRequest {
+    pub(crate) template_id: String,
+    pub(crate) version: Option<semver::Version>,
+    pub(crate) input: Value,
+    pub(crate) idempotency_key: Option<String>,
+    pub(crate) parent: Option<ParentRef>,
+}
+
+impl StartRequest {
+    /// Starts the latest version of `template_id` with an empty input.
+    pub fn new(template_id: impl Into<String>) -> Self {
+        StartRequest {
+            template_id: template_id.into(),
+            version: None,
+            input: Value::Object(Default::default()),
+            idempotency_key: None,
+            parent: None,
+        }
+    }
+
+    /// The workflow input.
+    pub fn input(mut self, input: Value) -> Self {
+        self.input = input;
+        self
+    }
+
+    /// A specific template version.
+    pub fn version(mut self, version: semver::Version) -> Self {
+        self.version = Some(version);
+        self
+    }
+
+    /// A second start with the same key returns the first workflow's id.
+    pub fn idempotency_key(mut self, key: impl Into<String>) -> Self {
+        self.idempotency_key = Some(key.into());
+        self
+    }
+}
+
+/// A workflow's header and job records, as returned by [`Engine::status`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct WorkflowReport {
+    /// The header.
+    pub workflow: WorkflowRecord,
+    /// The jobs, in template order (compensations last).
+    pub jobs: Vec<JobRecord>,
+}
+
+impl WorkflowReport {
+    /// A job by id.
+    pub fn job(&self, id: &str) -> Option<&JobRecord> {
+        self.jobs.iter().find(|j| j.job_id == id)
+    }
+}
+
+/// What [`Engine::recover`] found and resumed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RecoveryReport {
+    /// Workflows examined (not terminal).
+    pub examined: usize,
+    /// Workflows that were started (left `INITIALIZED`).
+    pub started: usize,
+    /// Jobs whose pending step (propagation, condition, finalization) was completed.
+    pub resumed_steps: usize,
+}
+
+/// The embedded workflow engine. Cheap to clone; all clones share one instance.
+#[derive(Clone)]
+pub struct Engine {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine").field("instance_id", &self.inner.config.instance_id).finish_non_exhaustive()
+    }
+}
+
+impl Engine {
+    /// A builder with in-memory defaults.
+    pub fn builder() -> EngineBuilder {
+        EngineBuilder::default()
+    }
+
+    /// The state store.
+    pub fn state_store(&self) -> &Arc<dyn StateStore> {
+        &self.inner.store
+    }
+
+    /// The event bus.
+    pub fn event_bus(&self) -> &Arc<dyn EventBus> {
+        &self.inner.bus
+    }
+
+    /// The template store.
+    pub fn template_store(&self) -> &Arc<dyn TemplateStore> {
+        &self.inner.templates
+    }
+
+    /// This instance's id (the lease owner name).
+    pub fn instance_id(&self) -> &str {
+        &self.inner.config.instance_id
+    }
+
+    /// Runs [`recover`](Self::recover), then starts the workers and the outbox relay on
+    /// the current tokio runtime. Calling it again does nothing.
+    pub async fn launch(&self) -> Result<RecoveryReport> {
+        if self.inner.launched.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            return Ok(RecoveryReport::default());
+        }
+        let report = self.inner.recover().await?;
+        let mut tasks = self.inner.tasks.lock().unwrap_or_else(|e| e.into_inner());
+        tasks.push(tokio::spawn(worker::claim_loop(self.inner.clone())));
+        tasks.push(tokio::spawn(relay::relay_loop(self.inner.clone())));
+        Ok(report)
+    }
+
+    /// Stops claiming, waits up to the lease TTL for running jobs, and stops the relay
+    /// after a last drain of the outbox.
+    pub async fn shutdown(&self) {
+        self.inner.shutdown().await
+    }
+
+    /// Validates a template against this engine's runners and stores it (a new id is
+    /// created; a known id gets the new, greater version).
+    pub async fn register_template(&self, template: WorkflowTemplate) -> Result<()> {
+        self.inner.compile(&template)?;
+        match self.inner.templates.get(&template.template_id, None).await {
+            Ok(_) => self.inner.templates.update(&template).await,
+            Err(e) if e.kind() == ErrorKind::NotFound => self.inner.templates.create(&template).await,
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Starts the latest version of `template_id` with `input`.
+    pub async fn start(&self, template_id: &str, input: Value) -> Result<WorkflowId> {
+        self.inner.start(StartRequest::new(template_id).input(input)).await
+    }
+
+    /// Starts a workflow as `request` says (version, idempotency key).
+    pub async fn start_with(&self, request: StartRequest) -> Result<WorkflowId> {
+        self.inner.start(request).await
+    }
+
+    /// The workflow's header and jobs.
+    pub async fn status(&self, id: &WorkflowId) -> Result<WorkflowReport> {
+        let workflow = self.inner.store.workflow(id).await?;
+        let jobs = self.inner.store.jobs(id, None).await?;
+        Ok(WorkflowReport { workflow, jobs })
+    }
+
+    /// Waits until the workflow is terminal and returns its header.
+    pub async fn wait(&self, id: &WorkflowId) -> Result<WorkflowRecord> {
+        self.inner.wait(id, None).await
+    }
+
+    /// Like [`wait`](Self::wait), giving up with [`ErrorKind::Timeout`] after `timeout`.
+    pub async fn wait_timeout(&self, id: &WorkflowId, timeout: Duration) -> Result<WorkflowRecord> {
+        self.inner.wait(id, Some(timeout)).await
+    }
+
+    /// Cancels a workflow: no new job starts, running jobs are told to stop, every
+    /// unfinished job becomes `CANCELLED`. Cancelling a cancelled workflow is a no-op;
+    /// a completed or failed one is an [`ErrorKind::IllegalTransition`] error.
+    pub async fn cancel(&self, id: &WorkflowId) -> Result<()> {
+        self.inner.cancel(id, "cancelled by request").await
+    }
+
+    /// Completes a job waiting for an external call (e.g. a `manual` job) with `output`.
+    pub async fn complete_job(&self, id: &WorkflowId, job_id: &str, output: Value) -> Result<()> {
+        self.inner.finish_external(&JobKey::new(id.clone(), job_id), Ok(output)).await
+    }
+
+    /// Fails a job waiting for an external call; the failure is permanent.
+    pub async fn fail_job(&self, id: &WorkflowId, job_id: &str, message: &str) -> Result<()> {
+        let failure = JobFailure { kind: "external".into(), message: message.to_owned() };
+        self.inner.finish_external(&JobKey::new(id.clone(), job_id), Err(failure)).await
+    }
+
+    /// Finishes what a crashed instance left half done: starts `INITIALIZED` workflows,
+    /// propagates skipped jobs, evaluates eligible conditions, finalizes workflows whose
+    /// jobs are all terminal. Expired leases need nothing here: any instance re-claims them.
+    pub async fn recover(&self) -> Result<RecoveryReport> {
+        self.inner.recover().await
+    }
+
+    /// Lists workflows (paged by id).
+    pub async fn list(&self, filter: WorkflowFilter) -> Result<Vec<WorkflowRecord>> {
+        self.inner.store.list_workflows(filter).await
+    }
+}
+
+pub(crate) fn illegal(msg: impl Into<String>) -> Error {
+    Error::new(ErrorKind::IllegalTransition, msg)
+}
+
+pub(crate) fn is_waiting_external(rec: &JobRecord) -> bool {
+    rec.status == JobStatus::Running && rec.awaiting_external
 }

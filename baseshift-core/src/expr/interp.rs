@@ -54,6 +54,16 @@ impl ConfigTemplate {
         todo!()
     }
 
+    /// Names of the secrets referenced.
+    pub fn secret_names(&self) -> Vec<&str> {
+        todo!()
+    }
+
+    /// Whether there is no reference at all.
+    pub fn is_static(&self) -> bool {
+        todo!()
+    }
+
     /// Resolves every reference.
     pub fn render(&self, scope: &RenderScope<'_>) -> Result<Value> {
         let _ = scope;

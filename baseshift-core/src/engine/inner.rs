@@ -1,0 +1,374 @@
+//! The engine's shared state and its workflow-level operations.
+
+use super::{ChildStarter, RecoveryReport, StartRequest, illegal, plan};
+use crate::bus::EventBus;
+use crate::error::{Error, ErrorKind, Result};
+use crate::event::Event;
+use crate::expr::{ConditionVars, SecretResolver};
+use crate::ids::{JobKey, WorkflowId};
+use crate::runner::RunnerRegistry;
+use crate::state::{JobFailure, ParentRef, WorkflowRecord, WorkflowStatus};
+use crate::store::{CreateOutcome, NewWorkflow, StateStore, WorkflowFilter};
+use crate::template::{CompiledTemplate, Validator, WorkflowTemplate};
+use crate::templates::TemplateStore;
+use async_trait::async_trait;
+use chrono::Utc;
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{Notify, broadcast};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::EngineConfig;
+
+/// The immutable facts of a workflow the workers need per job.
+#[derive(Debug)]
+pub(crate) struct WorkflowBasics {
+    pub template: Arc<CompiledTemplate>,
+    pub input: Value,
+}
+
+pub(crate) struct Inner {
+    pub config: EngineConfig,
+    pub store: Arc<dyn StateStore>,
+    pub bus: Arc<dyn EventBus>,
+    pub templates: Arc<dyn TemplateStore>,
+    pub registry: RunnerRegistry,
+    pub secrets: Option<Arc<dyn SecretResolver>>,
+    pub compiled: Mutex<HashMap<(String, String), Arc<CompiledTemplate>>>,
+    pub basics: Mutex<HashMap<WorkflowId, Arc<WorkflowBasics>>>,
+    pub running: Mutex<HashMap<JobKey, CancellationToken>>,
+    pub type_running: Mutex<HashMap<String, usize>>,
+    pub total_running: AtomicUsize,
+    pub slot_freed: Notify,
+    pub finished: broadcast::Sender<WorkflowId>,
+    pub outbox_wake: Notify,
+    pub stop: CancellationToken,
+    pub launched: AtomicBool,
+    pub tasks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Inner {
+    pub fn new(
+        config: EngineConfig,
+        store: Arc<dyn StateStore>,
+        bus: Arc<dyn EventBus>,
+        templates: Arc<dyn TemplateStore>,
+        registry: RunnerRegistry,
+        secrets: Option<Arc<dyn SecretResolver>>,
+    ) -> Self {
+        Inner {
+            config,
+            store,
+            bus,
+            templates,
+            registry,
+            secrets,
+            compiled: Mutex::new(HashMap::new()),
+            basics: Mutex::new(HashMap::new()),
+            running: Mutex::new(HashMap::new()),
+            type_running: Mutex::new(HashMap::new()),
+            total_running: AtomicUsize::new(0),
+            slot_freed: Notify::new(),
+            finished: broadcast::channel(1024).0,
+            outbox_wake: Notify::new(),
+            stop: CancellationToken::new(),
+            launched: AtomicBool::new(false),
+            tasks: Mutex::new(Vec::new()),
+        }
+    }
+
+    pub fn lock<'a, T>(&self, m: &'a Mutex<T>) -> std::sync::MutexGuard<'a, T> {
+        lock(m)
+    }
+
+    /// Validates against the registry and the env allowlist, and compiles.
+    pub fn compile(&self, template: &WorkflowTemplate) -> Result<Arc<CompiledTemplate>> {
+        let key = (template.template_id.clone(), template.version.to_string());
+        if let Some(c) = lock(&self.compiled).get(&key) {
+            if c.template().as_ref() == template {
+                return Ok(c.clone());
+            }
+        }
+        let compiled = Arc::new(
+            Validator::new().registry(&self.registry).env_allowlist(&self.config.env_allowlist).compile(template)?,
+        );
+        lock(&self.compiled).insert(key, compiled.clone());
+        Ok(compiled)
+    }
+
+    /// The compiled template a stored workflow runs (from cache or its snapshot).
+    pub async fn compiled_for(&self, header: &WorkflowRecord) -> Result<Arc<CompiledTemplate>> {
+        let key = (header.template_id.clone(), header.template_version.clone());
+        if let Some(c) = lock(&self.compiled).get(&key) {
+            return Ok(c.clone());
+        }
+        let template = self.store.template(&header.template_id, &header.template_version).await?;
+        self.compile(&template)
+    }
+
+    /// Template and input of a workflow (cached; both are immutable).
+    pub async fn basics(&self, id: &WorkflowId) -> Result<Arc<WorkflowBasics>> {
+        if let Some(b) = lock(&self.basics).get(id) {
+            return Ok(b.clone());
+        }
+        let header = self.store.workflow(id).await?;
+        self.basics_from(&header).await
+    }
+
+    pub async fn basics_from(&self, header: &WorkflowRecord) -> Result<Arc<WorkflowBasics>> {
+        let template = self.compiled_for(header).await?;
+        let b = Arc::new(WorkflowBasics { template, input: header.input.clone() });
+        let mut map = lock(&self.basics);
+        if map.len() > 100_000 {
+            map.clear();
+        }
+        map.insert(header.id.clone(), b.clone());
+        Ok(b)
+    }
+
+    pub async fn start(&self, req: StartRequest) -> Result<WorkflowId> {
+        let template = self.templates.get(&req.template_id, req.version.as_ref()).await?;
+        let compiled = self.compile(&template)?;
+        let size = serde_json::to_vec(&req.input).map(|v| v.len()).unwrap_or(usize::MAX);
+        if size > self.config.max_input_bytes {
+            return Err(Error::invalid_input(format!(
+                "workflow input is {size} bytes; the limit is {} (EngineConfig.max_input_bytes)",
+                self.config.max_input_bytes
+            )));
+        }
+        compiled.validate_input(&req.input)?;
+        let id = WorkflowId::generate();
+        let now = Utc::now();
+        let jobs = plan::initial_records(&compiled, &id);
+        let remaining = jobs.iter().filter(|j| j.compensation_of.is_none()).count() as u64;
+        let header = WorkflowRecord {
+            id: id.clone(),
+            template_id: template.template_id.clone(),
+            template_version: template.version.to_string(),
+            status: WorkflowStatus::Initialized,
+            version: 0,
+            input: req.input,
+            idempotency_key: req.idempotency_key,
+            parent: req.parent,
+            remaining,
+            compensation_queue: Vec::new(),
+            error: None,
+            created_at: now,
+            updated_at: now,
+            finished_at: None,
+        };
+        let events = vec![Event::workflow(&id, WorkflowStatus::Initialized, Some(json!({
+            "template_id": header.template_id, "template_version": header.template_version
+        })))];
+        let outcome = self
+            .store
+            .create_workflow(NewWorkflow { header, jobs, template: compiled.template().as_ref().clone(), events })
+            .await?;
+        self.outbox_wake.notify_one();
+        match outcome {
+            CreateOutcome::Existing(existing) => Ok(existing),
+            CreateOutcome::Created(id) => {
+                self.begin(&id).await?;
+                Ok(id)
+            }
+        }
+    }
+
+    /// `INITIALIZED -> RUNNING`: roots become ready (or skipped by their condition).
+    pub async fn begin(&self, id: &WorkflowId) -> Result<()> {
+        let header = self.store.workflow(id).await?;
+        if header.status != WorkflowStatus::Initialized {
+            return Ok(());
+        }
+        let basics = self.basics_from(&header).await?;
+        let compiled = basics.template.clone();
+        let root_ids: Vec<String> = compiled.roots().map(|j| j.id.clone()).collect();
+        let roots = self.store.jobs(id, Some(&root_ids)).await?;
+        let mut verdicts = HashMap::new();
+        for r in &roots {
+            if let Some(cond) = compiled.job(&r.job_id).and_then(|j| j.condition.as_ref()) {
+                let jobs = json!({});
+                let wf = json!({ "id": id.as_str() });
+                let vars = ConditionVars { input: &basics.input, jobs: &jobs, workflow: &wf };
+                let run = cond.evaluate(&vars).map_err(|m| {
+                    Error::invalid_input(format!("condition `when` of job `{}`: {m}", r.job_id)).with_workflow(id.as_str())
+                })?;
+                verdicts.insert(r.job_id.clone(), run);
+            }
+        }
+        let step = plan::start(&compiled, header, roots, &|j| verdicts.get(j).copied().unwrap_or(true), Utc::now());
+        match self.apply(step).await {
+            Ok(applied) => self.settle(&compiled, id, applied).await,
+            Err(e) if e.kind() == ErrorKind::Conflict => Ok(()), // another instance began it
+            Err(e) => Err(e),
+        }
+    }
+
+    pub async fn wait(&self, id: &WorkflowId, timeout: Option<Duration>) -> Result<WorkflowRecord> {
+        let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
+        let mut rx = self.finished.subscribe();
+        let mut poll = Duration::from_millis(20);
+        loop {
+            let header = self.store.workflow(id).await?;
+            if header.status.is_terminal() {
+                return Ok(header);
+            }
+            let sleep_for = match deadline {
+                Some(d) => {
+                    let left = d.saturating_duration_since(tokio::time::Instant::now());
+                    if left.is_zero() {
+                        return Err(Error::new(ErrorKind::Timeout, format!("workflow {id} did not finish in time"))
+                            .with_workflow(id.as_str()));
+                    }
+                    poll.min(left)
+                }
+                None => poll,
+            };
+            tokio::select! {
+                r = rx.recv() => {
+                    if let Ok(done) = r { if &done != id { continue; } }
+                }
+                _ = tokio::time::sleep(sleep_for) => { poll = (poll * 2).min(Duration::from_millis(500)); }
+            }
+        }
+    }
+
+    pub async fn cancel(&self, id: &WorkflowId, reason: &str) -> Result<()> {
+        for _ in 0..50 {
+            let header = self.store.workflow(id).await?;
+            match header.status {
+                WorkflowStatus::Cancelled => return Ok(()),
+                WorkflowStatus::Completed | WorkflowStatus::Failed => {
+                    return Err(illegal(format!("workflow {id} is already {}", header.status)).with_workflow(id.as_str()));
+                }
+                _ => {}
+            }
+            let jobs = self.store.jobs(id, None).await?;
+            let step = plan::cancel(header, &jobs, reason, Utc::now());
+            match self.apply(step).await {
+                Ok(_) => {
+                    let running = self.lock(&self.running);
+                    for (key, token) in running.iter() {
+                        if &key.workflow_id == id {
+                            token.cancel();
+                        }
+                    }
+                    drop(running);
+                    let _ = self.finished.send(id.clone());
+                    return Ok(());
+                }
+                Err(e) if e.kind() == ErrorKind::Conflict => tokio::task::yield_now().await,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(Error::conflict(format!("workflow {id} kept changing while being cancelled; try again")))
+    }
+
+    pub async fn finish_external(&self, key: &JobKey, result: std::result::Result<Value, JobFailure>) -> Result<()> {
+        let rec = self.store.job(key).await?;
+        if !super::is_waiting_external(&rec) {
+            return Err(illegal(format!("job `{}` is {} and not waiting for an external completion", key.job_id, rec.status))
+                .with_workflow(key.workflow_id.as_str())
+                .with_job(key.job_id.clone()));
+        }
+        let basics = self.basics(&key.workflow_id).await?;
+        let compiled = basics.template.clone();
+        let job = compiled
+            .job(&key.job_id)
+            .ok_or_else(|| Error::not_found(format!("job `{}` is not in the workflow's template", key.job_id)))?;
+        let outcome = match result {
+            Ok(v) => {
+                self.check_output_size(&v)?;
+                plan::Outcome::Succeeded(v)
+            }
+            Err(failure) => plan::Outcome::Failed { failure, retryable: false, backoff: Duration::ZERO },
+        };
+        let step = plan::complete(&compiled, rec.clone(), outcome, job.retry.max_attempts, Utc::now());
+        let applied = self.apply(step).await?;
+        self.after_job(&compiled, &rec, applied).await
+    }
+
+    pub fn check_output_size(&self, v: &Value) -> Result<()> {
+        let size = serde_json::to_vec(v).map(|b| b.len()).unwrap_or(usize::MAX);
+        if size > self.config.max_output_bytes {
+            return Err(Error::invalid_input(format!(
+                "job output is {size} bytes; the limit is {} (EngineConfig.max_output_bytes)",
+                self.config.max_output_bytes
+            )));
+        }
+        Ok(())
+    }
+
+    pub async fn recover(&self) -> Result<RecoveryReport> {
+        let mut report = RecoveryReport::default();
+        let mut after = None;
+        loop {
+            let page = self
+                .store
+                .list_workflows(WorkflowFilter {
+                    statuses: vec![WorkflowStatus::Initialized, WorkflowStatus::Running],
+                    after: after.clone(),
+                    limit: 200,
+                })
+                .await?;
+            let Some(last) = page.last() else { break };
+            after = Some(last.id.clone());
+            for header in page {
+                report.examined += 1;
+                if header.status == WorkflowStatus::Initialized {
+                    self.begin(&header.id).await?;
+                    report.started += 1;
+                } else {
+                    report.resumed_steps += self.resume(&header).await?;
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    pub async fn shutdown(&self) {
+        self.stop.cancel();
+        let deadline = tokio::time::Instant::now() + self.config.lease_ttl;
+        while self.total_running.load(std::sync::atomic::Ordering::SeqCst) > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let tasks: Vec<JoinHandle<()>> = self.lock(&self.tasks).drain(..).collect();
+        for t in tasks {
+            let _ = t.await;
+        }
+    }
+}
+
+#[async_trait]
+impl ChildStarter for Inner {
+    async fn start_child(&self, template_id: &str, version: Option<&str>, input: Value, parent: ParentRef) -> Result<WorkflowId> {
+        let mut req = StartRequest::new(template_id).input(input);
+        if let Some(v) = version {
+            let v = semver::Version::parse(v)
+                .map_err(|e| Error::invalid_input(format!("child template version `{v}`: {e}")))?;
+            req = req.version(v);
+        }
+        req.idempotency_key = Some(format!("child:{}/{}", parent.workflow_id, parent.job_id));
+        req.parent = Some(parent);
+        self.start(req).await
+    }
+
+    async fn wait_child(&self, id: &WorkflowId) -> Result<WorkflowRecord> {
+        self.wait(id, None).await
+    }
+
+    async fn cancel_child(&self, id: &WorkflowId) -> Result<()> {
+        match self.cancel(id, "parent job cancelled").await {
+            Err(e) if e.kind() == ErrorKind::IllegalTransition => Ok(()),
+            other => other,
+        }
+    }
+}

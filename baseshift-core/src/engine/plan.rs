@@ -1,0 +1,311 @@
+//! Planning: pure functions from (compiled DAG, records, what happened) to the next
+//! atomic [`Transition`]. No I/O here; the engine calls the store at the edges.
+
+use crate::event::Event;
+use crate::ids::WorkflowId;
+use crate::state::{JobFailure, JobRecord, JobStatus, WorkflowRecord, WorkflowStatus};
+use crate::store::{ParentOutcome, Transition};
+use crate::template::{CompiledJob, CompiledTemplate};
+use chrono::{DateTime, Utc};
+use serde_json::{Map, Value, json};
+use std::time::Duration;
+
+/// How one attempt of a job ended, as the planner sees it.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Outcome {
+    /// The runner returned an output.
+    Succeeded(Value),
+    /// The runner asked to wait for `complete_job` / `fail_job`.
+    AwaitExternal,
+    /// The attempt failed.
+    Failed {
+        /// Why.
+        failure: JobFailure,
+        /// Whether another attempt may succeed.
+        retryable: bool,
+        /// The backoff before the next attempt, if one is allowed.
+        backoff: Duration,
+    },
+}
+
+/// The initial job records of a new workflow: main jobs then compensations, all `PENDING`.
+pub fn initial_records(compiled: &CompiledTemplate, workflow_id: &WorkflowId) -> Vec<JobRecord> {
+    let mut out = Vec::with_capacity(compiled.jobs().len());
+    for job in compiled.jobs() {
+        out.push(pending_record(workflow_id, job, job.parents.len() as u32));
+    }
+    for job in compiled.jobs() {
+        if let Some(comp) = &job.compensation {
+            out.push(pending_record(workflow_id, comp, 0));
+        }
+    }
+    out
+}
+
+fn pending_record(workflow_id: &WorkflowId, job: &CompiledJob, parents: u32) -> JobRecord {
+    JobRecord {
+        workflow_id: workflow_id.clone(),
+        job_id: job.id.clone(),
+        job_type: job.job_type.clone(),
+        status: JobStatus::Pending,
+        version: 0,
+        attempt: 0,
+        priority: job.priority,
+        trigger: job.trigger,
+        has_condition: job.condition.is_some(),
+        deps: crate::state::DepCounts { total: parents, ..Default::default() },
+        eligible: false,
+        propagated: false,
+        ready_at: None,
+        lease: None,
+        awaiting_external: false,
+        output: None,
+        error: None,
+        compensation_of: job.compensates.clone(),
+        started_at: None,
+        finished_at: None,
+    }
+}
+
+/// Marks `rec` terminal with `status` and adds its outcome to its children's counters.
+fn finish(t: &mut Transition, compiled: &CompiledTemplate, mut rec: JobRecord, status: JobStatus, now: DateTime<Utc>) {
+    let main = rec.compensation_of.is_none();
+    rec.status = status;
+    rec.finished_at = Some(now);
+    rec.lease = None;
+    rec.awaiting_external = false;
+    rec.eligible = false;
+    rec.propagated = true;
+    if main {
+        t.terminal_delta += 1;
+        if let Some(job) = compiled.job(&rec.job_id) {
+            for child in &job.children {
+                t.parent_outcomes.push(ParentOutcome { child: child.clone(), status });
+            }
+        }
+    }
+    t.jobs.push(rec);
+}
+
+/// The first step of a workflow: `INITIALIZED -> RUNNING`, roots made `READY` (or
+/// `SKIPPED` when their condition, already evaluated into `root_conditions`, is false).
+pub fn start(
+    compiled: &CompiledTemplate,
+    mut header: WorkflowRecord,
+    roots: Vec<JobRecord>,
+    root_conditions: &dyn Fn(&str) -> bool,
+    now: DateTime<Utc>,
+) -> Transition {
+    let mut t = Transition::new(header.id.clone());
+    header.status = WorkflowStatus::Running;
+    header.updated_at = now;
+    t.events.push(Event::workflow(&header.id, WorkflowStatus::Running, None));
+    for mut rec in roots {
+        if rec.status != JobStatus::Pending {
+            continue;
+        }
+        if rec.has_condition && !root_conditions(&rec.job_id) {
+            t.events.push(Event::job(&rec.workflow_id, &rec.job_id, JobStatus::Skipped, 0, None));
+            finish(&mut t, compiled, rec, JobStatus::Skipped, now);
+        } else {
+            rec.status = JobStatus::Ready;
+            rec.ready_at = Some(now);
+            t.events.push(Event::job(&rec.workflow_id, &rec.job_id, JobStatus::Ready, 0, None));
+            t.jobs.push(rec);
+        }
+    }
+    t.header = Some(header);
+    t
+}
+
+/// Records how an attempt ended: success, external wait, retry or failure.
+pub fn complete(compiled: &CompiledTemplate, mut rec: JobRecord, outcome: Outcome, max_attempts: u32, now: DateTime<Utc>) -> Transition {
+    let mut t = Transition::new(rec.workflow_id.clone());
+    let (wf, id, attempt) = (rec.workflow_id.clone(), rec.job_id.clone(), rec.attempt);
+    match outcome {
+        Outcome::Succeeded(output) => {
+            rec.output = Some(output.clone());
+            rec.error = None;
+            t.events.push(Event::job(&wf, &id, JobStatus::Succeeded, attempt, Some(output)));
+            finish(&mut t, compiled, rec, JobStatus::Succeeded, now);
+        }
+        Outcome::AwaitExternal => {
+            rec.lease = None;
+            rec.awaiting_external = true;
+            t.jobs.push(rec);
+        }
+        Outcome::Failed { failure, retryable, backoff } => {
+            let detail = json!({ "error": failure.kind, "message": failure.message });
+            if retryable && attempt < max_attempts {
+                rec.status = JobStatus::Ready;
+                rec.lease = None;
+                rec.ready_at = Some(now + chrono::Duration::from_std(backoff).unwrap_or_default());
+                rec.error = Some(failure);
+                t.events.push(Event::job_retrying(&wf, &id, attempt, detail));
+                t.jobs.push(rec);
+            } else {
+                rec.error = Some(failure);
+                t.events.push(Event::job(&wf, &id, JobStatus::Failed, attempt, Some(detail)));
+                finish(&mut t, compiled, rec, JobStatus::Failed, now);
+            }
+        }
+    }
+    t
+}
+
+/// Delivers the outcome of a job the store skipped to its children.
+pub fn propagate(compiled: &CompiledTemplate, rec: JobRecord) -> Transition {
+    let mut t = Transition::new(rec.workflow_id.clone());
+    if let Some(job) = compiled.job(&rec.job_id) {
+        for child in &job.children {
+            t.parent_outcomes.push(ParentOutcome { child: child.clone(), status: rec.status });
+        }
+    }
+    let mut rec = rec;
+    rec.propagated = true;
+    t.jobs.push(rec);
+    t
+}
+
+/// Decides an eligible job whose condition evaluated to `run`.
+pub fn decide_eligible(compiled: &CompiledTemplate, mut rec: JobRecord, run: bool, now: DateTime<Utc>) -> Transition {
+    let mut t = Transition::new(rec.workflow_id.clone());
+    rec.eligible = false;
+    if run {
+        rec.status = JobStatus::Ready;
+        rec.ready_at = Some(now);
+        t.events.push(Event::job(&rec.workflow_id, &rec.job_id, JobStatus::Ready, 0, None));
+        t.jobs.push(rec);
+    } else {
+        t.events.push(Event::job(&rec.workflow_id, &rec.job_id, JobStatus::Skipped, 0, None));
+        finish(&mut t, compiled, rec, JobStatus::Skipped, now);
+    }
+    t
+}
+
+/// The step once every main job is terminal: `COMPLETED`, or the first compensation,
+/// or `FAILED`. Left-over compensation records are skipped.
+pub fn finalize(mut header: WorkflowRecord, jobs: &[JobRecord], now: DateTime<Utc>) -> Transition {
+    let mut t = Transition::new(header.id.clone());
+    let mains: Vec<&JobRecord> = jobs.iter().filter(|j| j.compensation_of.is_none()).collect();
+    let failed: Vec<&&JobRecord> = mains.iter().filter(|j| j.status == JobStatus::Failed).collect();
+    header.updated_at = now;
+    if failed.is_empty() {
+        let mut outputs = Map::new();
+        for j in &mains {
+            if j.status == JobStatus::Succeeded {
+                outputs.insert(j.job_id.clone(), j.output.clone().unwrap_or(Value::Null));
+            }
+        }
+        let result = json!({ "outputs": outputs });
+        close(&mut t, &mut header, jobs, WorkflowStatus::Completed, Some(result), now);
+        t.header = Some(header);
+        return t;
+    }
+    let first = failed[0];
+    let reason = format!(
+        "job `{}` failed: {}",
+        first.job_id,
+        first.error.as_ref().map(|e| e.message.as_str()).unwrap_or("unknown error")
+    );
+    header.error = Some(reason.clone());
+    // Compensations run for succeeded jobs, most recently finished first.
+    let mut done: Vec<&&JobRecord> = mains.iter().filter(|j| j.status == JobStatus::Succeeded).collect();
+    done.sort_by(|a, b| b.finished_at.cmp(&a.finished_at).then_with(|| b.job_id.cmp(&a.job_id)));
+    let queue: Vec<String> = done
+        .iter()
+        .filter_map(|j| jobs.iter().find(|c| c.compensation_of.as_deref() == Some(j.job_id.as_str())))
+        .map(|c| c.job_id.clone())
+        .collect();
+    if queue.is_empty() {
+        close(&mut t, &mut header, jobs, WorkflowStatus::Failed, Some(json!({ "error": reason })), now);
+    } else {
+        let mut ev = Event::workflow(&header.id, WorkflowStatus::Running, Some(json!({ "compensating": queue })));
+        ev.event_type = "workflow_compensating".into();
+        t.events.push(ev);
+        if let Some(next) = jobs.iter().find(|j| j.job_id == queue[0]) {
+            t.jobs.push(ready(next.clone(), now, &mut t.events));
+        }
+        header.compensation_queue = queue;
+    }
+    t.header = Some(header);
+    t
+}
+
+/// The step after compensation job `finished` ended: the next one, or `FAILED`.
+pub fn next_compensation(mut header: WorkflowRecord, jobs: &[JobRecord], finished: &str, now: DateTime<Utc>) -> Option<Transition> {
+    if header.compensation_queue.first().map(String::as_str) != Some(finished) {
+        return None;
+    }
+    header.compensation_queue.remove(0);
+    header.updated_at = now;
+    let mut t = Transition::new(header.id.clone());
+    match header.compensation_queue.first().and_then(|n| jobs.iter().find(|j| &j.job_id == n)) {
+        Some(next) if next.status == JobStatus::Pending => {
+            t.jobs.push(ready(next.clone(), now, &mut t.events));
+        }
+        _ => {
+            header.compensation_queue.clear();
+            let failed_comps: Vec<&str> = jobs
+                .iter()
+                .filter(|j| j.compensation_of.is_some() && j.status == JobStatus::Failed)
+                .map(|j| j.job_id.as_str())
+                .collect();
+            let mut result = json!({ "error": header.error.clone().unwrap_or_default() });
+            if !failed_comps.is_empty() {
+                result["failed_compensations"] = json!(failed_comps);
+            }
+            close(&mut t, &mut header, jobs, WorkflowStatus::Failed, Some(result), now);
+        }
+    }
+    t.header = Some(header);
+    Some(t)
+}
+
+/// Cancels a workflow: the header and every non-terminal job become `CANCELLED`.
+pub fn cancel(mut header: WorkflowRecord, jobs: &[JobRecord], reason: &str, now: DateTime<Utc>) -> Transition {
+    let mut t = Transition::new(header.id.clone());
+    header.error = Some(reason.to_owned());
+    header.compensation_queue.clear();
+    for j in jobs.iter().filter(|j| !j.status.is_terminal()) {
+        let mut rec = j.clone();
+        if rec.compensation_of.is_none() {
+            t.terminal_delta += 1;
+        }
+        rec.status = JobStatus::Cancelled;
+        rec.lease = None;
+        rec.awaiting_external = false;
+        rec.eligible = false;
+        rec.propagated = true;
+        rec.finished_at = Some(now);
+        t.events.push(Event::job(&rec.workflow_id, &rec.job_id, JobStatus::Cancelled, rec.attempt, None));
+        t.jobs.push(rec);
+    }
+    header.status = WorkflowStatus::Cancelled;
+    header.updated_at = now;
+    header.finished_at = Some(now);
+    t.events.push(Event::workflow(&header.id, WorkflowStatus::Cancelled, Some(json!({ "reason": reason }))));
+    t.header = Some(header);
+    t
+}
+
+fn ready(mut rec: JobRecord, now: DateTime<Utc>, events: &mut Vec<Event>) -> JobRecord {
+    rec.status = JobStatus::Ready;
+    rec.ready_at = Some(now);
+    events.push(Event::job(&rec.workflow_id, &rec.job_id, JobStatus::Ready, 0, None));
+    rec
+}
+
+fn close(t: &mut Transition, header: &mut WorkflowRecord, jobs: &[JobRecord], status: WorkflowStatus, result: Option<Value>, now: DateTime<Utc>) {
+    for j in jobs.iter().filter(|j| j.compensation_of.is_some() && j.status == JobStatus::Pending) {
+        let mut rec = j.clone();
+        rec.status = JobStatus::Skipped;
+        rec.propagated = true;
+        rec.finished_at = Some(now);
+        t.events.push(Event::job(&rec.workflow_id, &rec.job_id, JobStatus::Skipped, 0, None));
+        t.jobs.push(rec);
+    }
+    header.status = status;
+    header.finished_at = Some(now);
+    t.events.push(Event::workflow(&header.id, status, result));
+}

@@ -1,0 +1,289 @@
+//! The worker side: claiming ready jobs, running them under a lease, recording outcomes.
+
+use super::{Inner, plan};
+use crate::error::{Error, ErrorKind, Result};
+use crate::expr::RenderScope;
+use crate::ids::JobKey;
+use crate::runner::{JobContext, JobError};
+use crate::state::{JobFailure, JobRecord, JobStatus};
+use crate::store::ClaimRequest;
+use crate::template::{CompiledJob, CompiledTemplate};
+use chrono::Utc;
+use serde_json::Value;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// Claims jobs while there are free slots, and spawns one task per claimed job.
+pub(crate) async fn claim_loop(inner: Arc<Inner>) {
+    let mut backoff = Duration::from_millis(50);
+    while !inner.stop.is_cancelled() {
+        let free = inner.config.concurrency.saturating_sub(inner.total_running.load(Ordering::SeqCst));
+        if free == 0 {
+            tokio::select! {
+                _ = inner.slot_freed.notified() => {}
+                _ = inner.stop.cancelled() => break,
+                _ = tokio::time::sleep(inner.config.poll_interval) => {}
+            }
+            continue;
+        }
+        let req = ClaimRequest {
+            owner: inner.config.instance_id.clone(),
+            limit: free,
+            lease_ttl: inner.config.lease_ttl,
+            exclude_types: saturated_types(&inner),
+        };
+        match inner.store.claim(req).await {
+            Ok(claimed) => {
+                backoff = Duration::from_millis(50);
+                inner.outbox_wake.notify_one();
+                let got = claimed.jobs.len();
+                for rec in claimed.jobs {
+                    inner.total_running.fetch_add(1, Ordering::SeqCst);
+                    *inner.lock(&inner.type_running).entry(rec.job_type.clone()).or_default() += 1;
+                    tokio::spawn(run_claimed(inner.clone(), rec));
+                }
+                if got == 0 {
+                    let mut wait = inner.config.poll_interval;
+                    if let Some(at) = claimed.next_ready_at {
+                        let until = (at - Utc::now()).to_std().unwrap_or(Duration::ZERO);
+                        wait = wait.min(until.max(Duration::from_millis(1)));
+                    }
+                    tokio::select! {
+                        _ = inner.store.wait_for_work(wait) => {}
+                        _ = inner.slot_freed.notified() => {}
+                        _ = inner.stop.cancelled() => break,
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "claiming jobs failed; backing off");
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = inner.stop.cancelled() => break,
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+fn saturated_types(inner: &Inner) -> Vec<String> {
+    let running = inner.lock(&inner.type_running);
+    inner
+        .config
+        .type_limits
+        .iter()
+        .filter(|(ty, limit)| running.get(*ty).copied().unwrap_or(0) >= **limit)
+        .map(|(ty, _)| ty.clone())
+        .collect()
+}
+
+async fn run_claimed(inner: Arc<Inner>, rec: JobRecord) {
+    let job_type = rec.job_type.clone();
+    let key = rec.key();
+    if let Err(e) = run_job(&inner, rec).await {
+        tracing::error!(job = %key, error = %e, "recording a job outcome failed; its lease will expire and it will be re-claimed");
+    }
+    inner.lock(&inner.running).remove(&key);
+    if let Some(n) = inner.lock(&inner.type_running).get_mut(&job_type) {
+        *n = n.saturating_sub(1);
+    }
+    inner.total_running.fetch_sub(1, Ordering::SeqCst);
+    inner.slot_freed.notify_one();
+}
+
+async fn run_job(inner: &Arc<Inner>, rec: JobRecord) -> Result<()> {
+    let key = rec.key();
+    let basics = inner.basics(&rec.workflow_id).await?;
+    let compiled = basics.template.clone();
+    let Some(job) = compiled.job(&rec.job_id) else {
+        let failure = failure("permanent", format!("job `{}` is not in template {}", rec.job_id, compiled.template().template_id));
+        return record(inner, &compiled, None, rec, fail(failure, false)).await;
+    };
+    let token = CancellationToken::new();
+    inner.lock(&inner.running).insert(key.clone(), token.clone());
+    let secrets = match resolve_secrets(inner, job).await {
+        Ok(s) => s,
+        Err(e) => return record(inner, &compiled, Some(job), rec, fail(failure("secret", e.to_string()), e.is_retryable())).await,
+    };
+    let config = match render_config(inner, &compiled, job, &rec, &basics.input, &secrets).await {
+        Ok(c) => c,
+        Err(e) => {
+            let retry = e.kind() != ErrorKind::InvalidInput && e.is_retryable();
+            return record(inner, &compiled, Some(job), rec, fail(failure("config", e.to_string()), retry)).await;
+        }
+    };
+    let Some(runner) = inner.registry.get(&rec.job_type).cloned() else {
+        let f = failure("permanent", format!("no runner registered for job type `{}`", rec.job_type));
+        return record(inner, &compiled, Some(job), rec, fail(f, false)).await;
+    };
+    let deadline = job.timeout.map(|t| tokio::time::Instant::now() + t);
+    let ctx = JobContext {
+        workflow_id: rec.workflow_id.clone(),
+        job_id: rec.job_id.clone(),
+        job_type: rec.job_type.clone(),
+        config,
+        input: basics.input.clone(),
+        attempt: rec.attempt,
+        deadline,
+        cancellation: token.clone(),
+        children: Some(inner.clone()),
+    };
+    let heartbeat = tokio::spawn(heartbeat(inner.clone(), rec.clone(), token.clone()));
+    let run = runner.run(ctx);
+    let result = tokio::select! {
+        r = run => Some(r),
+        _ = sleep_until(deadline) => {
+            token.cancel();
+            None
+        }
+        _ = token.cancelled() => Some(Err(JobError::retryable("cancelled"))),
+    };
+    heartbeat.abort();
+    if token.is_cancelled() && result.is_some() {
+        // Cancelled by the workflow or a lost lease: whoever cancelled owns the record now.
+        let current = inner.store.job(&key).await?;
+        if current.version != rec.version || current.status != JobStatus::Running {
+            return Ok(());
+        }
+    }
+    let outcome = match result {
+        None => fail(failure("timeout", format!("timed out after {:?}", job.timeout.unwrap_or_default())), true),
+        Some(Ok(out)) if out.is_external() => plan::Outcome::AwaitExternal,
+        Some(Ok(out)) => {
+            let mut value = out.value().clone();
+            redact(&mut value, &secrets);
+            match inner.check_output_size(&value) {
+                Ok(()) => plan::Outcome::Succeeded(value),
+                Err(e) => fail(failure("output_too_large", e.message().to_owned()), false),
+            }
+        }
+        Some(Err(e)) => {
+            let mut msg = e.message().to_owned();
+            redact_str(&mut msg, &secrets);
+            let kind = if e.is_retryable() { "retryable" } else { "permanent" };
+            fail(failure(kind, msg), e.is_retryable())
+        }
+    };
+    let outcome = match outcome {
+        plan::Outcome::Failed { failure, retryable, .. } => {
+            plan::Outcome::Failed { failure, retryable, backoff: job.retry.delay_after(rec.attempt) }
+        }
+        o => o,
+    };
+    record(inner, &compiled, Some(job), rec, outcome).await
+}
+
+async fn record(inner: &Inner, compiled: &CompiledTemplate, job: Option<&CompiledJob>, rec: JobRecord, outcome: plan::Outcome) -> Result<()> {
+    let max_attempts = job.map(|j| j.retry.max_attempts).unwrap_or(1);
+    let step = plan::complete(compiled, rec.clone(), outcome, max_attempts, Utc::now());
+    match inner.apply(step).await {
+        Ok(applied) => inner.after_job(compiled, &rec, applied).await,
+        Err(e) if e.kind() == ErrorKind::Conflict => {
+            tracing::info!(job = %rec.key(), "job changed while running (cancelled or re-claimed); outcome dropped");
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
+}
+
+async fn heartbeat(inner: Arc<Inner>, rec: JobRecord, token: CancellationToken) {
+    let Some(lease) = rec.lease.clone() else { return };
+    let every = inner.config.lease_ttl / 3;
+    let key = rec.key();
+    loop {
+        tokio::time::sleep(every).await;
+        match inner.store.renew_lease(&key, &lease.token, inner.config.lease_ttl).await {
+            Ok(_) => {}
+            Err(e) if e.kind() == ErrorKind::Conflict || e.kind() == ErrorKind::NotFound => {
+                tracing::warn!(job = %key, "lease lost (job cancelled or re-claimed); stopping the attempt");
+                token.cancel();
+                return;
+            }
+            Err(e) => tracing::warn!(job = %key, error = %e, "lease renewal failed; will retry"),
+        }
+    }
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn resolve_secrets(inner: &Inner, job: &CompiledJob) -> Result<HashMap<String, String>> {
+    let mut out = HashMap::new();
+    for name in job.config.secret_names() {
+        let resolver = inner.secrets.as_ref().ok_or_else(|| {
+            Error::invalid_input(format!("job `{}` uses `${{secrets.{name}}}` but the engine has no secret resolver", job.id))
+        })?;
+        out.insert(name.to_owned(), resolver.resolve(name).await?);
+    }
+    Ok(out)
+}
+
+async fn render_config(
+    inner: &Inner,
+    compiled: &CompiledTemplate,
+    job: &CompiledJob,
+    rec: &JobRecord,
+    input: &Value,
+    secrets: &HashMap<String, String>,
+) -> Result<Value> {
+    if job.config.is_static() {
+        return job.config.render(&RenderScope {
+            input,
+            outputs: &HashMap::new(),
+            workflow_id: rec.workflow_id.as_str(),
+            env: &|_| None,
+            secrets,
+        });
+    }
+    let refs = compiled.ancestors_referenced(&job.id);
+    let upstream = if refs.is_empty() { Vec::new() } else { inner.store.jobs(&rec.workflow_id, Some(&refs)).await? };
+    let outputs: HashMap<String, Value> =
+        upstream.into_iter().filter_map(|r| r.output.map(|o| (r.job_id, o))).collect();
+    let allow = &inner.config.env_allowlist;
+    let env = |name: &str| if allow.contains(name) { std::env::var(name).ok() } else { None };
+    job.config.render(&RenderScope { input, outputs: &outputs, workflow_id: rec.workflow_id.as_str(), env: &env, secrets })
+}
+
+fn failure(kind: &str, message: impl Into<String>) -> JobFailure {
+    JobFailure { kind: kind.to_owned(), message: message.into() }
+}
+
+fn fail(failure: JobFailure, retryable: bool) -> plan::Outcome {
+    plan::Outcome::Failed { failure, retryable, backoff: Duration::ZERO }
+}
+
+/// Replaces every secret value inside strings of `v` with `***`.
+pub(crate) fn redact(v: &mut Value, secrets: &HashMap<String, String>) {
+    if secrets.is_empty() {
+        return;
+    }
+    match v {
+        Value::String(s) => redact_str(s, secrets),
+        Value::Array(a) => a.iter_mut().for_each(|x| redact(x, secrets)),
+        Value::Object(o) => o.values_mut().for_each(|x| redact(x, secrets)),
+        _ => {}
+    }
+}
+
+fn redact_str(s: &mut String, secrets: &HashMap<String, String>) {
+    for secret in secrets.values().filter(|s| !s.is_empty()) {
+        if s.contains(secret.as_str()) {
+            *s = s.replace(secret.as_str(), "***");
+        }
+    }
+}
+
+#[allow(dead_code)]
+fn _assert_send(inner: Arc<Inner>, rec: JobRecord, key: JobKey) {
+    fn is_send<T: Send>(_: T) {}
+    is_send(run_claimed(inner.clone(), rec));
+    let _ = key;
+}
