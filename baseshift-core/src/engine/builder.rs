@@ -36,6 +36,9 @@ pub struct EngineConfig {
     pub max_output_bytes: usize,
     /// Host environment variables templates may read as `${env.NAME}`.
     pub env_allowlist: HashSet<String>,
+    /// Variables the host defines for templates (read as `${env.NAME}` or `${NAME}`);
+    /// they take precedence over the process environment.
+    pub variables: HashMap<String, String>,
 }
 
 impl Default for EngineConfig {
@@ -49,6 +52,7 @@ impl Default for EngineConfig {
             max_input_bytes: 1 << 20,
             max_output_bytes: 1 << 20,
             env_allowlist: HashSet::new(),
+            variables: HashMap::new(),
         }
     }
 }
@@ -177,8 +181,17 @@ impl EngineBuilder {
         self
     }
 
+    /// Defines a variable templates read as `${env.NAME}` (or `${NAME}`), without touching
+    /// the process environment.
+    pub fn variable(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.config.variables.insert(name.into(), value.into());
+        self
+    }
+
     /// Validates the settings and builds the engine (no I/O, nothing spawned).
-    pub fn build(self) -> Result<Engine> {
+    pub fn build(mut self) -> Result<Engine> {
+        let names: Vec<String> = self.config.variables.keys().cloned().collect();
+        self.config.env_allowlist.extend(names);
         let c = &self.config;
         if c.concurrency == 0 {
             return Err(Error::invalid_input("EngineConfig.concurrency must be at least 1"));

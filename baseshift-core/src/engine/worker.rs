@@ -247,9 +247,16 @@ async fn render_config(
     let upstream = if refs.is_empty() { Vec::new() } else { inner.store.jobs(&rec.workflow_id, Some(&refs)).await? };
     let outputs: HashMap<String, Value> =
         upstream.into_iter().filter_map(|r| r.output.map(|o| (r.job_id, o))).collect();
-    let allow = &inner.config.env_allowlist;
-    let env = |name: &str| if allow.contains(name) { std::env::var(name).ok() } else { None };
+    let env = |name: &str| host_variable(inner, name);
     job.config.render(&RenderScope { input, outputs: &outputs, workflow_id: rec.workflow_id.as_str(), env: &env, secrets })
+}
+
+/// A host variable: defined on the engine, else an allow-listed process variable.
+fn host_variable(inner: &Inner, name: &str) -> Option<String> {
+    if let Some(v) = inner.config.variables.get(name) {
+        return Some(v.clone());
+    }
+    if inner.config.env_allowlist.contains(name) { std::env::var(name).ok() } else { None }
 }
 
 fn failure(kind: &str, message: impl Into<String>) -> JobFailure {

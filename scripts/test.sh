@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The project's test command (README): formatting, lints, then every test and doctest of
+# every crate with every feature.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+
+echo "== cargo clippy (all targets, all features, -D warnings)"
+cargo clippy --workspace --all-targets --all-features -- -D warnings
+
+echo "== cargo test (all features)"
+cargo test --workspace --all-features
+
+echo "== cargo test (no default features: core without the http runner)"
+cargo test -p baseshift-core --no-default-features --lib
+
+echo "== benchmark smoke run"
+cargo run -p baseshift-benches -- --smoke
