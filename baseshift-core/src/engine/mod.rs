@@ -32,6 +32,9 @@ mod worker;
 #[cfg(test)]
 mod tests;
 
+#[cfg(test)]
+mod plan_tests;
+
 pub use builder::{EngineBuilder, EngineConfig};
 pub(crate) use inner::Inner;
 
