@@ -7,7 +7,6 @@ use crate::runner::{JobContext, JobError, JobOutput, JobRunner};
 use crate::state::{JobStatus, WorkflowStatus};
 use crate::template::{CompensationSpec, JobSpec, RetryPolicy, Trigger, WorkflowTemplate};
 use serde_json::{Value, json};
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

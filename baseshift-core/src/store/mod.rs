@@ -185,7 +185,9 @@ pub struct OutboxEntry {
 ///   `RUNNING` with `attempt + 1`, a new lease (fresh token) and a `job_running` event.
 ///   No two claims return the same job while its lease is valid.
 /// - **Leases.** `renew_lease` extends a lease only for the holder of the current token
-///   on a `RUNNING` job; otherwise `Conflict` (the job was re-claimed or cancelled).
+///   on a `RUNNING` job; otherwise `Conflict` (the job was re-claimed or cancelled). It does
+///   not change the record's `version`, so the worker's completion write (carrying the
+///   version it claimed) still applies; a re-claim or cancellation does change it.
 /// - **Idempotency.** `create_workflow` with a key already used returns `Existing` with
 ///   the first workflow's id and writes nothing, even under concurrent calls.
 /// - **Outbox.** Events of a step are appended in the step, in order; `outbox_pending`
