@@ -1,5 +1,8 @@
 //! The `shell` runner: runs one program with an argv, never through a shell.
 
+// `Error` is the crate-wide error type; its size is a crate-level choice, not this module's.
+#![allow(clippy::result_large_err)]
+
 mod exec;
 
 use super::fields::{ConfigReader, Field, is_templated};
@@ -23,7 +26,7 @@ const FIELDS: &[&str] = &[
 ];
 
 /// The default cap on each of stdout and stderr: 1 MiB.
-pub const DEFAULT_MAX_OUTPUT_BYTES: usize = 1024 * 1024;
+const DEFAULT_MAX_OUTPUT_BYTES: usize = 1024 * 1024;
 
 /// Host-side limits of the `shell` runner.
 ///
@@ -245,10 +248,10 @@ impl ShellRunner {
             .await
             .map_err(|e| JobError::permanent(format!("config.working_dir: `{dir}`: {e}")))?;
         for allowed in &self.config.allowed_working_dirs {
-            if let Ok(allowed) = canonicalize(allowed.clone()).await {
-                if real.starts_with(&allowed) {
-                    return Ok(real);
-                }
+            if let Ok(allowed) = canonicalize(allowed.clone()).await
+                && real.starts_with(&allowed)
+            {
+                return Ok(real);
             }
         }
         Err(JobError::permanent(format!(
@@ -299,10 +302,10 @@ impl JobRunner for ShellRunner {
                 self.check_command(program.as_str().unwrap_or_default())?;
             }
         }
-        if let Field::Value(dir) = reader.get::<String>("working_dir")? {
-            if !dir.contains("${") {
-                self.check_working_dir_lexically(&dir)?;
-            }
+        if let Field::Value(dir) = reader.get::<String>("working_dir")?
+            && !dir.contains("${")
+        {
+            self.check_working_dir_lexically(&dir)?;
         }
         if let Field::Value(env) = reader.get::<BTreeMap<String, Value>>("env")? {
             self.check_env_names(env.keys())?;
