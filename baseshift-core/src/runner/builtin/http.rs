@@ -1,25 +1,207 @@
-//! STUB (helper A replaces): the `http_request` runner.
-use crate::error::Error;
-use crate::runner::{JobContext, JobError, JobOutput, JobRunner};
+//! The `http_request` runner: sends one HTTP request.
+
+// `Error` is the crate-wide error type; its size is a crate-level choice, not this module's.
+#![allow(clippy::result_large_err)]
+
+mod exec;
+mod policy;
+
+use super::fields::{ConfigReader, Field};
+use crate::error::{Error, ErrorKind};
+use crate::runner::{JobContext, JobError, JobOutput, JobRunner, config_error};
+use crate::template::DurationSpec;
 use async_trait::async_trait;
+use policy::UrlPolicy;
+use reqwest::header::{HeaderName, HeaderValue};
+use reqwest::{Method, Url};
 use serde_json::Value;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+const FIELDS: &[&str] = &[
+    "url",
+    "method",
+    "headers",
+    "body",
+    "body_text",
+    "timeout",
+    "expect_status",
+    "retry_on_status",
+    "query",
+];
+const METHODS: &[&str] = &["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"];
+const DEFAULT_RETRY_ON_STATUS: &[u16] = &[408, 429, 500, 502, 503, 504];
 
 /// Host-side limits of the `http_request` runner.
-#[derive(Clone, Debug, Default)]
+///
+/// ```
+/// use baseshift_core::runner::builtin::{HttpRunner, HttpRunnerConfig};
+/// use std::time::Duration;
+///
+/// let runner = HttpRunner::new(
+///     HttpRunnerConfig::default()
+///         .allow_host("api.example.com")
+///         .allow_host("*.payments.example.com")
+///         .default_timeout(Duration::from_secs(10)),
+/// )?;
+/// # Ok::<(), baseshift_core::Error>(())
+/// ```
+#[derive(Clone, Debug)]
 #[non_exhaustive]
-pub struct HttpRunnerConfig {}
+pub struct HttpRunnerConfig {
+    /// Host patterns a request (and every redirect) may go to: `api.example.com`, or
+    /// `*.example.com` for any subdomain. `None` (the default): any host.
+    pub allowed_hosts: Option<Vec<String>>,
+    /// URL schemes a request may use; default `http` and `https`.
+    pub allowed_schemes: Vec<String>,
+    /// The timeout of jobs that set none; default 30 s (the job's deadline still applies).
+    pub default_timeout: Duration,
+    /// The largest response body accepted; default 1 MiB. A larger successful response
+    /// fails the job permanently.
+    pub max_response_bytes: usize,
+    /// The `User-Agent` header; default `baseshift/<version>`.
+    pub user_agent: String,
+}
 
-/// The `http_request` runner: sends one HTTP request.
-#[derive(Clone, Debug, Default)]
+impl Default for HttpRunnerConfig {
+    fn default() -> Self {
+        HttpRunnerConfig {
+            allowed_hosts: None,
+            allowed_schemes: vec!["http".to_owned(), "https".to_owned()],
+            default_timeout: Duration::from_secs(30),
+            max_response_bytes: 1024 * 1024,
+            user_agent: concat!("baseshift/", env!("CARGO_PKG_VERSION")).to_owned(),
+        }
+    }
+}
+
+impl HttpRunnerConfig {
+    /// Adds a host pattern to the allowlist (creating it: from then on, only listed hosts).
+    #[must_use]
+    pub fn allow_host(mut self, pattern: impl Into<String>) -> Self {
+        self.allowed_hosts
+            .get_or_insert_with(Vec::new)
+            .push(pattern.into());
+        self
+    }
+
+    /// Sets the allowed URL schemes (replacing the default `http`, `https`).
+    #[must_use]
+    pub fn allowed_schemes<I, S>(mut self, schemes: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.allowed_schemes = schemes.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Sets the timeout of jobs that set none.
+    #[must_use]
+    pub fn default_timeout(mut self, timeout: Duration) -> Self {
+        self.default_timeout = timeout;
+        self
+    }
+
+    /// Sets the largest accepted response body.
+    #[must_use]
+    pub fn max_response_bytes(mut self, bytes: usize) -> Self {
+        self.max_response_bytes = bytes;
+        self
+    }
+
+    /// Sets the `User-Agent` header.
+    #[must_use]
+    pub fn user_agent(mut self, user_agent: impl Into<String>) -> Self {
+        self.user_agent = user_agent.into();
+        self
+    }
+}
+
+/// The `http_request` runner: sends one HTTP request and maps its status to success,
+/// a retryable failure or a permanent one.
+///
+/// Job config:
+///
+/// | field | meaning |
+/// |---|---|
+/// | `url` | required; its scheme and host must be allowed by the host |
+/// | `method` | `GET` (default), `POST`, `PUT`, `PATCH`, `DELETE`, `HEAD` |
+/// | `headers` | `{name: value}` |
+/// | `query` | `{name: value}`, appended to the URL's query string |
+/// | `body` | any JSON, sent as `application/json` |
+/// | `body_text` | a string sent as is (instead of `body`) |
+/// | `timeout` | e.g. `"10s"`; default from the host; the job's deadline also applies |
+/// | `expect_status` | statuses that mean success; default any 2xx |
+/// | `retry_on_status` | failing statuses worth a retry; default 408, 429, 500, 502, 503, 504 |
+///
+/// Every request carries `Idempotency-Key: <workflow id>/<job id>` unless the job sets
+/// that header. Connection errors and timeouts are retryable. Redirects are followed
+/// (at most 10) only to allowed schemes and hosts.
+///
+/// Output: `{"status", "headers", "body"}`, where `headers` holds a few safe response
+/// headers by lower-case name (`content-type`, `etag`, `location`, ...) and `body` is the
+/// parsed JSON for a JSON response, else the text (`null` when empty). A failing status
+/// carries the same object (body cut to 4 KiB) as the error's details.
+#[derive(Clone, Debug)]
 pub struct HttpRunner {
-    config: HttpRunnerConfig,
+    client: reqwest::Client,
+    policy: Arc<UrlPolicy>,
+    default_timeout: Duration,
+    max_response_bytes: usize,
 }
 
 impl HttpRunner {
-    /// A runner with these host-side limits.
-    pub fn new(config: HttpRunnerConfig) -> Self {
-        HttpRunner { config }
+    /// A runner with these host-side limits. Builds the HTTP client; does no I/O.
+    ///
+    /// Fails with [`ErrorKind::InvalidInput`] on a malformed host pattern or user agent.
+    pub fn new(config: HttpRunnerConfig) -> Result<HttpRunner, Error> {
+        let policy = Arc::new(UrlPolicy::new(
+            config.allowed_hosts.as_deref(),
+            &config.allowed_schemes,
+        )?);
+        let user_agent = HeaderValue::from_str(&config.user_agent)
+            .map_err(|e| Error::invalid_input(format!("HttpRunnerConfig::user_agent: {e}")))?;
+        let client = reqwest::Client::builder()
+            .user_agent(user_agent)
+            .redirect(policy::redirect_policy(Arc::clone(&policy)))
+            .build()
+            .map_err(|e| {
+                Error::new(
+                    ErrorKind::Internal,
+                    format!("cannot build the HTTP client: {e}"),
+                )
+                .with_operation("HttpRunner::new")
+                .with_source(e)
+            })?;
+        Ok(HttpRunner {
+            client,
+            policy,
+            default_timeout: config.default_timeout,
+            max_response_bytes: config.max_response_bytes,
+        })
     }
+}
+
+/// A request body.
+#[derive(Debug)]
+enum Body {
+    None,
+    Json(Value),
+    Text(String),
+}
+
+/// A job's resolved config.
+#[derive(Debug)]
+struct HttpJob {
+    method: Method,
+    url: Url,
+    headers: Vec<(HeaderName, HeaderValue)>,
+    body: Body,
+    timeout: Option<Duration>,
+    expect_status: Option<Vec<u16>>,
+    retry_on_status: Vec<u16>,
 }
 
 #[async_trait]
@@ -27,11 +209,189 @@ impl JobRunner for HttpRunner {
     fn job_type(&self) -> &str {
         "http_request"
     }
-    fn validate_config(&self, _config: &Value) -> Result<(), Error> {
-        let _ = &self.config;
+
+    fn validate_config(&self, config: &Value) -> Result<(), Error> {
+        let reader = ConfigReader::raw(config, FIELDS)?;
+        if let Field::Value(url) = reader.require::<String>("url")?
+            && !url.contains("${")
+        {
+            self.parse_url(&url)?;
+        }
+        if let Field::Value(method) = reader.get::<String>("method")?
+            && !method.contains("${")
+        {
+            parse_method(&method)?;
+        }
+        if let Field::Value(headers) = reader.get::<BTreeMap<String, Value>>("headers")? {
+            for (name, value) in &headers {
+                if !name.contains("${") {
+                    header_name(name)?;
+                }
+                match value {
+                    Value::String(s) if s.contains("${") => {}
+                    other => {
+                        header_value(name, other)?;
+                    }
+                }
+            }
+        }
+        if let Field::Value(query) = reader.get::<BTreeMap<String, Value>>("query")? {
+            for (name, value) in &query {
+                if !super::fields::is_templated(value) {
+                    query_value(name, value)?;
+                }
+            }
+        }
+        reader.get::<String>("body_text")?;
+        if reader.get_raw("body").is_some() && reader.get_raw("body_text").is_some() {
+            return Err(config_error(
+                "body_text",
+                "set either `body` or `body_text`, not both",
+            ));
+        }
+        reader.get::<DurationSpec>("timeout")?;
+        for field in ["expect_status", "retry_on_status"] {
+            if let Field::Value(codes) = reader.get::<Vec<u16>>(field)? {
+                check_statuses(field, &codes)?;
+            }
+        }
         Ok(())
     }
-    async fn run(&self, _ctx: JobContext) -> Result<JobOutput, JobError> {
-        todo!()
+
+    async fn run(&self, ctx: JobContext) -> Result<JobOutput, JobError> {
+        let job = self.resolve(&ctx)?;
+        exec::run(self, job, &ctx).await
     }
 }
+
+impl HttpRunner {
+    fn parse_url(&self, url: &str) -> Result<Url, Error> {
+        let parsed =
+            Url::parse(url).map_err(|e| config_error("url", format!("invalid URL: {e}")))?;
+        self.policy
+            .check(&parsed)
+            .map_err(|msg| config_error("url", msg))?;
+        Ok(parsed)
+    }
+
+    /// Reads the resolved config; every error is permanent (`Error` kinds here are not retryable).
+    fn resolve(&self, ctx: &JobContext) -> Result<HttpJob, JobError> {
+        let reader = ConfigReader::resolved(&ctx.config, FIELDS)?;
+        let url_text: String = reader.require("url")?.value().unwrap_or_default();
+        let mut url = self.parse_url(&url_text)?;
+        if let Some(query) = reader.get::<BTreeMap<String, Value>>("query")?.value() {
+            let values = query
+                .iter()
+                .map(|(k, v)| query_value(k, v).map(|v| (k, v)))
+                .collect::<Result<Vec<_>, _>>()?;
+            if !values.is_empty() {
+                let mut pairs = url.query_pairs_mut();
+                for (k, v) in values {
+                    pairs.append_pair(k, &v);
+                }
+            }
+        }
+        let method = match reader.get::<String>("method")?.value() {
+            Some(m) => parse_method(&m)?,
+            None => Method::GET,
+        };
+        let mut headers = Vec::new();
+        for (name, value) in reader
+            .get::<BTreeMap<String, Value>>("headers")?
+            .value()
+            .unwrap_or_default()
+        {
+            headers.push((header_name(&name)?, header_value(&name, &value)?));
+        }
+        let body = match (
+            reader.get_raw("body"),
+            reader.get::<String>("body_text")?.value(),
+        ) {
+            (Some(_), Some(_)) => {
+                return Err(config_error(
+                    "body_text",
+                    "set either `body` or `body_text`, not both",
+                )
+                .into());
+            }
+            (Some(json), None) => Body::Json(json.clone()),
+            (None, Some(text)) => Body::Text(text),
+            (None, None) => Body::None,
+        };
+        let expect_status = reader.get::<Vec<u16>>("expect_status")?.value();
+        let retry_on_status = reader
+            .get::<Vec<u16>>("retry_on_status")?
+            .value()
+            .unwrap_or_else(|| DEFAULT_RETRY_ON_STATUS.to_vec());
+        for (field, codes) in [
+            (
+                "expect_status",
+                expect_status.as_deref().unwrap_or_default(),
+            ),
+            ("retry_on_status", &retry_on_status),
+        ] {
+            check_statuses(field, codes)?;
+        }
+        Ok(HttpJob {
+            method,
+            url,
+            headers,
+            body,
+            timeout: reader.get::<DurationSpec>("timeout")?.value().map(|d| d.0),
+            expect_status,
+            retry_on_status,
+        })
+    }
+}
+
+fn parse_method(method: &str) -> Result<Method, Error> {
+    let upper = method.to_ascii_uppercase();
+    if !METHODS.contains(&upper.as_str()) {
+        return Err(config_error(
+            "method",
+            format!("`{method}` is not one of {}", METHODS.join(", ")),
+        ));
+    }
+    Method::from_bytes(upper.as_bytes()).map_err(|e| config_error("method", e))
+}
+
+fn header_name(name: &str) -> Result<HeaderName, Error> {
+    HeaderName::from_bytes(name.as_bytes())
+        .map_err(|e| config_error("headers", format!("`{name}`: {e}")))
+}
+
+fn header_value(name: &str, value: &Value) -> Result<HeaderValue, Error> {
+    let text = scalar_text(value)
+        .ok_or_else(|| config_error("headers", format!("`{name}`: value must be a string")))?;
+    HeaderValue::from_str(&text).map_err(|e| config_error("headers", format!("`{name}`: {e}")))
+}
+
+fn query_value(name: &str, value: &Value) -> Result<String, Error> {
+    scalar_text(value).ok_or_else(|| {
+        config_error(
+            "query",
+            format!("`{name}`: value must be a string, number or boolean"),
+        )
+    })
+}
+
+fn scalar_text(value: &Value) -> Option<String> {
+    match value {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(_) | Value::Bool(_) => Some(value.to_string()),
+        _ => None,
+    }
+}
+
+fn check_statuses(field: &str, codes: &[u16]) -> Result<(), Error> {
+    match codes.iter().find(|c| !(100..=599).contains(*c)) {
+        Some(bad) => Err(config_error(
+            field,
+            format!("{bad} is not an HTTP status (100-599)"),
+        )),
+        None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests;

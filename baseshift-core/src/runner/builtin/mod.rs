@@ -1,6 +1,7 @@
 //! Built-in runners: `noop`, `delay`, `manual`, `workflow`, `shell`, `http_request`.
 
 mod delay;
+mod fields;
 #[cfg(feature = "http-runner")]
 mod http;
 mod manual;
