@@ -127,33 +127,44 @@ impl fmt::Display for Location {
 /// It carries a [`ErrorKind`], a message, and optional context: the operation
 /// (as `"Trait::method"`), the backend, the workflow and job ids, and a template
 /// [`Location`]. Driver errors are converted at the backend boundary and kept
-/// only as a source for `Error::source`.
-#[derive(Debug, thiserror::Error)]
+/// only as a source for `Error::source`. The context is boxed so `Result<T, Error>`
+/// stays small on the happy path.
+#[derive(Debug)]
 pub struct Error {
     kind: ErrorKind,
     message: String,
+    context: Option<Box<Context>>,
+}
+
+#[derive(Debug, Default)]
+struct Context {
     operation: Option<&'static str>,
     backend: Option<&'static str>,
     workflow_id: Option<String>,
     job_id: Option<String>,
-    location: Option<Box<Location>>,
-    #[source]
+    location: Option<Location>,
     source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        let src = self.context.as_ref()?.source.as_ref()?;
+        Some(src.as_ref() as &(dyn std::error::Error + 'static))
+    }
 }
 
 impl Error {
     /// A new error of `kind` with a message.
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        Error {
-            kind,
-            message: message.into(),
-            operation: None,
-            backend: None,
-            workflow_id: None,
-            job_id: None,
-            location: None,
-            source: None,
-        }
+        Error { kind, message: message.into(), context: None }
+    }
+
+    fn ctx(&self) -> Option<&Context> {
+        self.context.as_deref()
+    }
+
+    fn ctx_mut(&mut self) -> &mut Context {
+        self.context.get_or_insert_with(Default::default)
     }
 
     /// Shorthand for [`ErrorKind::NotFound`].
@@ -198,68 +209,68 @@ impl Error {
 
     /// The operation that failed, as `"Trait::method"`.
     pub fn operation(&self) -> Option<&'static str> {
-        self.operation
+        self.ctx().and_then(|c| c.operation)
     }
 
     /// The backend that failed, e.g. `"memory"` or `"redis"`.
     pub fn backend(&self) -> Option<&'static str> {
-        self.backend
+        self.ctx().and_then(|c| c.backend)
     }
 
     /// The workflow concerned, if any.
     pub fn workflow_id(&self) -> Option<&str> {
-        self.workflow_id.as_deref()
+        self.ctx().and_then(|c| c.workflow_id.as_deref())
     }
 
     /// The job concerned, if any.
     pub fn job_id(&self) -> Option<&str> {
-        self.job_id.as_deref()
+        self.ctx().and_then(|c| c.job_id.as_deref())
     }
 
     /// Where in a template the error was found.
     pub fn location(&self) -> Option<&Location> {
-        self.location.as_deref()
+        self.ctx().and_then(|c| c.location.as_ref())
     }
 
     /// Adds the operation context.
     #[must_use]
     pub fn with_operation(mut self, op: &'static str) -> Self {
-        self.operation = Some(op);
+        self.ctx_mut().operation = Some(op);
         self
     }
 
     /// Adds the backend context.
     #[must_use]
     pub fn with_backend(mut self, backend: &'static str) -> Self {
-        self.backend = Some(backend);
+        self.ctx_mut().backend = Some(backend);
         self
     }
 
     /// Adds the workflow id.
     #[must_use]
     pub fn with_workflow(mut self, id: impl Into<String>) -> Self {
-        self.workflow_id = Some(id.into());
+        self.ctx_mut().workflow_id = Some(id.into());
         self
     }
 
     /// Adds the job id.
     #[must_use]
     pub fn with_job(mut self, id: impl Into<String>) -> Self {
-        self.job_id = Some(id.into());
+        self.ctx_mut().job_id = Some(id.into());
         self
     }
 
     /// Adds a template location.
     #[must_use]
     pub fn with_location(mut self, location: Location) -> Self {
-        self.location = Some(Box::new(location));
+        self.ctx_mut().location = Some(location);
         self
     }
 
     /// Adds the underlying cause.
     #[must_use]
     pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
-        self.source = Some(Box::new(source));
+        self.ctx_mut().source = Some(Box::new(source));
         self
     }
 }
@@ -267,22 +278,23 @@ impl Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}: {}", self.kind, self.message)?;
-        if let Some(loc) = &self.location {
+        let Some(c) = self.ctx() else { return Ok(()) };
+        if let Some(loc) = &c.location {
             write!(f, " (at {loc})")?;
         }
-        if let Some(w) = &self.workflow_id {
+        if let Some(w) = &c.workflow_id {
             write!(f, " [workflow {w}")?;
-            if let Some(j) = &self.job_id {
+            if let Some(j) = &c.job_id {
                 write!(f, ", job {j}")?;
             }
             f.write_str("]")?;
-        } else if let Some(j) = &self.job_id {
+        } else if let Some(j) = &c.job_id {
             write!(f, " [job {j}]")?;
         }
-        if let Some(op) = self.operation {
+        if let Some(op) = c.operation {
             write!(f, " in {op}")?;
         }
-        if let Some(b) = self.backend {
+        if let Some(b) = c.backend {
             write!(f, " on {b}")?;
         }
         Ok(())
@@ -297,3 +309,20 @@ impl From<serde_json::Error> for Error {
 
 /// `Result` with [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_is_small_and_keeps_context() {
+        assert!(std::mem::size_of::<Error>() <= 48, "{}", std::mem::size_of::<Error>());
+        let e = Error::conflict("stale").with_workflow("w1").with_job("j1").with_operation("StateStore::apply");
+        assert_eq!(e.kind(), ErrorKind::Conflict);
+        assert!(e.is_retryable());
+        assert_eq!(e.to_string(), "conflict: stale [workflow w1, job j1] in StateStore::apply");
+        let io = std::io::Error::other("disk");
+        let e = Error::internal("write").with_source(io);
+        assert!(std::error::Error::source(&e).is_some());
+    }
+}

@@ -6,9 +6,6 @@
 //! and reported as [`Field::Templated`] so the runner skips checks it cannot make yet.
 //! At run time the config is resolved and every field must type-check.
 
-// `Error` is the crate-wide error type; its size is a crate-level choice, not this module's.
-#![allow(clippy::result_large_err)]
-
 use crate::error::Error;
 use crate::runner::{JobError, config_error};
 use serde::de::DeserializeOwned;

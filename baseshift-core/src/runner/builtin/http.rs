@@ -1,8 +1,5 @@
 //! The `http_request` runner: sends one HTTP request.
 
-// `Error` is the crate-wide error type; its size is a crate-level choice, not this module's.
-#![allow(clippy::result_large_err)]
-
 mod exec;
 mod policy;
 

@@ -1,8 +1,5 @@
 //! The `shell` runner: runs one program with an argv, never through a shell.
 
-// `Error` is the crate-wide error type; its size is a crate-level choice, not this module's.
-#![allow(clippy::result_large_err)]
-
 mod exec;
 
 use super::fields::{ConfigReader, Field, is_templated};
