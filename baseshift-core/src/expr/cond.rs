@@ -1,10 +1,35 @@
-//! STUB (helper B replaces): CEL conditions.
+//! CEL `when` conditions.
+
+use cel::common::ast::{EntryExpr, Expr, IdedExpr, LiteralValue};
+use cel::{Context, Program};
 use serde_json::Value;
+use std::collections::{BTreeSet, HashMap};
+use std::fmt;
+use std::sync::Arc;
+
+/// The variables a condition may read.
+pub const CONDITION_VARIABLES: [&str; 3] = ["input", "jobs", "workflow"];
 
 /// A compiled CEL `when` condition.
-#[derive(Clone, Debug)]
+///
+/// The program is parsed once by [`Condition::compile`] and shared (`Arc`) between clones.
+#[derive(Clone)]
 pub struct Condition {
     source: String,
+    program: Arc<Program>,
+    job_refs: Vec<String>,
+}
+
+impl fmt::Debug for Condition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Condition").field("source", &self.source).finish_non_exhaustive()
+    }
+}
+
+impl PartialEq for Condition {
+    fn eq(&self, other: &Self) -> bool {
+        self.source == other.source
+    }
 }
 
 /// The variables a condition sees.
@@ -20,8 +45,22 @@ pub struct ConditionVars<'a> {
 
 impl Condition {
     /// Compiles a CEL expression.
+    ///
+    /// Rejects syntax errors and references to variables other than `input`, `jobs` and
+    /// `workflow` (comprehension variables such as `x` in `input.items.all(x, x > 0)` are fine).
     pub fn compile(source: &str) -> Result<Condition, String> {
-        Ok(Condition { source: source.to_owned() })
+        if source.trim().is_empty() {
+            return Err("empty condition".to_owned());
+        }
+        let program = Program::compile(source).map_err(|e| format!("invalid CEL expression `{source}`: {e}"))?;
+        let mut refs = Refs::default();
+        refs.walk(program.expression(), &mut Vec::new());
+        if let Some(unknown) = refs.variables.iter().find(|v| !CONDITION_VARIABLES.contains(&v.as_str())) {
+            return Err(format!(
+                "condition `{source}` reads unknown variable `{unknown}` (available: input, jobs, workflow)"
+            ));
+        }
+        Ok(Condition { source: source.to_owned(), program: Arc::new(program), job_refs: refs.jobs.into_iter().collect() })
     }
 
     /// The source text.
@@ -29,9 +68,129 @@ impl Condition {
         &self.source
     }
 
-    /// Evaluates to a boolean (a non-boolean result is an error).
+    /// The job ids the condition reads as `jobs.<id>` or `jobs["<id>"]`, sorted.
+    pub fn job_refs(&self) -> &[String] {
+        &self.job_refs
+    }
+
+    /// Evaluates to a boolean (a non-boolean result or an evaluation failure, e.g. a
+    /// missing field, is an error).
     pub fn evaluate(&self, vars: &ConditionVars<'_>) -> Result<bool, String> {
-        let _ = vars;
-        todo!()
+        let mut ctx = Context::default();
+        for (name, value) in [("input", vars.input), ("jobs", vars.jobs), ("workflow", vars.workflow)] {
+            ctx.add_variable_from_value(name, to_cel(value));
+        }
+        match self.program.execute(&ctx) {
+            Ok(cel::Value::Bool(b)) => Ok(b),
+            Ok(other) => Err(format!(
+                "condition `{}` evaluated to {} ({other:?}), not a boolean",
+                self.source,
+                other.type_of()
+            )),
+            Err(e) => Err(format!("condition `{}` failed: {e}", self.source)),
+        }
     }
 }
+
+/// JSON to CEL. Unlike `cel::to_value`, a non-negative integer becomes an `int` (not a
+/// `uint`), so `input.count + 1` works: CEL has no mixed `int`/`uint` arithmetic.
+fn to_cel(value: &Value) -> cel::Value {
+    match value {
+        Value::Null => cel::Value::Null,
+        Value::Bool(b) => cel::Value::Bool(*b),
+        Value::Number(n) => match (n.as_i64(), n.as_u64()) {
+            (Some(i), _) => cel::Value::Int(i),
+            (None, Some(u)) => cel::Value::UInt(u),
+            _ => cel::Value::Float(n.as_f64().unwrap_or(f64::NAN)),
+        },
+        Value::String(s) => cel::Value::String(Arc::new(s.clone())),
+        Value::Array(items) => cel::Value::List(Arc::new(items.iter().map(to_cel).collect())),
+        Value::Object(map) => {
+            let m: HashMap<String, cel::Value> = map.iter().map(|(k, v)| (k.clone(), to_cel(v))).collect();
+            cel::Value::from(m)
+        }
+    }
+}
+
+#[derive(Default)]
+struct Refs {
+    variables: BTreeSet<String>,
+    jobs: BTreeSet<String>,
+}
+
+impl Refs {
+    /// Collects free variables (ignoring comprehension-bound ones in `scope`) and
+    /// `jobs.<id>` / `jobs["<id>"]` selections.
+    fn walk(&mut self, e: &IdedExpr, scope: &mut Vec<String>) {
+        match &e.expr {
+            Expr::Unspecified | Expr::Literal(_) => {}
+            Expr::Ident(name) => {
+                if !name.starts_with('@') && !scope.iter().any(|s| s == name) {
+                    self.variables.insert(name.clone());
+                }
+            }
+            Expr::Select(sel) => {
+                if self.is_jobs(&sel.operand, scope) {
+                    self.jobs.insert(sel.field.clone());
+                }
+                self.walk(&sel.operand, scope);
+            }
+            Expr::Call(call) => {
+                if call.func_name == "_[_]" {
+                    if let [target, IdedExpr { expr: Expr::Literal(LiteralValue::String(key)), .. }] =
+                        call.args.as_slice()
+                    {
+                        if self.is_jobs(target, scope) {
+                            self.jobs.insert(key.inner().to_owned());
+                        }
+                    }
+                }
+                if let Some(t) = &call.target {
+                    self.walk(t, scope);
+                }
+                for a in &call.args {
+                    self.walk(a, scope);
+                }
+            }
+            Expr::Comprehension(c) => {
+                self.walk(&c.iter_range, scope);
+                self.walk(&c.accu_init, scope);
+                let before = scope.len();
+                scope.push(c.iter_var.clone());
+                scope.extend(c.iter_var2.clone());
+                scope.push(c.accu_var.clone());
+                self.walk(&c.loop_cond, scope);
+                self.walk(&c.loop_step, scope);
+                self.walk(&c.result, scope);
+                scope.truncate(before);
+            }
+            Expr::List(list) => {
+                for el in &list.elements {
+                    self.walk(el, scope);
+                }
+            }
+            Expr::Map(map) => self.walk_entries(map.entries.iter().map(|e| &e.expr), scope),
+            Expr::Struct(st) => self.walk_entries(st.entries.iter().map(|e| &e.expr), scope),
+        }
+    }
+
+    fn walk_entries<'e>(&mut self, entries: impl Iterator<Item = &'e EntryExpr>, scope: &mut Vec<String>) {
+        for entry in entries {
+            match entry {
+                EntryExpr::StructField(f) => self.walk(&f.value, scope),
+                EntryExpr::MapEntry(m) => {
+                    self.walk(&m.key, scope);
+                    self.walk(&m.value, scope);
+                }
+            }
+        }
+    }
+
+    fn is_jobs(&self, e: &IdedExpr, scope: &[String]) -> bool {
+        matches!(&e.expr, Expr::Ident(n) if n == "jobs" && !scope.iter().any(|s| s == "jobs"))
+    }
+}
+
+#[cfg(test)]
+#[path = "cond_tests.rs"]
+mod tests;
