@@ -22,7 +22,9 @@ pub struct Condition {
 
 impl fmt::Debug for Condition {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Condition").field("source", &self.source).finish_non_exhaustive()
+        f.debug_struct("Condition")
+            .field("source", &self.source)
+            .finish_non_exhaustive()
     }
 }
 
@@ -52,15 +54,24 @@ impl Condition {
         if source.trim().is_empty() {
             return Err("empty condition".to_owned());
         }
-        let program = Program::compile(source).map_err(|e| format!("invalid CEL expression `{source}`: {e}"))?;
+        let program = Program::compile(source)
+            .map_err(|e| format!("invalid CEL expression `{source}`: {e}"))?;
         let mut refs = Refs::default();
         refs.walk(program.expression(), &mut Vec::new());
-        if let Some(unknown) = refs.variables.iter().find(|v| !CONDITION_VARIABLES.contains(&v.as_str())) {
+        if let Some(unknown) = refs
+            .variables
+            .iter()
+            .find(|v| !CONDITION_VARIABLES.contains(&v.as_str()))
+        {
             return Err(format!(
                 "condition `{source}` reads unknown variable `{unknown}` (available: input, jobs, workflow)"
             ));
         }
-        Ok(Condition { source: source.to_owned(), program: Arc::new(program), job_refs: refs.jobs.into_iter().collect() })
+        Ok(Condition {
+            source: source.to_owned(),
+            program: Arc::new(program),
+            job_refs: refs.jobs.into_iter().collect(),
+        })
     }
 
     /// The source text.
@@ -77,7 +88,11 @@ impl Condition {
     /// missing field, is an error).
     pub fn evaluate(&self, vars: &ConditionVars<'_>) -> Result<bool, String> {
         let mut ctx = Context::default();
-        for (name, value) in [("input", vars.input), ("jobs", vars.jobs), ("workflow", vars.workflow)] {
+        for (name, value) in [
+            ("input", vars.input),
+            ("jobs", vars.jobs),
+            ("workflow", vars.workflow),
+        ] {
             ctx.add_variable_from_value(name, to_cel(value));
         }
         match self.program.execute(&ctx) {
@@ -106,7 +121,8 @@ fn to_cel(value: &Value) -> cel::Value {
         Value::String(s) => cel::Value::String(Arc::new(s.clone())),
         Value::Array(items) => cel::Value::List(Arc::new(items.iter().map(to_cel).collect())),
         Value::Object(map) => {
-            let m: HashMap<String, cel::Value> = map.iter().map(|(k, v)| (k.clone(), to_cel(v))).collect();
+            let m: HashMap<String, cel::Value> =
+                map.iter().map(|(k, v)| (k.clone(), to_cel(v))).collect();
             cel::Value::from(m)
         }
     }
@@ -136,14 +152,17 @@ impl Refs {
                 self.walk(&sel.operand, scope);
             }
             Expr::Call(call) => {
-                if call.func_name == "_[_]" {
-                    if let [target, IdedExpr { expr: Expr::Literal(LiteralValue::String(key)), .. }] =
-                        call.args.as_slice()
-                    {
-                        if self.is_jobs(target, scope) {
-                            self.jobs.insert(key.inner().to_owned());
-                        }
-                    }
+                if call.func_name == "_[_]"
+                    && let [
+                        target,
+                        IdedExpr {
+                            expr: Expr::Literal(LiteralValue::String(key)),
+                            ..
+                        },
+                    ] = call.args.as_slice()
+                    && self.is_jobs(target, scope)
+                {
+                    self.jobs.insert(key.inner().to_owned());
                 }
                 if let Some(t) = &call.target {
                     self.walk(t, scope);
@@ -174,7 +193,11 @@ impl Refs {
         }
     }
 
-    fn walk_entries<'e>(&mut self, entries: impl Iterator<Item = &'e EntryExpr>, scope: &mut Vec<String>) {
+    fn walk_entries<'e>(
+        &mut self,
+        entries: impl Iterator<Item = &'e EntryExpr>,
+        scope: &mut Vec<String>,
+    ) {
         for entry in entries {
             match entry {
                 EntryExpr::StructField(f) => self.walk(&f.value, scope),

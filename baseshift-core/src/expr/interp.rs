@@ -51,15 +51,21 @@ impl Reference {
                         "`${{{text}}}`: expected `${{jobs.<id>.output}}` or `${{jobs.<id>.output.<path>}}`"
                     ));
                 };
-                Ok(Reference::JobOutput { job: rest[..pos].join("."), path: owned(&rest[pos + 1..]) })
+                Ok(Reference::JobOutput {
+                    job: rest[..pos].join("."),
+                    path: owned(&rest[pos + 1..]),
+                })
             }
             ["workflow", "id"] => Ok(Reference::WorkflowId),
-            ["workflow", ..] => Err(format!("`${{{text}}}`: only `${{workflow.id}}` is available")),
+            ["workflow", ..] => Err(format!(
+                "`${{{text}}}`: only `${{workflow.id}}` is available"
+            )),
             ["env", name] => checked_name(name, text).map(Reference::Env),
             ["secrets", name] => checked_name(name, text).map(Reference::Secret),
-            ["env" | "secrets", ..] => {
-                Err(format!("`${{{text}}}`: expected `${{{}.NAME}}`", segments[0]))
-            }
+            ["env" | "secrets", ..] => Err(format!(
+                "`${{{text}}}`: expected `${{{}.NAME}}`",
+                segments[0]
+            )),
             [name] => checked_name(name, text).map(Reference::Env),
             [root, ..] => Err(format!(
                 "`${{{text}}}`: unknown root `{root}` (expected input, jobs, workflow, env or secrets)"
@@ -71,11 +77,15 @@ impl Reference {
 
 fn checked_name(name: &str, text: &str) -> std::result::Result<String, String> {
     let mut chars = name.chars();
-    let valid_start = chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
+    let valid_start = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
     if valid_start && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
         Ok(name.to_owned())
     } else {
-        Err(format!("`${{{text}}}`: `{name}` is not a valid variable name"))
+        Err(format!(
+            "`${{{text}}}`: `{name}` is not a valid variable name"
+        ))
     }
 }
 
@@ -141,10 +151,17 @@ impl ConfigTemplate {
 
     /// Like [`ConfigTemplate::parse`], with field paths starting at `root`
     /// (e.g. `compensate.config`).
-    pub fn parse_at(config: &Value, root: &str) -> std::result::Result<ConfigTemplate, (String, String)> {
+    pub fn parse_at(
+        config: &Value,
+        root: &str,
+    ) -> std::result::Result<ConfigTemplate, (String, String)> {
         let mut refs = Vec::new();
         let node = parse_node(config, root.to_owned(), &mut refs)?;
-        Ok(ConfigTemplate { raw: config.clone(), root: node, refs })
+        Ok(ConfigTemplate {
+            raw: config.clone(),
+            root: node,
+            refs,
+        })
     }
 
     /// The config as written, references unresolved.
@@ -166,10 +183,10 @@ impl ConfigTemplate {
     pub fn job_refs(&self) -> Vec<&str> {
         let mut out: Vec<&str> = Vec::new();
         for (_, r) in &self.refs {
-            if let Reference::JobOutput { job, .. } = r {
-                if !out.contains(&job.as_str()) {
-                    out.push(job);
-                }
+            if let Reference::JobOutput { job, .. } = r
+                && !out.contains(&job.as_str())
+            {
+                out.push(job);
             }
         }
         out
@@ -179,10 +196,10 @@ impl ConfigTemplate {
     pub fn secret_names(&self) -> Vec<&str> {
         let mut out: Vec<&str> = Vec::new();
         for (_, r) in &self.refs {
-            if let Reference::Secret(name) = r {
-                if !out.contains(&name.as_str()) {
-                    out.push(name);
-                }
+            if let Reference::Secret(name) = r
+                && !out.contains(&name.as_str())
+            {
+                out.push(name);
             }
         }
         out
@@ -219,9 +236,11 @@ impl ConfigTemplate {
                 }
                 Ok(Value::String(out))
             }
-            Node::Array(items) => {
-                items.iter().map(|n| self.render_node(n, scope)).collect::<Result<Vec<_>>>().map(Value::Array)
-            }
+            Node::Array(items) => items
+                .iter()
+                .map(|n| self.render_node(n, scope))
+                .collect::<Result<Vec<_>>>()
+                .map(Value::Array),
             Node::Object(entries) => {
                 let mut map = serde_json::Map::with_capacity(entries.len());
                 for (k, n) in entries {
@@ -275,7 +294,11 @@ pub(crate) fn lookup<'v>(value: &'v Value, path: &[String]) -> Option<&'v Value>
 
 type ParseResult<T> = std::result::Result<T, (String, String)>;
 
-fn parse_node(value: &Value, path: String, refs: &mut Vec<(String, Reference)>) -> ParseResult<Node> {
+fn parse_node(
+    value: &Value,
+    path: String,
+    refs: &mut Vec<(String, Reference)>,
+) -> ParseResult<Node> {
     match value {
         Value::String(s) => parse_string(s, path, refs),
         Value::Array(items) => {

@@ -78,7 +78,11 @@ impl CompiledJob {
 
 impl CompiledTemplate {
     /// Assembles a compiled template; `jobs` must be validated and in template order.
-    pub(super) fn assemble(template: Arc<WorkflowTemplate>, jobs: Vec<CompiledJob>, schema: Option<InputSchema>) -> Self {
+    pub(super) fn assemble(
+        template: Arc<WorkflowTemplate>,
+        jobs: Vec<CompiledJob>,
+        schema: Option<InputSchema>,
+    ) -> Self {
         let mut index = HashMap::with_capacity(jobs.len());
         for (i, job) in jobs.iter().enumerate() {
             index.insert(job.id.clone(), Slot::Main(i));
@@ -86,7 +90,12 @@ impl CompiledTemplate {
                 index.insert(c.id.clone(), Slot::Compensation(i));
             }
         }
-        CompiledTemplate { template, jobs, index, schema }
+        CompiledTemplate {
+            template,
+            jobs,
+            index,
+            schema,
+        }
     }
 
     /// The source template.
@@ -137,13 +146,17 @@ impl CompiledTemplate {
             .map(String::as_str)
             .chain(job.compensates.as_deref())
             .chain(job.config.job_refs())
-            .chain(job.condition.iter().flat_map(|c| c.job_refs().iter().map(String::as_str)));
+            .chain(
+                job.condition
+                    .iter()
+                    .flat_map(|c| c.job_refs().iter().map(String::as_str)),
+            );
         let mut out: Vec<&str> = Vec::new();
         for id in candidates {
-            if let Some(j) = self.job(id) {
-                if !out.contains(&j.id.as_str()) {
-                    out.push(&j.id);
-                }
+            if let Some(j) = self.job(id)
+                && !out.contains(&j.id.as_str())
+            {
+                out.push(&j.id);
             }
         }
         out
@@ -164,11 +177,18 @@ impl CompiledTemplate {
             .take(10)
             .map(|e| {
                 let pointer = e.instance_path().as_str().to_owned();
-                let path = if pointer.is_empty() { "/".to_owned() } else { pointer.clone() };
+                let path = if pointer.is_empty() {
+                    "/".to_owned()
+                } else {
+                    pointer.clone()
+                };
                 first_path.get_or_insert(pointer);
                 let mut text = e.to_string();
                 if text.len() > 200 {
-                    let cut = (0..=200).rev().find(|i| text.is_char_boundary(*i)).unwrap_or(0);
+                    let cut = (0..=200)
+                        .rev()
+                        .find(|i| text.is_char_boundary(*i))
+                        .unwrap_or(0);
                     text.truncate(cut);
                     text.push_str("...");
                 }
@@ -178,10 +198,15 @@ impl CompiledTemplate {
         if problems.is_empty() {
             return Ok(());
         }
-        let location = Location::template(self.template_id()).field(format!("input{}", first_path.unwrap_or_default()));
+        let location = Location::template(self.template_id())
+            .field(format!("input{}", first_path.unwrap_or_default()));
         Err(Error::new(
             ErrorKind::InvalidInput,
-            format!("input does not match the input_schema of template `{}`: {}", self.template_id(), problems.join("; ")),
+            format!(
+                "input does not match the input_schema of template `{}`: {}",
+                self.template_id(),
+                problems.join("; ")
+            ),
         )
         .with_location(location))
     }

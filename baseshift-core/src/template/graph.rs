@@ -60,7 +60,11 @@ pub(super) fn missing_ancestors(
         return Vec::new();
     }
     let mut visited = HashSet::new();
-    let mut stack: Vec<usize> = if include_self { vec![from] } else { parents[from].clone() };
+    let mut stack: Vec<usize> = if include_self {
+        vec![from]
+    } else {
+        parents[from].clone()
+    };
     while let Some(n) = stack.pop() {
         if !visited.insert(n) {
             continue;
@@ -103,7 +107,9 @@ mod tests {
     #[test]
     fn long_chains_do_not_overflow() {
         let n = 20_000;
-        let mut parents: Vec<Vec<usize>> = (0..n).map(|i| if i == 0 { vec![] } else { vec![i - 1] }).collect();
+        let mut parents: Vec<Vec<usize>> = (0..n)
+            .map(|i| if i == 0 { vec![] } else { vec![i - 1] })
+            .collect();
         assert_eq!(find_cycle(&parents), None);
         assert!(missing_ancestors(&parents, n - 1, false, &[0]).is_empty());
         parents[0] = vec![n - 1];

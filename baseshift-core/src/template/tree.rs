@@ -47,7 +47,9 @@ impl Node {
         let kind = match value {
             Value::Array(items) => Kind::Seq(items.into_iter().map(Node::from_value).collect()),
             Value::Object(map) => Kind::Map(
-                map.into_iter().map(|(k, v)| (Key { name: k, pos: None }, Node::from_value(v))).collect(),
+                map.into_iter()
+                    .map(|(k, v)| (Key { name: k, pos: None }, Node::from_value(v)))
+                    .collect(),
             ),
             scalar => Kind::Scalar(scalar),
         };
@@ -60,9 +62,12 @@ impl Node {
         match &self.kind {
             Kind::Scalar(v) => v.clone(),
             Kind::Seq(items) => Value::Array(items.iter().map(Node::to_value).collect()),
-            Kind::Map(entries) => {
-                Value::Object(entries.iter().map(|(k, v)| (k.name.clone(), v.to_value())).collect())
-            }
+            Kind::Map(entries) => Value::Object(
+                entries
+                    .iter()
+                    .map(|(k, v)| (k.name.clone(), v.to_value()))
+                    .collect(),
+            ),
         }
     }
 
@@ -115,7 +120,10 @@ impl Node {
 impl<'de> Deserialize<'de> for Node {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let spanned = Spanned::<Kind>::deserialize(d)?;
-        Ok(Node { kind: spanned.value, pos: pos_of(&spanned.referenced) })
+        Ok(Node {
+            kind: spanned.value,
+            pos: pos_of(&spanned.referenced),
+        })
     }
 }
 
@@ -124,13 +132,20 @@ impl<'de> Deserialize<'de> for Key {
         let spanned = Spanned::<Kind>::deserialize(d)?;
         let name = match spanned.value {
             Kind::Scalar(Value::String(s)) => s,
-            Kind::Scalar(Value::Null) => return Err(de::Error::custom("a mapping key must not be null")),
+            Kind::Scalar(Value::Null) => {
+                return Err(de::Error::custom("a mapping key must not be null"));
+            }
             Kind::Scalar(other) => other.to_string(),
             Kind::Seq(_) | Kind::Map(_) => {
-                return Err(de::Error::custom("a mapping key must be a string, not a list or mapping"));
+                return Err(de::Error::custom(
+                    "a mapping key must be a string, not a list or mapping",
+                ));
             }
         };
-        Ok(Key { name, pos: pos_of(&spanned.referenced) })
+        Ok(Key {
+            name,
+            pos: pos_of(&spanned.referenced),
+        })
     }
 }
 
@@ -170,7 +185,9 @@ impl<'de> Visitor<'de> for KindVisitor {
     }
 
     fn visit_u128<E: de::Error>(self, v: u128) -> Result<Kind, E> {
-        u64::try_from(v).map(|u| Kind::Scalar(Value::from(u))).map_err(|_| E::custom(format!("integer {v} is too large")))
+        u64::try_from(v)
+            .map(|u| Kind::Scalar(Value::from(u)))
+            .map_err(|_| E::custom(format!("integer {v} is too large")))
     }
 
     fn visit_f64<E: de::Error>(self, v: f64) -> Result<Kind, E> {

@@ -2,7 +2,9 @@
 
 use super::compile::{CompiledJob, InputSchema};
 use super::graph::{find_cycle, missing_ancestors};
-use super::{CompensationSpec, CompiledTemplate, DurationSpec, JobSpec, RetryPolicy, WorkflowTemplate};
+use super::{
+    CompensationSpec, CompiledTemplate, DurationSpec, JobSpec, RetryPolicy, WorkflowTemplate,
+};
 use crate::error::{Error, Location, Result};
 use crate::expr::{Condition, ConfigTemplate, Reference};
 use crate::runner::RunnerRegistry;
@@ -43,13 +45,29 @@ impl<'a> Validator<'a> {
 
     /// Validates `template` and compiles it.
     pub fn compile(&self, template: &WorkflowTemplate) -> Result<CompiledTemplate> {
-        let mut cx = Checker { v: self, t: template, index: HashMap::new() };
+        let mut cx = Checker {
+            v: self,
+            t: template,
+            index: HashMap::new(),
+        };
         cx.check_ids()?;
-        cx.index = template.jobs.iter().enumerate().map(|(i, j)| (j.id.as_str(), i)).collect();
+        cx.index = template
+            .jobs
+            .iter()
+            .enumerate()
+            .map(|(i, j)| (j.id.as_str(), i))
+            .collect();
         let parents = cx.resolve_parents()?;
         if let Some(cycle) = find_cycle(&parents) {
-            let names: Vec<&str> = cycle.iter().map(|&i| template.jobs[i].id.as_str()).collect();
-            return Err(cx.err(Some(cycle[0]), Some("depends_on"), format!("cycle: {}", names.join(" -> "))));
+            let names: Vec<&str> = cycle
+                .iter()
+                .map(|&i| template.jobs[i].id.as_str())
+                .collect();
+            return Err(cx.err(
+                Some(cycle[0]),
+                Some("depends_on"),
+                format!("cycle: {}", names.join(" -> ")),
+            ));
         }
         if let Some(r) = &template.defaults.retry {
             check_retry(r).map_err(|m| cx.top_err("defaults.retry", m))?;
@@ -68,7 +86,11 @@ impl<'a> Validator<'a> {
         for ((i, job), children) in template.jobs.iter().enumerate().zip(children) {
             jobs.push(cx.compile_job(i, job, &parents, children)?);
         }
-        Ok(CompiledTemplate::assemble(Arc::new(template.clone()), jobs, schema))
+        Ok(CompiledTemplate::assemble(
+            Arc::new(template.clone()),
+            jobs,
+            schema,
+        ))
     }
 }
 
@@ -80,7 +102,10 @@ impl WorkflowTemplate {
 }
 
 fn valid_id(id: &str) -> bool {
-    !id.is_empty() && id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+    !id.is_empty()
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
 }
 
 fn check_retry(r: &RetryPolicy) -> std::result::Result<(), String> {
@@ -88,19 +113,29 @@ fn check_retry(r: &RetryPolicy) -> std::result::Result<(), String> {
         return Err("max_attempts must be at least 1".to_owned());
     }
     if !(r.multiplier.is_finite() && r.multiplier >= 1.0) {
-        return Err(format!("multiplier must be at least 1, not {}", r.multiplier));
+        return Err(format!(
+            "multiplier must be at least 1, not {}",
+            r.multiplier
+        ));
     }
     if !(0.0..=1.0).contains(&r.jitter) {
         return Err(format!("jitter must be between 0 and 1, not {}", r.jitter));
     }
     if r.initial_delay > r.max_delay {
-        return Err(format!("initial_delay ({}) must not exceed max_delay ({})", r.initial_delay, r.max_delay));
+        return Err(format!(
+            "initial_delay ({}) must not exceed max_delay ({})",
+            r.initial_delay, r.max_delay
+        ));
     }
     Ok(())
 }
 
 fn check_timeout(d: DurationSpec) -> std::result::Result<(), String> {
-    if d.0.is_zero() { Err("timeout must be greater than zero".to_owned()) } else { Ok(()) }
+    if d.0.is_zero() {
+        Err("timeout must be greater than zero".to_owned())
+    } else {
+        Ok(())
+    }
 }
 
 struct Checker<'v, 't> {
@@ -118,9 +153,16 @@ impl<'t> Checker<'_, 't> {
         let pos = match index {
             Some(i) => {
                 loc.job = self.t.jobs.get(i).map(|j| j.id.clone());
-                self.t.source_map.as_ref().and_then(|m| m.locate_at(i, field))
+                self.t
+                    .source_map
+                    .as_ref()
+                    .and_then(|m| m.locate_at(i, field))
             }
-            None => self.t.source_map.as_ref().and_then(|m| m.locate(None, field)),
+            None => self
+                .t
+                .source_map
+                .as_ref()
+                .and_then(|m| m.locate(None, field)),
         };
         if let Some((l, c)) = pos {
             loc = loc.at(l, c);
@@ -163,7 +205,11 @@ impl<'t> Checker<'_, 't> {
                 return Err(self.err(
                     Some(i),
                     Some("id"),
-                    format!("duplicate job id `{}` (first used by job #{})", job.id, first + 1),
+                    format!(
+                        "duplicate job id `{}` (first used by job #{})",
+                        job.id,
+                        first + 1
+                    ),
                 ));
             }
         }
@@ -178,13 +224,25 @@ impl<'t> Checker<'_, 't> {
             for (k, p) in self.t.parents_of(i).into_iter().enumerate() {
                 let field = format!("depends_on[{k}]");
                 let Some(&pi) = self.index.get(p) else {
-                    return Err(self.err(Some(i), Some(&field), format!("job `{}` depends on unknown job `{p}`", job.id)));
+                    return Err(self.err(
+                        Some(i),
+                        Some(&field),
+                        format!("job `{}` depends on unknown job `{p}`", job.id),
+                    ));
                 };
                 if pi == i {
-                    return Err(self.err(Some(i), Some(&field), format!("job `{}` depends on itself", job.id)));
+                    return Err(self.err(
+                        Some(i),
+                        Some(&field),
+                        format!("job `{}` depends on itself", job.id),
+                    ));
                 }
                 if parents.contains(&pi) {
-                    return Err(self.err(Some(i), Some(&field), format!("job `{}` lists parent `{p}` twice", job.id)));
+                    return Err(self.err(
+                        Some(i),
+                        Some(&field),
+                        format!("job `{}` lists parent `{p}` twice", job.id),
+                    ));
                 }
                 parents.push(pi);
             }
@@ -199,10 +257,21 @@ impl<'t> Checker<'_, 't> {
         };
         jsonschema::validator_for(schema)
             .map(|v| Some(InputSchema(Arc::new(v))))
-            .map_err(|e| self.top_err("input_schema", format!("input_schema is not a valid JSON Schema: {e}")))
+            .map_err(|e| {
+                self.top_err(
+                    "input_schema",
+                    format!("input_schema is not a valid JSON Schema: {e}"),
+                )
+            })
     }
 
-    fn compile_job(&self, i: usize, job: &JobSpec, parents: &[Vec<usize>], children: Vec<String>) -> Result<CompiledJob> {
+    fn compile_job(
+        &self,
+        i: usize,
+        job: &JobSpec,
+        parents: &[Vec<usize>],
+        children: Vec<String>,
+    ) -> Result<CompiledJob> {
         let defaults = &self.t.defaults;
         let condition = match &job.when {
             Some(src) => {
@@ -213,7 +282,8 @@ impl<'t> Checker<'_, 't> {
             }
             None => None,
         };
-        let config = self.compile_config(i, false, &job.job_type, &job.config, "config", parents)?;
+        let config =
+            self.compile_config(i, false, &job.job_type, &job.config, "config", parents)?;
         if let Some(r) = &job.retry {
             check_retry(r).map_err(|m| self.err(Some(i), Some("retry"), m))?;
         }
@@ -227,11 +297,18 @@ impl<'t> Checker<'_, 't> {
         Ok(CompiledJob {
             id: job.id.clone(),
             job_type: job.job_type.clone(),
-            parents: parents[i].iter().map(|&p| self.t.jobs[p].id.clone()).collect(),
+            parents: parents[i]
+                .iter()
+                .map(|&p| self.t.jobs[p].id.clone())
+                .collect(),
             children,
             trigger: job.trigger,
             priority: job.priority,
-            retry: job.retry.clone().or_else(|| defaults.retry.clone()).unwrap_or_default(),
+            retry: job
+                .retry
+                .clone()
+                .or_else(|| defaults.retry.clone())
+                .unwrap_or_default(),
             timeout: job.timeout.or(defaults.timeout).map(|d| d.0),
             condition,
             config,
@@ -248,7 +325,14 @@ impl<'t> Checker<'_, 't> {
         parents: &[Vec<usize>],
     ) -> Result<CompiledJob> {
         let defaults = &self.t.defaults;
-        let config = self.compile_config(i, true, &c.job_type, &c.config, "compensate.config", parents)?;
+        let config = self.compile_config(
+            i,
+            true,
+            &c.job_type,
+            &c.config,
+            "compensate.config",
+            parents,
+        )?;
         if let Some(r) = &c.retry {
             check_retry(r).map_err(|m| self.err(Some(i), Some("compensate.retry"), m))?;
         }
@@ -262,7 +346,11 @@ impl<'t> Checker<'_, 't> {
             children: Vec::new(),
             trigger: super::Trigger::AllSuccess,
             priority: job.priority,
-            retry: c.retry.clone().or_else(|| defaults.retry.clone()).unwrap_or_default(),
+            retry: c
+                .retry
+                .clone()
+                .or_else(|| defaults.retry.clone())
+                .unwrap_or_default(),
             timeout: c.timeout.or(defaults.timeout).map(|d| d.0),
             condition: None,
             config,
@@ -281,20 +369,23 @@ impl<'t> Checker<'_, 't> {
         root: &str,
         parents: &[Vec<usize>],
     ) -> Result<ConfigTemplate> {
-        let config = ConfigTemplate::parse_at(raw, root).map_err(|(field, m)| self.err(Some(i), Some(&field), m))?;
+        let config = ConfigTemplate::parse_at(raw, root)
+            .map_err(|(field, m)| self.err(Some(i), Some(&field), m))?;
         let mut job_refs = Vec::new();
         for (field, r) in config.field_references() {
             match r {
                 Reference::JobOutput { job, .. } => job_refs.push((field, job.as_str())),
                 Reference::Env(name) => {
-                    if let Some(allow) = self.v.env_allowlist {
-                        if !allow.contains(name) {
-                            return Err(self.err(
-                                Some(i),
-                                Some(field),
-                                format!("{r}: environment variable `{name}` is not on the host's allowlist"),
-                            ));
-                        }
+                    if let Some(allow) = self.v.env_allowlist
+                        && !allow.contains(name)
+                    {
+                        return Err(self.err(
+                            Some(i),
+                            Some(field),
+                            format!(
+                                "{r}: environment variable `{name}` is not on the host's allowlist"
+                            ),
+                        ));
                     }
                 }
                 Reference::Input(_) | Reference::WorkflowId | Reference::Secret(_) => {}
@@ -302,23 +393,38 @@ impl<'t> Checker<'_, 't> {
         }
         self.check_job_refs(i, compensation, parents, job_refs.into_iter())?;
         if let Some(registry) = self.v.registry {
-            let type_field = if compensation { "compensate.type" } else { "type" };
+            let type_field = if compensation {
+                "compensate.type"
+            } else {
+                "type"
+            };
             let Some(runner) = registry.get(job_type) else {
                 return Err(self.err(
                     Some(i),
                     Some(type_field),
-                    format!("unknown job type `{job_type}` (registered: {})", registry.job_types().join(", ")),
+                    format!(
+                        "unknown job type `{job_type}` (registered: {})",
+                        registry.job_types().join(", ")
+                    ),
                 ));
             };
             runner.validate_config(raw).map_err(|e| {
                 let field = match e.location().and_then(|l| l.field.as_deref()) {
-                    Some(f) if f == "config" || f.starts_with("config.") || f.starts_with("config[") => {
+                    Some(f)
+                        if f == "config"
+                            || f.starts_with("config.")
+                            || f.starts_with("config[") =>
+                    {
                         format!("{root}{}", &f["config".len()..])
                     }
                     Some(f) => format!("{root}.{f}"),
                     None => root.to_owned(),
                 };
-                self.err(Some(i), Some(&field), format!("invalid config for job type `{job_type}`: {}", e.message()))
+                self.err(
+                    Some(i),
+                    Some(&field),
+                    format!("invalid config for job type `{job_type}`: {}", e.message()),
+                )
             })?;
         }
         Ok(config)
@@ -337,7 +443,11 @@ impl<'t> Checker<'_, 't> {
         let mut fields: HashMap<usize, &str> = HashMap::new();
         for (field, id) in refs {
             let Some(&j) = self.index.get(id) else {
-                return Err(self.err(Some(i), Some(field), format!("reference to unknown job `{id}`")));
+                return Err(self.err(
+                    Some(i),
+                    Some(field),
+                    format!("reference to unknown job `{id}`"),
+                ));
             };
             fields.entry(j).or_insert(field);
             wanted.push(j);
@@ -361,3 +471,7 @@ impl<'t> Checker<'_, 't> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+#[path = "validate_tests.rs"]
+mod tests;
