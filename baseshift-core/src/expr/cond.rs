@@ -54,7 +54,8 @@ impl Condition {
         if source.trim().is_empty() {
             return Err("empty condition".to_owned());
         }
-        let program = Program::compile(source)
+        let depth = check_size(source)?;
+        let program = parse_program(source, depth)
             .map_err(|e| format!("invalid CEL expression `{source}`: {e}"))?;
         let mut refs = Refs::default();
         refs.walk(program.expression(), &mut Vec::new());
@@ -105,6 +106,76 @@ impl Condition {
             Err(e) => Err(format!("condition `{}` failed: {e}", self.source)),
         }
     }
+}
+
+/// Longest condition accepted, in bytes.
+pub const MAX_CONDITION_LEN: usize = 4096;
+/// Deepest nesting of brackets and unary operators accepted.
+pub const MAX_CONDITION_DEPTH: usize = 32;
+
+/// Nesting depth the CEL parser handles on the caller's stack.
+const SHALLOW_DEPTH: usize = 4;
+/// Stack for parsing deeper sources: the generated parser takes over 100 KiB per nesting
+/// level in debug builds (16 levels overflow a 2 MiB thread).
+const PARSER_STACK: usize = 64 * 1024 * 1024;
+
+/// Parses on the current thread when shallow, else on a thread with a large stack (a
+/// panic in the parser then also becomes an error instead of unwinding into the caller).
+fn parse_program(source: &str, depth: usize) -> Result<Program, String> {
+    if depth <= SHALLOW_DEPTH {
+        return Program::compile(source).map_err(|e| e.to_string());
+    }
+    let owned = source.to_owned();
+    std::thread::Builder::new()
+        .name("baseshift-cel-parse".to_owned())
+        .stack_size(PARSER_STACK)
+        .spawn(move || Program::compile(&owned).map_err(|e| e.to_string()))
+        .map_err(|e| format!("cannot start the CEL parser thread: {e}"))?
+        .join()
+        .map_err(|_| "the CEL parser failed on this expression".to_owned())?
+}
+
+/// The CEL parser recurses deeply per nesting level and overflows the stack long before
+/// its own depth limit applies: reject oversized or deeply nested sources up front.
+/// Returns the deepest nesting found.
+fn check_size(source: &str) -> Result<usize, String> {
+    if source.len() > MAX_CONDITION_LEN {
+        return Err(format!(
+            "condition is longer than {MAX_CONDITION_LEN} bytes"
+        ));
+    }
+    let (mut depth, mut unary_run, mut quote, mut deepest) = (0usize, 0usize, None::<char>, 0usize);
+    let mut chars = source.chars();
+    while let Some(c) = chars.next() {
+        if let Some(q) = quote {
+            match c {
+                '\\' => {
+                    chars.next();
+                }
+                _ if c == q => quote = None,
+                _ => {}
+            }
+            continue;
+        }
+        match c {
+            '\'' | '"' => quote = Some(c),
+            '(' | '[' | '{' => depth += 1,
+            ')' | ']' | '}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        unary_run = match c {
+            '!' | '-' => unary_run + 1,
+            c if c.is_whitespace() => unary_run,
+            _ => 0,
+        };
+        deepest = deepest.max(depth + unary_run);
+        if deepest > MAX_CONDITION_DEPTH {
+            return Err(format!(
+                "condition nests deeper than {MAX_CONDITION_DEPTH} levels"
+            ));
+        }
+    }
+    Ok(deepest)
 }
 
 /// JSON to CEL. Unlike `cel::to_value`, a non-negative integer becomes an `int` (not a

@@ -82,3 +82,25 @@ fn json_integers_support_arithmetic() {
     assert_eq!(eval("jobs.check.output.score * 2.0 > 1.0"), Ok(true));
     assert_eq!(eval("size(input.items) == 3"), Ok(true));
 }
+
+#[test]
+fn deeply_nested_expressions_are_rejected() {
+    let src = format!("{}true{}", "(".repeat(2000), ")".repeat(2000));
+    assert!(Condition::compile(&src).is_err());
+}
+
+#[test]
+fn long_flat_expressions_within_limits_compile() {
+    let chain = vec!["input.amount > 1"; 150].join(" && ");
+    assert!(chain.len() < MAX_CONDITION_LEN);
+    assert_eq!(eval(&chain), Ok(true));
+    let nested = format!("{}input.amount > 1{}", "(".repeat(32), ")".repeat(32));
+    assert_eq!(eval(&nested), Ok(true));
+    assert!(Condition::compile(&format!("{}true", "!".repeat(40))).is_err());
+    assert!(Condition::compile(&"x".repeat(MAX_CONDITION_LEN + 1)).is_err());
+    // Brackets inside string literals do not count.
+    assert_eq!(
+        eval(&format!("input.country != '{}'", "(".repeat(100))),
+        Ok(true)
+    );
+}

@@ -204,3 +204,15 @@ fn structural_validation_runs_on_load() {
     let err = WorkflowTemplate::from_yaml("template_id: t\nversion: 1\njobs: []\n").unwrap_err();
     assert_at(&err, Some("t"), None, Some("jobs"), Some((3, 7)));
 }
+
+#[test]
+fn deep_nesting_is_rejected_without_overflow() {
+    let deep = format!("{}{}", "[".repeat(5000), "]".repeat(5000));
+    let err = WorkflowTemplate::from_yaml(&format!("{HEAD}    config: {deep}\n")).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidTemplate);
+    let json = format!(
+        r#"{{"template_id": "t", "version": 1, "jobs": [{{"id": "a", "type": "x", "config": {deep}}}]}}"#
+    );
+    let err = WorkflowTemplate::from_json(&json).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidTemplate);
+}
