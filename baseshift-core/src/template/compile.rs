@@ -1,18 +1,37 @@
-//! STUB (helper B replaces): the compiled DAG.
+//! The compiled DAG: what the engine executes.
+
 use super::{RetryPolicy, Trigger, WorkflowTemplate};
-use crate::error::Result;
+use crate::error::{Error, ErrorKind, Location, Result};
 use crate::expr::{Condition, ConfigTemplate};
 use serde_json::Value;
 use std::collections::HashMap;
+use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// A validated template, compiled for execution.
+/// A validated template, compiled for execution. Cheap to clone; `Send + Sync`.
 #[derive(Clone, Debug)]
 pub struct CompiledTemplate {
     template: Arc<WorkflowTemplate>,
     jobs: Vec<CompiledJob>,
-    index: HashMap<String, usize>,
+    index: HashMap<String, Slot>,
+    schema: Option<InputSchema>,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Slot {
+    Main(usize),
+    Compensation(usize),
+}
+
+/// The compiled `input_schema`.
+#[derive(Clone)]
+pub(super) struct InputSchema(pub(super) Arc<jsonschema::Validator>);
+
+impl fmt::Debug for InputSchema {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("InputSchema(..)")
+    }
 }
 
 /// One job, compiled: parents/children resolved, defaults applied, expressions parsed.
@@ -45,10 +64,48 @@ pub struct CompiledJob {
     pub compensates: Option<String>,
 }
 
+impl CompiledJob {
+    /// Whether this is a compensation job (`<id>.compensate`).
+    pub fn is_compensation(&self) -> bool {
+        self.compensates.is_some()
+    }
+
+    /// The id of the compensation job of job `job_id`: `<job_id>.compensate`.
+    pub fn compensation_id(job_id: &str) -> String {
+        format!("{job_id}.compensate")
+    }
+}
+
 impl CompiledTemplate {
+    /// Assembles a compiled template; `jobs` must be validated and in template order.
+    pub(super) fn assemble(
+        template: Arc<WorkflowTemplate>,
+        jobs: Vec<CompiledJob>,
+        schema: Option<InputSchema>,
+    ) -> Self {
+        let mut index = HashMap::with_capacity(jobs.len());
+        for (i, job) in jobs.iter().enumerate() {
+            index.insert(job.id.clone(), Slot::Main(i));
+            if let Some(c) = &job.compensation {
+                index.insert(c.id.clone(), Slot::Compensation(i));
+            }
+        }
+        CompiledTemplate {
+            template,
+            jobs,
+            index,
+            schema,
+        }
+    }
+
     /// The source template.
     pub fn template(&self) -> &Arc<WorkflowTemplate> {
         &self.template
+    }
+
+    /// The template id.
+    pub fn template_id(&self) -> &str {
+        &self.template.template_id
     }
 
     /// Main jobs in template order.
@@ -58,8 +115,51 @@ impl CompiledTemplate {
 
     /// A main job or a compensation job (`<id>.compensate`) by id.
     pub fn job(&self, id: &str) -> Option<&CompiledJob> {
-        let _ = (&self.index, id);
-        todo!()
+        match self.index.get(id)? {
+            Slot::Main(i) => self.jobs.get(*i),
+            Slot::Compensation(i) => self.jobs.get(*i).and_then(|j| j.compensation.as_deref()),
+        }
+    }
+
+    /// The jobs without parents, in template order: they are ready when a workflow starts.
+    pub fn roots(&self) -> impl Iterator<Item = &CompiledJob> + '_ {
+        self.jobs.iter().filter(|j| j.parents.is_empty())
+    }
+
+    /// The compensation jobs, in template order of the jobs they compensate (run them in
+    /// reverse completion order).
+    pub fn compensation_jobs(&self) -> impl Iterator<Item = &CompiledJob> + '_ {
+        self.jobs.iter().filter_map(|j| j.compensation.as_deref())
+    }
+
+    /// The ids of the jobs whose outputs job `job_id`'s config and condition may read:
+    /// its parents, `${jobs.X...}` references and CEL `jobs.X` references (for a
+    /// compensation job: the compensated job and its references), without duplicates.
+    /// Empty for an unknown id.
+    pub fn ancestors_referenced(&self, job_id: &str) -> Vec<&str> {
+        let Some(job) = self.job(job_id) else {
+            return Vec::new();
+        };
+        let candidates = job
+            .parents
+            .iter()
+            .map(String::as_str)
+            .chain(job.compensates.as_deref())
+            .chain(job.config.job_refs())
+            .chain(
+                job.condition
+                    .iter()
+                    .flat_map(|c| c.job_refs().iter().map(String::as_str)),
+            );
+        let mut out: Vec<&str> = Vec::new();
+        for id in candidates {
+            if let Some(j) = self.job(id)
+                && !out.contains(&j.id.as_str())
+            {
+                out.push(&j.id);
+            }
+        }
+        out
     }
 
     /// Jobs without parents.
@@ -74,8 +174,63 @@ impl CompiledTemplate {
     }
 
     /// Checks a workflow input against the template's `input_schema` (if any).
+    ///
+    /// A failure is an [`ErrorKind::InvalidInput`] error whose message names each failing
+    /// JSON path of the input (as a JSON pointer, `/` for the whole input).
     pub fn validate_input(&self, input: &Value) -> Result<()> {
-        let _ = input;
-        todo!()
+        let Some(schema) = &self.schema else {
+            return Ok(());
+        };
+        let mut first_path = None;
+        let problems: Vec<String> = schema
+            .0
+            .iter_errors(input)
+            .take(10)
+            .map(|e| {
+                let pointer = e.instance_path().as_str().to_owned();
+                let path = if pointer.is_empty() {
+                    "/".to_owned()
+                } else {
+                    pointer.clone()
+                };
+                first_path.get_or_insert(pointer);
+                let mut text = e.to_string();
+                if text.len() > 200 {
+                    let cut = (0..=200)
+                        .rev()
+                        .find(|i| text.is_char_boundary(*i))
+                        .unwrap_or(0);
+                    text.truncate(cut);
+                    text.push_str("...");
+                }
+                format!("at `{path}`: {text}")
+            })
+            .collect();
+        if problems.is_empty() {
+            return Ok(());
+        }
+        let location = Location::template(self.template_id())
+            .field(format!("input{}", first_path.unwrap_or_default()));
+        Err(Error::new(
+            ErrorKind::InvalidInput,
+            format!(
+                "input does not match the input_schema of template `{}`: {}",
+                self.template_id(),
+                problems.join("; ")
+            ),
+        )
+        .with_location(location))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compiled_template_is_send_sync() {
+        fn assert_traits<T: Clone + Send + Sync + 'static>() {}
+        assert_traits::<CompiledTemplate>();
+        assert_traits::<CompiledJob>();
     }
 }

@@ -2,7 +2,9 @@
 
 mod compile;
 mod duration;
+mod graph;
 mod parse;
+mod tree;
 mod validate;
 mod version;
 
