@@ -98,7 +98,7 @@ impl Inner {
             return Ok(true);
         };
         let basics = self.basics(id).await?;
-        let refs = compiled.ancestors_referenced(&rec.job_id);
+        let refs = compiled.ancestors_referenced(&rec.job_id).into_iter().map(str::to_owned).collect::<Vec<_>>();
         let upstream = self.store.jobs(id, Some(&refs)).await?;
         let jobs = jobs_value(&upstream);
         let wf = json!({ "id": id.as_str() });

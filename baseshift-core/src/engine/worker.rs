@@ -243,7 +243,7 @@ async fn render_config(
             secrets,
         });
     }
-    let refs = compiled.ancestors_referenced(&job.id);
+    let refs = compiled.ancestors_referenced(&job.id).into_iter().map(str::to_owned).collect::<Vec<_>>();
     let upstream = if refs.is_empty() { Vec::new() } else { inner.store.jobs(&rec.workflow_id, Some(&refs)).await? };
     let outputs: HashMap<String, Value> =
         upstream.into_iter().filter_map(|r| r.output.map(|o| (r.job_id, o))).collect();

@@ -210,16 +210,6 @@ impl ConfigTemplate {
         matches!(self.root, Node::Static(_))
     }
 
-    /// Names of the secrets referenced.
-    pub fn secret_names(&self) -> Vec<&str> {
-        todo!()
-    }
-
-    /// Whether there is no reference at all.
-    pub fn is_static(&self) -> bool {
-        todo!()
-    }
-
     /// Resolves every reference.
     ///
     /// A missing input path, job output, environment variable or secret is an

@@ -162,17 +162,6 @@ impl CompiledTemplate {
         out
     }
 
-    /// Jobs without parents.
-    pub fn roots(&self) -> impl Iterator<Item = &CompiledJob> {
-        self.jobs.iter().filter(|j| j.parents.is_empty())
-    }
-
-    /// Job ids whose outputs `job_id`'s config or condition may read.
-    pub fn ancestors_referenced(&self, job_id: &str) -> Vec<String> {
-        let _ = job_id;
-        todo!()
-    }
-
     /// Checks a workflow input against the template's `input_schema` (if any).
     ///
     /// A failure is an [`ErrorKind::InvalidInput`] error whose message names each failing
