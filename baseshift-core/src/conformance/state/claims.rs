@@ -167,16 +167,17 @@ pub async fn delayed_job_waits_until_due(store: &dyn StateStore) -> Result<()> {
     Ok(())
 }
 
-/// A `RUNNING` job whose lease expired is claimed again, with `attempt + 1` and a new
-/// token; the old holder's writes conflict.
+/// A `RUNNING` job whose lease expired is claimed again, before any ready job, with
+/// `attempt + 1` and a new token; the old holder's writes conflict.
 pub async fn expired_lease_is_reclaimed(store: &dyn StateStore) -> Result<()> {
-    let wf = TestWorkflow::new().job("a", &[]);
+    let wf = TestWorkflow::new().job("a", &[]).job("b", &[]).with_job("b", |j| j.priority = 100);
     wf.create(store).await?;
     make_ready(store, wf.id(), &["a"], now_ms()).await?;
     let first = store.claim(claim_request("w1", 1, SHORT)).await?;
     let held = first.jobs.first().cloned().ok_or_else(|| failure("first claim"))?;
     let held_token = held.lease.as_ref().map(|l| l.token.clone()).unwrap_or_default();
     ensure!(store.claim(claim_request("w2", 1, SHORT)).await?.jobs.is_empty(), "no re-claim while the lease is valid");
+    make_ready(store, wf.id(), &["b"], now_ms() - TimeDelta::seconds(10)).await?;
 
     tokio::time::sleep(SHORT + Duration::from_millis(150)).await;
     let second = store.claim(claim_request("w2", 1, LONG)).await?;
@@ -194,6 +195,8 @@ pub async fn expired_lease_is_reclaimed(store: &dyn StateStore) -> Result<()> {
     late.lease = None;
     expect_kind(store.apply(write_job(late)).await, ErrorKind::Conflict, "the old holder's completion")?;
     ensure_eq!(store.job(&wf.key("a")).await?, *job, "record after the old holder's write");
+    let third = store.claim(claim_request("w3", 10, LONG)).await?;
+    ensure_eq!(ids(&third.jobs), vec!["b"], "the ready job, after the expired one");
     Ok(())
 }
 
