@@ -12,9 +12,17 @@
 //! Add `baseshift-core` with the `testkit` feature and `tokio` (features `macros`,
 //! `rt-multi-thread`) as dev-dependencies, and write one integration test file:
 //!
-//! ```ignore
+//! ```no_run
 //! // baseshift-redis/tests/conformance.rs
+//! # use baseshift_core::MemoryStateStore as RedisStateStore;
+//! /// A store under a key prefix of its own.
+//! async fn redis_store_for_test() -> RedisStateStore {
+//!     // connect, pick a unique prefix ...
+//! #   RedisStateStore::new()
+//! }
+//!
 //! baseshift_core::state_store_conformance!(redis_store_for_test().await);
+//! # fn main() {}
 //! ```
 //!
 //! [`state_store_conformance!`](crate::state_store_conformance) expands to a module
@@ -80,8 +88,9 @@ impl AsStateStore for Arc<dyn StateStore> {
 /// expression may call helpers defined beside the macro call. The calling crate needs
 /// `tokio` (features `macros`, `rt-multi-thread`) as a dev-dependency.
 ///
-/// ```ignore
+/// ```no_run
 /// baseshift_core::state_store_conformance!(baseshift_core::MemoryStateStore::new());
+/// # fn main() {}
 /// ```
 #[macro_export]
 macro_rules! state_store_conformance {
