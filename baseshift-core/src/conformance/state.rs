@@ -1,0 +1,14 @@
+//! The [`StateStore`](crate::StateStore) conformance checks, one `pub async fn` per
+//! clause of its contract. Each takes a fresh, empty store.
+
+mod claims;
+mod deps;
+mod outbox;
+mod records;
+mod writes;
+
+pub use claims::*;
+pub use deps::*;
+pub use outbox::*;
+pub use records::*;
+pub use writes::*;

@@ -1,0 +1,164 @@
+//! The memory store's job indexes: the ready queue, the delayed set and lease expiries.
+//!
+//! Every entry is derived from a job record's own fields, so an entry can be removed
+//! by recomputing it from the record as it was before a write. Callers keep the
+//! invariant: [`Indexes::remove`] with the stored record before changing it,
+//! [`Indexes::insert`] with the record after.
+
+use crate::ids::JobKey;
+use crate::state::{JobRecord, JobStatus};
+use chrono::{DateTime, Utc};
+use std::cmp::Ordering;
+use std::collections::BTreeSet;
+
+/// A queue score, totally ordered (`f64::total_cmp`).
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Score(pub(super) f64);
+
+impl PartialEq for Score {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+
+impl Eq for Score {}
+
+impl PartialOrd for Score {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Score {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.0.total_cmp(&other.0)
+    }
+}
+
+/// Which index a record belongs in, as of `now`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Placement {
+    /// `READY` and due: the ready queue.
+    Ready,
+    /// `READY` with `ready_at` in the future: the delayed set.
+    Delayed(DateTime<Utc>),
+    /// `RUNNING` under a lease: the lease-expiry index.
+    Leased(DateTime<Utc>),
+    /// Not claimable (pending, terminal, or awaiting an external completion).
+    None,
+}
+
+impl Placement {
+    /// Where `record` goes when written at `now`.
+    pub(super) fn of(record: &JobRecord, now: DateTime<Utc>) -> Placement {
+        match record.status {
+            JobStatus::Ready => match record.ready_at {
+                Some(at) if at > now => Placement::Delayed(at),
+                _ => Placement::Ready,
+            },
+            JobStatus::Running if !record.awaiting_external => match &record.lease {
+                Some(lease) => Placement::Leased(lease.expires_at),
+                None => Placement::None,
+            },
+            _ => Placement::None,
+        }
+    }
+}
+
+/// The three ordered indexes over claimable jobs.
+#[derive(Debug, Default)]
+pub(super) struct Indexes {
+    /// `READY` jobs that are due, by `(queue_score, key)`.
+    pub(super) ready: BTreeSet<(Score, JobKey)>,
+    /// `READY` jobs not yet due, by `(ready_at, key)`; moved to `ready` once due.
+    pub(super) delayed: BTreeSet<(DateTime<Utc>, JobKey)>,
+    /// `RUNNING` jobs under a lease, by `(expires_at, key)`.
+    pub(super) leased: BTreeSet<(DateTime<Utc>, JobKey)>,
+}
+
+impl Indexes {
+    /// Adds `record` to the index its state calls for; returns which one.
+    pub(super) fn insert(&mut self, record: &JobRecord, now: DateTime<Utc>) -> Placement {
+        let placement = Placement::of(record, now);
+        match placement {
+            Placement::Ready => {
+                self.ready
+                    .insert((Score(record.queue_score()), record.key()));
+            }
+            Placement::Delayed(at) => {
+                self.delayed.insert((at, record.key()));
+            }
+            Placement::Leased(at) => {
+                self.leased.insert((at, record.key()));
+            }
+            Placement::None => {}
+        }
+        placement
+    }
+
+    /// Removes `record` (as stored before a write) from every index it may be in.
+    pub(super) fn remove(&mut self, record: &JobRecord) {
+        match record.status {
+            // A READY record may sit in `delayed` past its due time until the next claim
+            // promotes it, so both sets are tried.
+            JobStatus::Ready => {
+                let key = record.key();
+                if let Some(at) = record.ready_at {
+                    self.delayed.remove(&(at, key.clone()));
+                }
+                self.ready.remove(&(Score(record.queue_score()), key));
+            }
+            JobStatus::Running => {
+                if let Some(lease) = &record.lease {
+                    self.leased.remove(&(lease.expires_at, record.key()));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Moves delayed jobs due at `now` to the ready queue; `score` gives each one's score.
+    /// Returns whether any moved.
+    pub(super) fn promote_due(
+        &mut self,
+        now: DateTime<Utc>,
+        score: impl Fn(&JobKey) -> Option<f64>,
+    ) -> bool {
+        let mut promoted = false;
+        while let Some((at, _)) = self.delayed.first()
+            && *at <= now
+        {
+            if let Some((_, key)) = self.delayed.pop_first()
+                && let Some(s) = score(&key)
+            {
+                self.ready.insert((Score(s), key));
+                promoted = true;
+            }
+        }
+        promoted
+    }
+
+    /// The earliest time a delayed job becomes due.
+    pub(super) fn next_due(&self) -> Option<DateTime<Utc>> {
+        self.delayed.first().map(|(at, _)| *at)
+    }
+
+    /// Jobs whose lease expired at `now`, earliest expiry first.
+    pub(super) fn expired(&self, now: DateTime<Utc>) -> impl Iterator<Item = &JobKey> {
+        self.leased
+            .iter()
+            .take_while(move |(at, _)| *at <= now)
+            .map(|(_, key)| key)
+    }
+
+    /// Due ready jobs, best score first.
+    pub(super) fn ready(&self) -> impl Iterator<Item = &JobKey> {
+        self.ready.iter().map(|(_, key)| key)
+    }
+
+    /// The number of entries in all indexes.
+    #[cfg(test)]
+    pub(super) fn len(&self) -> usize {
+        self.ready.len() + self.delayed.len() + self.leased.len()
+    }
+}

@@ -1,0 +1,141 @@
+//! [`MemoryStateStore`]: the in-memory [`StateStore`], the embedded default.
+
+mod index;
+mod inner;
+mod validate;
+
+use super::{
+    Applied, ClaimRequest, Claimed, CreateOutcome, NewWorkflow, OutboxEntry, StateStore,
+    StoreCapabilities, Transition, WorkflowFilter,
+};
+use crate::error::Result;
+use crate::ids::{JobKey, WorkflowId};
+use crate::state::{JobRecord, WorkflowRecord};
+use crate::template::WorkflowTemplate;
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use inner::{Inner, Wake};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+use tokio::sync::Notify;
+
+/// The in-memory [`StateStore`]: the embedded default. Same semantics as the durable
+/// backends (versions, conflicts, leases, outbox), state lost when the process exits.
+///
+/// Every operation runs under one lock, so each step is atomic. Claimable jobs are kept
+/// in ordered indexes (ready queue by [`JobRecord::queue_score`], delayed retries by
+/// `ready_at`, leases by expiry), so [`claim`](StateStore::claim) costs about the number of
+/// jobs it returns or skips, not the number of jobs stored.
+///
+/// Two choices the contract leaves to the backend:
+/// - [`renew_lease`](StateStore::renew_lease) does not bump the job's `version`, so the
+///   lease holder's next write still carries the version its claim returned.
+/// - The store-maintained `remaining` count changes without bumping the header's
+///   `version` (no caller ever writes it).
+///
+/// ```
+/// use baseshift_core::store::StateStore;
+/// use baseshift_core::MemoryStateStore;
+/// use std::sync::Arc;
+///
+/// let store: Arc<dyn StateStore> = Arc::new(MemoryStateStore::new());
+/// assert!(!store.capabilities().durable);
+/// ```
+#[derive(Debug, Default)]
+pub struct MemoryStateStore {
+    inner: Mutex<Inner>,
+    work: Notify,
+}
+
+impl MemoryStateStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The lock is never held across an `.await`; a panic while holding it cannot leave a
+    /// step half-applied (steps validate before writing), so a poisoned lock is still usable.
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn wake(&self, wake: Wake) {
+        if wake.0 {
+            self.work.notify_waiters();
+            // Also leave a permit, for an engine between a claim and its next wait.
+            self.work.notify_one();
+        }
+    }
+}
+
+#[async_trait]
+impl StateStore for MemoryStateStore {
+    fn capabilities(&self) -> StoreCapabilities {
+        StoreCapabilities::new("memory", false, false)
+    }
+
+    async fn create_workflow(&self, new: NewWorkflow) -> Result<CreateOutcome> {
+        let (outcome, wake) = self.lock().create(new, Utc::now())?;
+        self.wake(wake);
+        Ok(outcome)
+    }
+
+    async fn workflow(&self, id: &WorkflowId) -> Result<WorkflowRecord> {
+        self.lock().workflow(id)
+    }
+
+    async fn job(&self, key: &JobKey) -> Result<JobRecord> {
+        self.lock().job(key)
+    }
+
+    async fn jobs(&self, id: &WorkflowId, ids: Option<&[String]>) -> Result<Vec<JobRecord>> {
+        self.lock().jobs(id, ids)
+    }
+
+    async fn template(&self, template_id: &str, version: &str) -> Result<WorkflowTemplate> {
+        self.lock().template(template_id, version)
+    }
+
+    async fn apply(&self, step: Transition) -> Result<Applied> {
+        let (applied, wake) = self.lock().apply(step, Utc::now())?;
+        self.wake(wake);
+        Ok(applied)
+    }
+
+    async fn claim(&self, req: ClaimRequest) -> Result<Claimed> {
+        self.lock().claim(req, Utc::now())
+    }
+
+    async fn renew_lease(&self, key: &JobKey, token: &str, ttl: Duration) -> Result<DateTime<Utc>> {
+        self.lock().renew(key, token, ttl, Utc::now())
+    }
+
+    async fn list_workflows(&self, filter: WorkflowFilter) -> Result<Vec<WorkflowRecord>> {
+        Ok(self.lock().list(&filter))
+    }
+
+    async fn outbox_pending(&self, limit: usize) -> Result<Vec<OutboxEntry>> {
+        Ok(self.lock().outbox_pending(limit))
+    }
+
+    async fn outbox_ack(&self, seqs: &[u64]) -> Result<()> {
+        self.lock().outbox_ack(seqs);
+        Ok(())
+    }
+
+    async fn wait_for_work(&self, timeout: Duration) {
+        let now = Utc::now();
+        // A retry that came due since the last claim is new work, reported once.
+        let (promoted, next_due) = self.lock().promote_due(now);
+        if promoted {
+            return;
+        }
+        let until_due = next_due.and_then(|at| (at - now).to_std().ok());
+        let timeout = until_due.map_or(timeout, |d| timeout.min(d));
+        let _ = tokio::time::timeout(timeout, self.work.notified()).await;
+    }
+}
+
+#[cfg(test)]
+#[path = "tests.rs"]
+mod tests;

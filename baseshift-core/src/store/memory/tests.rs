@@ -1,0 +1,435 @@
+use super::index::Placement;
+use super::*;
+use crate::error::ErrorKind;
+use crate::event::Event;
+use crate::state::{DepCounts, JobStatus, WorkflowStatus};
+use crate::store::ParentOutcome;
+use crate::template::Trigger;
+use chrono::TimeDelta;
+use serde_json::json;
+use std::collections::HashMap;
+
+fn job(wf: &WorkflowId, id: &str, parents: u32) -> JobRecord {
+    JobRecord {
+        workflow_id: wf.clone(),
+        job_id: id.into(),
+        job_type: "noop".into(),
+        status: JobStatus::Pending,
+        version: 0,
+        attempt: 0,
+        priority: 0,
+        trigger: Trigger::AllSuccess,
+        has_condition: false,
+        deps: DepCounts {
+            total: parents,
+            ..DepCounts::default()
+        },
+        eligible: false,
+        propagated: false,
+        ready_at: None,
+        lease: None,
+        awaiting_external: false,
+        output: None,
+        error: None,
+        compensation_of: None,
+        started_at: None,
+        finished_at: None,
+    }
+}
+
+fn new_workflow(jobs: Vec<JobRecord>, id: WorkflowId) -> NewWorkflow {
+    let now = Utc::now();
+    NewWorkflow {
+        header: WorkflowRecord {
+            id: id.clone(),
+            template_id: "t".into(),
+            template_version: "1.0.0".into(),
+            status: WorkflowStatus::Initialized,
+            version: 0,
+            input: json!({}),
+            idempotency_key: None,
+            parent: None,
+            remaining: 0,
+            compensation_queue: Vec::new(),
+            error: None,
+            created_at: now,
+            updated_at: now,
+            finished_at: None,
+        },
+        jobs,
+        template: WorkflowTemplate::new("t", semver::Version::new(1, 0, 0)),
+        events: vec![Event::workflow(&id, WorkflowStatus::Initialized, None)],
+    }
+}
+
+fn request(limit: usize, ttl_ms: u64, exclude: &[&str]) -> ClaimRequest {
+    ClaimRequest {
+        owner: "test".into(),
+        limit,
+        lease_ttl: Duration::from_millis(ttl_ms),
+        exclude_types: exclude.iter().map(|s| (*s).to_owned()).collect(),
+    }
+}
+
+fn write(job: JobRecord) -> Transition {
+    let mut step = Transition::new(job.workflow_id.clone());
+    step.jobs.push(job);
+    step
+}
+
+/// Every claimable record is in exactly the index its state calls for, and the indexes
+/// hold nothing else.
+fn check_indexes(inner: &Inner) {
+    let mut expected = 0;
+    for wf in inner.workflows.values() {
+        for job in &wf.jobs {
+            let key = job.key();
+            let in_ready = inner.index.ready.iter().any(|(_, k)| *k == key);
+            let in_delayed = inner.index.delayed.iter().any(|(_, k)| *k == key);
+            let in_leased = inner.index.leased.iter().any(|(_, k)| *k == key);
+            let placement = Placement::of(job, DateTime::<Utc>::MIN_UTC);
+            match placement {
+                Placement::Delayed(at) => {
+                    // A READY job: queued, or delayed until `ready_at` (possibly already past).
+                    let delayed = inner.index.delayed.contains(&(at, key.clone()));
+                    assert!(
+                        in_ready ^ delayed,
+                        "{key}: ready={in_ready} delayed={delayed}"
+                    );
+                    assert!(!in_leased, "{key} is READY but leased");
+                }
+                Placement::Ready => {
+                    assert!(
+                        in_ready && !in_delayed && !in_leased,
+                        "{key}: READY without ready_at"
+                    );
+                }
+                Placement::Leased(at) => {
+                    assert!(
+                        inner.index.leased.contains(&(at, key.clone())),
+                        "{key}: lease not indexed"
+                    );
+                    assert!(!in_ready && !in_delayed, "{key}: RUNNING but queued");
+                }
+                Placement::None => assert!(
+                    !in_ready && !in_delayed && !in_leased,
+                    "{key}: indexed but not claimable"
+                ),
+            }
+            if placement != Placement::None {
+                expected += 1;
+            }
+        }
+    }
+    assert_eq!(inner.index.len(), expected, "stale index entries");
+}
+
+/// Random creates, readies, claims, completions, retries, renewals and clock jumps keep
+/// the indexes in step with the records, and a claim never returns a job under a valid
+/// lease or a retry before it is due.
+#[test]
+fn indexes_stay_consistent_under_random_operations() {
+    let (mut claimed_ready, mut reclaimed) = (0, 0);
+    for seed in 0..20 {
+        let mut rng = fastrand::Rng::with_seed(seed);
+        let mut inner = Inner::default();
+        let mut now = Utc::now();
+        let mut children: HashMap<JobKey, Vec<String>> = HashMap::new();
+        let mut wf_ids = Vec::new();
+        for _ in 0..400 {
+            match rng.u8(0..10) {
+                0 => {
+                    let id = WorkflowId::generate();
+                    let n = rng.usize(1..7);
+                    let mut jobs = Vec::new();
+                    for i in 0..n {
+                        let parents: Vec<usize> = (0..i).filter(|_| rng.u8(0..3) == 0).collect();
+                        let mut j = job(&id, &format!("j{i}"), parents.len() as u32);
+                        j.priority = rng.i32(-3..4);
+                        j.job_type = if rng.bool() {
+                            "noop".into()
+                        } else {
+                            "slow".into()
+                        };
+                        j.trigger = [
+                            Trigger::AllSuccess,
+                            Trigger::AllDone,
+                            Trigger::OneSuccess,
+                            Trigger::NoneFailed,
+                        ][rng.usize(0..4)];
+                        j.has_condition = rng.u8(0..5) == 0;
+                        for p in parents {
+                            children
+                                .entry(JobKey::new(id.clone(), format!("j{p}")))
+                                .or_default()
+                                .push(j.job_id.clone());
+                        }
+                        jobs.push(j);
+                    }
+                    inner.create(new_workflow(jobs, id.clone()), now).unwrap();
+                    wf_ids.push(id);
+                }
+                1..=2 if !wf_ids.is_empty() => {
+                    // Ready a pending root or eligible job, now or later.
+                    let wf = &wf_ids[rng.usize(0..wf_ids.len())];
+                    let jobs = inner.jobs(wf, None).unwrap();
+                    if let Some(mut j) = jobs.into_iter().find(|j| {
+                        j.status == JobStatus::Pending && (j.deps.total == 0 || j.eligible)
+                    }) {
+                        j.status = JobStatus::Ready;
+                        j.ready_at = Some(now + TimeDelta::milliseconds(rng.i64(-500..500)));
+                        inner.apply(write(j), now).unwrap();
+                    }
+                }
+                3..=4 => {
+                    let before: HashMap<JobKey, JobRecord> = inner
+                        .workflows
+                        .values()
+                        .flat_map(|wf| wf.jobs.iter().map(|j| (j.key(), j.clone())))
+                        .collect();
+                    let exclude: &[&str] = if rng.bool() { &["slow"] } else { &[] };
+                    let claimed = inner
+                        .claim(request(rng.usize(0..4), rng.u64(0..400), exclude), now)
+                        .unwrap();
+                    for j in &claimed.jobs {
+                        let old = &before[&j.key()];
+                        let claimable = match old.status {
+                            JobStatus::Ready => old.ready_at.is_none_or(|t| t <= now),
+                            JobStatus::Running => {
+                                !old.awaiting_external
+                                    && old.lease.as_ref().is_some_and(|l| l.expires_at <= now)
+                            }
+                            _ => false,
+                        };
+                        assert!(claimable, "claimed {} from {old:?}", j.key());
+                        if old.status == JobStatus::Running {
+                            reclaimed += 1;
+                        } else {
+                            claimed_ready += 1;
+                        }
+                        assert!(exclude.is_empty() || j.job_type != "slow");
+                        assert_eq!(j.attempt, old.attempt + 1);
+                    }
+                }
+                5..=6 => {
+                    // Finish, retry or park a running job.
+                    let running: Vec<JobRecord> = inner
+                        .workflows
+                        .values()
+                        .flat_map(|wf| {
+                            wf.jobs
+                                .iter()
+                                .filter(|j| j.status == JobStatus::Running)
+                                .cloned()
+                        })
+                        .collect();
+                    if running.is_empty() {
+                        continue;
+                    }
+                    let mut j = running[rng.usize(0..running.len())].clone();
+                    let mut step = Transition::new(j.workflow_id.clone());
+                    match rng.u8(0..4) {
+                        0 => {
+                            j.status = JobStatus::Ready;
+                            j.lease = None;
+                            j.ready_at = Some(now + TimeDelta::milliseconds(rng.i64(0..800)));
+                        }
+                        1 => j.awaiting_external = true,
+                        _ => {
+                            j.status = if rng.bool() {
+                                JobStatus::Succeeded
+                            } else {
+                                JobStatus::Failed
+                            };
+                            j.lease = None;
+                            step.terminal_delta = 1;
+                            for child in children.get(&j.key()).into_iter().flatten() {
+                                step.parent_outcomes.push(ParentOutcome {
+                                    child: child.clone(),
+                                    status: j.status,
+                                });
+                            }
+                        }
+                    }
+                    step.jobs.push(j);
+                    inner.apply(step, now).unwrap();
+                }
+                7 => {
+                    let leased: Vec<(JobKey, String)> = inner
+                        .workflows
+                        .values()
+                        .flat_map(|wf| wf.jobs.iter())
+                        .filter(|j| j.status == JobStatus::Running)
+                        .filter_map(|j| j.lease.as_ref().map(|l| (j.key(), l.token.clone())))
+                        .collect();
+                    if !leased.is_empty() {
+                        let (key, token) = &leased[rng.usize(0..leased.len())];
+                        inner
+                            .renew(key, token, Duration::from_millis(rng.u64(0..400)), now)
+                            .unwrap();
+                    }
+                }
+                _ => now += TimeDelta::milliseconds(rng.i64(0..300)),
+            }
+            check_indexes(&inner);
+        }
+    }
+    assert!(
+        claimed_ready > 100 && reclaimed > 10,
+        "too few claims exercised: {claimed_ready}, {reclaimed}"
+    );
+}
+
+#[tokio::test]
+async fn rejects_malformed_creates() {
+    let store = MemoryStateStore::new();
+    let id = WorkflowId::generate();
+    store
+        .create_workflow(new_workflow(vec![job(&id, "a", 0)], id.clone()))
+        .await
+        .unwrap();
+
+    let again = store
+        .create_workflow(new_workflow(vec![], id.clone()))
+        .await
+        .unwrap_err();
+    assert_eq!(again.kind(), ErrorKind::Conflict);
+    assert_eq!(again.workflow_id(), Some(id.as_str()));
+
+    let other = WorkflowId::generate();
+    let stray = store
+        .create_workflow(new_workflow(vec![job(&id, "a", 0)], other.clone()))
+        .await
+        .unwrap_err();
+    assert_eq!(stray.kind(), ErrorKind::InvalidInput);
+    let twice = new_workflow(
+        vec![job(&other, "a", 0), job(&other, "a", 0)],
+        other.clone(),
+    );
+    let twice = store.create_workflow(twice).await.unwrap_err();
+    assert_eq!(
+        (twice.kind(), twice.job_id()),
+        (ErrorKind::InvalidInput, Some("a"))
+    );
+    assert_eq!(
+        store.workflow(&other).await.unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
+    assert_eq!(store.outbox_pending(10).await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn rejects_malformed_steps_with_context() {
+    let store = MemoryStateStore::new();
+    let id = WorkflowId::generate();
+    store
+        .create_workflow(new_workflow(
+            vec![job(&id, "a", 0), job(&id, "b", 1)],
+            id.clone(),
+        ))
+        .await
+        .unwrap();
+    let a = store.job(&JobKey::new(id.clone(), "a")).await.unwrap();
+
+    let mut step = write(a.clone());
+    step.jobs.push(a.clone());
+    let e = store.apply(step).await.unwrap_err();
+    assert_eq!((e.kind(), e.job_id()), (ErrorKind::InvalidInput, Some("a")));
+
+    let mut step = Transition::new(id.clone());
+    step.parent_outcomes.push(ParentOutcome {
+        child: "b".into(),
+        status: JobStatus::Running,
+    });
+    let e = store.apply(step).await.unwrap_err();
+    assert_eq!((e.kind(), e.job_id()), (ErrorKind::InvalidInput, Some("b")));
+
+    let mut stale = a;
+    stale.version = 7;
+    let e = store.apply(write(stale)).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Conflict);
+    assert_eq!(
+        (e.workflow_id(), e.job_id()),
+        (Some(id.as_str()), Some("a"))
+    );
+    assert_eq!(
+        (e.operation(), e.backend()),
+        (Some("StateStore::apply"), Some("memory"))
+    );
+    assert_eq!(
+        store.job(&JobKey::new(id, "b")).await.unwrap().deps.done(),
+        0
+    );
+}
+
+#[tokio::test]
+async fn ready_jobs_in_a_new_workflow_are_queued() {
+    let store = MemoryStateStore::new();
+    let id = WorkflowId::generate();
+    let mut root = job(&id, "a", 0);
+    root.status = JobStatus::Ready;
+    root.ready_at = Some(Utc::now());
+    store
+        .create_workflow(new_workflow(vec![root, job(&id, "b", 1)], id.clone()))
+        .await
+        .unwrap();
+    let claimed = store.claim(request(10, 60_000, &[])).await.unwrap();
+    assert_eq!(
+        claimed
+            .jobs
+            .iter()
+            .map(|j| j.job_id.as_str())
+            .collect::<Vec<_>>(),
+        vec!["a"]
+    );
+}
+
+#[tokio::test]
+async fn out_of_range_lease_ttl_is_invalid_input() {
+    let store = MemoryStateStore::new();
+    let e = store.claim(request(1, u64::MAX, &[])).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput);
+}
+
+#[tokio::test]
+async fn wait_for_work_returns_when_a_retry_comes_due() {
+    let store = MemoryStateStore::new();
+    let id = WorkflowId::generate();
+    store
+        .create_workflow(new_workflow(vec![job(&id, "a", 0)], id.clone()))
+        .await
+        .unwrap();
+    let mut a = store.job(&JobKey::new(id, "a")).await.unwrap();
+    a.status = JobStatus::Ready;
+    a.ready_at = Some(Utc::now() + TimeDelta::milliseconds(300));
+    store.apply(write(a)).await.unwrap();
+    store.wait_for_work(Duration::from_millis(1)).await; // the permit left by the writes
+
+    let start = std::time::Instant::now();
+    store.wait_for_work(Duration::from_secs(30)).await;
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "woke after {:?}",
+        start.elapsed()
+    );
+    store.wait_for_work(Duration::from_secs(30)).await; // promotes the due retry: returns at once
+    assert!(start.elapsed() < Duration::from_secs(10));
+    assert_eq!(
+        store
+            .claim(request(1, 60_000, &[]))
+            .await
+            .unwrap()
+            .jobs
+            .len(),
+        1
+    );
+}
+
+#[test]
+fn capabilities_say_memory_not_durable() {
+    let caps = MemoryStateStore::new().capabilities();
+    assert_eq!(
+        (caps.name, caps.durable, caps.shared),
+        ("memory", false, false)
+    );
+}

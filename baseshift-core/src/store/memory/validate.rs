@@ -1,0 +1,66 @@
+//! The preconditions of [`StateStore::apply`](crate::StateStore::apply), all checked
+//! before anything is written.
+
+use super::inner::WorkflowEntry;
+use crate::error::{Error, Result};
+use crate::store::Transition;
+use std::collections::HashSet;
+
+/// Checks every precondition of `step` against `wf` without writing anything.
+pub(super) fn validate_step(wf: &WorkflowEntry, step: &Transition) -> Result<()> {
+    if let Some(header) = &step.header {
+        if header.id != wf.header.id {
+            return Err(Error::invalid_input(format!(
+                "header of workflow `{}` in a step on another workflow",
+                header.id
+            )));
+        }
+        if header.version != wf.header.version {
+            return Err(Error::conflict(format!(
+                "stale workflow version {} (stored {})",
+                header.version, wf.header.version
+            )));
+        }
+        if header.status != wf.header.status {
+            wf.header.status.check(header.status)?;
+        }
+    }
+    let mut seen = HashSet::with_capacity(step.jobs.len());
+    for job in &step.jobs {
+        let with_job = |e: Error| e.with_job(job.job_id.as_str());
+        if job.workflow_id != wf.header.id {
+            return Err(with_job(Error::invalid_input(
+                "job record belongs to another workflow",
+            )));
+        }
+        if !seen.insert(job.job_id.as_str()) {
+            return Err(with_job(Error::invalid_input(
+                "job written twice in one step",
+            )));
+        }
+        let stored = wf.position(&job.job_id).map(|pos| &wf.jobs[pos]);
+        let stored = stored.ok_or_else(|| with_job(Error::not_found("no such job")))?;
+        if job.version != stored.version {
+            return Err(with_job(Error::conflict(format!(
+                "stale job version {} (stored {})",
+                job.version, stored.version
+            ))));
+        }
+        if job.status != stored.status {
+            stored.status.check(job.status).map_err(with_job)?;
+        }
+    }
+    for outcome in &step.parent_outcomes {
+        let with_job = |e: Error| e.with_job(outcome.child.as_str());
+        if wf.position(&outcome.child).is_none() {
+            return Err(with_job(Error::not_found("no such child job")));
+        }
+        if !outcome.status.is_terminal() {
+            return Err(with_job(Error::invalid_input(format!(
+                "parent outcome {} is not a terminal status",
+                outcome.status
+            ))));
+        }
+    }
+    Ok(())
+}
