@@ -209,6 +209,10 @@ impl ChildDecision {
         if !counts.is_complete() {
             return ChildDecision::Wait;
         }
+        if counts.total == 0 {
+            // A root: nothing to join.
+            return ChildDecision::Ready;
+        }
         let ok = match trigger {
             Trigger::AllSuccess => counts.succeeded == counts.total,
             Trigger::AllDone => true,
