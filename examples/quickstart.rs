@@ -80,7 +80,9 @@ async fn main() -> baseshift::Result<()> {
             let job = e.payload.job_id.as_deref().unwrap_or("-");
             let attempt = e.payload.attempt.map(|a| format!(" (attempt {a})")).unwrap_or_default();
             println!("{:<22} {:<8} {}{}", e.event_type, job, e.payload.status, attempt);
-            let last = e.event_type.starts_with("workflow_") && e.payload.status != "RUNNING" && e.payload.status != "INITIALIZED";
+            let last = e.event_type.starts_with("workflow_")
+                && e.payload.status != "RUNNING"
+                && e.payload.status != "INITIALIZED";
             let _ = delivery.ack().await;
             if last {
                 break;

@@ -33,8 +33,8 @@ pub use baseshift_core::*;
 pub mod prelude {
     pub use baseshift_core::engine::{Engine, EngineBuilder, EngineConfig, StartRequest};
     pub use baseshift_core::{
-        Error, ErrorKind, Event, EventBus, JobContext, JobError, JobOutput, JobRunner, JobSpec, JobStatus,
-        RetryPolicy, StateStore, TemplateStore, Topic, Trigger, WorkflowId, WorkflowStatus, WorkflowTemplate,
+        Error, ErrorKind, Event, EventBus, JobContext, JobError, JobOutput, JobRunner, JobSpec, JobStatus, RetryPolicy,
+        StateStore, TemplateStore, Topic, Trigger, WorkflowId, WorkflowStatus, WorkflowTemplate,
     };
 }
 

@@ -33,10 +33,7 @@ impl WorkflowStatus {
     /// Whether `self -> next` is a legal transition.
     pub fn can_become(self, next: WorkflowStatus) -> bool {
         use WorkflowStatus::*;
-        matches!(
-            (self, next),
-            (Initialized, Running | Failed | Cancelled) | (Running, Completed | Failed | Cancelled)
-        )
+        matches!((self, next), (Initialized, Running | Failed | Cancelled) | (Running, Completed | Failed | Cancelled))
     }
 
     /// `Ok` if `self -> next` is legal, else an [`ErrorKind::IllegalTransition`] error.

@@ -11,7 +11,10 @@ use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg").ok().and_then(|s| s.split_whitespace().next().map(str::to_owned)).unwrap_or_else(|| "?".into())
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "?".into())
 }
 
 fn result(system: &str, scenario: &str, n: usize, secs: f64) {
@@ -19,7 +22,8 @@ fn result(system: &str, scenario: &str, n: usize, secs: f64) {
 }
 
 fn fanout(n: usize) -> WorkflowTemplate {
-    let mut t = WorkflowTemplate::new(format!("fanout{n}"), semver::Version::new(1, 0, 0)).job(JobSpec::new("src", "noop"));
+    let mut t =
+        WorkflowTemplate::new(format!("fanout{n}"), semver::Version::new(1, 0, 0)).job(JobSpec::new("src", "noop"));
     let mids: Vec<String> = (0..n.saturating_sub(2)).map(|i| format!("m{i}")).collect();
     for m in &mids {
         t = t.job(JobSpec::new(m.clone(), "noop").depends_on(["src"]));

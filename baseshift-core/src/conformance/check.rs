@@ -13,12 +13,8 @@ pub fn failure(message: impl Into<String>) -> Error {
 pub fn expect_kind<T: Debug>(result: Result<T>, kind: ErrorKind, what: &str) -> Result<()> {
     match result {
         Err(e) if e.kind() == kind => Ok(()),
-        Err(e) => Err(failure(format!(
-            "{what}: expected a {kind} error, got: {e}"
-        ))),
-        Ok(v) => Err(failure(format!(
-            "{what}: expected a {kind} error, got Ok({v:?})"
-        ))),
+        Err(e) => Err(failure(format!("{what}: expected a {kind} error, got: {e}"))),
+        Ok(v) => Err(failure(format!("{what}: expected a {kind} error, got Ok({v:?})"))),
     }
 }
 

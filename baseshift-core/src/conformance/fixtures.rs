@@ -6,9 +6,7 @@ use crate::error::Result;
 use crate::event::Event;
 use crate::ids::{JobKey, WorkflowId};
 use crate::state::{DepCounts, JobRecord, JobStatus, WorkflowRecord, WorkflowStatus};
-use crate::store::{
-    Applied, ClaimRequest, CreateOutcome, NewWorkflow, ParentOutcome, StateStore, Transition,
-};
+use crate::store::{Applied, ClaimRequest, CreateOutcome, NewWorkflow, ParentOutcome, StateStore, Transition};
 use crate::template::{JobSpec, Trigger, WorkflowTemplate};
 use chrono::{DateTime, SubsecRound, Utc};
 use serde_json::json;
@@ -82,10 +80,7 @@ impl TestWorkflow {
             priority: 0,
             trigger: Trigger::AllSuccess,
             has_condition: false,
-            deps: DepCounts {
-                total: parents.len() as u32,
-                ..DepCounts::default()
-            },
+            deps: DepCounts { total: parents.len() as u32, ..DepCounts::default() },
             eligible: false,
             propagated: false,
             ready_at: None,
@@ -97,8 +92,7 @@ impl TestWorkflow {
             started_at: None,
             finished_at: None,
         });
-        self.parents
-            .push(parents.iter().map(|p| (*p).to_owned()).collect());
+        self.parents.push(parents.iter().map(|p| (*p).to_owned()).collect());
         self
     }
 
@@ -140,10 +134,7 @@ impl TestWorkflow {
 
     /// The template snapshot: one `JobSpec` per job, with its parents.
     pub fn template(&self) -> WorkflowTemplate {
-        let mut template = WorkflowTemplate::new(
-            self.header.template_id.clone(),
-            semver::Version::new(1, 0, 0),
-        );
+        let mut template = WorkflowTemplate::new(self.header.template_id.clone(), semver::Version::new(1, 0, 0));
         for (job, parents) in self.jobs.iter().zip(&self.parents) {
             if job.compensation_of.is_none() {
                 let spec = JobSpec::new(job.job_id.clone(), job.job_type.clone())
@@ -162,11 +153,7 @@ impl TestWorkflow {
             header: self.header.clone(),
             jobs: self.jobs.clone(),
             template: self.template(),
-            events: vec![Event::workflow(
-                &self.header.id,
-                WorkflowStatus::Initialized,
-                None,
-            )],
+            events: vec![Event::workflow(&self.header.id, WorkflowStatus::Initialized, None)],
         }
     }
 
@@ -177,44 +164,26 @@ impl TestWorkflow {
                 ensure_eq!(id, self.header.id, "create_workflow returned another id");
                 Ok(())
             }
-            other => Err(failure(format!(
-                "create_workflow of a new workflow returned {other:?}"
-            ))),
+            other => Err(failure(format!("create_workflow of a new workflow returned {other:?}"))),
         }
     }
 }
 
 /// A claim request for `owner`.
 pub fn claim_request(owner: &str, limit: usize, lease_ttl: Duration) -> ClaimRequest {
-    ClaimRequest {
-        owner: owner.into(),
-        limit,
-        lease_ttl,
-        exclude_types: Vec::new(),
-    }
+    ClaimRequest { owner: owner.into(), limit, lease_ttl, exclude_types: Vec::new() }
 }
 
 /// A step writing `job` with its `job_<status>` event.
 pub fn write_job(job: JobRecord) -> Transition {
     let mut step = Transition::new(job.workflow_id.clone());
-    step.events.push(Event::job(
-        &job.workflow_id,
-        &job.job_id,
-        job.status,
-        job.attempt,
-        None,
-    ));
+    step.events.push(Event::job(&job.workflow_id, &job.job_id, job.status, job.attempt, None));
     step.jobs.push(job);
     step
 }
 
 /// Makes jobs `READY` with `ready_at = at`, the way an engine readies roots.
-pub async fn make_ready(
-    store: &dyn StateStore,
-    wf: &WorkflowId,
-    job_ids: &[&str],
-    at: DateTime<Utc>,
-) -> Result<()> {
+pub async fn make_ready(store: &dyn StateStore, wf: &WorkflowId, job_ids: &[&str], at: DateTime<Utc>) -> Result<()> {
     for job_id in job_ids {
         let mut job = store.job(&JobKey::new(wf.clone(), *job_id)).await?;
         job.status = JobStatus::Ready;
@@ -234,10 +203,7 @@ pub async fn finish(
     status: JobStatus,
     children: &[&str],
 ) -> Result<Applied> {
-    ensure!(
-        status.is_terminal(),
-        "finish() needs a terminal status, got {status}"
-    );
+    ensure!(status.is_terminal(), "finish() needs a terminal status, got {status}");
     let key = JobKey::new(wf.clone(), job_id);
     let mut job = store.job(&key).await?;
     if matches!(status, JobStatus::Succeeded | JobStatus::Failed) {
@@ -258,13 +224,7 @@ pub async fn finish(
     job.finished_at = Some(now_ms());
     let main = job.compensation_of.is_none();
     let mut step = write_job(job);
-    step.parent_outcomes = children
-        .iter()
-        .map(|c| ParentOutcome {
-            child: (*c).to_owned(),
-            status,
-        })
-        .collect();
+    step.parent_outcomes = children.iter().map(|c| ParentOutcome { child: (*c).to_owned(), status }).collect();
     step.terminal_delta = u64::from(main);
     store.apply(step).await
 }

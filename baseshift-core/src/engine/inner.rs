@@ -165,9 +165,13 @@ impl Inner {
             updated_at: now,
             finished_at: None,
         };
-        let events = vec![Event::workflow(&id, WorkflowStatus::Initialized, Some(json!({
-            "template_id": header.template_id, "template_version": header.template_version
-        })))];
+        let events = vec![Event::workflow(
+            &id,
+            WorkflowStatus::Initialized,
+            Some(json!({
+                "template_id": header.template_id, "template_version": header.template_version
+            })),
+        )];
         let outcome = self
             .store
             .create_workflow(NewWorkflow { header, jobs, template: compiled.template().as_ref().clone(), events })
@@ -199,7 +203,8 @@ impl Inner {
                 let wf = json!({ "id": id.as_str() });
                 let vars = ConditionVars { input: &basics.input, jobs: &jobs, workflow: &wf };
                 let run = cond.evaluate(&vars).map_err(|m| {
-                    Error::invalid_input(format!("condition `when` of job `{}`: {m}", r.job_id)).with_workflow(id.as_str())
+                    Error::invalid_input(format!("condition `when` of job `{}`: {m}", r.job_id))
+                        .with_workflow(id.as_str())
                 })?;
                 verdicts.insert(r.job_id.clone(), run);
             }
@@ -247,7 +252,9 @@ impl Inner {
             match header.status {
                 WorkflowStatus::Cancelled => return Ok(()),
                 WorkflowStatus::Completed | WorkflowStatus::Failed => {
-                    return Err(illegal(format!("workflow {id} is already {}", header.status)).with_workflow(id.as_str()));
+                    return Err(
+                        illegal(format!("workflow {id} is already {}", header.status)).with_workflow(id.as_str())
+                    );
                 }
                 _ => {}
             }
@@ -275,9 +282,12 @@ impl Inner {
     pub async fn finish_external(&self, key: &JobKey, result: std::result::Result<Value, JobFailure>) -> Result<()> {
         let rec = self.store.job(key).await?;
         if !super::is_waiting_external(&rec) {
-            return Err(illegal(format!("job `{}` is {} and not waiting for an external completion", key.job_id, rec.status))
-                .with_workflow(key.workflow_id.as_str())
-                .with_job(key.job_id.clone()));
+            return Err(illegal(format!(
+                "job `{}` is {} and not waiting for an external completion",
+                key.job_id, rec.status
+            ))
+            .with_workflow(key.workflow_id.as_str())
+            .with_job(key.job_id.clone()));
         }
         let basics = self.basics(&key.workflow_id).await?;
         let compiled = basics.template.clone();
@@ -337,7 +347,8 @@ impl Inner {
     pub async fn shutdown(&self) {
         self.stop.cancel();
         let deadline = tokio::time::Instant::now() + self.config.lease_ttl;
-        while self.total_running.load(std::sync::atomic::Ordering::SeqCst) > 0 && tokio::time::Instant::now() < deadline {
+        while self.total_running.load(std::sync::atomic::Ordering::SeqCst) > 0 && tokio::time::Instant::now() < deadline
+        {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         let tasks: Vec<JoinHandle<()>> = self.lock(&self.tasks).drain(..).collect();
@@ -349,7 +360,13 @@ impl Inner {
 
 #[async_trait]
 impl ChildStarter for Inner {
-    async fn start_child(&self, template_id: &str, version: Option<&str>, input: Value, parent: ParentRef) -> Result<WorkflowId> {
+    async fn start_child(
+        &self,
+        template_id: &str,
+        version: Option<&str>,
+        input: Value,
+        parent: ParentRef,
+    ) -> Result<WorkflowId> {
         let mut req = StartRequest::new(template_id).input(input);
         if let Some(v) = version {
             let v = semver::Version::parse(v)

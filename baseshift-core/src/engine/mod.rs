@@ -54,7 +54,13 @@ use std::time::Duration;
 #[async_trait]
 pub(crate) trait ChildStarter: Send + Sync + 'static {
     /// Starts (idempotently, keyed by the parent job) a child workflow.
-    async fn start_child(&self, template_id: &str, version: Option<&str>, input: Value, parent: ParentRef) -> Result<WorkflowId>;
+    async fn start_child(
+        &self,
+        template_id: &str,
+        version: Option<&str>,
+        input: Value,
+        parent: ParentRef,
+    ) -> Result<WorkflowId>;
     /// Waits for a workflow to finish.
     async fn wait_child(&self, id: &WorkflowId) -> Result<WorkflowRecord>;
     /// Cancels a child workflow.

@@ -119,7 +119,13 @@ pub fn start(
 }
 
 /// Records how an attempt ended: success, external wait, retry or failure.
-pub fn complete(compiled: &CompiledTemplate, mut rec: JobRecord, outcome: Outcome, max_attempts: u32, now: DateTime<Utc>) -> Transition {
+pub fn complete(
+    compiled: &CompiledTemplate,
+    mut rec: JobRecord,
+    outcome: Outcome,
+    max_attempts: u32,
+    now: DateTime<Utc>,
+) -> Transition {
     let mut t = Transition::new(rec.workflow_id.clone());
     let (wf, id, attempt) = (rec.workflow_id.clone(), rec.job_id.clone(), rec.attempt);
     match outcome {
@@ -233,7 +239,12 @@ pub fn finalize(mut header: WorkflowRecord, jobs: &[JobRecord], now: DateTime<Ut
 }
 
 /// The step after compensation job `finished` ended: the next one, or `FAILED`.
-pub fn next_compensation(mut header: WorkflowRecord, jobs: &[JobRecord], finished: &str, now: DateTime<Utc>) -> Option<Transition> {
+pub fn next_compensation(
+    mut header: WorkflowRecord,
+    jobs: &[JobRecord],
+    finished: &str,
+    now: DateTime<Utc>,
+) -> Option<Transition> {
     if header.compensation_queue.first().map(String::as_str) != Some(finished) {
         return None;
     }
@@ -296,7 +307,14 @@ fn ready(mut rec: JobRecord, now: DateTime<Utc>, events: &mut Vec<Event>) -> Job
     rec
 }
 
-fn close(t: &mut Transition, header: &mut WorkflowRecord, jobs: &[JobRecord], status: WorkflowStatus, result: Option<Value>, now: DateTime<Utc>) {
+fn close(
+    t: &mut Transition,
+    header: &mut WorkflowRecord,
+    jobs: &[JobRecord],
+    status: WorkflowStatus,
+    result: Option<Value>,
+    now: DateTime<Utc>,
+) {
     for j in jobs.iter().filter(|j| j.compensation_of.is_some() && j.status == JobStatus::Pending) {
         let mut rec = j.clone();
         rec.status = JobStatus::Skipped;

@@ -25,7 +25,13 @@ fn trigger() -> impl Strategy<Value = Trigger> {
 fn dag() -> impl Strategy<Value = Dag> {
     (1usize..12).prop_flat_map(|n| {
         let parents = (0..n)
-            .map(|i| if i == 0 { Just(Vec::new()).boxed() } else { proptest::sample::subsequence((0..i).collect::<Vec<_>>(), 0..=i.min(3)).boxed() })
+            .map(|i| {
+                if i == 0 {
+                    Just(Vec::new()).boxed()
+                } else {
+                    proptest::sample::subsequence((0..i).collect::<Vec<_>>(), 0..=i.min(3)).boxed()
+                }
+            })
             .collect::<Vec<_>>();
         (parents, proptest::collection::vec(trigger(), n), proptest::collection::vec(proptest::bool::weighted(0.8), n))
             .prop_map(|(parents, triggers, succeeds)| Dag { parents, triggers, succeeds })
@@ -35,7 +41,9 @@ fn dag() -> impl Strategy<Value = Dag> {
 fn template(d: &Dag) -> WorkflowTemplate {
     let mut t = WorkflowTemplate::new("prop", semver::Version::new(1, 0, 0));
     for (i, p) in d.parents.iter().enumerate() {
-        t = t.job(JobSpec::new(format!("j{i}"), "noop").depends_on(p.iter().map(|x| format!("j{x}"))).trigger(d.triggers[i]));
+        t = t.job(
+            JobSpec::new(format!("j{i}"), "noop").depends_on(p.iter().map(|x| format!("j{x}"))).trigger(d.triggers[i]),
+        );
     }
     t
 }
@@ -79,7 +87,10 @@ async fn drive(d: &Dag, compiled: &CompiledTemplate, order_seed: u64) -> (Vec<Jo
         updated_at: now,
         finished_at: None,
     };
-    store.create_workflow(NewWorkflow { header, jobs, template: compiled.template().as_ref().clone(), events: vec![] }).await.unwrap();
+    store
+        .create_workflow(NewWorkflow { header, jobs, template: compiled.template().as_ref().clone(), events: vec![] })
+        .await
+        .unwrap();
     let header = store.workflow(&id).await.unwrap();
     let roots: Vec<String> = compiled.roots().map(|j| j.id.clone()).collect();
     let root_recs = store.jobs(&id, Some(&roots)).await.unwrap();
@@ -88,7 +99,12 @@ async fn drive(d: &Dag, compiled: &CompiledTemplate, order_seed: u64) -> (Vec<Jo
     settle(&store, compiled, &id, applied, &mut remaining).await;
     let mut rng = fastrand::Rng::with_seed(order_seed);
     loop {
-        let claim = ClaimRequest { owner: "prop".into(), limit: 100, lease_ttl: Duration::from_secs(60), exclude_types: vec![] };
+        let claim = ClaimRequest {
+            owner: "prop".into(),
+            limit: 100,
+            lease_ttl: Duration::from_secs(60),
+            exclude_types: vec![],
+        };
         let mut claimed = store.claim(claim).await.unwrap().jobs;
         if claimed.is_empty() {
             break;
@@ -98,7 +114,11 @@ async fn drive(d: &Dag, compiled: &CompiledTemplate, order_seed: u64) -> (Vec<Jo
             // Never started before every parent finished.
             let job = compiled.job(&rec.job_id).unwrap();
             let parents = store.jobs(&id, Some(&job.parents)).await.unwrap();
-            assert!(parents.iter().all(|p| p.status.is_terminal()), "{} started before its parents finished", rec.job_id);
+            assert!(
+                parents.iter().all(|p| p.status.is_terminal()),
+                "{} started before its parents finished",
+                rec.job_id
+            );
             let i: usize = rec.job_id[1..].parse().unwrap();
             let outcome = if d.succeeds[i] {
                 Outcome::Succeeded(serde_json::json!(i))
@@ -119,7 +139,13 @@ async fn drive(d: &Dag, compiled: &CompiledTemplate, order_seed: u64) -> (Vec<Jo
     (records.iter().map(|r| r.status).collect(), store.workflow(&id).await.unwrap())
 }
 
-async fn settle(store: &MemoryStateStore, compiled: &CompiledTemplate, id: &WorkflowId, applied: Applied, remaining: &mut u64) {
+async fn settle(
+    store: &MemoryStateStore,
+    compiled: &CompiledTemplate,
+    id: &WorkflowId,
+    applied: Applied,
+    remaining: &mut u64,
+) {
     let mut queue: VecDeque<String> = applied.skipped.into();
     assert!(applied.eligible.is_empty(), "no conditions in these DAGs");
     while let Some(job) = queue.pop_front() {

@@ -202,9 +202,7 @@ fn enqueue(queue: &mut VecDeque<Pending>, applied: Applied) {
 }
 
 fn conflict(id: &WorkflowId, job: &str) -> Error {
-    Error::conflict(format!("step on job `{job}` kept conflicting"))
-        .with_workflow(id.as_str())
-        .with_job(job)
+    Error::conflict(format!("step on job `{job}` kept conflicting")).with_workflow(id.as_str()).with_job(job)
 }
 
 /// `{ "<id>": { "output": ..., "status": "..." } }` for condition evaluation.

@@ -119,13 +119,15 @@ async fn chain_runs_in_list_order_and_publishes_every_transition() {
     let script = Script::default();
     let engine = engine_with(&script).await;
     let mut sub = engine.event_bus().subscribe(&[Topic::JobEvents, Topic::WorkflowEvents], "test").await.unwrap();
-    let t = tpl("chain").job(JobSpec::new("a", "script")).job(JobSpec::new("b", "script")).job(JobSpec::new("c", "script"));
+    let t =
+        tpl("chain").job(JobSpec::new("a", "script")).job(JobSpec::new("b", "script")).job(JobSpec::new("c", "script"));
     let (id, report) = run(&engine, t, json!({})).await;
     assert_eq!(report.workflow.status, WorkflowStatus::Completed);
     assert_eq!(script.order(), vec!["a", "b", "c"]);
     let mut seen = Vec::new();
     while seen.last().map(String::as_str) != Some("workflow_completed") {
-        let d = tokio::time::timeout(Duration::from_secs(5), sub.next()).await.expect("event in time").unwrap().unwrap();
+        let d =
+            tokio::time::timeout(Duration::from_secs(5), sub.next()).await.expect("event in time").unwrap().unwrap();
         assert_eq!(d.event.payload.workflow_id, id);
         seen.push(format!(
             "{}{}",
@@ -135,8 +137,18 @@ async fn chain_runs_in_list_order_and_publishes_every_transition() {
         d.ack().await.unwrap();
     }
     let expected = [
-        "workflow_initialized", "workflow_running", "job_ready:a", "job_running:a", "job_succeeded:a", "job_ready:b",
-        "job_running:b", "job_succeeded:b", "job_ready:c", "job_running:c", "job_succeeded:c", "workflow_completed",
+        "workflow_initialized",
+        "workflow_running",
+        "job_ready:a",
+        "job_running:a",
+        "job_succeeded:a",
+        "job_ready:b",
+        "job_running:b",
+        "job_succeeded:b",
+        "job_ready:c",
+        "job_running:c",
+        "job_succeeded:c",
+        "workflow_completed",
     ];
     // Job and workflow topics interleave freely; within each topic the order is fixed.
     let jobs: Vec<&String> = seen.iter().filter(|s| s.starts_with("job_")).collect();
@@ -179,7 +191,8 @@ async fn exhausted_retries_fail_the_job_and_skip_dependents() {
 async fn timeout_drops_the_runner_future_and_marks_the_job_timed_out() {
     let script = Script::default();
     let engine = engine_with(&script).await;
-    let t = tpl("timeout").job(JobSpec::new("slow", "script").config(json!({ "hang": true })).timeout(Duration::from_millis(100)));
+    let t = tpl("timeout")
+        .job(JobSpec::new("slow", "script").config(json!({ "hang": true })).timeout(Duration::from_millis(100)));
     let (_, report) = run(&engine, t, json!({})).await;
     assert_eq!(report.workflow.status, WorkflowStatus::Failed);
     let job = report.job("slow").unwrap();
@@ -193,7 +206,9 @@ async fn timeout_drops_the_runner_future_and_marks_the_job_timed_out() {
 async fn cancel_reaches_running_jobs() {
     let script = Script::default();
     let engine = engine_with(&script).await;
-    let t = tpl("cancel").job(JobSpec::new("long", "script").config(json!({ "hang": true }))).job(JobSpec::new("next", "script"));
+    let t = tpl("cancel")
+        .job(JobSpec::new("long", "script").config(json!({ "hang": true })))
+        .job(JobSpec::new("next", "script"));
     engine.register_template(t).await.unwrap();
     let id = engine.start("cancel", json!({})).await.unwrap();
     for _ in 0..200 {
@@ -226,7 +241,9 @@ async fn when_false_skips_a_branch_and_none_failed_joins() {
     let t = tpl("branch")
         .job(JobSpec::new("check", "script").config(json!({ "output": { "big": false } })))
         .job(JobSpec::new("large", "script").depends_on(["check"]).when("jobs.check.output.big == true"))
-        .job(JobSpec::new("small", "script").depends_on(["check"]).when("jobs.check.output.big == false && input.n > 1"))
+        .job(
+            JobSpec::new("small", "script").depends_on(["check"]).when("jobs.check.output.big == false && input.n > 1"),
+        )
         .job(JobSpec::new("join", "script").depends_on(["large", "small"]).trigger(Trigger::NoneFailed))
         .job(JobSpec::new("strict", "script").depends_on(["large", "small"]));
     let (_, report) = run(&engine, t, json!({ "n": 2 })).await;
@@ -296,8 +313,13 @@ async fn manual_jobs_complete_and_fail_by_external_call() {
 async fn sub_workflow_runs_and_is_awaited() {
     let script = Script::default();
     let engine = engine_with(&script).await;
-    engine.register_template(tpl("child").job(JobSpec::new("inner", "script").config(json!({ "echo": "${input.x}" })))).await.unwrap();
-    let parent = tpl("parent").job(JobSpec::new("call", "workflow").config(json!({ "template_id": "child", "input": { "x": "${input.x}" } })));
+    engine
+        .register_template(tpl("child").job(JobSpec::new("inner", "script").config(json!({ "echo": "${input.x}" }))))
+        .await
+        .unwrap();
+    let parent = tpl("parent").job(
+        JobSpec::new("call", "workflow").config(json!({ "template_id": "child", "input": { "x": "${input.x}" } })),
+    );
     let (id, report) = run(&engine, parent, json!({ "x": "hello" })).await;
     assert_eq!(report.workflow.status, WorkflowStatus::Completed);
     let child_id = report.job("call").unwrap().output.as_ref().unwrap()["workflow_id"].as_str().unwrap().to_owned();
@@ -369,7 +391,9 @@ async fn input_failing_the_schema_is_rejected_and_nothing_is_stored() {
     let script = Script::default();
     let engine = engine_with(&script).await;
     let t = tpl("typed")
-        .input_schema(json!({ "type": "object", "required": ["amount"], "properties": { "amount": { "type": "number" } } }))
+        .input_schema(
+            json!({ "type": "object", "required": ["amount"], "properties": { "amount": { "type": "number" } } }),
+        )
         .job(JobSpec::new("a", "script"));
     engine.register_template(t).await.unwrap();
     let err = engine.start("typed", json!({ "amount": "ten" })).await.unwrap_err();
@@ -398,7 +422,8 @@ async fn secrets_reach_the_runner_but_never_state_or_events() {
     let engine = Engine::builder().runner(script.clone()).secrets(Arc::new(Vault)).build().unwrap();
     engine.launch().await.unwrap();
     let mut sub = engine.event_bus().subscribe(&[Topic::JobEvents], "audit").await.unwrap();
-    let t = tpl("secret").job(JobSpec::new("call", "script").config(json!({ "echo": { "auth": "Bearer ${secrets.token}" } })));
+    let t = tpl("secret")
+        .job(JobSpec::new("call", "script").config(json!({ "echo": { "auth": "Bearer ${secrets.token}" } })));
     let (_, report) = run(&engine, t, json!({})).await;
     assert_eq!(report.workflow.status, WorkflowStatus::Completed);
     let stored = serde_json::to_string(&report.jobs).unwrap();
@@ -430,7 +455,9 @@ async fn a_second_instance_recovers_an_expired_lease() {
         .runner(script.clone())
         .build()
         .unwrap();
-    a.register_template(tpl("survive").job(JobSpec::new("x", "script")).job(JobSpec::new("y", "script"))).await.unwrap();
+    a.register_template(tpl("survive").job(JobSpec::new("x", "script")).job(JobSpec::new("y", "script")))
+        .await
+        .unwrap();
     let id = a.start("survive", json!({})).await.unwrap();
     let claimed = store
         .claim(crate::store::ClaimRequest {
@@ -464,7 +491,12 @@ async fn recover_starts_workflows_left_initialized() {
     let templates: Arc<dyn crate::TemplateStore> = Arc::new(crate::MemoryTemplateStore::new());
     let script = Script::default();
     let build = || {
-        Engine::builder().state_store(store.clone()).template_store(templates.clone()).runner(script.clone()).build().unwrap()
+        Engine::builder()
+            .state_store(store.clone())
+            .template_store(templates.clone())
+            .runner(script.clone())
+            .build()
+            .unwrap()
     };
     let a = build();
     a.register_template(tpl("init").job(JobSpec::new("x", "script"))).await.unwrap();
@@ -490,7 +522,12 @@ async fn recover_starts_workflows_left_initialized() {
         finished_at: None,
     };
     store
-        .create_workflow(crate::store::NewWorkflow { header, jobs, template: compiled.template().as_ref().clone(), events: vec![] })
+        .create_workflow(crate::store::NewWorkflow {
+            header,
+            jobs,
+            template: compiled.template().as_ref().clone(),
+            events: vec![],
+        })
         .await
         .unwrap();
     let b = build();

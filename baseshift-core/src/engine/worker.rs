@@ -100,14 +100,20 @@ async fn run_job(inner: &Arc<Inner>, rec: JobRecord) -> Result<()> {
     let basics = inner.basics(&rec.workflow_id).await?;
     let compiled = basics.template.clone();
     let Some(job) = compiled.job(&rec.job_id) else {
-        let failure = failure("permanent", format!("job `{}` is not in template {}", rec.job_id, compiled.template().template_id));
+        let failure = failure(
+            "permanent",
+            format!("job `{}` is not in template {}", rec.job_id, compiled.template().template_id),
+        );
         return record(inner, &compiled, None, rec, fail(failure, false)).await;
     };
     let token = CancellationToken::new();
     inner.lock(&inner.running).insert(key.clone(), token.clone());
     let secrets = match resolve_secrets(inner, job).await {
         Ok(s) => s,
-        Err(e) => return record(inner, &compiled, Some(job), rec, fail(failure("secret", e.to_string()), e.is_retryable())).await,
+        Err(e) => {
+            return record(inner, &compiled, Some(job), rec, fail(failure("secret", e.to_string()), e.is_retryable()))
+                .await;
+        }
     };
     let config = match render_config(inner, &compiled, job, &rec, &basics.input, &secrets).await {
         Ok(c) => c,
@@ -177,7 +183,13 @@ async fn run_job(inner: &Arc<Inner>, rec: JobRecord) -> Result<()> {
     record(inner, &compiled, Some(job), rec, outcome).await
 }
 
-async fn record(inner: &Inner, compiled: &CompiledTemplate, job: Option<&CompiledJob>, rec: JobRecord, outcome: plan::Outcome) -> Result<()> {
+async fn record(
+    inner: &Inner,
+    compiled: &CompiledTemplate,
+    job: Option<&CompiledJob>,
+    rec: JobRecord,
+    outcome: plan::Outcome,
+) -> Result<()> {
     let max_attempts = job.map(|j| j.retry.max_attempts).unwrap_or(1);
     let step = plan::complete(compiled, rec.clone(), outcome, max_attempts, Utc::now());
     match inner.apply(step).await {
@@ -219,7 +231,10 @@ async fn resolve_secrets(inner: &Inner, job: &CompiledJob) -> Result<HashMap<Str
     let mut out = HashMap::new();
     for name in job.config.secret_names() {
         let resolver = inner.secrets.as_ref().ok_or_else(|| {
-            Error::invalid_input(format!("job `{}` uses `${{secrets.{name}}}` but the engine has no secret resolver", job.id))
+            Error::invalid_input(format!(
+                "job `{}` uses `${{secrets.{name}}}` but the engine has no secret resolver",
+                job.id
+            ))
         })?;
         out.insert(name.to_owned(), resolver.resolve(name).await?);
     }
@@ -248,7 +263,13 @@ async fn render_config(
     let outputs: HashMap<String, Value> =
         upstream.into_iter().filter_map(|r| r.output.map(|o| (r.job_id, o))).collect();
     let env = |name: &str| host_variable(inner, name);
-    job.config.render(&RenderScope { input, outputs: &outputs, workflow_id: rec.workflow_id.as_str(), env: &env, secrets })
+    job.config.render(&RenderScope {
+        input,
+        outputs: &outputs,
+        workflow_id: rec.workflow_id.as_str(),
+        env: &env,
+        secrets,
+    })
 }
 
 /// A host variable: defined on the engine, else an allow-listed process variable.

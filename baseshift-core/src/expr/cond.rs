@@ -22,9 +22,7 @@ pub struct Condition {
 
 impl fmt::Debug for Condition {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Condition")
-            .field("source", &self.source)
-            .finish_non_exhaustive()
+        f.debug_struct("Condition").field("source", &self.source).finish_non_exhaustive()
     }
 }
 
@@ -55,15 +53,10 @@ impl Condition {
             return Err("empty condition".to_owned());
         }
         let depth = check_size(source)?;
-        let program = parse_program(source, depth)
-            .map_err(|e| format!("invalid CEL expression `{source}`: {e}"))?;
+        let program = parse_program(source, depth).map_err(|e| format!("invalid CEL expression `{source}`: {e}"))?;
         let mut refs = Refs::default();
         refs.walk(program.expression(), &mut Vec::new());
-        if let Some(unknown) = refs
-            .variables
-            .iter()
-            .find(|v| !CONDITION_VARIABLES.contains(&v.as_str()))
-        {
+        if let Some(unknown) = refs.variables.iter().find(|v| !CONDITION_VARIABLES.contains(&v.as_str())) {
             return Err(format!(
                 "condition `{source}` reads unknown variable `{unknown}` (available: input, jobs, workflow)"
             ));
@@ -89,20 +82,14 @@ impl Condition {
     /// missing field, is an error).
     pub fn evaluate(&self, vars: &ConditionVars<'_>) -> Result<bool, String> {
         let mut ctx = Context::default();
-        for (name, value) in [
-            ("input", vars.input),
-            ("jobs", vars.jobs),
-            ("workflow", vars.workflow),
-        ] {
+        for (name, value) in [("input", vars.input), ("jobs", vars.jobs), ("workflow", vars.workflow)] {
             ctx.add_variable_from_value(name, to_cel(value));
         }
         match self.program.execute(&ctx) {
             Ok(cel::Value::Bool(b)) => Ok(b),
-            Ok(other) => Err(format!(
-                "condition `{}` evaluated to {} ({other:?}), not a boolean",
-                self.source,
-                other.type_of()
-            )),
+            Ok(other) => {
+                Err(format!("condition `{}` evaluated to {} ({other:?}), not a boolean", self.source, other.type_of()))
+            }
             Err(e) => Err(format!("condition `{}` failed: {e}", self.source)),
         }
     }
@@ -140,9 +127,7 @@ fn parse_program(source: &str, depth: usize) -> Result<Program, String> {
 /// Returns the deepest nesting found.
 fn check_size(source: &str) -> Result<usize, String> {
     if source.len() > MAX_CONDITION_LEN {
-        return Err(format!(
-            "condition is longer than {MAX_CONDITION_LEN} bytes"
-        ));
+        return Err(format!("condition is longer than {MAX_CONDITION_LEN} bytes"));
     }
     let (mut depth, mut unary_run, mut quote, mut deepest) = (0usize, 0usize, None::<char>, 0usize);
     let mut chars = source.chars();
@@ -170,9 +155,7 @@ fn check_size(source: &str) -> Result<usize, String> {
         };
         deepest = deepest.max(depth + unary_run);
         if deepest > MAX_CONDITION_DEPTH {
-            return Err(format!(
-                "condition nests deeper than {MAX_CONDITION_DEPTH} levels"
-            ));
+            return Err(format!("condition nests deeper than {MAX_CONDITION_DEPTH} levels"));
         }
     }
     Ok(deepest)
@@ -192,8 +175,7 @@ fn to_cel(value: &Value) -> cel::Value {
         Value::String(s) => cel::Value::String(Arc::new(s.clone())),
         Value::Array(items) => cel::Value::List(Arc::new(items.iter().map(to_cel).collect())),
         Value::Object(map) => {
-            let m: HashMap<String, cel::Value> =
-                map.iter().map(|(k, v)| (k.clone(), to_cel(v))).collect();
+            let m: HashMap<String, cel::Value> = map.iter().map(|(k, v)| (k.clone(), to_cel(v))).collect();
             cel::Value::from(m)
         }
     }
@@ -224,13 +206,8 @@ impl Refs {
             }
             Expr::Call(call) => {
                 if call.func_name == "_[_]"
-                    && let [
-                        target,
-                        IdedExpr {
-                            expr: Expr::Literal(LiteralValue::String(key)),
-                            ..
-                        },
-                    ] = call.args.as_slice()
+                    && let [target, IdedExpr { expr: Expr::Literal(LiteralValue::String(key)), .. }] =
+                        call.args.as_slice()
                     && self.is_jobs(target, scope)
                 {
                     self.jobs.insert(key.inner().to_owned());
@@ -264,11 +241,7 @@ impl Refs {
         }
     }
 
-    fn walk_entries<'e>(
-        &mut self,
-        entries: impl Iterator<Item = &'e EntryExpr>,
-        scope: &mut Vec<String>,
-    ) {
+    fn walk_entries<'e>(&mut self, entries: impl Iterator<Item = &'e EntryExpr>, scope: &mut Vec<String>) {
         for entry in entries {
             match entry {
                 EntryExpr::StructField(f) => self.walk(&f.value, scope),

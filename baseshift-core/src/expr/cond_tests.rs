@@ -3,24 +3,16 @@ use serde_json::json;
 
 fn eval(source: &str) -> Result<bool, String> {
     let input = json!({"amount": 150, "country": "DE", "items": [1, 2, 3]});
-    let jobs =
-        json!({"check": {"output": {"approved": true, "score": 0.7}, "status": "SUCCEEDED"}});
+    let jobs = json!({"check": {"output": {"approved": true, "score": 0.7}, "status": "SUCCEEDED"}});
     let workflow = json!({"id": "wf-9"});
-    Condition::compile(source)?.evaluate(&ConditionVars {
-        input: &input,
-        jobs: &jobs,
-        workflow: &workflow,
-    })
+    Condition::compile(source)?.evaluate(&ConditionVars { input: &input, jobs: &jobs, workflow: &workflow })
 }
 
 #[test]
 fn evaluates_true_and_false() {
     assert_eq!(eval("input.amount > 100"), Ok(true));
     assert_eq!(eval("input.amount > 1000"), Ok(false));
-    assert_eq!(
-        eval("jobs.check.output.approved && jobs.check.status == 'SUCCEEDED'"),
-        Ok(true)
-    );
+    assert_eq!(eval("jobs.check.output.approved && jobs.check.status == 'SUCCEEDED'"), Ok(true));
     assert_eq!(eval("input.country in ['FR', 'IT']"), Ok(false));
     assert_eq!(eval("workflow.id == 'wf-9'"), Ok(true));
     assert_eq!(eval("input.items.all(x, x > 0)"), Ok(true));
@@ -59,15 +51,9 @@ fn unknown_variables_are_rejected() {
 
 #[test]
 fn job_references_are_collected() {
-    let c = Condition::compile(
-        "jobs.b.output.x > 1 || jobs['a-1'].status == 'SUCCEEDED' || input.jobs.z",
-    )
-    .unwrap();
+    let c = Condition::compile("jobs.b.output.x > 1 || jobs['a-1'].status == 'SUCCEEDED' || input.jobs.z").unwrap();
     assert_eq!(c.job_refs(), ["a-1".to_owned(), "b".to_owned()]);
-    assert_eq!(
-        c.source(),
-        "jobs.b.output.x > 1 || jobs['a-1'].status == 'SUCCEEDED' || input.jobs.z"
-    );
+    assert_eq!(c.source(), "jobs.b.output.x > 1 || jobs['a-1'].status == 'SUCCEEDED' || input.jobs.z");
 }
 
 #[test]
@@ -99,8 +85,5 @@ fn long_flat_expressions_within_limits_compile() {
     assert!(Condition::compile(&format!("{}true", "!".repeat(40))).is_err());
     assert!(Condition::compile(&"x".repeat(MAX_CONDITION_LEN + 1)).is_err());
     // Brackets inside string literals do not count.
-    assert_eq!(
-        eval(&format!("input.country != '{}'", "(".repeat(100))),
-        Ok(true)
-    );
+    assert_eq!(eval(&format!("input.country != '{}'", "(".repeat(100))), Ok(true));
 }

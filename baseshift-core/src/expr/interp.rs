@@ -51,25 +51,17 @@ impl Reference {
                         "`${{{text}}}`: expected `${{jobs.<id>.output}}` or `${{jobs.<id>.output.<path>}}`"
                     ));
                 };
-                Ok(Reference::JobOutput {
-                    job: rest[..pos].join("."),
-                    path: owned(&rest[pos + 1..]),
-                })
+                Ok(Reference::JobOutput { job: rest[..pos].join("."), path: owned(&rest[pos + 1..]) })
             }
             ["workflow", "id"] => Ok(Reference::WorkflowId),
-            ["workflow", ..] => Err(format!(
-                "`${{{text}}}`: only `${{workflow.id}}` is available"
-            )),
+            ["workflow", ..] => Err(format!("`${{{text}}}`: only `${{workflow.id}}` is available")),
             ["env", name] => checked_name(name, text).map(Reference::Env),
             ["secrets", name] => checked_name(name, text).map(Reference::Secret),
-            ["env" | "secrets", ..] => Err(format!(
-                "`${{{text}}}`: expected `${{{}.NAME}}`",
-                segments[0]
-            )),
+            ["env" | "secrets", ..] => Err(format!("`${{{text}}}`: expected `${{{}.NAME}}`", segments[0])),
             [name] => checked_name(name, text).map(Reference::Env),
-            [root, ..] => Err(format!(
-                "`${{{text}}}`: unknown root `{root}` (expected input, jobs, workflow, env or secrets)"
-            )),
+            [root, ..] => {
+                Err(format!("`${{{text}}}`: unknown root `{root}` (expected input, jobs, workflow, env or secrets)"))
+            }
             [] => Err("empty reference `${}`".to_owned()),
         }
     }
@@ -77,15 +69,11 @@ impl Reference {
 
 fn checked_name(name: &str, text: &str) -> std::result::Result<String, String> {
     let mut chars = name.chars();
-    let valid_start = chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
+    let valid_start = chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
     if valid_start && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
         Ok(name.to_owned())
     } else {
-        Err(format!(
-            "`${{{text}}}`: `{name}` is not a valid variable name"
-        ))
+        Err(format!("`${{{text}}}`: `{name}` is not a valid variable name"))
     }
 }
 
@@ -151,17 +139,10 @@ impl ConfigTemplate {
 
     /// Like [`ConfigTemplate::parse`], with field paths starting at `root`
     /// (e.g. `compensate.config`).
-    pub fn parse_at(
-        config: &Value,
-        root: &str,
-    ) -> std::result::Result<ConfigTemplate, (String, String)> {
+    pub fn parse_at(config: &Value, root: &str) -> std::result::Result<ConfigTemplate, (String, String)> {
         let mut refs = Vec::new();
         let node = parse_node(config, root.to_owned(), &mut refs)?;
-        Ok(ConfigTemplate {
-            raw: config.clone(),
-            root: node,
-            refs,
-        })
+        Ok(ConfigTemplate { raw: config.clone(), root: node, refs })
     }
 
     /// The config as written, references unresolved.
@@ -236,11 +217,9 @@ impl ConfigTemplate {
                 }
                 Ok(Value::String(out))
             }
-            Node::Array(items) => items
-                .iter()
-                .map(|n| self.render_node(n, scope))
-                .collect::<Result<Vec<_>>>()
-                .map(Value::Array),
+            Node::Array(items) => {
+                items.iter().map(|n| self.render_node(n, scope)).collect::<Result<Vec<_>>>().map(Value::Array)
+            }
             Node::Object(entries) => {
                 let mut map = serde_json::Map::with_capacity(entries.len());
                 for (k, n) in entries {
@@ -262,10 +241,8 @@ impl ConfigTemplate {
                 .cloned()
                 .ok_or_else(|| missing("the workflow input has no such field".to_owned())),
             Reference::JobOutput { job, path } => {
-                let output = scope
-                    .outputs
-                    .get(job)
-                    .ok_or_else(|| missing(format!("no output of job `{job}` is available")))?;
+                let output =
+                    scope.outputs.get(job).ok_or_else(|| missing(format!("no output of job `{job}` is available")))?;
                 lookup(output, path)
                     .cloned()
                     .ok_or_else(|| missing(format!("the output of job `{job}` has no such field")))
@@ -294,11 +271,7 @@ pub(crate) fn lookup<'v>(value: &'v Value, path: &[String]) -> Option<&'v Value>
 
 type ParseResult<T> = std::result::Result<T, (String, String)>;
 
-fn parse_node(
-    value: &Value,
-    path: String,
-    refs: &mut Vec<(String, Reference)>,
-) -> ParseResult<Node> {
+fn parse_node(value: &Value, path: String, refs: &mut Vec<(String, Reference)>) -> ParseResult<Node> {
     match value {
         Value::String(s) => parse_string(s, path, refs),
         Value::Array(items) => {

@@ -12,10 +12,7 @@ impl Fixture {
     fn new() -> Self {
         Fixture {
             input: json!({"order": {"id": 42, "items": ["a", "b"]}, "name": "bob"}),
-            outputs: HashMap::from([(
-                "fetch".to_owned(),
-                json!({"url": "http://x", "meta": {"n": 3}}),
-            )]),
+            outputs: HashMap::from([("fetch".to_owned(), json!({"url": "http://x", "meta": {"n": 3}}))]),
             secrets: HashMap::from([("token".to_owned(), "s3cr3t".to_owned())]),
         }
     }
@@ -29,9 +26,7 @@ impl Fixture {
             env: &env,
             secrets: &self.secrets,
         };
-        ConfigTemplate::parse(&config)
-            .map_err(|(p, m)| Error::invalid_input(format!("{p}: {m}")))?
-            .render(&scope)
+        ConfigTemplate::parse(&config).map_err(|(p, m)| Error::invalid_input(format!("{p}: {m}")))?.render(&scope)
     }
 }
 
@@ -40,26 +35,11 @@ fn parses_every_reference_kind() {
     let cases = [
         ("input.a.b", Reference::Input(vec!["a".into(), "b".into()])),
         ("input", Reference::Input(vec![])),
-        (
-            "jobs.fetch.output",
-            Reference::JobOutput {
-                job: "fetch".into(),
-                path: vec![],
-            },
-        ),
-        (
-            "jobs.a.b.output.x",
-            Reference::JobOutput {
-                job: "a.b".into(),
-                path: vec!["x".into()],
-            },
-        ),
+        ("jobs.fetch.output", Reference::JobOutput { job: "fetch".into(), path: vec![] }),
+        ("jobs.a.b.output.x", Reference::JobOutput { job: "a.b".into(), path: vec!["x".into()] }),
         ("workflow.id", Reference::WorkflowId),
         ("env.HOME", Reference::Env("HOME".into())),
-        (
-            "PAYMENT_GATEWAY_URL",
-            Reference::Env("PAYMENT_GATEWAY_URL".into()),
-        ),
+        ("PAYMENT_GATEWAY_URL", Reference::Env("PAYMENT_GATEWAY_URL".into())),
         (" secrets.db-pass ", Reference::Secret("db-pass".into())),
     ];
     for (text, expected) in cases {
@@ -69,21 +49,8 @@ fn parses_every_reference_kind() {
 
 #[test]
 fn rejects_bad_references() {
-    for text in [
-        "",
-        "  ",
-        "foo.bar",
-        "jobs.x",
-        "jobs.output",
-        "workflow.name",
-        "env.A.B",
-        "input..a",
-        "1abc",
-    ] {
-        assert!(
-            Reference::parse(text).is_err(),
-            "`{text}` should be rejected"
-        );
+    for text in ["", "  ", "foo.bar", "jobs.x", "jobs.output", "workflow.name", "env.A.B", "input..a", "1abc"] {
+        assert!(Reference::parse(text).is_err(), "`{text}` should be rejected");
     }
     let err = Reference::parse("foo.bar").unwrap_err();
     assert!(err.contains("unknown root `foo`"), "{err}");
@@ -91,27 +58,16 @@ fn rejects_bad_references() {
 
 #[test]
 fn reference_display_round_trips() {
-    for text in [
-        "input.a.b",
-        "jobs.x.output.y",
-        "workflow.id",
-        "env.A",
-        "secrets.B",
-    ] {
+    for text in ["input.a.b", "jobs.x.output.y", "workflow.id", "env.A", "secrets.B"] {
         let r = Reference::parse(text).unwrap();
         assert_eq!(r.to_string(), format!("${{{text}}}"));
-        assert_eq!(
-            Reference::parse(&r.to_string()[2..r.to_string().len() - 1]).unwrap(),
-            r
-        );
+        assert_eq!(Reference::parse(&r.to_string()[2..r.to_string().len() - 1]).unwrap(), r);
     }
 }
 
 #[test]
 fn parse_errors_name_the_field_path() {
-    let (path, msg) =
-        ConfigTemplate::parse(&json!({"headers": {"Authorization": "Bearer ${secrets.x"}}))
-            .unwrap_err();
+    let (path, msg) = ConfigTemplate::parse(&json!({"headers": {"Authorization": "Bearer ${secrets.x"}})).unwrap_err();
     assert_eq!(path, "config.headers.Authorization");
     assert!(msg.contains("unterminated"), "{msg}");
 
@@ -119,8 +75,7 @@ fn parse_errors_name_the_field_path() {
     assert_eq!(path, "config.args[2]");
     assert!(msg.contains("empty"), "{msg}");
 
-    let (path, _) =
-        ConfigTemplate::parse_at(&json!({"u": "${foo.bar}"}), "compensate.config").unwrap_err();
+    let (path, _) = ConfigTemplate::parse_at(&json!({"u": "${foo.bar}"}), "compensate.config").unwrap_err();
     assert_eq!(path, "compensate.config.u");
 }
 
@@ -128,12 +83,11 @@ fn parse_errors_name_the_field_path() {
 fn whole_reference_keeps_the_json_type() {
     let f = Fixture::new();
     let out = f
-        .render(json!({"order": "${input.order}", "n": "${jobs.fetch.output.meta.n}", "first": "${input.order.items.0}"}))
+        .render(
+            json!({"order": "${input.order}", "n": "${jobs.fetch.output.meta.n}", "first": "${input.order.items.0}"}),
+        )
         .unwrap();
-    assert_eq!(
-        out,
-        json!({"order": {"id": 42, "items": ["a", "b"]}, "n": 3, "first": "a"})
-    );
+    assert_eq!(out, json!({"order": {"id": 42, "items": ["a", "b"]}, "n": 3, "first": "a"}));
 }
 
 #[test]
@@ -157,17 +111,9 @@ fn escapes_render_a_literal_dollar_brace() {
     let t = ConfigTemplate::parse(&json!("cost: $${input.x} and ${input.name}")).unwrap();
     assert_eq!(t.references().len(), 1);
     assert!(!t.is_static());
-    assert_eq!(
-        f.render(json!("cost: $${input.x} and ${input.name}"))
-            .unwrap(),
-        json!("cost: ${input.x} and bob")
-    );
+    assert_eq!(f.render(json!("cost: $${input.x} and ${input.name}")).unwrap(), json!("cost: ${input.x} and bob"));
     assert_eq!(f.render(json!("$${only}")).unwrap(), json!("${only}"));
-    assert!(
-        !ConfigTemplate::parse(&json!("$${only}"))
-            .unwrap()
-            .is_static()
-    );
+    assert!(!ConfigTemplate::parse(&json!("$${only}")).unwrap().is_static());
 }
 
 #[test]
@@ -185,13 +131,8 @@ fn secrets_are_resolved_and_listed() {
     assert_eq!(t.secret_names(), vec!["token", "other"]);
     let err = f.render(config).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidInput);
-    assert!(
-        err.message().contains("config.u") && err.message().contains("${secrets.other}"),
-        "{err}"
-    );
-    let out = f
-        .render(json!({"headers": {"Authorization": "Bearer ${secrets.token}"}}))
-        .unwrap();
+    assert!(err.message().contains("config.u") && err.message().contains("${secrets.other}"), "{err}");
+    let out = f.render(json!({"headers": {"Authorization": "Bearer ${secrets.token}"}})).unwrap();
     assert_eq!(out["headers"]["Authorization"], "Bearer s3cr3t");
 }
 
@@ -200,39 +141,22 @@ fn missing_values_are_invalid_input_naming_field_and_reference() {
     let f = Fixture::new();
     let cases = [
         (json!({"a": "${input.nope}"}), "config.a", "${input.nope}"),
-        (
-            json!({"b": ["${jobs.missing.output}"]}),
-            "config.b[0]",
-            "${jobs.missing.output}",
-        ),
-        (
-            json!({"c": "x${jobs.fetch.output.zzz}"}),
-            "config.c",
-            "${jobs.fetch.output.zzz}",
-        ),
-        (
-            json!({"d": "${env.NOT_ALLOWED}"}),
-            "config.d",
-            "${env.NOT_ALLOWED}",
-        ),
+        (json!({"b": ["${jobs.missing.output}"]}), "config.b[0]", "${jobs.missing.output}"),
+        (json!({"c": "x${jobs.fetch.output.zzz}"}), "config.c", "${jobs.fetch.output.zzz}"),
+        (json!({"d": "${env.NOT_ALLOWED}"}), "config.d", "${env.NOT_ALLOWED}"),
     ];
     for (config, field, reference) in cases {
         let err = f.render(config).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::InvalidInput);
-        assert!(
-            err.message().contains(field) && err.message().contains(reference),
-            "{err}"
-        );
+        assert!(err.message().contains(field) && err.message().contains(reference), "{err}");
         assert_eq!(err.location().and_then(|l| l.field.as_deref()), Some(field));
     }
 }
 
 #[test]
 fn helpers_report_jobs_and_static_configs() {
-    let t = ConfigTemplate::parse(
-        &json!({"a": "${jobs.x.output}", "b": "${jobs.y.output.z} ${jobs.x.output.q}"}),
-    )
-    .unwrap();
+    let t =
+        ConfigTemplate::parse(&json!({"a": "${jobs.x.output}", "b": "${jobs.y.output.z} ${jobs.x.output.q}"})).unwrap();
     assert_eq!(t.job_refs(), vec!["x", "y"]);
     let paths: Vec<&str> = t.field_references().map(|(p, _)| p).collect();
     assert_eq!(paths, vec!["config.a", "config.b", "config.b"]);
@@ -240,9 +164,7 @@ fn helpers_report_jobs_and_static_configs() {
     assert!(s.is_static());
     assert!(s.references().is_empty());
     assert_eq!(
-        Fixture::new()
-            .render(json!({"a": [1, "two", {"b": null}]}))
-            .unwrap(),
+        Fixture::new().render(json!({"a": [1, "two", {"b": null}]})).unwrap(),
         json!({"a": [1, "two", {"b": null}]})
     );
 }

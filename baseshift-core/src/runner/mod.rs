@@ -82,7 +82,12 @@ impl fmt::Debug for JobContext {
 
 impl JobContext {
     /// A context for calling a runner directly (tests, tools): attempt 1, no deadline.
-    pub fn new(workflow_id: impl Into<WorkflowId>, job_id: impl Into<String>, job_type: impl Into<String>, config: Value) -> Self {
+    pub fn new(
+        workflow_id: impl Into<WorkflowId>,
+        job_id: impl Into<String>,
+        job_type: impl Into<String>,
+        config: Value,
+    ) -> Self {
         JobContext {
             workflow_id: workflow_id.into(),
             job_id: job_id.into(),
@@ -106,9 +111,8 @@ impl JobContext {
     /// Errors name the job and field; they are [`ErrorKind::InvalidInput`].
     pub fn config_field<T: DeserializeOwned>(&self, field: &str) -> Result<T, Error> {
         let v = self.config.get(field).cloned().unwrap_or(Value::Null);
-        serde_json::from_value(v).map_err(|e| {
-            Error::invalid_input(format!("config field `{field}`: {e}")).with_job(self.job_id.clone())
-        })
+        serde_json::from_value(v)
+            .map_err(|e| Error::invalid_input(format!("config field `{field}`: {e}")).with_job(self.job_id.clone()))
     }
 
     /// The time left before the deadline, if there is one.

@@ -90,12 +90,7 @@ impl CompiledTemplate {
                 index.insert(c.id.clone(), Slot::Compensation(i));
             }
         }
-        CompiledTemplate {
-            template,
-            jobs,
-            index,
-            schema,
-        }
+        CompiledTemplate { template, jobs, index, schema }
     }
 
     /// The source template.
@@ -146,11 +141,7 @@ impl CompiledTemplate {
             .map(String::as_str)
             .chain(job.compensates.as_deref())
             .chain(job.config.job_refs())
-            .chain(
-                job.condition
-                    .iter()
-                    .flat_map(|c| c.job_refs().iter().map(String::as_str)),
-            );
+            .chain(job.condition.iter().flat_map(|c| c.job_refs().iter().map(String::as_str)));
         let mut out: Vec<&str> = Vec::new();
         for id in candidates {
             if let Some(j) = self.job(id)
@@ -177,18 +168,11 @@ impl CompiledTemplate {
             .take(10)
             .map(|e| {
                 let pointer = e.instance_path().as_str().to_owned();
-                let path = if pointer.is_empty() {
-                    "/".to_owned()
-                } else {
-                    pointer.clone()
-                };
+                let path = if pointer.is_empty() { "/".to_owned() } else { pointer.clone() };
                 first_path.get_or_insert(pointer);
                 let mut text = e.to_string();
                 if text.len() > 200 {
-                    let cut = (0..=200)
-                        .rev()
-                        .find(|i| text.is_char_boundary(*i))
-                        .unwrap_or(0);
+                    let cut = (0..=200).rev().find(|i| text.is_char_boundary(*i)).unwrap_or(0);
                     text.truncate(cut);
                     text.push_str("...");
                 }
@@ -198,8 +182,7 @@ impl CompiledTemplate {
         if problems.is_empty() {
             return Ok(());
         }
-        let location = Location::template(self.template_id())
-            .field(format!("input{}", first_path.unwrap_or_default()));
+        let location = Location::template(self.template_id()).field(format!("input{}", first_path.unwrap_or_default()));
         Err(Error::new(
             ErrorKind::InvalidInput,
             format!(

@@ -39,11 +39,7 @@ pub(super) fn find_cycle(parents: &[Vec<usize>]) -> Option<Vec<usize>> {
         }
         seen.insert(node, path.len());
         path.push(node);
-        node = g
-            .neighbors(NodeIndex::new(node))
-            .map(|n| n.index())
-            .filter(|n| members.contains(n))
-            .min()?;
+        node = g.neighbors(NodeIndex::new(node)).map(|n| n.index()).filter(|n| members.contains(n)).min()?;
     }
 }
 
@@ -60,11 +56,7 @@ pub(super) fn missing_ancestors(
         return Vec::new();
     }
     let mut visited = HashSet::new();
-    let mut stack: Vec<usize> = if include_self {
-        vec![from]
-    } else {
-        parents[from].clone()
-    };
+    let mut stack: Vec<usize> = if include_self { vec![from] } else { parents[from].clone() };
     while let Some(n) = stack.pop() {
         if !visited.insert(n) {
             continue;
@@ -107,9 +99,7 @@ mod tests {
     #[test]
     fn long_chains_do_not_overflow() {
         let n = 20_000;
-        let mut parents: Vec<Vec<usize>> = (0..n)
-            .map(|i| if i == 0 { vec![] } else { vec![i - 1] })
-            .collect();
+        let mut parents: Vec<Vec<usize>> = (0..n).map(|i| if i == 0 { vec![] } else { vec![i - 1] }).collect();
         assert_eq!(find_cycle(&parents), None);
         assert!(missing_ancestors(&parents, n - 1, false, &[0]).is_empty());
         parents[0] = vec![n - 1];

@@ -69,10 +69,7 @@ impl WorkflowTemplate {
         let root: Node = serde_saphyr::from_str(src).map_err(|e| {
             let mut loc = Location::default();
             if let Some(l) = e.location() {
-                loc = loc.at(
-                    u32::try_from(l.line()).unwrap_or(0),
-                    u32::try_from(l.column()).unwrap_or(0),
-                );
+                loc = loc.at(u32::try_from(l.line()).unwrap_or(0), u32::try_from(l.column()).unwrap_or(0));
             }
             Error::invalid_template(loc, format!("invalid YAML: {}", e.without_snippet()))
         })?;
@@ -84,10 +81,8 @@ impl WorkflowTemplate {
     /// Parses and validates (structure only) a JSON template.
     pub fn from_json(src: &str) -> Result<WorkflowTemplate> {
         let value: serde_json::Value = serde_json::from_str(src).map_err(|e| {
-            let loc = Location::default().at(
-                u32::try_from(e.line()).unwrap_or(0),
-                u32::try_from(e.column()).unwrap_or(0),
-            );
+            let loc =
+                Location::default().at(u32::try_from(e.line()).unwrap_or(0), u32::try_from(e.column()).unwrap_or(0));
             Error::invalid_template(loc, format!("invalid JSON: {e}"))
         })?;
         let mut template = Builder::default().build(Node::from_value(value))?;
@@ -102,27 +97,9 @@ impl WorkflowTemplate {
     }
 }
 
-const TOP_FIELDS: &[&str] = &[
-    "template_id",
-    "name",
-    "version",
-    "description",
-    "input_schema",
-    "defaults",
-    "jobs",
-];
-const JOB_FIELDS: &[&str] = &[
-    "id",
-    "type",
-    "config",
-    "depends_on",
-    "when",
-    "trigger",
-    "retry",
-    "timeout",
-    "priority",
-    "compensate",
-];
+const TOP_FIELDS: &[&str] = &["template_id", "name", "version", "description", "input_schema", "defaults", "jobs"];
+const JOB_FIELDS: &[&str] =
+    &["id", "type", "config", "depends_on", "when", "trigger", "retry", "timeout", "priority", "compensate"];
 const COMPENSATE_FIELDS: &[&str] = &["type", "config", "retry", "timeout"];
 
 #[derive(Default)]
@@ -132,17 +109,8 @@ struct Builder {
 }
 
 impl Builder {
-    fn err(
-        &self,
-        job: Option<&str>,
-        field: Option<&str>,
-        pos: Pos,
-        message: impl Into<String>,
-    ) -> Error {
-        let mut loc = Location {
-            template: self.template_id.clone(),
-            ..Location::default()
-        };
+    fn err(&self, job: Option<&str>, field: Option<&str>, pos: Pos, message: impl Into<String>) -> Error {
+        let mut loc = Location { template: self.template_id.clone(), ..Location::default() };
         loc.job = job.map(str::to_owned);
         loc.field = field.map(str::to_owned);
         if let Some((l, c)) = pos {
@@ -158,12 +126,7 @@ impl Builder {
 
     fn string(&self, node: &Node, job: Option<&str>, field: &str) -> Result<String> {
         node.as_str().map(str::to_owned).ok_or_else(|| {
-            self.err(
-                job,
-                Some(field),
-                node.pos,
-                format!("field `{field}` must be a string, not {}", node.type_name()),
-            )
+            self.err(job, Some(field), node.pos, format!("field `{field}` must be a string, not {}", node.type_name()))
         })
     }
 
@@ -177,12 +140,7 @@ impl Builder {
     ) -> Result<&'n [(Key, Node)]> {
         match &node.kind {
             Kind::Map(entries) => Ok(entries),
-            _ => Err(self.err(
-                job,
-                field,
-                node.pos,
-                format!("{what} must be a mapping, not {}", node.type_name()),
-            )),
+            _ => Err(self.err(job, field, node.pos, format!("{what} must be a mapping, not {}", node.type_name()))),
         }
     }
 
@@ -198,26 +156,16 @@ impl Builder {
         for (i, (key, _)) in entries.iter().enumerate() {
             let field = format!("{prefix}{}", key.name);
             if !known.contains(&key.name.as_str()) {
-                let hint = suggestion(&key.name, known)
-                    .map(|s| format!(" (did you mean `{s}`?)"))
-                    .unwrap_or_default();
+                let hint = suggestion(&key.name, known).map(|s| format!(" (did you mean `{s}`?)")).unwrap_or_default();
                 return Err(self.err(
                     job,
                     Some(&field),
                     key.pos,
-                    format!(
-                        "unknown field `{field}` in {what}{hint}; expected one of: {}",
-                        known.join(", ")
-                    ),
+                    format!("unknown field `{field}` in {what}{hint}; expected one of: {}", known.join(", ")),
                 ));
             }
             if entries[..i].iter().any(|(k, _)| k.name == key.name) {
-                return Err(self.err(
-                    job,
-                    Some(&field),
-                    key.pos,
-                    format!("field `{field}` is given twice in {what}"),
-                ));
+                return Err(self.err(job, Some(&field), key.pos, format!("field `{field}` is given twice in {what}")));
             }
         }
         Ok(())
@@ -227,28 +175,16 @@ impl Builder {
         let entries = self.map_entries(&root, None, "a template", None)?;
         let get = |name: &str| entries.iter().find(|(k, _)| k.name == name).map(|(_, v)| v);
         let Some(id_node) = get("template_id") else {
-            return Err(self.err(
-                None,
-                Some("template_id"),
-                root.pos,
-                "missing field `template_id`",
-            ));
+            return Err(self.err(None, Some("template_id"), root.pos, "missing field `template_id`"));
         };
         self.template_id = Some(self.string(id_node, None, "template_id")?);
         self.check_keys(entries, None, "the template", "", TOP_FIELDS)?;
         let Some(version_node) = get("version") else {
             return Err(self.err(None, Some("version"), root.pos, "missing field `version`"));
         };
-        let version = super::version::deserialize(version_node.to_value()).map_err(|e| {
-            self.err(
-                None,
-                Some("version"),
-                version_node.pos,
-                format!("field `version`: {e}"),
-            )
-        })?;
-        let mut template =
-            WorkflowTemplate::new(self.template_id.clone().unwrap_or_default(), version);
+        let version = super::version::deserialize(version_node.to_value())
+            .map_err(|e| self.err(None, Some("version"), version_node.pos, format!("field `version`: {e}")))?;
+        let mut template = WorkflowTemplate::new(self.template_id.clone().unwrap_or_default(), version);
         for (key, node) in entries {
             if let Some(p) = node.pos.or(key.pos) {
                 self.map.top.insert(key.name.clone(), p);
@@ -256,9 +192,7 @@ impl Builder {
             match key.name.as_str() {
                 "name" => template.name = self.string(node, None, "name")?,
                 "description" => template.description = self.read(node, None, "description")?,
-                "input_schema" => {
-                    template.input_schema = Some(node.to_value()).filter(|v| !v.is_null())
-                }
+                "input_schema" => template.input_schema = Some(node.to_value()).filter(|v| !v.is_null()),
                 "defaults" => template.defaults = self.read(node, None, "defaults")?,
                 _ => {}
             }
@@ -293,18 +227,10 @@ impl Builder {
         let j = Some(id.as_str());
         self.check_keys(entries, j, &format!("job `{id}`"), "", JOB_FIELDS)?;
         let Some(type_node) = get("type") else {
-            return Err(self.err(
-                j,
-                Some("type"),
-                node.pos,
-                format!("job `{id}` has no `type`"),
-            ));
+            return Err(self.err(j, Some("type"), node.pos, format!("job `{id}` has no `type`")));
         };
         let mut job = JobSpec::new(id.clone(), self.string(type_node, j, "type")?);
-        let mut positions = JobPositions {
-            pos: node.pos,
-            fields: HashMap::new(),
-        };
+        let mut positions = JobPositions { pos: node.pos, fields: HashMap::new() };
         for (key, value) in entries {
             if let Some(p) = value.pos.or(key.pos) {
                 positions.fields.insert(key.name.clone(), p);
@@ -322,7 +248,10 @@ impl Builder {
                             j,
                             Some("depends_on"),
                             value.pos,
-                            format!("field `depends_on` must be a list of job ids (`[]` for a root), not {}", value.type_name()),
+                            format!(
+                                "field `depends_on` must be a list of job ids (`[]` for a root), not {}",
+                                value.type_name()
+                            ),
                         ));
                     };
                     let mut parents = Vec::with_capacity(items.len());
@@ -340,9 +269,7 @@ impl Builder {
                 "retry" => job.retry = Some(self.read(value, j, "retry")?),
                 "timeout" => job.timeout = Some(self.read(value, j, "timeout")?),
                 "priority" => job.priority = self.read(value, j, "priority")?,
-                "compensate" => {
-                    job.compensate = Some(self.build_compensation(&id, value, &mut positions)?)
-                }
+                "compensate" => job.compensate = Some(self.build_compensation(&id, value, &mut positions)?),
                 _ => {}
             }
         }
@@ -351,31 +278,14 @@ impl Builder {
         Ok(job)
     }
 
-    fn build_compensation(
-        &self,
-        id: &str,
-        node: &Node,
-        positions: &mut JobPositions,
-    ) -> Result<CompensationSpec> {
+    fn build_compensation(&self, id: &str, node: &Node, positions: &mut JobPositions) -> Result<CompensationSpec> {
         let j = Some(id);
         let entries = self.map_entries(node, j, "`compensate`", Some("compensate"))?;
         self.check_keys(entries, j, "`compensate`", "compensate.", COMPENSATE_FIELDS)?;
-        let Some(type_node) = entries
-            .iter()
-            .find(|(k, _)| k.name == "type")
-            .map(|(_, v)| v)
-        else {
-            return Err(self.err(
-                j,
-                Some("compensate.type"),
-                node.pos,
-                "`compensate` has no `type`",
-            ));
+        let Some(type_node) = entries.iter().find(|(k, _)| k.name == "type").map(|(_, v)| v) else {
+            return Err(self.err(j, Some("compensate.type"), node.pos, "`compensate` has no `type`"));
         };
-        let mut spec = CompensationSpec::new(
-            self.string(type_node, j, "compensate.type")?,
-            serde_json::Value::Null,
-        );
+        let mut spec = CompensationSpec::new(self.string(type_node, j, "compensate.type")?, serde_json::Value::Null);
         for (key, value) in entries {
             let field = format!("compensate.{}", key.name);
             if let Some(p) = value.pos.or(key.pos) {
@@ -399,12 +309,7 @@ impl Builder {
 
 /// The known name closest to a misspelt one (at most 2 edits away).
 fn suggestion<'k>(name: &str, known: &[&'k str]) -> Option<&'k str> {
-    known
-        .iter()
-        .map(|k| (edit_distance(name, k), *k))
-        .filter(|(d, _)| *d <= 2)
-        .min_by_key(|(d, _)| *d)
-        .map(|(_, k)| k)
+    known.iter().map(|k| (edit_distance(name, k), *k)).filter(|(d, _)| *d <= 2).min_by_key(|(d, _)| *d).map(|(_, k)| k)
 }
 
 fn edit_distance(a: &str, b: &str) -> usize {
@@ -413,9 +318,7 @@ fn edit_distance(a: &str, b: &str) -> usize {
     for (i, ca) in a.chars().enumerate() {
         let mut cur = vec![i + 1; b.len() + 1];
         for (j, cb) in b.iter().enumerate() {
-            cur[j + 1] = (prev[j] + usize::from(ca != *cb))
-                .min(prev[j + 1] + 1)
-                .min(cur[j] + 1);
+            cur[j + 1] = (prev[j] + usize::from(ca != *cb)).min(prev[j + 1] + 1).min(cur[j] + 1);
         }
         prev = cur;
     }

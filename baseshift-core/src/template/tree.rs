@@ -46,11 +46,9 @@ impl Node {
     pub fn from_value(value: Value) -> Node {
         let kind = match value {
             Value::Array(items) => Kind::Seq(items.into_iter().map(Node::from_value).collect()),
-            Value::Object(map) => Kind::Map(
-                map.into_iter()
-                    .map(|(k, v)| (Key { name: k, pos: None }, Node::from_value(v)))
-                    .collect(),
-            ),
+            Value::Object(map) => {
+                Kind::Map(map.into_iter().map(|(k, v)| (Key { name: k, pos: None }, Node::from_value(v))).collect())
+            }
             scalar => Kind::Scalar(scalar),
         };
         Node { kind, pos: None }
@@ -62,12 +60,7 @@ impl Node {
         match &self.kind {
             Kind::Scalar(v) => v.clone(),
             Kind::Seq(items) => Value::Array(items.iter().map(Node::to_value).collect()),
-            Kind::Map(entries) => Value::Object(
-                entries
-                    .iter()
-                    .map(|(k, v)| (k.name.clone(), v.to_value()))
-                    .collect(),
-            ),
+            Kind::Map(entries) => Value::Object(entries.iter().map(|(k, v)| (k.name.clone(), v.to_value())).collect()),
         }
     }
 
@@ -120,10 +113,7 @@ impl Node {
 impl<'de> Deserialize<'de> for Node {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let spanned = Spanned::<Kind>::deserialize(d)?;
-        Ok(Node {
-            kind: spanned.value,
-            pos: pos_of(&spanned.referenced),
-        })
+        Ok(Node { kind: spanned.value, pos: pos_of(&spanned.referenced) })
     }
 }
 
@@ -137,15 +127,10 @@ impl<'de> Deserialize<'de> for Key {
             }
             Kind::Scalar(other) => other.to_string(),
             Kind::Seq(_) | Kind::Map(_) => {
-                return Err(de::Error::custom(
-                    "a mapping key must be a string, not a list or mapping",
-                ));
+                return Err(de::Error::custom("a mapping key must be a string, not a list or mapping"));
             }
         };
-        Ok(Key {
-            name,
-            pos: pos_of(&spanned.referenced),
-        })
+        Ok(Key { name, pos: pos_of(&spanned.referenced) })
     }
 }
 

@@ -2,9 +2,7 @@
 
 use super::compile::{CompiledJob, InputSchema};
 use super::graph::{find_cycle, missing_ancestors};
-use super::{
-    CompensationSpec, CompiledTemplate, DurationSpec, JobSpec, RetryPolicy, WorkflowTemplate,
-};
+use super::{CompensationSpec, CompiledTemplate, DurationSpec, JobSpec, RetryPolicy, WorkflowTemplate};
 use crate::error::{Error, Location, Result};
 use crate::expr::{Condition, ConfigTemplate, Reference};
 use crate::runner::RunnerRegistry;
@@ -45,29 +43,13 @@ impl<'a> Validator<'a> {
 
     /// Validates `template` and compiles it.
     pub fn compile(&self, template: &WorkflowTemplate) -> Result<CompiledTemplate> {
-        let mut cx = Checker {
-            v: self,
-            t: template,
-            index: HashMap::new(),
-        };
+        let mut cx = Checker { v: self, t: template, index: HashMap::new() };
         cx.check_ids()?;
-        cx.index = template
-            .jobs
-            .iter()
-            .enumerate()
-            .map(|(i, j)| (j.id.as_str(), i))
-            .collect();
+        cx.index = template.jobs.iter().enumerate().map(|(i, j)| (j.id.as_str(), i)).collect();
         let parents = cx.resolve_parents()?;
         if let Some(cycle) = find_cycle(&parents) {
-            let names: Vec<&str> = cycle
-                .iter()
-                .map(|&i| template.jobs[i].id.as_str())
-                .collect();
-            return Err(cx.err(
-                Some(cycle[0]),
-                Some("depends_on"),
-                format!("cycle: {}", names.join(" -> ")),
-            ));
+            let names: Vec<&str> = cycle.iter().map(|&i| template.jobs[i].id.as_str()).collect();
+            return Err(cx.err(Some(cycle[0]), Some("depends_on"), format!("cycle: {}", names.join(" -> "))));
         }
         if let Some(r) = &template.defaults.retry {
             check_retry(r).map_err(|m| cx.top_err("defaults.retry", m))?;
@@ -86,11 +68,7 @@ impl<'a> Validator<'a> {
         for ((i, job), children) in template.jobs.iter().enumerate().zip(children) {
             jobs.push(cx.compile_job(i, job, &parents, children)?);
         }
-        Ok(CompiledTemplate::assemble(
-            Arc::new(template.clone()),
-            jobs,
-            schema,
-        ))
+        Ok(CompiledTemplate::assemble(Arc::new(template.clone()), jobs, schema))
     }
 }
 
@@ -102,10 +80,7 @@ impl WorkflowTemplate {
 }
 
 fn valid_id(id: &str) -> bool {
-    !id.is_empty()
-        && id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+    !id.is_empty() && id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
 }
 
 fn check_retry(r: &RetryPolicy) -> std::result::Result<(), String> {
@@ -113,29 +88,19 @@ fn check_retry(r: &RetryPolicy) -> std::result::Result<(), String> {
         return Err("max_attempts must be at least 1".to_owned());
     }
     if !(r.multiplier.is_finite() && r.multiplier >= 1.0) {
-        return Err(format!(
-            "multiplier must be at least 1, not {}",
-            r.multiplier
-        ));
+        return Err(format!("multiplier must be at least 1, not {}", r.multiplier));
     }
     if !(0.0..=1.0).contains(&r.jitter) {
         return Err(format!("jitter must be between 0 and 1, not {}", r.jitter));
     }
     if r.initial_delay > r.max_delay {
-        return Err(format!(
-            "initial_delay ({}) must not exceed max_delay ({})",
-            r.initial_delay, r.max_delay
-        ));
+        return Err(format!("initial_delay ({}) must not exceed max_delay ({})", r.initial_delay, r.max_delay));
     }
     Ok(())
 }
 
 fn check_timeout(d: DurationSpec) -> std::result::Result<(), String> {
-    if d.0.is_zero() {
-        Err("timeout must be greater than zero".to_owned())
-    } else {
-        Ok(())
-    }
+    if d.0.is_zero() { Err("timeout must be greater than zero".to_owned()) } else { Ok(()) }
 }
 
 struct Checker<'v, 't> {
@@ -153,16 +118,9 @@ impl<'t> Checker<'_, 't> {
         let pos = match index {
             Some(i) => {
                 loc.job = self.t.jobs.get(i).map(|j| j.id.clone());
-                self.t
-                    .source_map
-                    .as_ref()
-                    .and_then(|m| m.locate_at(i, field))
+                self.t.source_map.as_ref().and_then(|m| m.locate_at(i, field))
             }
-            None => self
-                .t
-                .source_map
-                .as_ref()
-                .and_then(|m| m.locate(None, field)),
+            None => self.t.source_map.as_ref().and_then(|m| m.locate(None, field)),
         };
         if let Some((l, c)) = pos {
             loc = loc.at(l, c);
@@ -179,7 +137,10 @@ impl<'t> Checker<'_, 't> {
         if !valid_id(&t.template_id) {
             return Err(self.top_err(
                 "template_id",
-                format!("template_id `{}` must be non-empty and use only letters, digits, `_`, `.` and `-`", t.template_id),
+                format!(
+                    "template_id `{}` must be non-empty and use only letters, digits, `_`, `.` and `-`",
+                    t.template_id
+                ),
             ));
         }
         if t.jobs.is_empty() {
@@ -205,11 +166,7 @@ impl<'t> Checker<'_, 't> {
                 return Err(self.err(
                     Some(i),
                     Some("id"),
-                    format!(
-                        "duplicate job id `{}` (first used by job #{})",
-                        job.id,
-                        first + 1
-                    ),
+                    format!("duplicate job id `{}` (first used by job #{})", job.id, first + 1),
                 ));
             }
         }
@@ -231,18 +188,10 @@ impl<'t> Checker<'_, 't> {
                     ));
                 };
                 if pi == i {
-                    return Err(self.err(
-                        Some(i),
-                        Some(&field),
-                        format!("job `{}` depends on itself", job.id),
-                    ));
+                    return Err(self.err(Some(i), Some(&field), format!("job `{}` depends on itself", job.id)));
                 }
                 if parents.contains(&pi) {
-                    return Err(self.err(
-                        Some(i),
-                        Some(&field),
-                        format!("job `{}` lists parent `{p}` twice", job.id),
-                    ));
+                    return Err(self.err(Some(i), Some(&field), format!("job `{}` lists parent `{p}` twice", job.id)));
                 }
                 parents.push(pi);
             }
@@ -257,12 +206,7 @@ impl<'t> Checker<'_, 't> {
         };
         jsonschema::validator_for(schema)
             .map(|v| Some(InputSchema(Arc::new(v))))
-            .map_err(|e| {
-                self.top_err(
-                    "input_schema",
-                    format!("input_schema is not a valid JSON Schema: {e}"),
-                )
-            })
+            .map_err(|e| self.top_err("input_schema", format!("input_schema is not a valid JSON Schema: {e}")))
     }
 
     fn compile_job(
@@ -282,8 +226,7 @@ impl<'t> Checker<'_, 't> {
             }
             None => None,
         };
-        let config =
-            self.compile_config(i, false, &job.job_type, &job.config, "config", parents)?;
+        let config = self.compile_config(i, false, &job.job_type, &job.config, "config", parents)?;
         if let Some(r) = &job.retry {
             check_retry(r).map_err(|m| self.err(Some(i), Some("retry"), m))?;
         }
@@ -297,18 +240,11 @@ impl<'t> Checker<'_, 't> {
         Ok(CompiledJob {
             id: job.id.clone(),
             job_type: job.job_type.clone(),
-            parents: parents[i]
-                .iter()
-                .map(|&p| self.t.jobs[p].id.clone())
-                .collect(),
+            parents: parents[i].iter().map(|&p| self.t.jobs[p].id.clone()).collect(),
             children,
             trigger: job.trigger,
             priority: job.priority,
-            retry: job
-                .retry
-                .clone()
-                .or_else(|| defaults.retry.clone())
-                .unwrap_or_default(),
+            retry: job.retry.clone().or_else(|| defaults.retry.clone()).unwrap_or_default(),
             timeout: job.timeout.or(defaults.timeout).map(|d| d.0),
             condition,
             config,
@@ -325,14 +261,7 @@ impl<'t> Checker<'_, 't> {
         parents: &[Vec<usize>],
     ) -> Result<CompiledJob> {
         let defaults = &self.t.defaults;
-        let config = self.compile_config(
-            i,
-            true,
-            &c.job_type,
-            &c.config,
-            "compensate.config",
-            parents,
-        )?;
+        let config = self.compile_config(i, true, &c.job_type, &c.config, "compensate.config", parents)?;
         if let Some(r) = &c.retry {
             check_retry(r).map_err(|m| self.err(Some(i), Some("compensate.retry"), m))?;
         }
@@ -346,11 +275,7 @@ impl<'t> Checker<'_, 't> {
             children: Vec::new(),
             trigger: super::Trigger::AllSuccess,
             priority: job.priority,
-            retry: c
-                .retry
-                .clone()
-                .or_else(|| defaults.retry.clone())
-                .unwrap_or_default(),
+            retry: c.retry.clone().or_else(|| defaults.retry.clone()).unwrap_or_default(),
             timeout: c.timeout.or(defaults.timeout).map(|d| d.0),
             condition: None,
             config,
@@ -369,8 +294,7 @@ impl<'t> Checker<'_, 't> {
         root: &str,
         parents: &[Vec<usize>],
     ) -> Result<ConfigTemplate> {
-        let config = ConfigTemplate::parse_at(raw, root)
-            .map_err(|(field, m)| self.err(Some(i), Some(&field), m))?;
+        let config = ConfigTemplate::parse_at(raw, root).map_err(|(field, m)| self.err(Some(i), Some(&field), m))?;
         let mut job_refs = Vec::new();
         for (field, r) in config.field_references() {
             match r {
@@ -382,9 +306,7 @@ impl<'t> Checker<'_, 't> {
                         return Err(self.err(
                             Some(i),
                             Some(field),
-                            format!(
-                                "{r}: environment variable `{name}` is not on the host's allowlist"
-                            ),
+                            format!("{r}: environment variable `{name}` is not on the host's allowlist"),
                         ));
                     }
                 }
@@ -393,38 +315,23 @@ impl<'t> Checker<'_, 't> {
         }
         self.check_job_refs(i, compensation, parents, job_refs.into_iter())?;
         if let Some(registry) = self.v.registry {
-            let type_field = if compensation {
-                "compensate.type"
-            } else {
-                "type"
-            };
+            let type_field = if compensation { "compensate.type" } else { "type" };
             let Some(runner) = registry.get(job_type) else {
                 return Err(self.err(
                     Some(i),
                     Some(type_field),
-                    format!(
-                        "unknown job type `{job_type}` (registered: {})",
-                        registry.job_types().join(", ")
-                    ),
+                    format!("unknown job type `{job_type}` (registered: {})", registry.job_types().join(", ")),
                 ));
             };
             runner.validate_config(raw).map_err(|e| {
                 let field = match e.location().and_then(|l| l.field.as_deref()) {
-                    Some(f)
-                        if f == "config"
-                            || f.starts_with("config.")
-                            || f.starts_with("config[") =>
-                    {
+                    Some(f) if f == "config" || f.starts_with("config.") || f.starts_with("config[") => {
                         format!("{root}{}", &f["config".len()..])
                     }
                     Some(f) => format!("{root}.{f}"),
                     None => root.to_owned(),
                 };
-                self.err(
-                    Some(i),
-                    Some(&field),
-                    format!("invalid config for job type `{job_type}`: {}", e.message()),
-                )
+                self.err(Some(i), Some(&field), format!("invalid config for job type `{job_type}`: {}", e.message()))
             })?;
         }
         Ok(config)
@@ -443,22 +350,15 @@ impl<'t> Checker<'_, 't> {
         let mut fields: HashMap<usize, &str> = HashMap::new();
         for (field, id) in refs {
             let Some(&j) = self.index.get(id) else {
-                return Err(self.err(
-                    Some(i),
-                    Some(field),
-                    format!("reference to unknown job `{id}`"),
-                ));
+                return Err(self.err(Some(i), Some(field), format!("reference to unknown job `{id}`")));
             };
             fields.entry(j).or_insert(field);
             wanted.push(j);
         }
         if let Some(&bad) = missing_ancestors(parents, i, include_self, &wanted).first() {
             let field = fields.get(&bad).copied().unwrap_or("config");
-            let whose = if include_self {
-                "neither the compensated job nor one of its ancestors"
-            } else {
-                "not an ancestor"
-            };
+            let whose =
+                if include_self { "neither the compensated job nor one of its ancestors" } else { "not an ancestor" };
             return Err(self.err(
                 Some(i),
                 Some(field),

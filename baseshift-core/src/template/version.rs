@@ -13,9 +13,7 @@ pub fn parse_lenient(s: &str) -> Result<semver::Version, String> {
     let parts: Vec<&str> = t.split('.').collect();
     let nums: Result<Vec<u64>, _> = parts.iter().map(|p| p.parse::<u64>()).collect();
     match nums {
-        Ok(n) if (1..=2).contains(&n.len()) => {
-            Ok(semver::Version::new(n[0], n.get(1).copied().unwrap_or(0), 0))
-        }
+        Ok(n) if (1..=2).contains(&n.len()) => Ok(semver::Version::new(n[0], n.get(1).copied().unwrap_or(0), 0)),
         _ => Err(format!("invalid version `{s}`: expected a semantic version such as 1.0.0")),
     }
 }
@@ -38,7 +36,9 @@ pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<semver::Ver
             Ok(semver::Version::new(v, 0, 0))
         }
         fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
-            u64::try_from(v).map(|v| semver::Version::new(v, 0, 0)).map_err(|_| E::custom("a version cannot be negative"))
+            u64::try_from(v)
+                .map(|v| semver::Version::new(v, 0, 0))
+                .map_err(|_| E::custom("a version cannot be negative"))
         }
         fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
             // A YAML `1.0` arrives as a float; `1.10` would arrive as 1.1 and cannot be told

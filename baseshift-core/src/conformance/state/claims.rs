@@ -36,50 +36,23 @@ pub async fn claim_marks_job_running_under_lease(store: &dyn StateStore) -> Resu
     ensure_eq!(job.status, JobStatus::Running, "claimed status");
     ensure_eq!(job.attempt, before.attempt + 1, "claimed attempt");
     ensure_eq!(job.version, before.version + 1, "claimed version");
-    ensure!(
-        job.started_at.is_some_and(|t| t >= start),
-        "started_at set by the claim: {:?}",
-        job.started_at
-    );
-    let lease = job
-        .lease
-        .as_ref()
-        .ok_or_else(|| failure("a claimed job has a lease"))?;
+    ensure!(job.started_at.is_some_and(|t| t >= start), "started_at set by the claim: {:?}", job.started_at);
+    let lease = job.lease.as_ref().ok_or_else(|| failure("a claimed job has a lease"))?;
     ensure_eq!(lease.owner, "worker-1", "lease owner");
     ensure!(!lease.token.is_empty(), "the lease has a token");
     let min = start + TimeDelta::seconds(50);
-    ensure!(
-        lease.expires_at >= min,
-        "lease expiry {} is about now + 60 s",
-        lease.expires_at
-    );
-    ensure_eq!(
-        store.job(&wf.key("a")).await?,
-        *job,
-        "stored record equals the claimed one"
-    );
+    ensure!(lease.expires_at >= min, "lease expiry {} is about now + 60 s", lease.expires_at);
+    ensure_eq!(store.job(&wf.key("a")).await?, *job, "stored record equals the claimed one");
 
     let events = store.outbox_pending(1000).await?;
     ensure_eq!(events.len(), outbox + 1, "events appended by the claim");
     let last = &events[events.len() - 1].event;
     ensure_eq!(last.event_type, "job_running", "the claim's event");
-    ensure_eq!(
-        last.payload.job_id.as_deref(),
-        Some("a"),
-        "the claim event's job"
-    );
-    ensure_eq!(
-        last.payload.attempt,
-        Some(job.attempt),
-        "the claim event's attempt"
-    );
+    ensure_eq!(last.payload.job_id.as_deref(), Some("a"), "the claim event's job");
+    ensure_eq!(last.payload.attempt, Some(job.attempt), "the claim event's attempt");
 
     let again = store.claim(claim_request("worker-2", 5, LONG)).await?;
-    ensure!(
-        again.jobs.is_empty(),
-        "a leased job is not claimed again: {:?}",
-        ids(&again.jobs)
-    );
+    ensure!(again.jobs.is_empty(), "a leased job is not claimed again: {:?}", ids(&again.jobs));
     Ok(())
 }
 
@@ -87,10 +60,7 @@ pub async fn claim_marks_job_running_under_lease(store: &dyn StateStore) -> Resu
 /// workflows: the order of [`JobRecord::queue_score`].
 pub async fn claim_orders_by_priority_then_age(store: &dyn StateStore) -> Result<()> {
     let now = now_ms();
-    let wf1 = TestWorkflow::new()
-        .job("low", &[])
-        .job("urgent", &[])
-        .with_job("urgent", |j| j.priority = 5);
+    let wf1 = TestWorkflow::new().job("low", &[]).job("urgent", &[]).with_job("urgent", |j| j.priority = 5);
     let wf2 = TestWorkflow::new()
         .job("young", &[])
         .job("old", &[])
@@ -107,11 +77,7 @@ pub async fn claim_orders_by_priority_then_age(store: &dyn StateStore) -> Result
     let mut order = Vec::new();
     for _ in 0..4 {
         let claimed = store.claim(claim_request("w", 1, LONG)).await?;
-        ensure_eq!(
-            claimed.jobs.len(),
-            1,
-            "one job per claim of limit 1 (after {order:?})"
-        );
+        ensure_eq!(claimed.jobs.len(), 1, "one job per claim of limit 1 (after {order:?})");
         order.push(claimed.jobs[0].job_id.clone());
     }
     ensure_eq!(order, vec!["urgent", "old", "young", "low"], "claim order");
@@ -139,27 +105,15 @@ pub async fn claim_respects_limit_and_exclude_types(store: &dyn StateStore) -> R
     req.exclude_types = vec!["slow".into()];
     let first = store.claim(req.clone()).await?;
     ensure_eq!(first.jobs.len(), 2, "jobs claimed with limit 2");
-    ensure!(
-        first.jobs.iter().all(|j| j.job_type == "noop"),
-        "no excluded type claimed: {:?}",
-        ids(&first.jobs)
-    );
+    ensure!(first.jobs.iter().all(|j| j.job_type == "noop"), "no excluded type claimed: {:?}", ids(&first.jobs));
     req.limit = 10;
     let second = store.claim(req).await?;
     ensure_eq!(second.jobs.len(), 1, "the last noop job");
-    ensure_eq!(
-        second.jobs[0].job_type,
-        "noop",
-        "type of the last claimed job"
-    );
+    ensure_eq!(second.jobs[0].job_type, "noop", "type of the last claimed job");
     let third = store.claim(claim_request("w", 10, LONG)).await?;
     let mut slow = ids(&third.jobs);
     slow.sort();
-    ensure_eq!(
-        slow,
-        vec!["s1", "s2"],
-        "excluded jobs, claimed once no longer excluded"
-    );
+    ensure_eq!(slow, vec!["s1", "s2"], "excluded jobs, claimed once no longer excluded");
     let none = store.claim(claim_request("w", 0, LONG)).await?;
     ensure!(none.jobs.is_empty(), "limit 0 claims nothing");
     Ok(())
@@ -176,25 +130,16 @@ pub async fn concurrent_claims_never_share_a_job(store: &dyn StateStore) -> Resu
     let refs: Vec<&str> = names.iter().map(String::as_str).collect();
     make_ready(store, wf.id(), &refs, now_ms()).await?;
 
-    let claims =
-        join_all((0..4).map(|i| store.claim(claim_request(&format!("w{i}"), 8, LONG)))).await;
+    let claims = join_all((0..4).map(|i| store.claim(claim_request(&format!("w{i}"), 8, LONG)))).await;
     let mut seen = HashSet::new();
     for claim in claims {
         for job in claim?.jobs {
-            ensure!(
-                seen.insert(job.job_id.clone()),
-                "job {} returned by two claims",
-                job.job_id
-            );
+            ensure!(seen.insert(job.job_id.clone()), "job {} returned by two claims", job.job_id);
         }
     }
     let rest = store.claim(claim_request("late", 100, LONG)).await?;
     for job in rest.jobs {
-        ensure!(
-            seen.insert(job.job_id.clone()),
-            "job {} claimed twice",
-            job.job_id
-        );
+        ensure!(seen.insert(job.job_id.clone()), "job {} claimed twice", job.job_id);
     }
     ensure_eq!(seen.len(), 20, "distinct jobs claimed in all");
     Ok(())
@@ -210,97 +155,48 @@ pub async fn delayed_job_waits_until_due(store: &dyn StateStore) -> Result<()> {
     make_ready(store, wf.id(), &["now"], now_ms()).await?;
 
     let claimed = store.claim(claim_request("w", 10, LONG)).await?;
-    ensure_eq!(
-        ids(&claimed.jobs),
-        vec!["now"],
-        "jobs claimable before the delay ends"
-    );
-    let next = claimed
-        .next_ready_at
-        .ok_or_else(|| failure("next_ready_at reported for the delayed job"))?;
-    ensure!(
-        (next - due).num_milliseconds().abs() <= 1,
-        "next_ready_at {next} equals the job's ready_at {due}"
-    );
+    ensure_eq!(ids(&claimed.jobs), vec!["now"], "jobs claimable before the delay ends");
+    let next = claimed.next_ready_at.ok_or_else(|| failure("next_ready_at reported for the delayed job"))?;
+    ensure!((next - due).num_milliseconds().abs() <= 1, "next_ready_at {next} equals the job's ready_at {due}");
 
     let wait = (due - chrono::Utc::now()).to_std().unwrap_or_default() + Duration::from_millis(100);
     tokio::time::sleep(wait).await;
     let claimed = store.claim(claim_request("w", 10, LONG)).await?;
     ensure_eq!(ids(&claimed.jobs), vec!["later"], "jobs claimable once due");
-    ensure_eq!(
-        claimed.next_ready_at,
-        None,
-        "next_ready_at with nothing delayed"
-    );
+    ensure_eq!(claimed.next_ready_at, None, "next_ready_at with nothing delayed");
     Ok(())
 }
 
 /// A `RUNNING` job whose lease expired is claimed again, before any ready job, with
 /// `attempt + 1` and a new token; the old holder's writes conflict.
 pub async fn expired_lease_is_reclaimed(store: &dyn StateStore) -> Result<()> {
-    let wf = TestWorkflow::new()
-        .job("a", &[])
-        .job("b", &[])
-        .with_job("b", |j| j.priority = 100);
+    let wf = TestWorkflow::new().job("a", &[]).job("b", &[]).with_job("b", |j| j.priority = 100);
     wf.create(store).await?;
     make_ready(store, wf.id(), &["a"], now_ms()).await?;
     let first = store.claim(claim_request("w1", 1, SHORT)).await?;
-    let held = first
-        .jobs
-        .first()
-        .cloned()
-        .ok_or_else(|| failure("first claim"))?;
-    let held_token = held
-        .lease
-        .as_ref()
-        .map(|l| l.token.clone())
-        .unwrap_or_default();
-    ensure!(
-        store
-            .claim(claim_request("w2", 1, SHORT))
-            .await?
-            .jobs
-            .is_empty(),
-        "no re-claim while the lease is valid"
-    );
+    let held = first.jobs.first().cloned().ok_or_else(|| failure("first claim"))?;
+    let held_token = held.lease.as_ref().map(|l| l.token.clone()).unwrap_or_default();
+    ensure!(store.claim(claim_request("w2", 1, SHORT)).await?.jobs.is_empty(), "no re-claim while the lease is valid");
     make_ready(store, wf.id(), &["b"], now_ms() - TimeDelta::seconds(10)).await?;
 
     tokio::time::sleep(LAPSE).await;
     let second = store.claim(claim_request("w2", 1, LONG)).await?;
-    let job = second
-        .jobs
-        .first()
-        .ok_or_else(|| failure("the expired job is claimed again"))?;
+    let job = second.jobs.first().ok_or_else(|| failure("the expired job is claimed again"))?;
     ensure_eq!(job.job_id, "a", "re-claimed job");
     ensure_eq!(job.status, JobStatus::Running, "re-claimed status");
     ensure_eq!(job.attempt, held.attempt + 1, "re-claimed attempt");
     ensure_eq!(job.version, held.version + 1, "re-claimed version");
-    let lease = job
-        .lease
-        .as_ref()
-        .ok_or_else(|| failure("the re-claimed job has a lease"))?;
+    let lease = job.lease.as_ref().ok_or_else(|| failure("the re-claimed job has a lease"))?;
     ensure_eq!(lease.owner, "w2", "new lease owner");
     ensure!(lease.token != held_token, "the re-claim gets a new token");
 
     let mut late = held;
     late.status = JobStatus::Succeeded;
     late.lease = None;
-    expect_kind(
-        store.apply(write_job(late)).await,
-        ErrorKind::Conflict,
-        "the old holder's completion",
-    )?;
-    ensure_eq!(
-        store.job(&wf.key("a")).await?,
-        *job,
-        "record after the old holder's write"
-    );
+    expect_kind(store.apply(write_job(late)).await, ErrorKind::Conflict, "the old holder's completion")?;
+    ensure_eq!(store.job(&wf.key("a")).await?, *job, "record after the old holder's write");
     let third = store.claim(claim_request("w3", 10, LONG)).await?;
-    ensure_eq!(
-        ids(&third.jobs),
-        vec!["b"],
-        "the ready job, after the expired one"
-    );
+    ensure_eq!(ids(&third.jobs), vec!["b"], "the ready job, after the expired one");
     Ok(())
 }
 
@@ -311,23 +207,12 @@ pub async fn renew_extends_lease(store: &dyn StateStore) -> Result<()> {
     wf.create(store).await?;
     make_ready(store, wf.id(), &["a"], now_ms()).await?;
     let claimed = store.claim(claim_request("w1", 1, SHORT)).await?;
-    let held = claimed
-        .jobs
-        .first()
-        .cloned()
-        .ok_or_else(|| failure("claim"))?;
-    let token = held
-        .lease
-        .as_ref()
-        .map(|l| l.token.clone())
-        .unwrap_or_default();
+    let held = claimed.jobs.first().cloned().ok_or_else(|| failure("claim"))?;
+    let token = held.lease.as_ref().map(|l| l.token.clone()).unwrap_or_default();
 
     let start = now_ms();
     let expiry = store.renew_lease(&held.key(), &token, LONG).await?;
-    ensure!(
-        expiry >= start + TimeDelta::seconds(50),
-        "renewed expiry {expiry} is about now + 60 s"
-    );
+    ensure!(expiry >= start + TimeDelta::seconds(50), "renewed expiry {expiry} is about now + 60 s");
     let stored = store.job(&held.key()).await?;
     let stored_expiry = stored.lease.as_ref().map(|l| l.expires_at);
     ensure!(
@@ -337,27 +222,15 @@ pub async fn renew_extends_lease(store: &dyn StateStore) -> Result<()> {
 
     tokio::time::sleep(LAPSE).await;
     let other = store.claim(claim_request("w2", 1, LONG)).await?;
-    ensure!(
-        other.jobs.is_empty(),
-        "a renewed lease is not re-claimed: {:?}",
-        ids(&other.jobs)
-    );
+    ensure!(other.jobs.is_empty(), "a renewed lease is not re-claimed: {:?}", ids(&other.jobs));
 
     let mut done = held;
     done.status = JobStatus::Succeeded;
     done.lease = None;
     done.finished_at = Some(now_ms());
     store.apply(write_job(done)).await?;
-    ensure_eq!(
-        store.job(&wf.key("a")).await?.status,
-        JobStatus::Succeeded,
-        "completed after renewals"
-    );
-    expect_kind(
-        store.renew_lease(&wf.key("a"), &token, LONG).await,
-        ErrorKind::Conflict,
-        "renew of a finished job",
-    )?;
+    ensure_eq!(store.job(&wf.key("a")).await?.status, JobStatus::Succeeded, "completed after renewals");
+    expect_kind(store.renew_lease(&wf.key("a"), &token, LONG).await, ErrorKind::Conflict, "renew of a finished job")?;
     Ok(())
 }
 
@@ -368,35 +241,19 @@ pub async fn renew_with_stale_token_conflicts(store: &dyn StateStore) -> Result<
     wf.create(store).await?;
     make_ready(store, wf.id(), &["a"], now_ms()).await?;
     let first = store.claim(claim_request("w1", 1, SHORT)).await?;
-    let old = first
-        .jobs
-        .first()
-        .and_then(|j| j.lease.clone())
-        .ok_or_else(|| failure("first claim"))?;
+    let old = first.jobs.first().and_then(|j| j.lease.clone()).ok_or_else(|| failure("first claim"))?;
     tokio::time::sleep(LAPSE).await;
     let second = store.claim(claim_request("w2", 1, LONG)).await?;
-    let job = second
-        .jobs
-        .first()
-        .cloned()
-        .ok_or_else(|| failure("re-claim after expiry"))?;
+    let job = second.jobs.first().cloned().ok_or_else(|| failure("re-claim after expiry"))?;
 
     let renewed = store.renew_lease(&wf.key("a"), &old.token, LONG).await;
-    expect_kind(
-        renewed,
-        ErrorKind::Conflict,
-        "renew with the token of the expired claim",
-    )?;
+    expect_kind(renewed, ErrorKind::Conflict, "renew with the token of the expired claim")?;
     expect_kind(
         store.renew_lease(&wf.key("a"), "not-a-token", LONG).await,
         ErrorKind::Conflict,
         "renew with a made-up token",
     )?;
-    ensure_eq!(
-        store.job(&wf.key("a")).await?,
-        job,
-        "record after refused renewals"
-    );
+    ensure_eq!(store.job(&wf.key("a")).await?, job, "record after refused renewals");
     Ok(())
 }
 
@@ -406,11 +263,7 @@ pub async fn awaiting_external_job_is_not_reclaimed(store: &dyn StateStore) -> R
     wf.create(store).await?;
     make_ready(store, wf.id(), &["manual"], now_ms()).await?;
     let claimed = store.claim(claim_request("w1", 1, SHORT)).await?;
-    let mut job = claimed
-        .jobs
-        .first()
-        .cloned()
-        .ok_or_else(|| failure("claim"))?;
+    let mut job = claimed.jobs.first().cloned().ok_or_else(|| failure("claim"))?;
     job.awaiting_external = true;
     let mut step = write_job(job);
     step.events.clear();
@@ -418,15 +271,8 @@ pub async fn awaiting_external_job_is_not_reclaimed(store: &dyn StateStore) -> R
 
     tokio::time::sleep(LAPSE).await;
     let again = store.claim(claim_request("w2", 10, LONG)).await?;
-    ensure!(
-        again.jobs.is_empty(),
-        "a job awaiting an external completion is not re-claimed"
-    );
-    ensure_eq!(
-        store.job(&wf.key("manual")).await?.status,
-        JobStatus::Running,
-        "its status"
-    );
+    ensure!(again.jobs.is_empty(), "a job awaiting an external completion is not re-claimed");
+    ensure_eq!(store.job(&wf.key("manual")).await?.status, JobStatus::Running, "its status");
     Ok(())
 }
 
@@ -449,15 +295,8 @@ pub async fn wait_for_work_wakes_on_ready(store: &dyn StateStore) -> Result<()> 
         }
     );
     readied?;
-    ensure!(
-        waited < Duration::from_secs(10),
-        "wait_for_work woke after {waited:?}, long after the job became ready"
-    );
+    ensure!(waited < Duration::from_secs(10), "wait_for_work woke after {waited:?}, long after the job became ready");
     let claimed = store.claim(claim_request("w", 1, LONG)).await?;
-    ensure_eq!(
-        ids(&claimed.jobs),
-        vec!["a"],
-        "the job that woke the waiter"
-    );
+    ensure_eq!(ids(&claimed.jobs), vec!["a"], "the job that woke the waiter");
     Ok(())
 }

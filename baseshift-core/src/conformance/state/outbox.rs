@@ -9,10 +9,7 @@ use crate::store::{OutboxEntry, StateStore, Transition};
 use serde_json::json;
 
 fn describe(entries: &[OutboxEntry]) -> Vec<(String, Option<String>)> {
-    entries
-        .iter()
-        .map(|e| (e.event.event_type.clone(), e.event.payload.job_id.clone()))
-        .collect()
+    entries.iter().map(|e| (e.event.event_type.clone(), e.event.payload.job_id.clone())).collect()
 }
 
 fn pair(event_type: &str, job: Option<&str>) -> (String, Option<String>) {
@@ -55,23 +52,11 @@ pub async fn outbox_keeps_step_order(store: &dyn StateStore) -> Result<()> {
         pair("job_succeeded", Some("a")),
         pair("job_ready", Some("b")),
     ];
-    ensure_eq!(
-        describe(&pending),
-        expected,
-        "outbox events in commit order"
-    );
+    ensure_eq!(describe(&pending), expected, "outbox events in commit order");
     ensure_eq!(pending[1].event, given[0], "an event reads back unchanged");
-    ensure_eq!(
-        pending[2].event,
-        given[1],
-        "a system event reads back unchanged"
-    );
+    ensure_eq!(pending[2].event, given[1], "a system event reads back unchanged");
     let first_two = store.outbox_pending(2).await?;
-    ensure_eq!(
-        first_two,
-        pending[..2].to_vec(),
-        "outbox_pending(2) returns the two oldest"
-    );
+    ensure_eq!(first_two, pending[..2].to_vec(), "outbox_pending(2) returns the two oldest");
     Ok(())
 }
 
@@ -82,35 +67,20 @@ pub async fn outbox_ack_removes_events(store: &dyn StateStore) -> Result<()> {
     wf.create(store).await?;
     finish(store, wf.id(), "a", JobStatus::Succeeded, &["b"]).await?;
     let all = store.outbox_pending(1000).await?;
-    ensure!(
-        all.len() >= 4,
-        "events to acknowledge: {:?}",
-        describe(&all)
-    );
+    ensure!(all.len() >= 4, "events to acknowledge: {:?}", describe(&all));
 
     let acked = [all[0].seq, all[2].seq];
     store.outbox_ack(&acked).await?;
     let rest = store.outbox_pending(1000).await?;
-    let expected: Vec<OutboxEntry> = all
-        .iter()
-        .filter(|e| !acked.contains(&e.seq))
-        .cloned()
-        .collect();
+    let expected: Vec<OutboxEntry> = all.iter().filter(|e| !acked.contains(&e.seq)).cloned().collect();
     ensure_eq!(rest, expected, "outbox after acknowledging two events");
 
     let unknown = rest.iter().map(|e| e.seq).max().unwrap_or(0) + 1000;
     store.outbox_ack(&[all[0].seq, unknown]).await?;
-    ensure_eq!(
-        store.outbox_pending(1000).await?,
-        expected,
-        "outbox after acknowledging stale seqs"
-    );
+    ensure_eq!(store.outbox_pending(1000).await?, expected, "outbox after acknowledging stale seqs");
 
     let seqs: Vec<u64> = rest.iter().map(|e| e.seq).collect();
     store.outbox_ack(&seqs).await?;
-    ensure!(
-        store.outbox_pending(1000).await?.is_empty(),
-        "outbox after acknowledging everything"
-    );
+    ensure!(store.outbox_pending(1000).await?.is_empty(), "outbox after acknowledging everything");
     Ok(())
 }

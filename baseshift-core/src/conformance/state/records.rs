@@ -18,9 +18,7 @@ pub async fn create_and_read_back(store: &dyn StateStore) -> Result<()> {
         .job("store", &["fetch"])
         .job("notify", &["resize", "store"])
         .job("fetch.compensate", &[])
-        .with_job("fetch.compensate", |j| {
-            j.compensation_of = Some("fetch".into())
-        })
+        .with_job("fetch.compensate", |j| j.compensation_of = Some("fetch".into()))
         .with_job("resize", |j| j.priority = 7);
     wf.create(store).await?;
 
@@ -42,80 +40,39 @@ pub async fn create_and_read_back(store: &dyn StateStore) -> Result<()> {
         .collect();
     ensure_eq!(jobs, expected, "jobs read back in template order");
     for job in &expected {
-        ensure_eq!(
-            store.job(&job.key()).await?,
-            *job,
-            "job `{}` read back alone",
-            job.job_id
-        );
+        ensure_eq!(store.job(&job.key()).await?, *job, "job `{}` read back alone", job.job_id);
     }
 
     let pending = store.outbox_pending(100).await?;
-    let types: Vec<_> = pending
-        .iter()
-        .map(|e| e.event.event_type.as_str())
-        .collect();
+    let types: Vec<_> = pending.iter().map(|e| e.event.event_type.as_str()).collect();
     ensure_eq!(types, vec!["workflow_initialized"], "outbox after create");
-    ensure_eq!(
-        pending[0].event.payload.workflow_id,
-        *wf.id(),
-        "creation event's workflow"
-    );
+    ensure_eq!(pending[0].event.payload.workflow_id, *wf.id(), "creation event's workflow");
     Ok(())
 }
 
 /// `create_workflow` with an idempotency key already used returns `Existing` with the
 /// first workflow's id and writes nothing.
 pub async fn create_with_used_key_returns_existing(store: &dyn StateStore) -> Result<()> {
-    let first = TestWorkflow::new()
-        .job("a", &[])
-        .idempotency_key("order-42");
+    let first = TestWorkflow::new().job("a", &[]).idempotency_key("order-42");
     first.create(store).await?;
     let before = store.outbox_pending(100).await?;
 
-    let second = TestWorkflow::new()
-        .job("a", &[])
-        .job("b", &["a"])
-        .idempotency_key("order-42");
+    let second = TestWorkflow::new().job("a", &[]).job("b", &["a"]).idempotency_key("order-42");
     let outcome = store.create_workflow(second.build()).await?;
-    ensure_eq!(
-        outcome,
-        CreateOutcome::Existing(first.id().clone()),
-        "second create with the same key"
-    );
-    expect_kind(
-        store.workflow(second.id()).await,
-        ErrorKind::NotFound,
-        "header of the refused workflow",
-    )?;
-    expect_kind(
-        store.job(&second.key("b")).await,
-        ErrorKind::NotFound,
-        "job of the refused workflow",
-    )?;
-    ensure_eq!(
-        store.outbox_pending(100).await?,
-        before,
-        "outbox after the refused create"
-    );
-    ensure_eq!(
-        store.jobs(first.id(), None).await?.len(),
-        1,
-        "jobs of the first workflow"
-    );
+    ensure_eq!(outcome, CreateOutcome::Existing(first.id().clone()), "second create with the same key");
+    expect_kind(store.workflow(second.id()).await, ErrorKind::NotFound, "header of the refused workflow")?;
+    expect_kind(store.job(&second.key("b")).await, ErrorKind::NotFound, "job of the refused workflow")?;
+    ensure_eq!(store.outbox_pending(100).await?, before, "outbox after the refused create");
+    ensure_eq!(store.jobs(first.id(), None).await?.len(), 1, "jobs of the first workflow");
 
-    let other = TestWorkflow::new()
-        .job("a", &[])
-        .idempotency_key("order-43");
+    let other = TestWorkflow::new().job("a", &[]).idempotency_key("order-43");
     other.create(store).await
 }
 
 /// Concurrent creates with one idempotency key create exactly one workflow; every other
 /// call returns `Existing` with its id.
 pub async fn concurrent_creates_with_one_key_create_once(store: &dyn StateStore) -> Result<()> {
-    let attempts: Vec<_> = (0..8)
-        .map(|_| TestWorkflow::new().job("a", &[]).idempotency_key("race"))
-        .collect();
+    let attempts: Vec<_> = (0..8).map(|_| TestWorkflow::new().job("a", &[]).idempotency_key("race")).collect();
     let outcomes = join_all(attempts.iter().map(|wf| store.create_workflow(wf.build()))).await;
     let outcomes = outcomes.into_iter().collect::<Result<Vec<_>>>()?;
 
@@ -126,16 +83,9 @@ pub async fn concurrent_creates_with_one_key_create_once(store: &dyn StateStore)
             CreateOutcome::Existing(_) => None,
         })
         .collect();
-    ensure_eq!(
-        created.len(),
-        1,
-        "number of `Created` outcomes among 8 racing creates"
-    );
+    ensure_eq!(created.len(), 1, "number of `Created` outcomes among 8 racing creates");
     let winner = created[0].clone();
-    ensure!(
-        outcomes.iter().all(|o| *o.id() == winner),
-        "every outcome names the winner {winner}: {outcomes:?}"
-    );
+    ensure!(outcomes.iter().all(|o| *o.id() == winner), "every outcome names the winner {winner}: {outcomes:?}");
     for wf in &attempts {
         let found = store.workflow(wf.id()).await;
         if *wf.id() == winner {
@@ -146,11 +96,7 @@ pub async fn concurrent_creates_with_one_key_create_once(store: &dyn StateStore)
     }
     let listed = store.list_workflows(WorkflowFilter::default()).await?;
     ensure_eq!(listed.len(), 1, "workflows listed after the race");
-    ensure_eq!(
-        store.outbox_pending(100).await?.len(),
-        1,
-        "creation events after the race"
-    );
+    ensure_eq!(store.outbox_pending(100).await?.len(), 1, "creation events after the race");
     Ok(())
 }
 
@@ -160,83 +106,40 @@ pub async fn missing_records_are_not_found(store: &dyn StateStore) -> Result<()>
     wf.create(store).await?;
     let ghost = WorkflowId::generate();
 
-    expect_kind(
-        store.workflow(&ghost).await,
-        ErrorKind::NotFound,
-        "workflow() of an absent workflow",
-    )?;
-    expect_kind(
-        store.job(&JobKey::new(ghost.clone(), "a")).await,
-        ErrorKind::NotFound,
-        "job() in an absent workflow",
-    )?;
-    expect_kind(
-        store.job(&wf.key("zz")).await,
-        ErrorKind::NotFound,
-        "job() of an absent job",
-    )?;
-    expect_kind(
-        store.jobs(&ghost, None).await,
-        ErrorKind::NotFound,
-        "jobs() of an absent workflow",
-    )?;
-    expect_kind(
-        store.template("no-such-template", "1.0.0").await,
-        ErrorKind::NotFound,
-        "template() of an absent id",
-    )?;
+    expect_kind(store.workflow(&ghost).await, ErrorKind::NotFound, "workflow() of an absent workflow")?;
+    expect_kind(store.job(&JobKey::new(ghost.clone(), "a")).await, ErrorKind::NotFound, "job() in an absent workflow")?;
+    expect_kind(store.job(&wf.key("zz")).await, ErrorKind::NotFound, "job() of an absent job")?;
+    expect_kind(store.jobs(&ghost, None).await, ErrorKind::NotFound, "jobs() of an absent workflow")?;
+    expect_kind(store.template("no-such-template", "1.0.0").await, ErrorKind::NotFound, "template() of an absent id")?;
 
-    expect_kind(
-        store.apply(Transition::new(ghost)).await,
-        ErrorKind::NotFound,
-        "apply() on an absent workflow",
-    )?;
+    expect_kind(store.apply(Transition::new(ghost)).await, ErrorKind::NotFound, "apply() on an absent workflow")?;
     let mut stray = store.job(&wf.key("a")).await?;
     stray.job_id = "zz".into();
-    expect_kind(
-        store.apply(write_job(stray)).await,
-        ErrorKind::NotFound,
-        "apply() writing an absent job",
-    )?;
+    expect_kind(store.apply(write_job(stray)).await, ErrorKind::NotFound, "apply() writing an absent job")?;
     Ok(())
 }
 
 /// `jobs(id, Some(ids))` returns the named jobs in the order asked and leaves out
 /// absent ids.
 pub async fn jobs_by_id_in_order_asked(store: &dyn StateStore) -> Result<()> {
-    let wf = TestWorkflow::new()
-        .job("a", &[])
-        .job("b", &["a"])
-        .job("c", &["b"]);
+    let wf = TestWorkflow::new().job("a", &[]).job("b", &["a"]).job("c", &["b"]);
     wf.create(store).await?;
     let ask = ["c".to_owned(), "nope".to_owned(), "a".to_owned()];
     let jobs = store.jobs(wf.id(), Some(&ask)).await?;
     let ids: Vec<_> = jobs.iter().map(|j| j.job_id.as_str()).collect();
     ensure_eq!(ids, vec!["c", "a"], "job ids returned");
-    ensure!(
-        store.jobs(wf.id(), Some(&[])).await?.is_empty(),
-        "jobs(Some(&[])) returns nothing"
-    );
+    ensure!(store.jobs(wf.id(), Some(&[])).await?.is_empty(), "jobs(Some(&[])) returns nothing");
     Ok(())
 }
 
 /// The template snapshot stored with a workflow reads back equal, by id and version.
 pub async fn template_snapshot_round_trip(store: &dyn StateStore) -> Result<()> {
-    let wf = TestWorkflow::new()
-        .job("a", &[])
-        .job("b", &["a"])
-        .with_job("b", |j| j.priority = 3);
+    let wf = TestWorkflow::new().job("a", &[]).job("b", &["a"]).with_job("b", |j| j.priority = 3);
     wf.create(store).await?;
     let header = store.workflow(wf.id()).await?;
-    let snapshot = store
-        .template(&header.template_id, &header.template_version)
-        .await?;
+    let snapshot = store.template(&header.template_id, &header.template_version).await?;
     ensure_eq!(snapshot, wf.template(), "template snapshot");
-    expect_kind(
-        store.template(&header.template_id, "9.9.9").await,
-        ErrorKind::NotFound,
-        "another version",
-    )?;
+    expect_kind(store.template(&header.template_id, "9.9.9").await, ErrorKind::NotFound, "another version")?;
     Ok(())
 }
 
@@ -259,61 +162,27 @@ pub async fn list_workflows_pages_and_filters(store: &dyn StateStore) -> Result<
     }
 
     let list = |after: Option<&WorkflowId>, limit: usize, statuses: Vec<WorkflowStatus>| {
-        let filter = WorkflowFilter {
-            statuses,
-            after: after.cloned(),
-            limit,
-        };
+        let filter = WorkflowFilter { statuses, after: after.cloned(), limit };
         async move {
             let page = store.list_workflows(filter).await?;
             Ok::<_, crate::Error>(page.into_iter().map(|h| h.id).collect::<Vec<_>>())
         }
     };
     ensure_eq!(list(None, 0, vec![]).await?, ids, "all workflows (limit 0)");
-    ensure_eq!(
-        list(None, 2, vec![]).await?,
-        ids[0..2].to_vec(),
-        "first page"
-    );
-    ensure_eq!(
-        list(Some(&ids[1]), 2, vec![]).await?,
-        ids[2..4].to_vec(),
-        "second page"
-    );
-    ensure_eq!(
-        list(Some(&ids[3]), 2, vec![]).await?,
-        ids[4..].to_vec(),
-        "last page"
-    );
-    ensure!(
-        list(Some(&ids[4]), 2, vec![]).await?.is_empty(),
-        "a page after the last id is empty"
-    );
+    ensure_eq!(list(None, 2, vec![]).await?, ids[0..2].to_vec(), "first page");
+    ensure_eq!(list(Some(&ids[1]), 2, vec![]).await?, ids[2..4].to_vec(), "second page");
+    ensure_eq!(list(Some(&ids[3]), 2, vec![]).await?, ids[4..].to_vec(), "last page");
+    ensure!(list(Some(&ids[4]), 2, vec![]).await?.is_empty(), "a page after the last id is empty");
     let running = list(None, 0, vec![WorkflowStatus::Running]).await?;
-    ensure_eq!(
-        running,
-        vec![ids[1].clone(), ids[3].clone()],
-        "RUNNING workflows"
-    );
-    let both = list(
-        None,
-        0,
-        vec![WorkflowStatus::Running, WorkflowStatus::Initialized],
-    )
-    .await?;
+    ensure_eq!(running, vec![ids[1].clone(), ids[3].clone()], "RUNNING workflows");
+    let both = list(None, 0, vec![WorkflowStatus::Running, WorkflowStatus::Initialized]).await?;
     ensure_eq!(both, ids, "RUNNING or INITIALIZED workflows");
     ensure!(
         list(Some(&ids[1]), 1, vec![WorkflowStatus::Running]).await? == vec![ids[3].clone()],
         "paging within a status filter"
     );
     let headers = store.list_workflows(WorkflowFilter::default()).await?;
-    let first = headers
-        .first()
-        .ok_or_else(|| failure("no headers listed"))?;
-    ensure_eq!(
-        *first,
-        store.workflow(&ids[0]).await?,
-        "listed header equals the stored one"
-    );
+    let first = headers.first().ok_or_else(|| failure("no headers listed"))?;
+    ensure_eq!(*first, store.workflow(&ids[0]).await?, "listed header equals the stored one");
     Ok(())
 }

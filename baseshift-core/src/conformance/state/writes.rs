@@ -46,23 +46,11 @@ pub async fn stale_version_is_conflict_and_writes_nothing(store: &dyn StateStore
 
     let mut stale = read.clone();
     stale.priority = 2;
-    expect_kind(
-        store.apply(write_job(stale)).await,
-        ErrorKind::Conflict,
-        "job write with the old version",
-    )?;
+    expect_kind(store.apply(write_job(stale)).await, ErrorKind::Conflict, "job write with the old version")?;
     let mut ahead = stored.clone();
     ahead.version += 5;
-    expect_kind(
-        store.apply(write_job(ahead)).await,
-        ErrorKind::Conflict,
-        "job write with a future version",
-    )?;
-    ensure_eq!(
-        store.job(&wf.key("a")).await?,
-        stored,
-        "job after refused writes"
-    );
+    expect_kind(store.apply(write_job(ahead)).await, ErrorKind::Conflict, "job write with a future version")?;
+    ensure_eq!(store.job(&wf.key("a")).await?, stored, "job after refused writes");
 
     let header = store.workflow(wf.id()).await?;
     let mut step = Transition::new(wf.id().clone());
@@ -70,23 +58,10 @@ pub async fn stale_version_is_conflict_and_writes_nothing(store: &dyn StateStore
     stale_header.version -= 1;
     stale_header.status = WorkflowStatus::Running;
     step.header = Some(stale_header);
-    step.events
-        .push(Event::workflow(wf.id(), WorkflowStatus::Running, None));
-    expect_kind(
-        store.apply(step).await,
-        ErrorKind::Conflict,
-        "header write with an old version",
-    )?;
-    ensure_eq!(
-        store.workflow(wf.id()).await?,
-        header,
-        "header after a refused write"
-    );
-    ensure_eq!(
-        store.outbox_pending(100).await?,
-        outbox,
-        "outbox after refused writes"
-    );
+    step.events.push(Event::workflow(wf.id(), WorkflowStatus::Running, None));
+    expect_kind(store.apply(step).await, ErrorKind::Conflict, "header write with an old version")?;
+    ensure_eq!(store.workflow(wf.id()).await?, header, "header after a refused write");
+    ensure_eq!(store.outbox_pending(100).await?, outbox, "outbox after refused writes");
     Ok(())
 }
 
@@ -119,10 +94,7 @@ pub async fn racing_writes_have_one_winner(store: &dyn StateStore) -> Result<()>
 /// A step with one bad precondition (here a stale job version) writes nothing at all:
 /// not its header, not its other jobs, not its parent outcomes, not its events.
 pub async fn failed_step_writes_nothing(store: &dyn StateStore) -> Result<()> {
-    let wf = TestWorkflow::new()
-        .job("a", &[])
-        .job("b", &[])
-        .job("c", &["a"]);
+    let wf = TestWorkflow::new().job("a", &[]).job("b", &[]).job("c", &["a"]);
     wf.create(store).await?;
     let mut stale_b = store.job(&wf.key("b")).await?;
     let mut bump = stale_b.clone();
@@ -141,53 +113,21 @@ pub async fn failed_step_writes_nothing(store: &dyn StateStore) -> Result<()> {
     a.status = JobStatus::Skipped;
     stale_b.status = JobStatus::Skipped;
     step.jobs = vec![a, stale_b];
-    step.parent_outcomes.push(ParentOutcome {
-        child: "c".into(),
-        status: JobStatus::Skipped,
-    });
+    step.parent_outcomes.push(ParentOutcome { child: "c".into(), status: JobStatus::Skipped });
     step.terminal_delta = 2;
-    step.events
-        .push(Event::job(wf.id(), "a", JobStatus::Skipped, 0, None));
-    expect_kind(
-        store.apply(step.clone()).await,
-        ErrorKind::Conflict,
-        "step with one stale job",
-    )?;
+    step.events.push(Event::job(wf.id(), "a", JobStatus::Skipped, 0, None));
+    expect_kind(store.apply(step.clone()).await, ErrorKind::Conflict, "step with one stale job")?;
 
-    ensure_eq!(
-        store.workflow(wf.id()).await?,
-        header,
-        "header after the refused step"
-    );
-    ensure_eq!(
-        store.jobs(wf.id(), None).await?,
-        jobs,
-        "jobs after the refused step"
-    );
-    ensure_eq!(
-        store.outbox_pending(100).await?,
-        outbox,
-        "outbox after the refused step"
-    );
+    ensure_eq!(store.workflow(wf.id()).await?, header, "header after the refused step");
+    ensure_eq!(store.jobs(wf.id(), None).await?, jobs, "jobs after the refused step");
+    ensure_eq!(store.outbox_pending(100).await?, outbox, "outbox after the refused step");
 
     // The same step with an illegal transition instead of a stale version.
     step.jobs[1] = jobs[1].clone();
     step.jobs[1].status = JobStatus::Succeeded;
-    expect_kind(
-        store.apply(step).await,
-        ErrorKind::IllegalTransition,
-        "step with one illegal transition",
-    )?;
-    ensure_eq!(
-        store.jobs(wf.id(), None).await?,
-        jobs,
-        "jobs after the second refused step"
-    );
-    ensure_eq!(
-        store.workflow(wf.id()).await?,
-        header,
-        "header after the second refused step"
-    );
+    expect_kind(store.apply(step).await, ErrorKind::IllegalTransition, "step with one illegal transition")?;
+    ensure_eq!(store.jobs(wf.id(), None).await?, jobs, "jobs after the second refused step");
+    ensure_eq!(store.workflow(wf.id()).await?, header, "header after the second refused step");
     Ok(())
 }
 
@@ -200,23 +140,11 @@ pub async fn illegal_transition_is_rejected(store: &dyn StateStore) -> Result<()
 
     let mut leap = job.clone();
     leap.status = JobStatus::Succeeded;
-    expect_kind(
-        store.apply(write_job(leap)).await,
-        ErrorKind::IllegalTransition,
-        "job PENDING -> SUCCEEDED",
-    )?;
+    expect_kind(store.apply(write_job(leap)).await, ErrorKind::IllegalTransition, "job PENDING -> SUCCEEDED")?;
     let mut leap = job.clone();
     leap.status = JobStatus::Running;
-    expect_kind(
-        store.apply(write_job(leap)).await,
-        ErrorKind::IllegalTransition,
-        "job PENDING -> RUNNING",
-    )?;
-    ensure_eq!(
-        store.job(&wf.key("a")).await?,
-        job,
-        "job after refused transitions"
-    );
+    expect_kind(store.apply(write_job(leap)).await, ErrorKind::IllegalTransition, "job PENDING -> RUNNING")?;
+    ensure_eq!(store.job(&wf.key("a")).await?, job, "job after refused transitions");
 
     let mut same = job.clone();
     same.priority = 9;
@@ -227,32 +155,16 @@ pub async fn illegal_transition_is_rejected(store: &dyn StateStore) -> Result<()
     let mut revived = store.job(&wf.key("a")).await?;
     let frozen = revived.clone();
     revived.status = JobStatus::Ready;
-    expect_kind(
-        store.apply(write_job(revived)).await,
-        ErrorKind::IllegalTransition,
-        "job CANCELLED -> READY",
-    )?;
-    ensure_eq!(
-        store.job(&wf.key("a")).await?,
-        frozen,
-        "terminal job after a refused transition"
-    );
+    expect_kind(store.apply(write_job(revived)).await, ErrorKind::IllegalTransition, "job CANCELLED -> READY")?;
+    ensure_eq!(store.job(&wf.key("a")).await?, frozen, "terminal job after a refused transition");
 
     let header = store.workflow(wf.id()).await?;
     let mut done = header.clone();
     done.status = WorkflowStatus::Completed;
     let mut step = Transition::new(wf.id().clone());
     step.header = Some(done);
-    expect_kind(
-        store.apply(step).await,
-        ErrorKind::IllegalTransition,
-        "workflow INITIALIZED -> COMPLETED",
-    )?;
-    ensure_eq!(
-        store.workflow(wf.id()).await?,
-        header,
-        "header after a refused transition"
-    );
+    expect_kind(store.apply(step).await, ErrorKind::IllegalTransition, "workflow INITIALIZED -> COMPLETED")?;
+    ensure_eq!(store.workflow(wf.id()).await?, header, "header after a refused transition");
     Ok(())
 }
 

@@ -38,9 +38,7 @@ impl JobRunner for DelayRunner {
     }
 
     fn validate_config(&self, config: &Value) -> Result<(), Error> {
-        ConfigReader::raw(config, FIELDS)?
-            .require::<DurationSpec>("duration")
-            .map(|_| ())
+        ConfigReader::raw(config, FIELDS)?.require::<DurationSpec>("duration").map(|_| ())
     }
 
     async fn run(&self, ctx: JobContext) -> Result<JobOutput, JobError> {
@@ -91,10 +89,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn sleeps_for_the_duration() {
         let start = Instant::now();
-        let out = DelayRunner
-            .run(ctx(json!({"duration": "1500ms"})))
-            .await
-            .unwrap();
+        let out = DelayRunner.run(ctx(json!({"duration": "1500ms"}))).await.unwrap();
         assert_eq!(start.elapsed(), Duration::from_millis(1500));
         assert_eq!(out.value()["slept_ms"], json!(1500));
     }
@@ -129,36 +124,17 @@ mod tests {
 
     #[test]
     fn validates_duration() {
-        assert!(
-            DelayRunner
-                .validate_config(&json!({"duration": "30s"}))
-                .is_ok()
-        );
-        assert!(
-            DelayRunner
-                .validate_config(&json!({"duration": "${input.wait}"}))
-                .is_ok()
-        );
+        assert!(DelayRunner.validate_config(&json!({"duration": "30s"})).is_ok());
+        assert!(DelayRunner.validate_config(&json!({"duration": "${input.wait}"})).is_ok());
         let missing = DelayRunner.validate_config(&json!({})).unwrap_err();
         assert!(missing.to_string().contains("config.duration"), "{missing}");
-        assert!(
-            DelayRunner
-                .validate_config(&json!({"duration": "soon"}))
-                .is_err()
-        );
-        assert!(
-            DelayRunner
-                .validate_config(&json!({"duration": -1}))
-                .is_err()
-        );
+        assert!(DelayRunner.validate_config(&json!({"duration": "soon"})).is_err());
+        assert!(DelayRunner.validate_config(&json!({"duration": -1})).is_err());
     }
 
     #[tokio::test]
     async fn bad_resolved_duration_is_permanent() {
-        let err = DelayRunner
-            .run(ctx(json!({"duration": "soon"})))
-            .await
-            .unwrap_err();
+        let err = DelayRunner.run(ctx(json!({"duration": "soon"}))).await.unwrap_err();
         assert!(!err.is_retryable());
     }
 }

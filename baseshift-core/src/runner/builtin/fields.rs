@@ -74,19 +74,14 @@ impl<'a> ConfigReader<'a> {
         if let Some(map) = fields
             && let Some(unknown) = map.keys().find(|k| !known.contains(&k.as_str()))
         {
-            return Err(config_error(
-                unknown,
-                format!("unknown field (expected one of: {})", known.join(", ")),
-            ));
+            return Err(config_error(unknown, format!("unknown field (expected one of: {})", known.join(", "))));
         }
         Ok(ConfigReader { fields, raw })
     }
 
     /// The raw value of `field`, if present and not `null`.
     pub(super) fn get_raw(&self, field: &str) -> Option<&'a Value> {
-        self.fields
-            .and_then(|m| m.get(field))
-            .filter(|v| !v.is_null())
+        self.fields.and_then(|m| m.get(field)).filter(|v| !v.is_null())
     }
 
     /// Reads an optional field.
@@ -137,9 +132,7 @@ mod tests {
 
     #[test]
     fn rejects_unknown_fields_and_non_objects() {
-        let err = ConfigReader::raw(&json!({"urll": "x"}), &["url"])
-            .err()
-            .unwrap();
+        let err = ConfigReader::raw(&json!({"urll": "x"}), &["url"]).err().unwrap();
         assert_eq!(err.kind(), ErrorKind::InvalidTemplate);
         assert!(err.to_string().contains("config.urll"), "{err}");
         assert!(ConfigReader::raw(&json!([1]), &["url"]).is_err());

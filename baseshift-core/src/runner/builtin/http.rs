@@ -16,17 +16,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-const FIELDS: &[&str] = &[
-    "url",
-    "method",
-    "headers",
-    "body",
-    "body_text",
-    "timeout",
-    "expect_status",
-    "retry_on_status",
-    "query",
-];
+const FIELDS: &[&str] =
+    &["url", "method", "headers", "body", "body_text", "timeout", "expect_status", "retry_on_status", "query"];
 const METHODS: &[&str] = &["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"];
 const DEFAULT_RETRY_ON_STATUS: &[u16] = &[408, 429, 500, 502, 503, 504];
 
@@ -77,9 +68,7 @@ impl HttpRunnerConfig {
     /// Adds a host pattern to the allowlist (creating it: from then on, only listed hosts).
     #[must_use]
     pub fn allow_host(mut self, pattern: impl Into<String>) -> Self {
-        self.allowed_hosts
-            .get_or_insert_with(Vec::new)
-            .push(pattern.into());
+        self.allowed_hosts.get_or_insert_with(Vec::new).push(pattern.into());
         self
     }
 
@@ -154,10 +143,7 @@ impl HttpRunner {
     ///
     /// Fails with [`ErrorKind::InvalidInput`] on a malformed host pattern or user agent.
     pub fn new(config: HttpRunnerConfig) -> Result<HttpRunner, Error> {
-        let policy = Arc::new(UrlPolicy::new(
-            config.allowed_hosts.as_deref(),
-            &config.allowed_schemes,
-        )?);
+        let policy = Arc::new(UrlPolicy::new(config.allowed_hosts.as_deref(), &config.allowed_schemes)?);
         let user_agent = HeaderValue::from_str(&config.user_agent)
             .map_err(|e| Error::invalid_input(format!("HttpRunnerConfig::user_agent: {e}")))?;
         let client = reqwest::Client::builder()
@@ -165,12 +151,9 @@ impl HttpRunner {
             .redirect(policy::redirect_policy(Arc::clone(&policy)))
             .build()
             .map_err(|e| {
-                Error::new(
-                    ErrorKind::Internal,
-                    format!("cannot build the HTTP client: {e}"),
-                )
-                .with_operation("HttpRunner::new")
-                .with_source(e)
+                Error::new(ErrorKind::Internal, format!("cannot build the HTTP client: {e}"))
+                    .with_operation("HttpRunner::new")
+                    .with_source(e)
             })?;
         Ok(HttpRunner {
             client,
@@ -241,10 +224,7 @@ impl JobRunner for HttpRunner {
         }
         reader.get::<String>("body_text")?;
         if reader.get_raw("body").is_some() && reader.get_raw("body_text").is_some() {
-            return Err(config_error(
-                "body_text",
-                "set either `body` or `body_text`, not both",
-            ));
+            return Err(config_error("body_text", "set either `body` or `body_text`, not both"));
         }
         reader.get::<DurationSpec>("timeout")?;
         for field in ["expect_status", "retry_on_status"] {
@@ -263,11 +243,8 @@ impl JobRunner for HttpRunner {
 
 impl HttpRunner {
     fn parse_url(&self, url: &str) -> Result<Url, Error> {
-        let parsed =
-            Url::parse(url).map_err(|e| config_error("url", format!("invalid URL: {e}")))?;
-        self.policy
-            .check(&parsed)
-            .map_err(|msg| config_error("url", msg))?;
+        let parsed = Url::parse(url).map_err(|e| config_error("url", format!("invalid URL: {e}")))?;
+        self.policy.check(&parsed).map_err(|msg| config_error("url", msg))?;
         Ok(parsed)
     }
 
@@ -277,10 +254,7 @@ impl HttpRunner {
         let url_text: String = reader.require("url")?.value().unwrap_or_default();
         let mut url = self.parse_url(&url_text)?;
         if let Some(query) = reader.get::<BTreeMap<String, Value>>("query")?.value() {
-            let values = query
-                .iter()
-                .map(|(k, v)| query_value(k, v).map(|v| (k, v)))
-                .collect::<Result<Vec<_>, _>>()?;
+            let values = query.iter().map(|(k, v)| query_value(k, v).map(|v| (k, v))).collect::<Result<Vec<_>, _>>()?;
             if !values.is_empty() {
                 let mut pairs = url.query_pairs_mut();
                 for (k, v) in values {
@@ -293,40 +267,23 @@ impl HttpRunner {
             None => Method::GET,
         };
         let mut headers = Vec::new();
-        for (name, value) in reader
-            .get::<BTreeMap<String, Value>>("headers")?
-            .value()
-            .unwrap_or_default()
-        {
+        for (name, value) in reader.get::<BTreeMap<String, Value>>("headers")?.value().unwrap_or_default() {
             headers.push((header_name(&name)?, header_value(&name, &value)?));
         }
-        let body = match (
-            reader.get_raw("body"),
-            reader.get::<String>("body_text")?.value(),
-        ) {
+        let body = match (reader.get_raw("body"), reader.get::<String>("body_text")?.value()) {
             (Some(_), Some(_)) => {
-                return Err(config_error(
-                    "body_text",
-                    "set either `body` or `body_text`, not both",
-                )
-                .into());
+                return Err(config_error("body_text", "set either `body` or `body_text`, not both").into());
             }
             (Some(json), None) => Body::Json(json.clone()),
             (None, Some(text)) => Body::Text(text),
             (None, None) => Body::None,
         };
         let expect_status = reader.get::<Vec<u16>>("expect_status")?.value();
-        let retry_on_status = reader
-            .get::<Vec<u16>>("retry_on_status")?
-            .value()
-            .unwrap_or_else(|| DEFAULT_RETRY_ON_STATUS.to_vec());
-        for (field, codes) in [
-            (
-                "expect_status",
-                expect_status.as_deref().unwrap_or_default(),
-            ),
-            ("retry_on_status", &retry_on_status),
-        ] {
+        let retry_on_status =
+            reader.get::<Vec<u16>>("retry_on_status")?.value().unwrap_or_else(|| DEFAULT_RETRY_ON_STATUS.to_vec());
+        for (field, codes) in
+            [("expect_status", expect_status.as_deref().unwrap_or_default()), ("retry_on_status", &retry_on_status)]
+        {
             check_statuses(field, codes)?;
         }
         Ok(HttpJob {
@@ -344,32 +301,24 @@ impl HttpRunner {
 fn parse_method(method: &str) -> Result<Method, Error> {
     let upper = method.to_ascii_uppercase();
     if !METHODS.contains(&upper.as_str()) {
-        return Err(config_error(
-            "method",
-            format!("`{method}` is not one of {}", METHODS.join(", ")),
-        ));
+        return Err(config_error("method", format!("`{method}` is not one of {}", METHODS.join(", "))));
     }
     Method::from_bytes(upper.as_bytes()).map_err(|e| config_error("method", e))
 }
 
 fn header_name(name: &str) -> Result<HeaderName, Error> {
-    HeaderName::from_bytes(name.as_bytes())
-        .map_err(|e| config_error("headers", format!("`{name}`: {e}")))
+    HeaderName::from_bytes(name.as_bytes()).map_err(|e| config_error("headers", format!("`{name}`: {e}")))
 }
 
 fn header_value(name: &str, value: &Value) -> Result<HeaderValue, Error> {
-    let text = scalar_text(value)
-        .ok_or_else(|| config_error("headers", format!("`{name}`: value must be a string")))?;
+    let text =
+        scalar_text(value).ok_or_else(|| config_error("headers", format!("`{name}`: value must be a string")))?;
     HeaderValue::from_str(&text).map_err(|e| config_error("headers", format!("`{name}`: {e}")))
 }
 
 fn query_value(name: &str, value: &Value) -> Result<String, Error> {
-    scalar_text(value).ok_or_else(|| {
-        config_error(
-            "query",
-            format!("`{name}`: value must be a string, number or boolean"),
-        )
-    })
+    scalar_text(value)
+        .ok_or_else(|| config_error("query", format!("`{name}`: value must be a string, number or boolean")))
 }
 
 fn scalar_text(value: &Value) -> Option<String> {
@@ -382,10 +331,7 @@ fn scalar_text(value: &Value) -> Option<String> {
 
 fn check_statuses(field: &str, codes: &[u16]) -> Result<(), Error> {
     match codes.iter().find(|c| !(100..=599).contains(*c)) {
-        Some(bad) => Err(config_error(
-            field,
-            format!("{bad} is not an HTTP status (100-599)"),
-        )),
+        Some(bad) => Err(config_error(field, format!("{bad} is not an HTTP status (100-599)"))),
         None => Ok(()),
     }
 }

@@ -40,9 +40,7 @@ impl JobRunner for NoopRunner {
 
     async fn run(&self, ctx: JobContext) -> Result<JobOutput, JobError> {
         let config = ConfigReader::resolved(&ctx.config, FIELDS)?;
-        Ok(JobOutput::json(
-            config.get_raw("output").cloned().unwrap_or(Value::Null),
-        ))
+        Ok(JobOutput::json(config.get_raw("output").cloned().unwrap_or(Value::Null)))
     }
 }
 
@@ -58,34 +56,21 @@ mod tests {
 
     #[tokio::test]
     async fn returns_configured_output() {
-        let out = NoopRunner
-            .run(ctx(json!({"output": {"a": [1, 2]}})))
-            .await
-            .unwrap();
+        let out = NoopRunner.run(ctx(json!({"output": {"a": [1, 2]}}))).await.unwrap();
         assert_eq!(out.value(), &json!({"a": [1, 2]}));
         assert!(!out.is_external());
     }
 
     #[tokio::test]
     async fn returns_null_without_output() {
-        assert_eq!(
-            NoopRunner.run(ctx(Value::Null)).await.unwrap().value(),
-            &Value::Null
-        );
-        assert_eq!(
-            NoopRunner.run(ctx(json!({}))).await.unwrap().value(),
-            &Value::Null
-        );
+        assert_eq!(NoopRunner.run(ctx(Value::Null)).await.unwrap().value(), &Value::Null);
+        assert_eq!(NoopRunner.run(ctx(json!({}))).await.unwrap().value(), &Value::Null);
     }
 
     #[test]
     fn validates_config_shape() {
         assert!(NoopRunner.validate_config(&Value::Null).is_ok());
-        assert!(
-            NoopRunner
-                .validate_config(&json!({"output": "${input.x}"}))
-                .is_ok()
-        );
+        assert!(NoopRunner.validate_config(&json!({"output": "${input.x}"})).is_ok());
         let err = NoopRunner.validate_config(&json!("text")).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::InvalidTemplate);
         assert!(NoopRunner.validate_config(&json!({"outptu": 1})).is_err());

@@ -12,15 +12,7 @@ use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
-const FIELDS: &[&str] = &[
-    "argv",
-    "working_dir",
-    "env",
-    "stdin",
-    "timeout",
-    "retry_on_exit_codes",
-    "parse_json_stdout",
-];
+const FIELDS: &[&str] = &["argv", "working_dir", "env", "stdin", "timeout", "retry_on_exit_codes", "parse_json_stdout"];
 
 /// The default cap on each of stdout and stderr: 1 MiB.
 const DEFAULT_MAX_OUTPUT_BYTES: usize = 1024 * 1024;
@@ -90,8 +82,7 @@ impl ShellRunnerConfig {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        self.allowed_commands
-            .extend(commands.into_iter().map(Into::into));
+        self.allowed_commands.extend(commands.into_iter().map(Into::into));
         self
     }
 
@@ -176,38 +167,23 @@ impl ShellRunner {
 
     fn check_command(&self, program: &str) -> Result<(), Error> {
         if program.is_empty() {
-            return Err(config_error(
-                "argv",
-                "the program (argv[0]) must not be empty",
-            ));
+            return Err(config_error("argv", "the program (argv[0]) must not be empty"));
         }
         if self.config.is_command_allowed(program) {
             Ok(())
         } else {
-            Err(config_error(
-                "argv",
-                format!("command `{program}` is not on the host's allowlist"),
-            ))
+            Err(config_error("argv", format!("command `{program}` is not on the host's allowlist")))
         }
     }
 
-    fn check_env_names(
-        &self,
-        names: impl IntoIterator<Item = impl AsRef<str>>,
-    ) -> Result<(), Error> {
+    fn check_env_names(&self, names: impl IntoIterator<Item = impl AsRef<str>>) -> Result<(), Error> {
         for name in names {
             let name = name.as_ref();
             if name.is_empty() || name.contains('=') || name.contains('\0') {
-                return Err(config_error(
-                    "env",
-                    format!("invalid variable name `{name}`"),
-                ));
+                return Err(config_error("env", format!("invalid variable name `{name}`")));
             }
             if !self.config.is_env_allowed(name) {
-                return Err(config_error(
-                    "env",
-                    format!("variable `{name}` is not on the host's allowlist"),
-                ));
+                return Err(config_error("env", format!("variable `{name}` is not on the host's allowlist")));
             }
         }
         Ok(())
@@ -217,30 +193,18 @@ impl ShellRunner {
     fn check_working_dir_lexically(&self, dir: &str) -> Result<(), Error> {
         let path = Path::new(dir);
         if !path.is_absolute() || path.components().any(|c| c == Component::ParentDir) {
-            return Err(config_error(
-                "working_dir",
-                "must be an absolute path without `..`",
-            ));
+            return Err(config_error("working_dir", "must be an absolute path without `..`"));
         }
-        if self
-            .config
-            .allowed_working_dirs
-            .iter()
-            .any(|allowed| path.starts_with(allowed))
-        {
+        if self.config.allowed_working_dirs.iter().any(|allowed| path.starts_with(allowed)) {
             Ok(())
         } else {
-            Err(config_error(
-                "working_dir",
-                format!("`{dir}` is not under an allowed directory"),
-            ))
+            Err(config_error("working_dir", format!("`{dir}` is not under an allowed directory")))
         }
     }
 
     /// Resolves symlinks on both sides before comparing, so a link cannot escape the allowlist.
     async fn resolve_working_dir(&self, dir: &str) -> Result<PathBuf, JobError> {
-        self.check_working_dir_lexically(dir)
-            .map_err(JobError::permanent)?;
+        self.check_working_dir_lexically(dir).map_err(JobError::permanent)?;
         let real = canonicalize(PathBuf::from(dir))
             .await
             .map_err(|e| JobError::permanent(format!("config.working_dir: `{dir}`: {e}")))?;
@@ -290,10 +254,7 @@ impl JobRunner for ShellRunner {
                 return Err(config_error("argv", "must not be empty"));
             };
             if let Some(bad) = argv.iter().find(|a| !a.is_string()) {
-                return Err(config_error(
-                    "argv",
-                    format!("every item must be a string, found `{bad}`"),
-                ));
+                return Err(config_error("argv", format!("every item must be a string, found `{bad}`")));
             }
             if !is_templated(program) {
                 self.check_command(program.as_str().unwrap_or_default())?;
@@ -306,14 +267,8 @@ impl JobRunner for ShellRunner {
         }
         if let Field::Value(env) = reader.get::<BTreeMap<String, Value>>("env")? {
             self.check_env_names(env.keys())?;
-            if let Some((name, _)) = env
-                .iter()
-                .find(|(_, v)| !v.is_string() && !v.is_number() && !v.is_boolean())
-            {
-                return Err(config_error(
-                    "env",
-                    format!("value of `{name}` must be a string"),
-                ));
+            if let Some((name, _)) = env.iter().find(|(_, v)| !v.is_string() && !v.is_number() && !v.is_boolean()) {
+                return Err(config_error("env", format!("value of `{name}` must be a string")));
             }
         }
         reader.get::<String>("stdin")?;
@@ -332,37 +287,22 @@ impl JobRunner for ShellRunner {
 impl ShellRunner {
     async fn resolve(&self, ctx: &JobContext) -> Result<ShellJob, JobError> {
         let reader = ConfigReader::resolved(&ctx.config, FIELDS)?;
-        let argv: Vec<String> = reader
-            .require("argv")
-            .map_err(JobError::permanent)?
-            .value()
-            .unwrap_or_default();
+        let argv: Vec<String> = reader.require("argv").map_err(JobError::permanent)?.value().unwrap_or_default();
         let Some(program) = argv.first() else {
             return Err(JobError::permanent("config.argv: must not be empty"));
         };
         self.check_command(program).map_err(JobError::permanent)?;
-        let env: BTreeMap<String, Value> = reader
-            .get("env")
-            .map_err(JobError::permanent)?
-            .value()
-            .unwrap_or_default();
-        self.check_env_names(env.keys())
-            .map_err(JobError::permanent)?;
+        let env: BTreeMap<String, Value> = reader.get("env").map_err(JobError::permanent)?.value().unwrap_or_default();
+        self.check_env_names(env.keys()).map_err(JobError::permanent)?;
         let env = env
             .into_iter()
             .map(|(k, v)| match v {
                 Value::String(s) => Ok((k, s)),
                 Value::Number(_) | Value::Bool(_) => Ok((k, v.to_string())),
-                _ => Err(JobError::permanent(format!(
-                    "config.env: value of `{k}` must be a string"
-                ))),
+                _ => Err(JobError::permanent(format!("config.env: value of `{k}` must be a string"))),
             })
             .collect::<Result<_, _>>()?;
-        let working_dir = match reader
-            .get::<String>("working_dir")
-            .map_err(JobError::permanent)?
-            .value()
-        {
+        let working_dir = match reader.get::<String>("working_dir").map_err(JobError::permanent)?.value() {
             Some(dir) => Some(self.resolve_working_dir(&dir).await?),
             None => None,
         };
@@ -370,25 +310,14 @@ impl ShellRunner {
             argv,
             working_dir,
             env,
-            stdin: reader
-                .get::<String>("stdin")
-                .map_err(JobError::permanent)?
-                .value(),
-            timeout: reader
-                .get::<DurationSpec>("timeout")
-                .map_err(JobError::permanent)?
-                .value()
-                .map(|d| d.0),
+            stdin: reader.get::<String>("stdin").map_err(JobError::permanent)?.value(),
+            timeout: reader.get::<DurationSpec>("timeout").map_err(JobError::permanent)?.value().map(|d| d.0),
             retry_on_exit_codes: reader
                 .get("retry_on_exit_codes")
                 .map_err(JobError::permanent)?
                 .value()
                 .unwrap_or_default(),
-            parse_json_stdout: reader
-                .get("parse_json_stdout")
-                .map_err(JobError::permanent)?
-                .value()
-                .unwrap_or(false),
+            parse_json_stdout: reader.get("parse_json_stdout").map_err(JobError::permanent)?.value().unwrap_or(false),
         })
     }
 }

@@ -38,10 +38,9 @@ impl JobRunner for WorkflowRunner {
     }
 
     async fn run(&self, ctx: JobContext) -> Result<JobOutput, JobError> {
-        let children = ctx
-            .children
-            .clone()
-            .ok_or_else(|| JobError::permanent("the `workflow` runner needs an engine (no child starter in context)"))?;
+        let children = ctx.children.clone().ok_or_else(|| {
+            JobError::permanent("the `workflow` runner needs an engine (no child starter in context)")
+        })?;
         let template_id: String = ctx.config_field("template_id").map_err(JobError::permanent)?;
         let version: Option<String> = ctx.config_field("version").map_err(JobError::permanent)?;
         let input = ctx.config.get("input").cloned().unwrap_or_else(|| json!({}));

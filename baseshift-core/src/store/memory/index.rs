@@ -82,8 +82,7 @@ impl Indexes {
         let placement = Placement::of(record, now);
         match placement {
             Placement::Ready => {
-                self.ready
-                    .insert((Score(record.queue_score()), record.key()));
+                self.ready.insert((Score(record.queue_score()), record.key()));
             }
             Placement::Delayed(at) => {
                 self.delayed.insert((at, record.key()));
@@ -119,11 +118,7 @@ impl Indexes {
 
     /// Moves delayed jobs due at `now` to the ready queue; `score` gives each one's score.
     /// Returns whether any moved.
-    pub(super) fn promote_due(
-        &mut self,
-        now: DateTime<Utc>,
-        score: impl Fn(&JobKey) -> Option<f64>,
-    ) -> bool {
+    pub(super) fn promote_due(&mut self, now: DateTime<Utc>, score: impl Fn(&JobKey) -> Option<f64>) -> bool {
         let mut promoted = false;
         while let Some((at, _)) = self.delayed.first()
             && *at <= now
@@ -145,10 +140,7 @@ impl Indexes {
 
     /// Jobs whose lease expired at `now`, earliest expiry first.
     pub(super) fn expired(&self, now: DateTime<Utc>) -> impl Iterator<Item = &JobKey> {
-        self.leased
-            .iter()
-            .take_while(move |(at, _)| *at <= now)
-            .map(|(_, key)| key)
+        self.leased.iter().take_while(move |(at, _)| *at <= now).map(|(_, key)| key)
     }
 
     /// Due ready jobs, best score first.

@@ -7,8 +7,7 @@ use crate::event::Event;
 use crate::ids::{JobKey, WorkflowId};
 use crate::state::{ChildDecision, JobRecord, JobStatus, Lease, WorkflowRecord};
 use crate::store::{
-    Applied, ClaimRequest, Claimed, CreateOutcome, NewWorkflow, OutboxEntry, Transition,
-    WorkflowFilter,
+    Applied, ClaimRequest, Claimed, CreateOutcome, NewWorkflow, OutboxEntry, Transition, WorkflowFilter,
 };
 use crate::template::WorkflowTemplate;
 use chrono::{DateTime, TimeDelta, Utc};
@@ -54,9 +53,7 @@ pub(super) struct Inner {
 }
 
 fn err(kind: ErrorKind, op: &'static str, message: impl Into<String>) -> Error {
-    Error::new(kind, message)
-        .with_operation(op)
-        .with_backend(BACKEND)
+    Error::new(kind, message).with_operation(op).with_backend(BACKEND)
 }
 
 impl Inner {
@@ -68,18 +65,9 @@ impl Inner {
     }
 
     /// See [`StateStore::create_workflow`](crate::StateStore::create_workflow).
-    pub(super) fn create(
-        &mut self,
-        new: NewWorkflow,
-        now: DateTime<Utc>,
-    ) -> Result<(CreateOutcome, Wake)> {
+    pub(super) fn create(&mut self, new: NewWorkflow, now: DateTime<Utc>) -> Result<(CreateOutcome, Wake)> {
         const OP: &str = "StateStore::create_workflow";
-        let NewWorkflow {
-            mut header,
-            jobs,
-            template,
-            events,
-        } = new;
+        let NewWorkflow { mut header, jobs, template, events } = new;
         let id = header.id.clone();
         let ctx = |e: Error| e.with_workflow(id.as_str());
         if let Some(key) = &header.idempotency_key
@@ -88,25 +76,16 @@ impl Inner {
             return Ok((CreateOutcome::Existing(existing.clone()), Wake::default()));
         }
         if self.workflows.contains_key(&id) {
-            return Err(ctx(err(
-                ErrorKind::Conflict,
-                OP,
-                "a workflow with this id exists",
-            )));
+            return Err(ctx(err(ErrorKind::Conflict, OP, "a workflow with this id exists")));
         }
         let mut positions = HashMap::with_capacity(jobs.len());
         for (pos, job) in jobs.iter().enumerate() {
             if job.workflow_id != id {
-                return Err(ctx(err(
-                    ErrorKind::InvalidInput,
-                    OP,
-                    "job record belongs to another workflow",
-                )
-                .with_job(job.job_id.as_str())));
+                return Err(ctx(err(ErrorKind::InvalidInput, OP, "job record belongs to another workflow")
+                    .with_job(job.job_id.as_str())));
             }
             if positions.insert(job.job_id.clone(), pos).is_some() {
-                return Err(ctx(err(ErrorKind::InvalidInput, OP, "duplicate job id")
-                    .with_job(job.job_id.as_str())));
+                return Err(ctx(err(ErrorKind::InvalidInput, OP, "duplicate job id").with_job(job.job_id.as_str())));
             }
         }
 
@@ -124,44 +103,30 @@ impl Inner {
         if let Some(key) = &header.idempotency_key {
             self.idempotency.insert(key.clone(), id.clone());
         }
-        self.templates
-            .entry((template.template_id.clone(), template.version.to_string()))
-            .or_insert(template);
-        self.workflows.insert(
-            id.clone(),
-            WorkflowEntry {
-                header,
-                jobs,
-                positions,
-            },
-        );
+        self.templates.entry((template.template_id.clone(), template.version.to_string())).or_insert(template);
+        self.workflows.insert(id.clone(), WorkflowEntry { header, jobs, positions });
         self.push_events(events);
         Ok((CreateOutcome::Created(id), wake))
     }
 
     /// See [`StateStore::workflow`](crate::StateStore::workflow).
     pub(super) fn workflow(&self, id: &WorkflowId) -> Result<WorkflowRecord> {
-        self.entry(id, "StateStore::workflow")
-            .map(|wf| wf.header.clone())
+        self.entry(id, "StateStore::workflow").map(|wf| wf.header.clone())
     }
 
     fn entry(&self, id: &WorkflowId, op: &'static str) -> Result<&WorkflowEntry> {
-        self.workflows.get(id).ok_or_else(|| {
-            err(ErrorKind::NotFound, op, "no such workflow").with_workflow(id.as_str())
-        })
+        self.workflows
+            .get(id)
+            .ok_or_else(|| err(ErrorKind::NotFound, op, "no such workflow").with_workflow(id.as_str()))
     }
 
     /// See [`StateStore::job`](crate::StateStore::job).
     pub(super) fn job(&self, key: &JobKey) -> Result<JobRecord> {
         const OP: &str = "StateStore::job";
         let wf = self.entry(&key.workflow_id, OP)?;
-        wf.position(&key.job_id)
-            .map(|pos| wf.jobs[pos].clone())
-            .ok_or_else(|| {
-                err(ErrorKind::NotFound, OP, "no such job")
-                    .with_workflow(key.workflow_id.as_str())
-                    .with_job(&key.job_id)
-            })
+        wf.position(&key.job_id).map(|pos| wf.jobs[pos].clone()).ok_or_else(|| {
+            err(ErrorKind::NotFound, OP, "no such job").with_workflow(key.workflow_id.as_str()).with_job(&key.job_id)
+        })
     }
 
     /// See [`StateStore::jobs`](crate::StateStore::jobs).
@@ -169,54 +134,34 @@ impl Inner {
         let wf = self.entry(id, "StateStore::jobs")?;
         Ok(match ids {
             None => wf.jobs.clone(),
-            Some(ids) => ids
-                .iter()
-                .filter_map(|j| wf.position(j))
-                .map(|pos| wf.jobs[pos].clone())
-                .collect(),
+            Some(ids) => ids.iter().filter_map(|j| wf.position(j)).map(|pos| wf.jobs[pos].clone()).collect(),
         })
     }
 
     /// See [`StateStore::template`](crate::StateStore::template).
     pub(super) fn template(&self, template_id: &str, version: &str) -> Result<WorkflowTemplate> {
-        self.templates
-            .get(&(template_id.to_owned(), version.to_owned()))
-            .cloned()
-            .ok_or_else(|| {
-                err(
-                    ErrorKind::NotFound,
-                    "StateStore::template",
-                    format!("no snapshot of template `{template_id}` {version}"),
-                )
-            })
+        self.templates.get(&(template_id.to_owned(), version.to_owned())).cloned().ok_or_else(|| {
+            err(
+                ErrorKind::NotFound,
+                "StateStore::template",
+                format!("no snapshot of template `{template_id}` {version}"),
+            )
+        })
     }
 
     /// See [`StateStore::apply`](crate::StateStore::apply): validates every precondition,
     /// then writes; a failed check writes nothing.
-    pub(super) fn apply(
-        &mut self,
-        step: Transition,
-        now: DateTime<Utc>,
-    ) -> Result<(Applied, Wake)> {
+    pub(super) fn apply(&mut self, step: Transition, now: DateTime<Utc>) -> Result<(Applied, Wake)> {
         const OP: &str = "StateStore::apply";
         let wf_id = step.workflow_id.clone();
         let ctx = |e: Error| e.with_workflow(wf_id.as_str());
-        let Inner {
-            workflows, index, ..
-        } = self;
+        let Inner { workflows, index, .. } = self;
         let wf = workflows
             .get_mut(&step.workflow_id)
             .ok_or_else(|| ctx(err(ErrorKind::NotFound, OP, "no such workflow")))?;
         validate_step(wf, &step).map_err(|e| ctx(e.with_operation(OP).with_backend(BACKEND)))?;
 
-        let Transition {
-            header,
-            jobs,
-            parent_outcomes,
-            terminal_delta,
-            events,
-            ..
-        } = step;
+        let Transition { header, jobs, parent_outcomes, terminal_delta, events, .. } = step;
         if let Some(mut header) = header {
             header.remaining = wf.header.remaining;
             header.version = wf.header.version + 1;
@@ -260,13 +205,7 @@ impl Inner {
                         child.status = JobStatus::Ready;
                         child.ready_at = Some(now);
                         applied.ready.push(child.job_id.clone());
-                        derived.push(Event::job(
-                            &wf.header.id,
-                            &child.job_id,
-                            JobStatus::Ready,
-                            child.attempt,
-                            None,
-                        ));
+                        derived.push(Event::job(&wf.header.id, &child.job_id, JobStatus::Ready, child.attempt, None));
                     }
                     ChildDecision::Skip => {
                         child.status = JobStatus::Skipped;
@@ -276,23 +215,13 @@ impl Inner {
                             skipped_main += 1;
                         }
                         applied.skipped.push(child.job_id.clone());
-                        derived.push(Event::job(
-                            &wf.header.id,
-                            &child.job_id,
-                            JobStatus::Skipped,
-                            child.attempt,
-                            None,
-                        ));
+                        derived.push(Event::job(&wf.header.id, &child.job_id, JobStatus::Skipped, child.attempt, None));
                     }
                 }
             }
             wake.note(index.insert(child, now));
         }
-        wf.header.remaining = wf
-            .header
-            .remaining
-            .saturating_sub(skipped_main)
-            .saturating_sub(terminal_delta);
+        wf.header.remaining = wf.header.remaining.saturating_sub(skipped_main).saturating_sub(terminal_delta);
         applied.remaining = wf.header.remaining;
         // The step's own events (e.g. the parent's `job_succeeded`) precede the changes they caused.
         self.push_events(events);
@@ -304,25 +233,15 @@ impl Inner {
     pub(super) fn claim(&mut self, req: ClaimRequest, now: DateTime<Utc>) -> Result<Claimed> {
         const OP: &str = "StateStore::claim";
         let expires_at = add(now, req.lease_ttl).map_err(|e| e.with_operation(OP))?;
-        let Inner {
-            workflows, index, ..
-        } = self;
-        index.promote_due(now, |key| {
-            lookup(workflows, key).map(JobRecord::queue_score)
-        });
+        let Inner { workflows, index, .. } = self;
+        index.promote_due(now, |key| lookup(workflows, key).map(JobRecord::queue_score));
 
         let excluded = |key: &JobKey| {
             !req.exclude_types.is_empty()
-                && lookup(workflows, key)
-                    .is_some_and(|job| req.exclude_types.contains(&job.job_type))
+                && lookup(workflows, key).is_some_and(|job| req.exclude_types.contains(&job.job_type))
         };
-        let picked: Vec<JobKey> = index
-            .expired(now)
-            .chain(index.ready())
-            .filter(|key| !excluded(key))
-            .take(req.limit)
-            .cloned()
-            .collect();
+        let picked: Vec<JobKey> =
+            index.expired(now).chain(index.ready()).filter(|key| !excluded(key)).take(req.limit).cloned().collect();
 
         let mut claimed = Vec::with_capacity(picked.len());
         let mut events = Vec::with_capacity(picked.len());
@@ -333,29 +252,16 @@ impl Inner {
             index.remove(job);
             job.status = JobStatus::Running;
             job.attempt += 1;
-            job.lease = Some(Lease {
-                owner: req.owner.clone(),
-                token: uuid::Uuid::now_v7().to_string(),
-                expires_at,
-            });
+            job.lease = Some(Lease { owner: req.owner.clone(), token: uuid::Uuid::now_v7().to_string(), expires_at });
             job.started_at = Some(now);
             job.version += 1;
             index.insert(job, now);
-            events.push(Event::job(
-                &job.workflow_id,
-                &job.job_id,
-                JobStatus::Running,
-                job.attempt,
-                None,
-            ));
+            events.push(Event::job(&job.workflow_id, &job.job_id, JobStatus::Running, job.attempt, None));
             claimed.push(job.clone());
         }
         let next_ready_at = index.next_due();
         self.push_events(events);
-        Ok(Claimed {
-            jobs: claimed,
-            next_ready_at,
-        })
+        Ok(Claimed { jobs: claimed, next_ready_at })
     }
 
     /// See [`StateStore::renew_lease`](crate::StateStore::renew_lease). The record's version
@@ -368,25 +274,13 @@ impl Inner {
         now: DateTime<Utc>,
     ) -> Result<DateTime<Utc>> {
         const OP: &str = "StateStore::renew_lease";
-        let ctx = |e: Error| {
-            e.with_operation(OP)
-                .with_workflow(key.workflow_id.as_str())
-                .with_job(&key.job_id)
-        };
+        let ctx = |e: Error| e.with_operation(OP).with_workflow(key.workflow_id.as_str()).with_job(&key.job_id);
         let expires_at = add(now, ttl).map_err(ctx)?;
-        let Inner {
-            workflows, index, ..
-        } = self;
-        let job = lookup_mut(workflows, key)
-            .ok_or_else(|| ctx(err(ErrorKind::NotFound, OP, "no such job")))?;
-        let holds = job.status == JobStatus::Running
-            && job.lease.as_ref().is_some_and(|l| l.token == token);
+        let Inner { workflows, index, .. } = self;
+        let job = lookup_mut(workflows, key).ok_or_else(|| ctx(err(ErrorKind::NotFound, OP, "no such job")))?;
+        let holds = job.status == JobStatus::Running && job.lease.as_ref().is_some_and(|l| l.token == token);
         if !holds {
-            return Err(ctx(err(
-                ErrorKind::Conflict,
-                OP,
-                "the lease is no longer held with this token",
-            )));
+            return Err(ctx(err(ErrorKind::Conflict, OP, "the lease is no longer held with this token")));
         }
         index.remove(job);
         if let Some(lease) = job.lease.as_mut() {
@@ -399,15 +293,8 @@ impl Inner {
     /// See [`StateStore::list_workflows`](crate::StateStore::list_workflows).
     pub(super) fn list(&self, filter: &WorkflowFilter) -> Vec<WorkflowRecord> {
         use std::ops::Bound;
-        let limit = if filter.limit == 0 {
-            DEFAULT_PAGE
-        } else {
-            filter.limit
-        };
-        let lower = filter
-            .after
-            .as_ref()
-            .map_or(Bound::Unbounded, Bound::Excluded);
+        let limit = if filter.limit == 0 { DEFAULT_PAGE } else { filter.limit };
+        let lower = filter.after.as_ref().map_or(Bound::Unbounded, Bound::Excluded);
         self.workflows
             .range::<WorkflowId, _>((lower, Bound::Unbounded))
             .map(|(_, wf)| &wf.header)
@@ -419,14 +306,7 @@ impl Inner {
 
     /// See [`StateStore::outbox_pending`](crate::StateStore::outbox_pending).
     pub(super) fn outbox_pending(&self, limit: usize) -> Vec<OutboxEntry> {
-        self.outbox
-            .iter()
-            .take(limit)
-            .map(|(seq, event)| OutboxEntry {
-                seq: *seq,
-                event: event.clone(),
-            })
-            .collect()
+        self.outbox.iter().take(limit).map(|(seq, event)| OutboxEntry { seq: *seq, event: event.clone() }).collect()
     }
 
     /// See [`StateStore::outbox_ack`](crate::StateStore::outbox_ack).
@@ -438,28 +318,18 @@ impl Inner {
 
     /// Moves due delayed jobs to the ready queue: whether any moved, and when the next is due.
     pub(super) fn promote_due(&mut self, now: DateTime<Utc>) -> (bool, Option<DateTime<Utc>>) {
-        let Inner {
-            workflows, index, ..
-        } = self;
-        let promoted = index.promote_due(now, |key| {
-            lookup(workflows, key).map(JobRecord::queue_score)
-        });
+        let Inner { workflows, index, .. } = self;
+        let promoted = index.promote_due(now, |key| lookup(workflows, key).map(JobRecord::queue_score));
         (promoted, index.next_due())
     }
 }
 
-fn lookup<'a>(
-    workflows: &'a BTreeMap<WorkflowId, WorkflowEntry>,
-    key: &JobKey,
-) -> Option<&'a JobRecord> {
+fn lookup<'a>(workflows: &'a BTreeMap<WorkflowId, WorkflowEntry>, key: &JobKey) -> Option<&'a JobRecord> {
     let wf = workflows.get(&key.workflow_id)?;
     wf.position(&key.job_id).map(|pos| &wf.jobs[pos])
 }
 
-fn lookup_mut<'a>(
-    workflows: &'a mut BTreeMap<WorkflowId, WorkflowEntry>,
-    key: &JobKey,
-) -> Option<&'a mut JobRecord> {
+fn lookup_mut<'a>(workflows: &'a mut BTreeMap<WorkflowId, WorkflowEntry>, key: &JobKey) -> Option<&'a mut JobRecord> {
     let wf = workflows.get_mut(&key.workflow_id)?;
     let pos = wf.position(&key.job_id)?;
     wf.jobs.get_mut(pos)
@@ -469,7 +339,5 @@ fn add(now: DateTime<Utc>, ttl: Duration) -> Result<DateTime<Utc>> {
     TimeDelta::from_std(ttl)
         .ok()
         .and_then(|d| now.checked_add_signed(d))
-        .ok_or_else(|| {
-            Error::invalid_input(format!("lease ttl {ttl:?} is out of range")).with_backend(BACKEND)
-        })
+        .ok_or_else(|| Error::invalid_input(format!("lease ttl {ttl:?} is out of range")).with_backend(BACKEND))
 }

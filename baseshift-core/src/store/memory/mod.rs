@@ -5,8 +5,8 @@ mod inner;
 mod validate;
 
 use super::{
-    Applied, ClaimRequest, Claimed, CreateOutcome, NewWorkflow, OutboxEntry, StateStore,
-    StoreCapabilities, Transition, WorkflowFilter,
+    Applied, ClaimRequest, Claimed, CreateOutcome, NewWorkflow, OutboxEntry, StateStore, StoreCapabilities, Transition,
+    WorkflowFilter,
 };
 use crate::error::Result;
 use crate::ids::{JobKey, WorkflowId};

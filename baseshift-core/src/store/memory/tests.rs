@@ -20,10 +20,7 @@ fn job(wf: &WorkflowId, id: &str, parents: u32) -> JobRecord {
         priority: 0,
         trigger: Trigger::AllSuccess,
         has_condition: false,
-        deps: DepCounts {
-            total: parents,
-            ..DepCounts::default()
-        },
+        deps: DepCounts { total: parents, ..DepCounts::default() },
         eligible: false,
         propagated: false,
         ready_at: None,
@@ -92,29 +89,17 @@ fn check_indexes(inner: &Inner) {
                 Placement::Delayed(at) => {
                     // A READY job: queued, or delayed until `ready_at` (possibly already past).
                     let delayed = inner.index.delayed.contains(&(at, key.clone()));
-                    assert!(
-                        in_ready ^ delayed,
-                        "{key}: ready={in_ready} delayed={delayed}"
-                    );
+                    assert!(in_ready ^ delayed, "{key}: ready={in_ready} delayed={delayed}");
                     assert!(!in_leased, "{key} is READY but leased");
                 }
                 Placement::Ready => {
-                    assert!(
-                        in_ready && !in_delayed && !in_leased,
-                        "{key}: READY without ready_at"
-                    );
+                    assert!(in_ready && !in_delayed && !in_leased, "{key}: READY without ready_at");
                 }
                 Placement::Leased(at) => {
-                    assert!(
-                        inner.index.leased.contains(&(at, key.clone())),
-                        "{key}: lease not indexed"
-                    );
+                    assert!(inner.index.leased.contains(&(at, key.clone())), "{key}: lease not indexed");
                     assert!(!in_ready && !in_delayed, "{key}: RUNNING but queued");
                 }
-                Placement::None => assert!(
-                    !in_ready && !in_delayed && !in_leased,
-                    "{key}: indexed but not claimable"
-                ),
+                Placement::None => assert!(!in_ready && !in_delayed && !in_leased, "{key}: indexed but not claimable"),
             }
             if placement != Placement::None {
                 expected += 1;
@@ -146,17 +131,9 @@ fn indexes_stay_consistent_under_random_operations() {
                         let parents: Vec<usize> = (0..i).filter(|_| rng.u8(0..3) == 0).collect();
                         let mut j = job(&id, &format!("j{i}"), parents.len() as u32);
                         j.priority = rng.i32(-3..4);
-                        j.job_type = if rng.bool() {
-                            "noop".into()
-                        } else {
-                            "slow".into()
-                        };
-                        j.trigger = [
-                            Trigger::AllSuccess,
-                            Trigger::AllDone,
-                            Trigger::OneSuccess,
-                            Trigger::NoneFailed,
-                        ][rng.usize(0..4)];
+                        j.job_type = if rng.bool() { "noop".into() } else { "slow".into() };
+                        j.trigger = [Trigger::AllSuccess, Trigger::AllDone, Trigger::OneSuccess, Trigger::NoneFailed]
+                            [rng.usize(0..4)];
                         j.has_condition = rng.u8(0..5) == 0;
                         for p in parents {
                             children
@@ -173,31 +150,25 @@ fn indexes_stay_consistent_under_random_operations() {
                     // Ready a pending root or eligible job, now or later.
                     let wf = &wf_ids[rng.usize(0..wf_ids.len())];
                     let jobs = inner.jobs(wf, None).unwrap();
-                    if let Some(mut j) = jobs.into_iter().find(|j| {
-                        j.status == JobStatus::Pending && (j.deps.total == 0 || j.eligible)
-                    }) {
+                    if let Some(mut j) =
+                        jobs.into_iter().find(|j| j.status == JobStatus::Pending && (j.deps.total == 0 || j.eligible))
+                    {
                         j.status = JobStatus::Ready;
                         j.ready_at = Some(now + TimeDelta::milliseconds(rng.i64(-500..500)));
                         inner.apply(write(j), now).unwrap();
                     }
                 }
                 3..=4 => {
-                    let before: HashMap<JobKey, JobRecord> = inner
-                        .workflows
-                        .values()
-                        .flat_map(|wf| wf.jobs.iter().map(|j| (j.key(), j.clone())))
-                        .collect();
+                    let before: HashMap<JobKey, JobRecord> =
+                        inner.workflows.values().flat_map(|wf| wf.jobs.iter().map(|j| (j.key(), j.clone()))).collect();
                     let exclude: &[&str] = if rng.bool() { &["slow"] } else { &[] };
-                    let claimed = inner
-                        .claim(request(rng.usize(0..4), rng.u64(0..400), exclude), now)
-                        .unwrap();
+                    let claimed = inner.claim(request(rng.usize(0..4), rng.u64(0..400), exclude), now).unwrap();
                     for j in &claimed.jobs {
                         let old = &before[&j.key()];
                         let claimable = match old.status {
                             JobStatus::Ready => old.ready_at.is_none_or(|t| t <= now),
                             JobStatus::Running => {
-                                !old.awaiting_external
-                                    && old.lease.as_ref().is_some_and(|l| l.expires_at <= now)
+                                !old.awaiting_external && old.lease.as_ref().is_some_and(|l| l.expires_at <= now)
                             }
                             _ => false,
                         };
@@ -216,12 +187,7 @@ fn indexes_stay_consistent_under_random_operations() {
                     let running: Vec<JobRecord> = inner
                         .workflows
                         .values()
-                        .flat_map(|wf| {
-                            wf.jobs
-                                .iter()
-                                .filter(|j| j.status == JobStatus::Running)
-                                .cloned()
-                        })
+                        .flat_map(|wf| wf.jobs.iter().filter(|j| j.status == JobStatus::Running).cloned())
                         .collect();
                     if running.is_empty() {
                         continue;
@@ -236,18 +202,11 @@ fn indexes_stay_consistent_under_random_operations() {
                         }
                         1 => j.awaiting_external = true,
                         _ => {
-                            j.status = if rng.bool() {
-                                JobStatus::Succeeded
-                            } else {
-                                JobStatus::Failed
-                            };
+                            j.status = if rng.bool() { JobStatus::Succeeded } else { JobStatus::Failed };
                             j.lease = None;
                             step.terminal_delta = 1;
                             for child in children.get(&j.key()).into_iter().flatten() {
-                                step.parent_outcomes.push(ParentOutcome {
-                                    child: child.clone(),
-                                    status: j.status,
-                                });
+                                step.parent_outcomes.push(ParentOutcome { child: child.clone(), status: j.status });
                             }
                         }
                     }
@@ -264,9 +223,7 @@ fn indexes_stay_consistent_under_random_operations() {
                         .collect();
                     if !leased.is_empty() {
                         let (key, token) = &leased[rng.usize(0..leased.len())];
-                        inner
-                            .renew(key, token, Duration::from_millis(rng.u64(0..400)), now)
-                            .unwrap();
+                        inner.renew(key, token, Duration::from_millis(rng.u64(0..400)), now).unwrap();
                     }
                 }
                 _ => now += TimeDelta::milliseconds(rng.i64(0..300)),
@@ -274,47 +231,26 @@ fn indexes_stay_consistent_under_random_operations() {
             check_indexes(&inner);
         }
     }
-    assert!(
-        claimed_ready > 100 && reclaimed > 10,
-        "too few claims exercised: {claimed_ready}, {reclaimed}"
-    );
+    assert!(claimed_ready > 100 && reclaimed > 10, "too few claims exercised: {claimed_ready}, {reclaimed}");
 }
 
 #[tokio::test]
 async fn rejects_malformed_creates() {
     let store = MemoryStateStore::new();
     let id = WorkflowId::generate();
-    store
-        .create_workflow(new_workflow(vec![job(&id, "a", 0)], id.clone()))
-        .await
-        .unwrap();
+    store.create_workflow(new_workflow(vec![job(&id, "a", 0)], id.clone())).await.unwrap();
 
-    let again = store
-        .create_workflow(new_workflow(vec![], id.clone()))
-        .await
-        .unwrap_err();
+    let again = store.create_workflow(new_workflow(vec![], id.clone())).await.unwrap_err();
     assert_eq!(again.kind(), ErrorKind::Conflict);
     assert_eq!(again.workflow_id(), Some(id.as_str()));
 
     let other = WorkflowId::generate();
-    let stray = store
-        .create_workflow(new_workflow(vec![job(&id, "a", 0)], other.clone()))
-        .await
-        .unwrap_err();
+    let stray = store.create_workflow(new_workflow(vec![job(&id, "a", 0)], other.clone())).await.unwrap_err();
     assert_eq!(stray.kind(), ErrorKind::InvalidInput);
-    let twice = new_workflow(
-        vec![job(&other, "a", 0), job(&other, "a", 0)],
-        other.clone(),
-    );
+    let twice = new_workflow(vec![job(&other, "a", 0), job(&other, "a", 0)], other.clone());
     let twice = store.create_workflow(twice).await.unwrap_err();
-    assert_eq!(
-        (twice.kind(), twice.job_id()),
-        (ErrorKind::InvalidInput, Some("a"))
-    );
-    assert_eq!(
-        store.workflow(&other).await.unwrap_err().kind(),
-        ErrorKind::NotFound
-    );
+    assert_eq!((twice.kind(), twice.job_id()), (ErrorKind::InvalidInput, Some("a")));
+    assert_eq!(store.workflow(&other).await.unwrap_err().kind(), ErrorKind::NotFound);
     assert_eq!(store.outbox_pending(10).await.unwrap().len(), 1);
 }
 
@@ -322,13 +258,7 @@ async fn rejects_malformed_creates() {
 async fn rejects_malformed_steps_with_context() {
     let store = MemoryStateStore::new();
     let id = WorkflowId::generate();
-    store
-        .create_workflow(new_workflow(
-            vec![job(&id, "a", 0), job(&id, "b", 1)],
-            id.clone(),
-        ))
-        .await
-        .unwrap();
+    store.create_workflow(new_workflow(vec![job(&id, "a", 0), job(&id, "b", 1)], id.clone())).await.unwrap();
     let a = store.job(&JobKey::new(id.clone(), "a")).await.unwrap();
 
     let mut step = write(a.clone());
@@ -337,10 +267,7 @@ async fn rejects_malformed_steps_with_context() {
     assert_eq!((e.kind(), e.job_id()), (ErrorKind::InvalidInput, Some("a")));
 
     let mut step = Transition::new(id.clone());
-    step.parent_outcomes.push(ParentOutcome {
-        child: "b".into(),
-        status: JobStatus::Running,
-    });
+    step.parent_outcomes.push(ParentOutcome { child: "b".into(), status: JobStatus::Running });
     let e = store.apply(step).await.unwrap_err();
     assert_eq!((e.kind(), e.job_id()), (ErrorKind::InvalidInput, Some("b")));
 
@@ -348,18 +275,9 @@ async fn rejects_malformed_steps_with_context() {
     stale.version = 7;
     let e = store.apply(write(stale)).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Conflict);
-    assert_eq!(
-        (e.workflow_id(), e.job_id()),
-        (Some(id.as_str()), Some("a"))
-    );
-    assert_eq!(
-        (e.operation(), e.backend()),
-        (Some("StateStore::apply"), Some("memory"))
-    );
-    assert_eq!(
-        store.job(&JobKey::new(id, "b")).await.unwrap().deps.done(),
-        0
-    );
+    assert_eq!((e.workflow_id(), e.job_id()), (Some(id.as_str()), Some("a")));
+    assert_eq!((e.operation(), e.backend()), (Some("StateStore::apply"), Some("memory")));
+    assert_eq!(store.job(&JobKey::new(id, "b")).await.unwrap().deps.done(), 0);
 }
 
 #[tokio::test]
@@ -369,19 +287,9 @@ async fn ready_jobs_in_a_new_workflow_are_queued() {
     let mut root = job(&id, "a", 0);
     root.status = JobStatus::Ready;
     root.ready_at = Some(Utc::now());
-    store
-        .create_workflow(new_workflow(vec![root, job(&id, "b", 1)], id.clone()))
-        .await
-        .unwrap();
+    store.create_workflow(new_workflow(vec![root, job(&id, "b", 1)], id.clone())).await.unwrap();
     let claimed = store.claim(request(10, 60_000, &[])).await.unwrap();
-    assert_eq!(
-        claimed
-            .jobs
-            .iter()
-            .map(|j| j.job_id.as_str())
-            .collect::<Vec<_>>(),
-        vec!["a"]
-    );
+    assert_eq!(claimed.jobs.iter().map(|j| j.job_id.as_str()).collect::<Vec<_>>(), vec!["a"]);
 }
 
 #[tokio::test]
@@ -395,10 +303,7 @@ async fn out_of_range_lease_ttl_is_invalid_input() {
 async fn wait_for_work_returns_when_a_retry_comes_due() {
     let store = MemoryStateStore::new();
     let id = WorkflowId::generate();
-    store
-        .create_workflow(new_workflow(vec![job(&id, "a", 0)], id.clone()))
-        .await
-        .unwrap();
+    store.create_workflow(new_workflow(vec![job(&id, "a", 0)], id.clone())).await.unwrap();
     let mut a = store.job(&JobKey::new(id, "a")).await.unwrap();
     a.status = JobStatus::Ready;
     a.ready_at = Some(Utc::now() + TimeDelta::milliseconds(300));
@@ -407,29 +312,14 @@ async fn wait_for_work_returns_when_a_retry_comes_due() {
 
     let start = std::time::Instant::now();
     store.wait_for_work(Duration::from_secs(30)).await;
-    assert!(
-        start.elapsed() < Duration::from_secs(10),
-        "woke after {:?}",
-        start.elapsed()
-    );
+    assert!(start.elapsed() < Duration::from_secs(10), "woke after {:?}", start.elapsed());
     store.wait_for_work(Duration::from_secs(30)).await; // promotes the due retry: returns at once
     assert!(start.elapsed() < Duration::from_secs(10));
-    assert_eq!(
-        store
-            .claim(request(1, 60_000, &[]))
-            .await
-            .unwrap()
-            .jobs
-            .len(),
-        1
-    );
+    assert_eq!(store.claim(request(1, 60_000, &[])).await.unwrap().jobs.len(), 1);
 }
 
 #[test]
 fn capabilities_say_memory_not_durable() {
     let caps = MemoryStateStore::new().capabilities();
-    assert_eq!(
-        (caps.name, caps.durable, caps.shared),
-        ("memory", false, false)
-    );
+    assert_eq!((caps.name, caps.durable, caps.shared), ("memory", false, false));
 }

@@ -29,14 +29,10 @@ pub(super) fn validate_step(wf: &WorkflowEntry, step: &Transition) -> Result<()>
     for job in &step.jobs {
         let with_job = |e: Error| e.with_job(job.job_id.as_str());
         if job.workflow_id != wf.header.id {
-            return Err(with_job(Error::invalid_input(
-                "job record belongs to another workflow",
-            )));
+            return Err(with_job(Error::invalid_input("job record belongs to another workflow")));
         }
         if !seen.insert(job.job_id.as_str()) {
-            return Err(with_job(Error::invalid_input(
-                "job written twice in one step",
-            )));
+            return Err(with_job(Error::invalid_input("job written twice in one step")));
         }
         let stored = wf.position(&job.job_id).map(|pos| &wf.jobs[pos]);
         let stored = stored.ok_or_else(|| with_job(Error::not_found("no such job")))?;

@@ -26,11 +26,7 @@ pub(super) const SAFE_HEADERS: &[&str] = &[
 const ERROR_BODY_BYTES: usize = 4096;
 const IDEMPOTENCY_KEY: &str = "idempotency-key";
 
-pub(super) async fn run(
-    runner: &HttpRunner,
-    job: HttpJob,
-    ctx: &JobContext,
-) -> Result<JobOutput, JobError> {
+pub(super) async fn run(runner: &HttpRunner, job: HttpJob, ctx: &JobContext) -> Result<JobOutput, JobError> {
     let timeout = job.timeout.unwrap_or(runner.default_timeout);
     let started = Instant::now();
     let by_timeout = started.checked_add(timeout);
@@ -41,9 +37,7 @@ pub(super) async fn run(
     let exchange = exchange(runner, job, ctx);
     let bounded = async {
         match deadline {
-            Some(at) => timeout_at(at, exchange)
-                .await
-                .map_err(|_| timed_out(started.elapsed())),
+            Some(at) => timeout_at(at, exchange).await.map_err(|_| timed_out(started.elapsed())),
             None => Ok(exchange.await),
         }
     };
@@ -60,25 +54,17 @@ fn timed_out(elapsed: Duration) -> JobError {
 }
 
 /// Sends the request and reads the whole (capped) response.
-async fn exchange(
-    runner: &HttpRunner,
-    job: HttpJob,
-    ctx: &JobContext,
-) -> Result<JobOutput, JobError> {
+async fn exchange(runner: &HttpRunner, job: HttpJob, ctx: &JobContext) -> Result<JobOutput, JobError> {
     let mut headers = HeaderMap::new();
     for (name, value) in job.headers {
         headers.append(name, value);
     }
     if !headers.contains_key(IDEMPOTENCY_KEY) {
-        let key = HeaderValue::from_str(&ctx.idempotency_key()).map_err(|e| {
-            JobError::permanent(format!("idempotency key is not a valid header value: {e}"))
-        })?;
+        let key = HeaderValue::from_str(&ctx.idempotency_key())
+            .map_err(|e| JobError::permanent(format!("idempotency key is not a valid header value: {e}")))?;
         headers.insert(IDEMPOTENCY_KEY, key);
     }
-    let mut request = runner
-        .client
-        .request(job.method, job.url)
-        .headers(headers.clone());
+    let mut request = runner.client.request(job.method, job.url).headers(headers.clone());
     request = match job.body {
         Body::None => request,
         Body::Json(value) => request.json(&value),
@@ -99,33 +85,19 @@ async fn exchange(
     };
     if success {
         let cap = runner.max_response_bytes;
-        let declared_too_long = response
-            .content_length()
-            .is_some_and(|len| len > cap as u64);
-        let (bytes, complete) = if declared_too_long {
-            (Vec::new(), false)
-        } else {
-            read_capped(response, cap).await?
-        };
+        let declared_too_long = response.content_length().is_some_and(|len| len > cap as u64);
+        let (bytes, complete) =
+            if declared_too_long { (Vec::new(), false) } else { read_capped(response, cap).await? };
         if !complete {
-            return Err(JobError::permanent(format!(
-                "response body exceeds the limit of {cap} bytes"
-            ))
-            .with_details(json!({ "status": status.as_u16(), "headers": out_headers })));
+            return Err(JobError::permanent(format!("response body exceeds the limit of {cap} bytes"))
+                .with_details(json!({ "status": status.as_u16(), "headers": out_headers })));
         }
         let body = decode(&bytes, is_json);
-        return Ok(JobOutput::json(
-            json!({ "status": status.as_u16(), "headers": out_headers, "body": body }),
-        ));
+        return Ok(JobOutput::json(json!({ "status": status.as_u16(), "headers": out_headers, "body": body })));
     }
-    let (bytes, complete) = read_capped(response, ERROR_BODY_BYTES)
-        .await
-        .unwrap_or_default();
-    let body = if complete {
-        decode(&bytes, is_json)
-    } else {
-        Value::String(String::from_utf8_lossy(&bytes).into_owned())
-    };
+    let (bytes, complete) = read_capped(response, ERROR_BODY_BYTES).await.unwrap_or_default();
+    let body =
+        if complete { decode(&bytes, is_json) } else { Value::String(String::from_utf8_lossy(&bytes).into_owned()) };
     let details = json!({ "status": status.as_u16(), "headers": out_headers, "body": body });
     let message = status_message(status);
     if job.retry_on_status.contains(&status.as_u16()) {
@@ -203,9 +175,5 @@ fn request_error(e: reqwest::Error) -> JobError {
         }
         source = cause.source();
     }
-    if retryable {
-        JobError::retryable(message)
-    } else {
-        JobError::permanent(message)
-    }
+    if retryable { JobError::retryable(message) } else { JobError::permanent(message) }
 }

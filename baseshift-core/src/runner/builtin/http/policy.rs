@@ -21,18 +21,12 @@ enum HostPattern {
 impl HostPattern {
     fn parse(pattern: &str) -> Result<Self, Error> {
         let p = normalize_host(pattern.trim());
-        let bad = |why: &str| {
-            Error::invalid_input(format!(
-                "HttpRunnerConfig::allowed_hosts: `{pattern}`: {why}"
-            ))
-        };
+        let bad = |why: &str| Error::invalid_input(format!("HttpRunnerConfig::allowed_hosts: `{pattern}`: {why}"));
         if p.is_empty() {
             return Err(bad("empty host pattern"));
         }
         if p.contains('/') || (p.contains(':') && p.parse::<std::net::Ipv6Addr>().is_err()) {
-            return Err(bad(
-                "a host pattern is a host name, without scheme, port or path",
-            ));
+            return Err(bad("a host pattern is a host name, without scheme, port or path"));
         }
         match p.strip_prefix("*.") {
             Some(suffix) if !suffix.is_empty() && !suffix.contains('*') => {
@@ -47,19 +41,14 @@ impl HostPattern {
     fn matches(&self, host: &str) -> bool {
         match self {
             HostPattern::Exact(h) => h == host,
-            HostPattern::Subdomains(suffix) => {
-                host.len() > suffix.len() && host.ends_with(suffix.as_str())
-            }
+            HostPattern::Subdomains(suffix) => host.len() > suffix.len() && host.ends_with(suffix.as_str()),
         }
     }
 }
 
 /// Lower-case, without IPv6 brackets or a trailing dot.
 fn normalize_host(host: &str) -> String {
-    let h = host
-        .strip_prefix('[')
-        .and_then(|h| h.strip_suffix(']'))
-        .unwrap_or(host);
+    let h = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
     h.trim_end_matches('.').to_ascii_lowercase()
 }
 
@@ -72,27 +61,15 @@ pub(super) struct UrlPolicy {
 
 impl UrlPolicy {
     pub(super) fn new(hosts: Option<&[String]>, schemes: &[String]) -> Result<Self, Error> {
-        let hosts = hosts
-            .map(|list| {
-                list.iter()
-                    .map(|p| HostPattern::parse(p))
-                    .collect::<Result<Vec<_>, _>>()
-            })
-            .transpose()?;
-        Ok(UrlPolicy {
-            hosts,
-            schemes: schemes.iter().map(|s| s.to_ascii_lowercase()).collect(),
-        })
+        let hosts =
+            hosts.map(|list| list.iter().map(|p| HostPattern::parse(p)).collect::<Result<Vec<_>, _>>()).transpose()?;
+        Ok(UrlPolicy { hosts, schemes: schemes.iter().map(|s| s.to_ascii_lowercase()).collect() })
     }
 
     /// `Err` holds a message naming what is not allowed.
     pub(super) fn check(&self, url: &Url) -> Result<(), String> {
         if !self.schemes.iter().any(|s| s == url.scheme()) {
-            return Err(format!(
-                "scheme `{}` is not allowed (allowed: {})",
-                url.scheme(),
-                self.schemes.join(", ")
-            ));
+            return Err(format!("scheme `{}` is not allowed (allowed: {})", url.scheme(), self.schemes.join(", ")));
         }
         let Some(host) = url.host_str() else {
             return Err("the URL has no host".to_owned());
@@ -159,20 +136,9 @@ mod tests {
 
     #[test]
     fn malformed_patterns_are_rejected() {
-        for bad in [
-            "",
-            "*",
-            "*.",
-            "a.*.com",
-            "http://x.com",
-            "x.com/path",
-            "x.com:80",
-        ] {
+        for bad in ["", "*", "*.", "a.*.com", "http://x.com", "x.com/path", "x.com:80"] {
             let hosts = vec![bad.to_owned()];
-            assert!(
-                UrlPolicy::new(Some(&hosts), &[]).is_err(),
-                "accepted `{bad}`"
-            );
+            assert!(UrlPolicy::new(Some(&hosts), &[]).is_err(), "accepted `{bad}`");
         }
     }
 }

@@ -23,42 +23,24 @@ struct Captured {
 }
 
 enum Outcome {
-    Exited(
-        io::Result<Captured>,
-        io::Result<Captured>,
-        io::Result<ExitStatus>,
-    ),
+    Exited(io::Result<Captured>, io::Result<Captured>, io::Result<ExitStatus>),
     TimedOut,
     Cancelled,
 }
 
-pub(super) async fn run(
-    config: &ShellRunnerConfig,
-    job: ShellJob,
-    ctx: &JobContext,
-) -> Result<JobOutput, JobError> {
+pub(super) async fn run(config: &ShellRunnerConfig, job: ShellJob, ctx: &JobContext) -> Result<JobOutput, JobError> {
     let Some((program, args)) = job.argv.split_first() else {
         return Err(JobError::permanent("config.argv: must not be empty"));
     };
     let started = Instant::now();
-    let timeout = [job.timeout, config.default_timeout]
-        .into_iter()
-        .flatten()
-        .min();
-    let deadline = [timeout.and_then(|t| started.checked_add(t)), ctx.deadline]
-        .into_iter()
-        .flatten()
-        .min();
+    let timeout = [job.timeout, config.default_timeout].into_iter().flatten().min();
+    let deadline = [timeout.and_then(|t| started.checked_add(t)), ctx.deadline].into_iter().flatten().min();
 
     let mut cmd = Command::new(program);
     cmd.args(args)
         .env_clear()
         .kill_on_drop(true)
-        .stdin(if job.stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
+        .stdin(if job.stdin.is_some() { Stdio::piped() } else { Stdio::null() })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     if let Some(path) = std::env::var_os("PATH") {
@@ -75,9 +57,7 @@ pub(super) async fn run(
     }
 
     if ctx.cancellation.is_cancelled() {
-        return Err(JobError::retryable(format!(
-            "`{program}` cancelled before it started"
-        )));
+        return Err(JobError::retryable(format!("`{program}` cancelled before it started")));
     }
     let mut child = cmd.spawn().map_err(|e| spawn_error(program, &e))?;
     let stdin = child.stdin.take();
@@ -93,12 +73,8 @@ pub(super) async fn run(
                 let _ = pipe.shutdown().await;
             }
         };
-        let (out, err, (), status) = tokio::join!(
-            read_capped(stdout, cap),
-            read_capped(stderr, cap),
-            feed,
-            child.wait()
-        );
+        let (out, err, (), status) =
+            tokio::join!(read_capped(stdout, cap), read_capped(stderr, cap), feed, child.wait());
         Outcome::Exited(out, err, status)
     };
     let timer = async {
@@ -115,18 +91,9 @@ pub(super) async fn run(
 
     match outcome {
         Outcome::Exited(out, err, status) => {
-            let read_error = |e: io::Error| {
-                JobError::retryable(format!("reading the output of `{program}`: {e}"))
-            };
-            let status =
-                status.map_err(|e| JobError::retryable(format!("waiting for `{program}`: {e}")))?;
-            finish(
-                program,
-                &job,
-                out.map_err(read_error)?,
-                err.map_err(read_error)?,
-                status,
-            )
+            let read_error = |e: io::Error| JobError::retryable(format!("reading the output of `{program}`: {e}"));
+            let status = status.map_err(|e| JobError::retryable(format!("waiting for `{program}`: {e}")))?;
+            finish(program, &job, out.map_err(read_error)?, err.map_err(read_error)?, status)
         }
         Outcome::TimedOut => {
             kill(&mut child).await;
@@ -139,9 +106,7 @@ pub(super) async fn run(
         }
         Outcome::Cancelled => {
             kill(&mut child).await;
-            Err(JobError::retryable(format!(
-                "`{program}` cancelled; the process was killed"
-            )))
+            Err(JobError::retryable(format!("`{program}` cancelled; the process was killed")))
         }
     }
 }
@@ -223,11 +188,7 @@ fn finish(
         }
         Some(code) => {
             let stderr_tail = tail(&stderr, STDERR_TAIL_BYTES);
-            let last_line = stderr_tail
-                .lines()
-                .rev()
-                .find(|l| !l.trim().is_empty())
-                .unwrap_or("");
+            let last_line = stderr_tail.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("");
             let mut message = format!("`{program}` exited with code {code}");
             if !last_line.is_empty() {
                 message.push_str(": ");
@@ -242,11 +203,8 @@ fn finish(
             Err(error.with_details(details))
         }
         // Killed by a signal this runner did not send (OOM killer, an operator): may pass next time.
-        None => Err(
-            JobError::retryable(format!("`{program}` was killed by a signal")).with_details(
-                json!({ "signal": signal(status), "stderr": tail(&stderr, STDERR_TAIL_BYTES) }),
-            ),
-        ),
+        None => Err(JobError::retryable(format!("`{program}` was killed by a signal"))
+            .with_details(json!({ "signal": signal(status), "stderr": tail(&stderr, STDERR_TAIL_BYTES) }))),
     }
 }
 

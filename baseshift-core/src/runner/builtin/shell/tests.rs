@@ -46,15 +46,8 @@ fn process_with_arg_exists(arg: &str) -> bool {
 #[tokio::test]
 async fn arguments_are_passed_verbatim_not_interpreted() {
     let r = allowing(&["echo"]);
-    let out = run_ok(
-        &r,
-        json!({"argv": ["echo", "a  b", "c; rm -rf /tmp/x", "$HOME", "`id`", "|", "*"]}),
-    )
-    .await;
-    assert_eq!(
-        out["stdout"],
-        json!("a  b c; rm -rf /tmp/x $HOME `id` | *\n")
-    );
+    let out = run_ok(&r, json!({"argv": ["echo", "a  b", "c; rm -rf /tmp/x", "$HOME", "`id`", "|", "*"]})).await;
+    assert_eq!(out["stdout"], json!("a  b c; rm -rf /tmp/x $HOME `id` | *\n"));
     assert_eq!(out["exit_code"], json!(0));
     assert_eq!(out["stderr"], json!(""));
     assert_eq!(out["truncated"], json!(false));
@@ -67,14 +60,8 @@ async fn disallowed_command_is_rejected_at_load_and_at_run() {
     let config = json!({"argv": ["/usr/bin/echo", "hi"]});
     let err = r.validate_config(&config).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidTemplate);
-    assert!(
-        err.to_string().contains("not on the host's allowlist"),
-        "{err}"
-    );
-    assert_eq!(
-        err.location().and_then(|l| l.field.as_deref()),
-        Some("config.argv")
-    );
+    assert!(err.to_string().contains("not on the host's allowlist"), "{err}");
+    assert_eq!(err.location().and_then(|l| l.field.as_deref()), Some("config.argv"));
     let err = r.run(ctx(config)).await.unwrap_err();
     assert!(!err.is_retryable());
     assert!(err.message().contains("allowlist"), "{err}");
@@ -90,19 +77,10 @@ async fn default_config_allows_no_command() {
 #[test]
 fn validation_checks_shape_and_skips_unresolved_values() {
     let r = allowing(&["echo"]);
-    assert!(
-        r.validate_config(&json!({"argv": ["${input.program}", "x"]}))
-            .is_ok()
-    );
+    assert!(r.validate_config(&json!({"argv": ["${input.program}", "x"]})).is_ok());
     assert!(r.validate_config(&json!({"argv": "${input.argv}"})).is_ok());
-    assert!(
-        r.validate_config(&json!({"argv": ["echo"], "timeout": "${input.t}"}))
-            .is_ok()
-    );
-    assert!(
-        r.validate_config(&json!({"argv": ["echo"], "working_dir": "${input.dir}"}))
-            .is_ok()
-    );
+    assert!(r.validate_config(&json!({"argv": ["echo"], "timeout": "${input.t}"})).is_ok());
+    assert!(r.validate_config(&json!({"argv": ["echo"], "working_dir": "${input.dir}"})).is_ok());
     for bad in [
         json!({}),
         json!({"argv": []}),
@@ -126,38 +104,20 @@ async fn child_environment_is_cleared_except_path_and_inherited_names() {
     let out = run_ok(&r, json!({"argv": ["env"]})).await;
     let stdout = out["stdout"].as_str().unwrap();
     for line in stdout.lines() {
-        assert!(
-            line.starts_with("PATH="),
-            "unexpected variable in child: {line}"
-        );
+        assert!(line.starts_with("PATH="), "unexpected variable in child: {line}");
     }
     if let Some(name) = host_var {
-        let r = runner(
-            ShellRunnerConfig::default()
-                .allow_command("env")
-                .inherit_env(name.clone()),
-        );
+        let r = runner(ShellRunnerConfig::default().allow_command("env").inherit_env(name.clone()));
         let out = run_ok(&r, json!({"argv": ["env"]})).await;
         let stdout = out["stdout"].as_str().unwrap();
-        assert!(
-            stdout.lines().any(|l| l.starts_with(&format!("{name}="))),
-            "{name} not inherited: {stdout}"
-        );
+        assert!(stdout.lines().any(|l| l.starts_with(&format!("{name}="))), "{name} not inherited: {stdout}");
     }
 }
 
 #[tokio::test]
 async fn job_env_is_limited_to_the_allowlist() {
-    let r = runner(
-        ShellRunnerConfig::default()
-            .allow_command("printenv")
-            .allow_env("GREETING"),
-    );
-    let out = run_ok(
-        &r,
-        json!({"argv": ["printenv", "GREETING"], "env": {"GREETING": "hello world"}}),
-    )
-    .await;
+    let r = runner(ShellRunnerConfig::default().allow_command("printenv").allow_env("GREETING"));
+    let out = run_ok(&r, json!({"argv": ["printenv", "GREETING"], "env": {"GREETING": "hello world"}})).await;
     assert_eq!(out["stdout"], json!("hello world\n"));
 
     let bad = json!({"argv": ["printenv"], "env": {"LD_PRELOAD": "/tmp/x.so"}});
@@ -180,17 +140,10 @@ async fn working_dir_must_be_under_an_allowed_directory() {
     assert!(none_allowed.validate_config(&config).is_err());
     assert!(none_allowed.run(ctx(config.clone())).await.is_err());
 
-    let r = runner(
-        ShellRunnerConfig::default()
-            .allow_command("pwd")
-            .allow_working_dir(&base),
-    );
+    let r = runner(ShellRunnerConfig::default().allow_command("pwd").allow_working_dir(&base));
     let out = run_ok(&r, config).await;
     let expected = std::fs::canonicalize(&inner).unwrap();
-    assert_eq!(
-        out["stdout"].as_str().unwrap().trim_end(),
-        expected.to_str().unwrap()
-    );
+    assert_eq!(out["stdout"].as_str().unwrap().trim_end(), expected.to_str().unwrap());
 
     for bad in ["/", "relative/dir", &format!("{}/../..", inner.display())] {
         let config = json!({"argv": ["pwd"], "working_dir": bad});
@@ -208,30 +161,19 @@ async fn symlinks_cannot_escape_the_working_dir_allowlist() {
     let base = temp_dir();
     let link = base.join("escape");
     std::os::unix::fs::symlink("/", &link).unwrap();
-    let r = runner(
-        ShellRunnerConfig::default()
-            .allow_command("pwd")
-            .allow_working_dir(&base),
-    );
+    let r = runner(ShellRunnerConfig::default().allow_command("pwd").allow_working_dir(&base));
     let config = json!({"argv": ["pwd"], "working_dir": link.to_str().unwrap()});
     // Lexically fine, so only the run-time check can catch it.
     assert!(r.validate_config(&config).is_ok());
     let err = r.run(ctx(config)).await.unwrap_err();
-    assert!(
-        err.message().contains("not under an allowed directory"),
-        "{err}"
-    );
+    assert!(err.message().contains("not under an allowed directory"), "{err}");
     std::fs::remove_dir_all(&base).unwrap();
 }
 
 #[tokio::test]
 async fn stdin_is_piped_to_the_program() {
     let r = allowing(&["cat"]);
-    let out = run_ok(
-        &r,
-        json!({"argv": ["cat"], "stdin": "line one\nline; two\n"}),
-    )
-    .await;
+    let out = run_ok(&r, json!({"argv": ["cat"], "stdin": "line one\nline; two\n"})).await;
     assert_eq!(out["stdout"], json!("line one\nline; two\n"));
 }
 
@@ -244,17 +186,9 @@ async fn program_reading_stdin_gets_eof_without_stdin() {
 
 #[tokio::test]
 async fn output_is_capped_while_the_child_runs_to_completion() {
-    let r = runner(
-        ShellRunnerConfig::default()
-            .allow_command("head")
-            .max_output_bytes(1000),
-    );
+    let r = runner(ShellRunnerConfig::default().allow_command("head").max_output_bytes(1000));
     // Far more than a pipe buffer: the child only exits if the runner keeps draining.
-    let out = run_ok(
-        &r,
-        json!({"argv": ["head", "-c", "5000000", "/dev/zero"], "timeout": "20s"}),
-    )
-    .await;
+    let out = run_ok(&r, json!({"argv": ["head", "-c", "5000000", "/dev/zero"], "timeout": "20s"})).await;
     assert_eq!(out["stdout"].as_str().unwrap().len(), 1000);
     assert_eq!(out["truncated"], json!(true));
     assert_eq!(out["exit_code"], json!(0));
@@ -265,37 +199,20 @@ async fn timeout_kills_the_child() {
     let r = allowing(&["sleep"]);
     let marker = "30.0417";
     let start = Instant::now();
-    let err = r
-        .run(ctx(json!({"argv": ["sleep", marker], "timeout": "300ms"})))
-        .await
-        .unwrap_err();
-    assert!(
-        start.elapsed() < Duration::from_secs(5),
-        "took {:?}",
-        start.elapsed()
-    );
+    let err = r.run(ctx(json!({"argv": ["sleep", marker], "timeout": "300ms"}))).await.unwrap_err();
+    assert!(start.elapsed() < Duration::from_secs(5), "took {:?}", start.elapsed());
     assert!(err.is_retryable());
     assert!(err.message().contains("timed out"), "{err}");
     assert_eq!(err.details().unwrap()["timed_out"], json!(true));
     #[cfg(target_os = "linux")]
-    assert!(
-        !process_with_arg_exists(marker),
-        "the child survived its timeout"
-    );
+    assert!(!process_with_arg_exists(marker), "the child survived its timeout");
 }
 
 #[tokio::test]
 async fn host_default_timeout_and_job_deadline_apply() {
-    let r = runner(
-        ShellRunnerConfig::default()
-            .allow_command("sleep")
-            .default_timeout(Duration::from_millis(200)),
-    );
+    let r = runner(ShellRunnerConfig::default().allow_command("sleep").default_timeout(Duration::from_millis(200)));
     let start = Instant::now();
-    let err = r
-        .run(ctx(json!({"argv": ["sleep", "30"]})))
-        .await
-        .unwrap_err();
+    let err = r.run(ctx(json!({"argv": ["sleep", "30"]}))).await.unwrap_err();
     assert!(err.message().contains("timed out"), "{err}");
     assert!(start.elapsed() < Duration::from_secs(5));
 
@@ -318,42 +235,23 @@ async fn cancellation_kills_the_child() {
     let handle = tokio::spawn(async move { r.run(c).await });
     tokio::time::sleep(Duration::from_millis(300)).await;
     #[cfg(target_os = "linux")]
-    assert!(
-        process_with_arg_exists(marker),
-        "the child should be running before cancellation"
-    );
+    assert!(process_with_arg_exists(marker), "the child should be running before cancellation");
     token.cancel();
     let err = handle.await.unwrap().unwrap_err();
-    assert!(
-        start.elapsed() < Duration::from_secs(5),
-        "took {:?}",
-        start.elapsed()
-    );
+    assert!(start.elapsed() < Duration::from_secs(5), "took {:?}", start.elapsed());
     assert!(err.message().contains("cancelled"), "{err}");
     #[cfg(target_os = "linux")]
-    assert!(
-        !process_with_arg_exists(marker),
-        "the child survived cancellation"
-    );
+    assert!(!process_with_arg_exists(marker), "the child survived cancellation");
 }
 
 #[tokio::test]
 async fn exit_codes_map_to_retryable_or_permanent() {
     let r = allowing(&["sh", "false"]);
     let script = "echo partial; echo 'disk full' >&2; exit 3";
-    let err = r
-        .run(ctx(json!({"argv": ["sh", "-c", script]})))
-        .await
-        .unwrap_err();
+    let err = r.run(ctx(json!({"argv": ["sh", "-c", script]}))).await.unwrap_err();
     assert!(!err.is_retryable());
-    assert!(
-        err.message().contains("code 3") && err.message().contains("disk full"),
-        "{err}"
-    );
-    assert_eq!(
-        err.details(),
-        Some(&json!({"exit_code": 3, "stderr": "disk full\n"}))
-    );
+    assert!(err.message().contains("code 3") && err.message().contains("disk full"), "{err}");
+    assert_eq!(err.details(), Some(&json!({"exit_code": 3, "stderr": "disk full\n"})));
 
     let config = json!({"argv": ["sh", "-c", script], "retry_on_exit_codes": [3, 75]});
     assert!(r.run(ctx(config)).await.unwrap_err().is_retryable());
@@ -368,14 +266,8 @@ async fn exit_codes_map_to_retryable_or_permanent() {
 async fn stderr_in_details_is_only_the_tail() {
     let r = allowing(&["sh"]);
     let script = "head -c 10000 /dev/zero | tr '\\0' a >&2; echo END >&2; exit 1";
-    let err = r
-        .run(ctx(json!({"argv": ["sh", "-c", script]})))
-        .await
-        .unwrap_err();
-    let stderr = err.details().unwrap()["stderr"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let err = r.run(ctx(json!({"argv": ["sh", "-c", script]}))).await.unwrap_err();
+    let stderr = err.details().unwrap()["stderr"].as_str().unwrap().to_owned();
     assert_eq!(stderr.len(), 4096);
     assert!(stderr.ends_with("aaaEND\n"));
 }
@@ -384,10 +276,7 @@ async fn stderr_in_details_is_only_the_tail() {
 #[tokio::test]
 async fn death_by_signal_is_retryable() {
     let r = allowing(&["sh"]);
-    let err = r
-        .run(ctx(json!({"argv": ["sh", "-c", "kill -9 $$"]})))
-        .await
-        .unwrap_err();
+    let err = r.run(ctx(json!({"argv": ["sh", "-c", "kill -9 $$"]}))).await.unwrap_err();
     assert!(err.is_retryable());
     assert_eq!(err.details().unwrap()["signal"], json!(9));
 }
@@ -395,19 +284,10 @@ async fn death_by_signal_is_retryable() {
 #[tokio::test]
 async fn json_stdout_is_parsed_when_asked() {
     let r = allowing(&["echo"]);
-    let out = run_ok(
-        &r,
-        json!({"argv": ["echo", r#"{"rows": 3, "ok": true}"#], "parse_json_stdout": true}),
-    )
-    .await;
+    let out = run_ok(&r, json!({"argv": ["echo", r#"{"rows": 3, "ok": true}"#], "parse_json_stdout": true})).await;
     assert_eq!(out["json"], json!({"rows": 3, "ok": true}));
 
-    let err = r
-        .run(ctx(
-            json!({"argv": ["echo", "not json"], "parse_json_stdout": true}),
-        ))
-        .await
-        .unwrap_err();
+    let err = r.run(ctx(json!({"argv": ["echo", "not json"], "parse_json_stdout": true}))).await.unwrap_err();
     assert!(!err.is_retryable());
     assert!(err.message().contains("not JSON"), "{err}");
 }
@@ -415,10 +295,7 @@ async fn json_stdout_is_parsed_when_asked() {
 #[tokio::test]
 async fn missing_program_is_a_permanent_spawn_failure() {
     let r = allowing(&["/nonexistent/baseshift-tool"]);
-    let err = r
-        .run(ctx(json!({"argv": ["/nonexistent/baseshift-tool"]})))
-        .await
-        .unwrap_err();
+    let err = r.run(ctx(json!({"argv": ["/nonexistent/baseshift-tool"]}))).await.unwrap_err();
     assert!(!err.is_retryable());
     assert!(err.message().contains("cannot start"), "{err}");
 }
