@@ -48,9 +48,11 @@
 //! # }
 //! ```
 
+pub mod bus;
 pub mod check;
 pub mod fixtures;
 pub mod state;
+pub mod templates;
 
 use crate::store::StateStore;
 use std::sync::Arc;

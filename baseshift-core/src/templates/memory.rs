@@ -1,36 +1,181 @@
-//! STUB (helper D replaces): in-memory template store.
-use super::*;
+//! The in-memory template store: every version of every template, in process memory.
 
-/// The in-memory [`TemplateStore`].
+use super::{TemplateStore, TemplateSummary};
+use crate::error::{Error, Result};
+use crate::template::WorkflowTemplate;
+use async_trait::async_trait;
+use std::collections::BTreeMap;
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+type Catalog = BTreeMap<String, BTreeMap<semver::Version, WorkflowTemplate>>;
+
+/// The in-memory [`TemplateStore`]: every version of every template, lost when the process
+/// exits. Every write validates the template's structure first.
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// use baseshift_core::{JobSpec, MemoryTemplateStore, TemplateStore, WorkflowTemplate};
+///
+/// let store = MemoryTemplateStore::new();
+/// let v1 = WorkflowTemplate::new("nightly", semver::Version::new(1, 0, 0))
+///     .job(JobSpec::new("report", "noop"));
+/// store.create(&v1).await?;
+/// assert_eq!(store.get("nightly", None).await?, v1);
+/// # Ok::<(), baseshift_core::Error>(())
+/// # }).unwrap();
+/// ```
 #[derive(Debug, Default)]
-pub struct MemoryTemplateStore {}
+pub struct MemoryTemplateStore {
+    templates: RwLock<Catalog>,
+}
 
 impl MemoryTemplateStore {
     /// An empty store.
     pub fn new() -> Self {
         Self::default()
     }
+
+    fn read(&self) -> RwLockReadGuard<'_, Catalog> {
+        // Each write is a single map insert or removal, so a poisoned lock holds a consistent map.
+        self.templates.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, Catalog> {
+        self.templates.write().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+fn context(err: Error, op: &'static str) -> Error {
+    err.with_operation(op).with_backend("memory")
 }
 
 #[async_trait]
 impl TemplateStore for MemoryTemplateStore {
     async fn create(&self, template: &WorkflowTemplate) -> Result<()> {
-        let _ = template;
-        todo!()
+        let op = "TemplateStore::create";
+        template.validate().map_err(|e| context(e, op))?;
+        let mut templates = self.write();
+        if templates.contains_key(&template.template_id) {
+            return Err(context(Error::conflict(format!("template `{}` already exists", template.template_id)), op));
+        }
+        let versions = BTreeMap::from([(template.version.clone(), template.clone())]);
+        templates.insert(template.template_id.clone(), versions);
+        Ok(())
     }
+
     async fn get(&self, template_id: &str, version: Option<&semver::Version>) -> Result<WorkflowTemplate> {
-        let _ = (template_id, version);
-        todo!()
+        let op = "TemplateStore::get";
+        let templates = self.read();
+        let versions = templates
+            .get(template_id)
+            .ok_or_else(|| context(Error::not_found(format!("template `{template_id}` does not exist")), op))?;
+        let found = match version {
+            Some(v) => versions.get(v),
+            None => versions.values().next_back(),
+        };
+        found.cloned().ok_or_else(|| {
+            let v = version.map_or_else(|| "latest".to_owned(), ToString::to_string);
+            context(Error::not_found(format!("template `{template_id}` has no version {v}")), op)
+        })
     }
+
     async fn update(&self, template: &WorkflowTemplate) -> Result<()> {
-        let _ = template;
-        todo!()
+        let op = "TemplateStore::update";
+        template.validate().map_err(|e| context(e, op))?;
+        let id = &template.template_id;
+        let mut templates = self.write();
+        let versions = templates
+            .get_mut(id)
+            .ok_or_else(|| context(Error::not_found(format!("template `{id}` does not exist")), op))?;
+        if let Some(latest) = versions.keys().next_back()
+            && template.version <= *latest
+        {
+            return Err(context(
+                Error::conflict(format!(
+                    "template `{id}`: version {} is not greater than the latest version {latest}",
+                    template.version
+                )),
+                op,
+            ));
+        }
+        versions.insert(template.version.clone(), template.clone());
+        Ok(())
     }
+
     async fn list(&self) -> Result<Vec<TemplateSummary>> {
-        todo!()
+        let templates = self.read();
+        Ok(templates
+            .iter()
+            .filter_map(|(id, versions)| {
+                let latest = versions.values().next_back()?;
+                Some(TemplateSummary {
+                    template_id: id.clone(),
+                    name: latest.name.clone(),
+                    latest_version: latest.version.clone(),
+                    versions: versions.keys().cloned().collect(),
+                })
+            })
+            .collect())
     }
+
     async fn delete(&self, template_id: &str) -> Result<()> {
-        let _ = template_id;
-        todo!()
+        match self.write().remove(template_id) {
+            Some(_) => Ok(()),
+            None => Err(context(
+                Error::not_found(format!("template `{template_id}` does not exist")),
+                "TemplateStore::delete",
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ErrorKind;
+    use crate::template::JobSpec;
+    use semver::Version;
+
+    fn template(id: &str, version: Version, name: &str) -> WorkflowTemplate {
+        let mut t = WorkflowTemplate::new(id, version).job(JobSpec::new("a", "noop"));
+        t.name = name.to_owned();
+        t
+    }
+
+    #[tokio::test]
+    async fn versions_are_kept_and_latest_wins() {
+        let store = MemoryTemplateStore::new();
+        store.create(&template("t", Version::new(1, 0, 0), "one")).await.unwrap();
+        store.update(&template("t", Version::new(1, 2, 0), "two")).await.unwrap();
+        assert_eq!(store.get("t", None).await.unwrap().name, "two");
+        assert_eq!(store.get("t", Some(&Version::new(1, 0, 0))).await.unwrap().name, "one");
+        let list = store.list().await.unwrap();
+        assert_eq!(list.len(), 1);
+        assert_eq!(list[0].versions, [Version::new(1, 0, 0), Version::new(1, 2, 0)]);
+        assert_eq!(list[0].name, "two");
+    }
+
+    #[tokio::test]
+    async fn prerelease_orders_below_its_release() {
+        let store = MemoryTemplateStore::new();
+        store.create(&template("t", Version::parse("2.0.0-rc.1").unwrap(), "rc")).await.unwrap();
+        store.update(&template("t", Version::new(2, 0, 0), "final")).await.unwrap();
+        let err = store.update(&template("t", Version::parse("2.0.0-rc.2").unwrap(), "rc2")).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Conflict);
+        assert_eq!(err.operation(), Some("TemplateStore::update"));
+        assert_eq!(err.backend(), Some("memory"));
+    }
+
+    #[tokio::test]
+    async fn errors_name_the_template() {
+        let store = MemoryTemplateStore::new();
+        let err = store.get("missing", None).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::NotFound);
+        assert!(err.message().contains("missing"), "{err}");
+        store.create(&template("t", Version::new(1, 0, 0), "")).await.unwrap();
+        let err = store.get("t", Some(&Version::new(9, 0, 0))).await.unwrap_err();
+        assert!(err.message().contains("9.0.0"), "{err}");
+        let err = store.delete("missing").await.unwrap_err();
+        assert_eq!((err.kind(), err.operation()), (ErrorKind::NotFound, Some("TemplateStore::delete")));
     }
 }
