@@ -171,7 +171,7 @@ impl TestWorkflow {
 
 /// A claim request for `owner`.
 pub fn claim_request(owner: &str, limit: usize, lease_ttl: Duration) -> ClaimRequest {
-    ClaimRequest { owner: owner.into(), limit, lease_ttl, exclude_types: Vec::new() }
+    ClaimRequest { owner: owner.into(), limit, lease_ttl, exclude_types: Vec::new(), type_limits: Default::default() }
 }
 
 /// A step writing `job` with its `job_<status>` event.

@@ -121,6 +121,7 @@ macro_rules! state_store_conformance {
             claim_marks_job_running_under_lease,
             claim_orders_by_priority_then_age,
             claim_respects_limit_and_exclude_types,
+            claim_respects_type_limits,
             concurrent_claims_never_share_a_job,
             delayed_job_waits_until_due,
             expired_lease_is_reclaimed,

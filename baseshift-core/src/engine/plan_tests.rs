@@ -104,6 +104,7 @@ async fn drive(d: &Dag, compiled: &CompiledTemplate, order_seed: u64) -> (Vec<Jo
             limit: 100,
             lease_ttl: Duration::from_secs(60),
             exclude_types: vec![],
+            type_limits: Default::default(),
         };
         let mut claimed = store.claim(claim).await.unwrap().jobs;
         if claimed.is_empty() {

@@ -465,6 +465,7 @@ async fn a_second_instance_recovers_an_expired_lease() {
             limit: 10,
             lease_ttl: Duration::from_millis(200),
             exclude_types: vec![],
+            type_limits: Default::default(),
         })
         .await
         .unwrap();

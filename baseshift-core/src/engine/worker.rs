@@ -33,7 +33,8 @@ pub(crate) async fn claim_loop(inner: Arc<Inner>) {
             owner: inner.config.instance_id.clone(),
             limit: free,
             lease_ttl: inner.config.lease_ttl,
-            exclude_types: saturated_types(&inner),
+            exclude_types: Vec::new(),
+            type_limits: type_room(&inner),
         };
         match inner.store.claim(req).await {
             Ok(claimed) => {
@@ -70,14 +71,14 @@ pub(crate) async fn claim_loop(inner: Arc<Inner>) {
     }
 }
 
-fn saturated_types(inner: &Inner) -> Vec<String> {
+/// How many more jobs of each limited type this instance may start now.
+fn type_room(inner: &Inner) -> HashMap<String, usize> {
     let running = inner.lock(&inner.type_running);
     inner
         .config
         .type_limits
         .iter()
-        .filter(|(ty, limit)| running.get(*ty).copied().unwrap_or(0) >= **limit)
-        .map(|(ty, _)| ty.clone())
+        .map(|(ty, limit)| (ty.clone(), limit.saturating_sub(running.get(ty).copied().unwrap_or(0))))
         .collect()
 }
 

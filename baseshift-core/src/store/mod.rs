@@ -11,6 +11,7 @@ use crate::state::{JobRecord, JobStatus, WorkflowRecord, WorkflowStatus};
 use crate::template::WorkflowTemplate;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use std::collections::HashMap;
 use std::time::Duration;
 
 /// What a state store backend can do.
@@ -129,6 +130,8 @@ pub struct ClaimRequest {
     pub lease_ttl: Duration,
     /// Job types not to claim now (their per-type limit is reached).
     pub exclude_types: Vec<String>,
+    /// At most this many jobs of a type in this claim (the room left under its limit).
+    pub type_limits: HashMap<String, usize>,
 }
 
 /// The answer to a [`ClaimRequest`].
@@ -180,7 +183,8 @@ pub struct OutboxEntry {
 /// - **Remaining.** `remaining` starts as the number of main jobs and drops by
 ///   `terminal_delta` plus the store-made skips; `apply` returns the value after the step.
 /// - **Claims.** `claim` takes `READY` jobs with `ready_at <= now`, and `RUNNING` jobs
-///   whose lease expired (not `awaiting_external`), skipping `exclude_types`; expired
+///   whose lease expired (not `awaiting_external`), skipping `exclude_types` and taking at
+///   most `type_limits[t]` jobs of type `t` (the others stay queued, in order); expired
 ///   leases first, then by [`JobRecord::queue_score`] ascending. Each claimed job becomes
 ///   `RUNNING` with `attempt + 1`, a new lease (fresh token) and a `job_running` event.
 ///   No two claims return the same job while its lease is valid.

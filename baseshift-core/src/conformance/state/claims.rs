@@ -119,6 +119,37 @@ pub async fn claim_respects_limit_and_exclude_types(store: &dyn StateStore) -> R
     Ok(())
 }
 
+/// `type_limits` caps how many jobs of a type one claim takes; the rest stay queued, in order.
+pub async fn claim_respects_type_limits(store: &dyn StateStore) -> Result<()> {
+    let wf = TestWorkflow::new()
+        .job("s1", &[])
+        .job("s2", &[])
+        .job("s3", &[])
+        .job("n1", &[])
+        .with_job("s1", |j| j.job_type = "slow".into())
+        .with_job("s2", |j| j.job_type = "slow".into())
+        .with_job("s3", |j| j.job_type = "slow".into());
+    wf.create(store).await?;
+    let now = now_ms();
+    make_ready(store, wf.id(), &["s1"], now - TimeDelta::seconds(3)).await?;
+    make_ready(store, wf.id(), &["s2"], now - TimeDelta::seconds(2)).await?;
+    make_ready(store, wf.id(), &["s3"], now - TimeDelta::seconds(1)).await?;
+    make_ready(store, wf.id(), &["n1"], now).await?;
+
+    let mut req = claim_request("w", 10, LONG);
+    req.type_limits.insert("slow".into(), 1);
+    let first = store.claim(req.clone()).await?;
+    let mut got = ids(&first.jobs);
+    got.sort();
+    ensure_eq!(got, vec!["n1", "s1"], "one slow job (the oldest) and the unlimited one");
+    req.type_limits.insert("slow".into(), 0);
+    ensure!(store.claim(req.clone()).await?.jobs.is_empty(), "a cap of 0 claims none of the type");
+    req.type_limits.insert("slow".into(), 5);
+    let rest = store.claim(req).await?;
+    ensure_eq!(ids(&rest.jobs), vec!["s2", "s3"], "the capped jobs stayed queued in order");
+    Ok(())
+}
+
 /// Concurrent claims never return the same job; together they take every ready job once.
 pub async fn concurrent_claims_never_share_a_job(store: &dyn StateStore) -> Result<()> {
     let mut wf = TestWorkflow::new();

@@ -240,8 +240,27 @@ impl Inner {
             !req.exclude_types.is_empty()
                 && lookup(workflows, key).is_some_and(|job| req.exclude_types.contains(&job.job_type))
         };
-        let picked: Vec<JobKey> =
-            index.expired(now).chain(index.ready()).filter(|key| !excluded(key)).take(req.limit).cloned().collect();
+        let mut taken: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+        let mut within_cap = |key: &JobKey| {
+            if req.type_limits.is_empty() {
+                return true;
+            }
+            let Some(job) = lookup(workflows, key) else { return true };
+            let Some((ty, cap)) = req.type_limits.get_key_value(&job.job_type) else { return true };
+            let n = taken.entry(ty.as_str()).or_default();
+            if *n >= *cap {
+                return false;
+            }
+            *n += 1;
+            true
+        };
+        let picked: Vec<JobKey> = index
+            .expired(now)
+            .chain(index.ready())
+            .filter(|key| !excluded(key) && within_cap(key))
+            .take(req.limit)
+            .cloned()
+            .collect();
 
         let mut claimed = Vec::with_capacity(picked.len());
         let mut events = Vec::with_capacity(picked.len());

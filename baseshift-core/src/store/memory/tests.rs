@@ -65,6 +65,7 @@ fn request(limit: usize, ttl_ms: u64, exclude: &[&str]) -> ClaimRequest {
         limit,
         lease_ttl: Duration::from_millis(ttl_ms),
         exclude_types: exclude.iter().map(|s| (*s).to_owned()).collect(),
+        type_limits: Default::default(),
     }
 }
 
