@@ -2,6 +2,9 @@
 //! in-memory backends of baseshift.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+/// Semantic versions of templates (re-exported so hosts need no extra dependency).
+pub use semver;
+
 pub mod bus;
 #[cfg(feature = "testkit")]
 pub mod conformance;

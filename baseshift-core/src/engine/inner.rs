@@ -92,10 +92,10 @@ impl Inner {
     /// Validates against the registry and the env allowlist, and compiles.
     pub fn compile(&self, template: &WorkflowTemplate) -> Result<Arc<CompiledTemplate>> {
         let key = (template.template_id.clone(), template.version.to_string());
-        if let Some(c) = lock(&self.compiled).get(&key) {
-            if c.template().as_ref() == template {
-                return Ok(c.clone());
-            }
+        if let Some(c) = lock(&self.compiled).get(&key)
+            && c.template().as_ref() == template
+        {
+            return Ok(c.clone());
         }
         let compiled = Arc::new(
             Validator::new().registry(&self.registry).env_allowlist(&self.config.env_allowlist).compile(template)?,
@@ -239,7 +239,7 @@ impl Inner {
             };
             tokio::select! {
                 r = rx.recv() => {
-                    if let Ok(done) = r { if &done != id { continue; } }
+                    if let Ok(done) = r && &done != id { continue; }
                 }
                 _ = tokio::time::sleep(sleep_for) => { poll = (poll * 2).min(Duration::from_millis(500)); }
             }

@@ -186,11 +186,11 @@ impl Inner {
         if all_done && header.compensation_queue.is_empty() {
             self.finalize(&header.id).await?;
             steps += 1;
-        } else if let Some(first) = header.compensation_queue.first() {
-            if jobs.iter().any(|j| &j.job_id == first && j.status.is_terminal()) {
-                self.advance_compensation(&header.id, first).await?;
-                steps += 1;
-            }
+        } else if let Some(first) = header.compensation_queue.first()
+            && jobs.iter().any(|j| &j.job_id == first && j.status.is_terminal())
+        {
+            self.advance_compensation(&header.id, first).await?;
+            steps += 1;
         }
         Ok(steps)
     }

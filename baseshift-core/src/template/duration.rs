@@ -20,7 +20,7 @@ impl DurationSpec {
     }
 
     fn from_secs(secs: f64) -> Result<Self, String> {
-        if secs.is_finite() && secs >= 0.0 && secs < 1e12 {
+        if (0.0..1e12).contains(&secs) {
             Ok(DurationSpec(Duration::from_secs_f64(secs)))
         } else {
             Err(format!("invalid duration {secs}: must be a non-negative number of seconds"))
