@@ -262,6 +262,34 @@ pub struct WorkflowRecord {
     pub finished_at: Option<DateTime<Utc>>,
 }
 
+impl WorkflowRecord {
+    /// An `INITIALIZED` header for a new run of `template_id` at `template_version`.
+    pub fn initialized(
+        id: WorkflowId,
+        template_id: impl Into<String>,
+        template_version: impl Into<String>,
+        input: Value,
+    ) -> Self {
+        let now = Utc::now();
+        WorkflowRecord {
+            id,
+            template_id: template_id.into(),
+            template_version: template_version.into(),
+            status: WorkflowStatus::Initialized,
+            version: 0,
+            input,
+            idempotency_key: None,
+            parent: None,
+            remaining: 0,
+            compensation_queue: Vec::new(),
+            error: None,
+            created_at: now,
+            updated_at: now,
+            finished_at: None,
+        }
+    }
+}
+
 /// The record of one job in one workflow run: stored and updated on its own.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct JobRecord {
@@ -308,6 +336,37 @@ pub struct JobRecord {
 }
 
 impl JobRecord {
+    /// A `PENDING` job record with `parents` parents and every other field at its start value.
+    pub fn pending(
+        workflow_id: WorkflowId,
+        job_id: impl Into<String>,
+        job_type: impl Into<String>,
+        parents: u32,
+    ) -> Self {
+        JobRecord {
+            workflow_id,
+            job_id: job_id.into(),
+            job_type: job_type.into(),
+            status: JobStatus::Pending,
+            version: 0,
+            attempt: 0,
+            priority: 0,
+            trigger: Trigger::AllSuccess,
+            has_condition: false,
+            deps: DepCounts { total: parents, ..DepCounts::default() },
+            eligible: false,
+            propagated: false,
+            ready_at: None,
+            lease: None,
+            awaiting_external: false,
+            output: None,
+            error: None,
+            compensation_of: None,
+            started_at: None,
+            finished_at: None,
+        }
+    }
+
     /// The record's key.
     pub fn key(&self) -> JobKey {
         JobKey::new(self.workflow_id.clone(), self.job_id.clone())

@@ -5,9 +5,9 @@ use super::check::{ensure, ensure_eq, failure};
 use crate::error::Result;
 use crate::event::Event;
 use crate::ids::{JobKey, WorkflowId};
-use crate::state::{DepCounts, JobRecord, JobStatus, WorkflowRecord, WorkflowStatus};
+use crate::state::{JobRecord, JobStatus, WorkflowRecord, WorkflowStatus};
 use crate::store::{Applied, ClaimRequest, CreateOutcome, NewWorkflow, ParentOutcome, StateStore, Transition};
-use crate::template::{JobSpec, Trigger, WorkflowTemplate};
+use crate::template::{JobSpec, WorkflowTemplate};
 use chrono::{DateTime, SubsecRound, Utc};
 use serde_json::json;
 use std::time::Duration;
@@ -45,53 +45,17 @@ impl TestWorkflow {
     pub fn new() -> Self {
         let id = WorkflowId::generate();
         let now = now_ms();
-        TestWorkflow {
-            header: WorkflowRecord {
-                id: id.clone(),
-                template_id: format!("conformance-{id}"),
-                template_version: "1.0.0".into(),
-                status: WorkflowStatus::Initialized,
-                version: 0,
-                input: json!({"n": 1, "s": "text"}),
-                idempotency_key: None,
-                parent: None,
-                remaining: 0,
-                compensation_queue: Vec::new(),
-                error: None,
-                created_at: now,
-                updated_at: now,
-                finished_at: None,
-            },
-            jobs: Vec::new(),
-            parents: Vec::new(),
-        }
+        let mut header =
+            WorkflowRecord::initialized(id.clone(), format!("conformance-{id}"), "1.0.0", json!({"n": 1, "s": "text"}));
+        header.created_at = now;
+        header.updated_at = now;
+        TestWorkflow { header, jobs: Vec::new(), parents: Vec::new() }
     }
 
     /// Adds a `PENDING` `noop` job with these parents (all added before it).
     #[must_use]
     pub fn job(mut self, job_id: &str, parents: &[&str]) -> Self {
-        self.jobs.push(JobRecord {
-            workflow_id: self.header.id.clone(),
-            job_id: job_id.into(),
-            job_type: "noop".into(),
-            status: JobStatus::Pending,
-            version: 0,
-            attempt: 0,
-            priority: 0,
-            trigger: Trigger::AllSuccess,
-            has_condition: false,
-            deps: DepCounts { total: parents.len() as u32, ..DepCounts::default() },
-            eligible: false,
-            propagated: false,
-            ready_at: None,
-            lease: None,
-            awaiting_external: false,
-            output: None,
-            error: None,
-            compensation_of: None,
-            started_at: None,
-            finished_at: None,
-        });
+        self.jobs.push(JobRecord::pending(self.header.id.clone(), job_id, "noop", parents.len() as u32));
         self.parents.push(parents.iter().map(|p| (*p).to_owned()).collect());
         self
     }

@@ -146,25 +146,17 @@ impl Inner {
         }
         compiled.validate_input(&req.input)?;
         let id = WorkflowId::generate();
-        let now = Utc::now();
         let jobs = plan::initial_records(&compiled, &id);
         let remaining = jobs.iter().filter(|j| j.compensation_of.is_none()).count() as u64;
-        let header = WorkflowRecord {
-            id: id.clone(),
-            template_id: template.template_id.clone(),
-            template_version: template.version.to_string(),
-            status: WorkflowStatus::Initialized,
-            version: 0,
-            input: req.input,
-            idempotency_key: req.idempotency_key,
-            parent: req.parent,
-            remaining,
-            compensation_queue: Vec::new(),
-            error: None,
-            created_at: now,
-            updated_at: now,
-            finished_at: None,
-        };
+        let mut header = WorkflowRecord::initialized(
+            id.clone(),
+            template.template_id.clone(),
+            template.version.to_string(),
+            req.input,
+        );
+        header.idempotency_key = req.idempotency_key;
+        header.parent = req.parent;
+        header.remaining = remaining;
         let events = vec![Event::workflow(
             &id,
             WorkflowStatus::Initialized,

@@ -43,28 +43,12 @@ pub fn initial_records(compiled: &CompiledTemplate, workflow_id: &WorkflowId) ->
 }
 
 fn pending_record(workflow_id: &WorkflowId, job: &CompiledJob, parents: u32) -> JobRecord {
-    JobRecord {
-        workflow_id: workflow_id.clone(),
-        job_id: job.id.clone(),
-        job_type: job.job_type.clone(),
-        status: JobStatus::Pending,
-        version: 0,
-        attempt: 0,
-        priority: job.priority,
-        trigger: job.trigger,
-        has_condition: job.condition.is_some(),
-        deps: crate::state::DepCounts { total: parents, ..Default::default() },
-        eligible: false,
-        propagated: false,
-        ready_at: None,
-        lease: None,
-        awaiting_external: false,
-        output: None,
-        error: None,
-        compensation_of: job.compensates.clone(),
-        started_at: None,
-        finished_at: None,
-    }
+    let mut rec = JobRecord::pending(workflow_id.clone(), job.id.clone(), job.job_type.clone(), parents);
+    rec.priority = job.priority;
+    rec.trigger = job.trigger;
+    rec.has_condition = job.condition.is_some();
+    rec.compensation_of = job.compensates.clone();
+    rec
 }
 
 /// Marks `rec` terminal with `status` and adds its outcome to its children's counters.

@@ -71,22 +71,8 @@ async fn drive(d: &Dag, compiled: &CompiledTemplate, order_seed: u64) -> (Vec<Jo
     let id = WorkflowId::generate();
     let now = chrono::Utc::now();
     let jobs = plan::initial_records(compiled, &id);
-    let header = WorkflowRecord {
-        id: id.clone(),
-        template_id: "prop".into(),
-        template_version: "1.0.0".into(),
-        status: WorkflowStatus::Initialized,
-        version: 0,
-        input: serde_json::json!({}),
-        idempotency_key: None,
-        parent: None,
-        remaining: jobs.len() as u64,
-        compensation_queue: vec![],
-        error: None,
-        created_at: now,
-        updated_at: now,
-        finished_at: None,
-    };
+    let mut header = WorkflowRecord::initialized(id.clone(), "prop", "1.0.0", serde_json::json!({}));
+    header.remaining = jobs.len() as u64;
     store
         .create_workflow(NewWorkflow { header, jobs, template: compiled.template().as_ref().clone(), events: vec![] })
         .await

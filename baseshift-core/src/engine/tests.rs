@@ -505,23 +505,8 @@ async fn recover_starts_workflows_left_initialized() {
     let compiled = a.inner.compile(&templates.get("init", None).await.unwrap()).unwrap();
     let wid = WorkflowId::generate();
     let jobs = plan::initial_records(&compiled, &wid);
-    let now = chrono::Utc::now();
-    let header = crate::state::WorkflowRecord {
-        id: wid.clone(),
-        template_id: "init".into(),
-        template_version: "1.0.0".into(),
-        status: WorkflowStatus::Initialized,
-        version: 0,
-        input: json!({}),
-        idempotency_key: None,
-        parent: None,
-        remaining: 1,
-        compensation_queue: vec![],
-        error: None,
-        created_at: now,
-        updated_at: now,
-        finished_at: None,
-    };
+    let mut header = crate::state::WorkflowRecord::initialized(wid.clone(), "init", "1.0.0", json!({}));
+    header.remaining = 1;
     store
         .create_workflow(crate::store::NewWorkflow {
             header,

@@ -2,7 +2,7 @@ use super::index::Placement;
 use super::*;
 use crate::error::ErrorKind;
 use crate::event::Event;
-use crate::state::{DepCounts, JobStatus, WorkflowStatus};
+use crate::state::{JobStatus, WorkflowStatus};
 use crate::store::ParentOutcome;
 use crate::template::Trigger;
 use chrono::TimeDelta;
@@ -10,49 +10,12 @@ use serde_json::json;
 use std::collections::HashMap;
 
 fn job(wf: &WorkflowId, id: &str, parents: u32) -> JobRecord {
-    JobRecord {
-        workflow_id: wf.clone(),
-        job_id: id.into(),
-        job_type: "noop".into(),
-        status: JobStatus::Pending,
-        version: 0,
-        attempt: 0,
-        priority: 0,
-        trigger: Trigger::AllSuccess,
-        has_condition: false,
-        deps: DepCounts { total: parents, ..DepCounts::default() },
-        eligible: false,
-        propagated: false,
-        ready_at: None,
-        lease: None,
-        awaiting_external: false,
-        output: None,
-        error: None,
-        compensation_of: None,
-        started_at: None,
-        finished_at: None,
-    }
+    JobRecord::pending(wf.clone(), id, "noop", parents)
 }
 
 fn new_workflow(jobs: Vec<JobRecord>, id: WorkflowId) -> NewWorkflow {
-    let now = Utc::now();
     NewWorkflow {
-        header: WorkflowRecord {
-            id: id.clone(),
-            template_id: "t".into(),
-            template_version: "1.0.0".into(),
-            status: WorkflowStatus::Initialized,
-            version: 0,
-            input: json!({}),
-            idempotency_key: None,
-            parent: None,
-            remaining: 0,
-            compensation_queue: Vec::new(),
-            error: None,
-            created_at: now,
-            updated_at: now,
-            finished_at: None,
-        },
+        header: WorkflowRecord::initialized(id.clone(), "t", "1.0.0", json!({})),
         jobs,
         template: WorkflowTemplate::new("t", semver::Version::new(1, 0, 0)),
         events: vec![Event::workflow(&id, WorkflowStatus::Initialized, None)],
