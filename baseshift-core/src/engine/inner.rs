@@ -24,6 +24,13 @@ use tokio_util::sync::CancellationToken;
 
 use super::EngineConfig;
 
+/// A job this instance is running: how to stop it and which lease it holds.
+#[derive(Debug, Clone)]
+pub(crate) struct RunningJob {
+    pub cancel: CancellationToken,
+    pub lease_token: Option<String>,
+}
+
 /// The immutable facts of a workflow the workers need per job.
 #[derive(Debug)]
 pub(crate) struct WorkflowBasics {
@@ -40,7 +47,7 @@ pub(crate) struct Inner {
     pub secrets: Option<Arc<dyn SecretResolver>>,
     pub compiled: Mutex<HashMap<(String, String), Arc<CompiledTemplate>>>,
     pub basics: Mutex<HashMap<WorkflowId, Arc<WorkflowBasics>>>,
-    pub running: Mutex<HashMap<JobKey, CancellationToken>>,
+    pub running: Mutex<HashMap<JobKey, RunningJob>>,
     pub type_running: Mutex<HashMap<String, usize>>,
     pub total_running: AtomicUsize,
     pub slot_freed: Notify,
@@ -255,9 +262,9 @@ impl Inner {
             match self.apply(step).await {
                 Ok(_) => {
                     let running = self.lock(&self.running);
-                    for (key, token) in running.iter() {
+                    for (key, job) in running.iter() {
                         if &key.workflow_id == id {
-                            token.cancel();
+                            job.cancel.cancel();
                         }
                     }
                     drop(running);
@@ -344,8 +351,11 @@ impl Inner {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         let tasks: Vec<JoinHandle<()>> = self.lock(&self.tasks).drain(..).collect();
-        for t in tasks {
-            let _ = t.await;
+        for mut t in tasks {
+            // The relay ends after a last drain; a loop still waiting on a stuck job is stopped.
+            if tokio::time::timeout(Duration::from_secs(2), &mut t).await.is_err() {
+                t.abort();
+            }
         }
     }
 }

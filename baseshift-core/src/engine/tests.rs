@@ -535,3 +535,48 @@ fn public_futures_are_send() {
     is_send(&engine.status(&id));
     is_send(&engine.complete_job(&id, "j", json!(null)));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_from_another_instance_stops_the_job_through_its_lease() {
+    let store: Arc<dyn crate::StateStore> = Arc::new(crate::MemoryStateStore::new());
+    let templates: Arc<dyn crate::TemplateStore> = Arc::new(crate::MemoryTemplateStore::new());
+    let script = Script::default();
+    let worker = Engine::builder()
+        .state_store(store.clone())
+        .template_store(templates.clone())
+        .runner(script.clone())
+        .lease_ttl(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    worker.launch().await.unwrap();
+    // The second instance never launches workers: it only starts and cancels.
+    let control = Engine::builder()
+        .state_store(store.clone())
+        .template_store(templates.clone())
+        .runner(script.clone())
+        .build()
+        .unwrap();
+    control
+        .register_template(tpl("remote").job(JobSpec::new("long", "script").config(json!({ "hang": true }))))
+        .await
+        .unwrap();
+    let id = control.start("remote", json!({})).await.unwrap();
+    for _ in 0..300 {
+        if !script.calls().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(script.calls().len(), 1, "the worker instance started the job");
+    control.cancel(&id).await.unwrap();
+    for _ in 0..300 {
+        if script.dropped.load(Ordering::SeqCst) == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(script.dropped.load(Ordering::SeqCst), 1, "the lease renewal told the worker to stop");
+    let report = worker.status(&id).await.unwrap();
+    assert_eq!(status_of(&report, "long"), JobStatus::Cancelled);
+    worker.shutdown().await;
+}

@@ -1,5 +1,6 @@
 //! The worker side: claiming ready jobs, running them under a lease, recording outcomes.
 
+use super::inner::RunningJob;
 use super::{Inner, plan};
 use crate::error::{Error, ErrorKind, Result};
 use crate::expr::RenderScope;
@@ -108,7 +109,8 @@ async fn run_job(inner: &Arc<Inner>, rec: JobRecord) -> Result<()> {
         return record(inner, &compiled, None, rec, fail(failure, false)).await;
     };
     let token = CancellationToken::new();
-    inner.lock(&inner.running).insert(key.clone(), token.clone());
+    let lease_token = rec.lease.as_ref().map(|l| l.token.clone());
+    inner.lock(&inner.running).insert(key.clone(), RunningJob { cancel: token.clone(), lease_token });
     let secrets = match resolve_secrets(inner, job).await {
         Ok(s) => s,
         Err(e) => {
@@ -139,7 +141,6 @@ async fn run_job(inner: &Arc<Inner>, rec: JobRecord) -> Result<()> {
         cancellation: token.clone(),
         children: Some(inner.clone()),
     };
-    let heartbeat = tokio::spawn(heartbeat(inner.clone(), rec.clone(), token.clone()));
     let run = runner.run(ctx);
     let result = tokio::select! {
         r = run => Some(r),
@@ -149,7 +150,6 @@ async fn run_job(inner: &Arc<Inner>, rec: JobRecord) -> Result<()> {
         }
         _ = token.cancelled() => Some(Err(JobError::retryable("cancelled"))),
     };
-    heartbeat.abort();
     if token.is_cancelled() && result.is_some() {
         // Cancelled by the workflow or a lost lease: whoever cancelled owns the record now.
         let current = inner.store.job(&key).await?;
@@ -203,20 +203,35 @@ async fn record(
     }
 }
 
-async fn heartbeat(inner: Arc<Inner>, rec: JobRecord, token: CancellationToken) {
-    let Some(lease) = rec.lease.clone() else { return };
+/// Renews the leases of every job this instance runs, every third of the lease TTL.
+/// A renewal refused with `Conflict`/`NotFound` means the job was cancelled or re-claimed
+/// elsewhere: its attempt is told to stop.
+pub(crate) async fn lease_loop(inner: Arc<Inner>) {
     let every = inner.config.lease_ttl / 3;
-    let key = rec.key();
     loop {
-        tokio::time::sleep(every).await;
-        match inner.store.renew_lease(&key, &lease.token, inner.config.lease_ttl).await {
-            Ok(_) => {}
-            Err(e) if e.kind() == ErrorKind::Conflict || e.kind() == ErrorKind::NotFound => {
-                tracing::warn!(job = %key, "lease lost (job cancelled or re-claimed); stopping the attempt");
-                token.cancel();
+        if inner.stop.is_cancelled() {
+            if inner.total_running.load(Ordering::SeqCst) == 0 {
                 return;
             }
-            Err(e) => tracing::warn!(job = %key, error = %e, "lease renewal failed; will retry"),
+            tokio::time::sleep(every).await;
+        } else {
+            tokio::select! {
+                _ = tokio::time::sleep(every) => {}
+                _ = inner.stop.cancelled() => continue,
+            }
+        }
+        let held: Vec<(JobKey, RunningJob)> =
+            inner.lock(&inner.running).iter().map(|(k, j)| (k.clone(), j.clone())).collect();
+        for (key, job) in held {
+            let Some(token) = job.lease_token.as_deref() else { continue };
+            match inner.store.renew_lease(&key, token, inner.config.lease_ttl).await {
+                Ok(_) => {}
+                Err(e) if e.kind() == ErrorKind::Conflict || e.kind() == ErrorKind::NotFound => {
+                    tracing::warn!(job = %key, "lease lost (job cancelled or re-claimed); stopping the attempt");
+                    job.cancel.cancel();
+                }
+                Err(e) => tracing::warn!(job = %key, error = %e, "lease renewal failed; will retry"),
+            }
         }
     }
 }
@@ -308,11 +323,4 @@ fn redact_str(s: &mut String, secrets: &HashMap<String, String>) {
             *s = s.replace(secret.as_str(), "***");
         }
     }
-}
-
-#[allow(dead_code)]
-fn _assert_send(inner: Arc<Inner>, rec: JobRecord, key: JobKey) {
-    fn is_send<T: Send>(_: T) {}
-    is_send(run_claimed(inner.clone(), rec));
-    let _ = key;
 }
