@@ -41,6 +41,16 @@ impl std::fmt::Debug for KubernetesRunner {
     }
 }
 
+/// What is known of the pod when an attempt ends by itself.
+enum Fate {
+    /// Never created (the API refused it).
+    Absent,
+    /// Succeeded or failed: safe to keep for debugging.
+    Finished,
+    /// May be running (lost watch, unanswered create): always deleted.
+    Unknown,
+}
+
 /// How a watched pod ended.
 enum Done {
     Succeeded,
@@ -218,7 +228,11 @@ impl KubernetesRunner {
                 }
                 let mut details = e.details().cloned().unwrap_or_else(|| json!({}));
                 match self.logs(api, name).await {
-                    Ok(logs) => details["logs_tail"] = json!(tail(&logs, max)),
+                    Ok(logs) => {
+                        if let Some(d) = details.as_object_mut() {
+                            d.insert("logs_tail".into(), json!(tail(&logs, max)));
+                        }
+                    }
                     Err(err) => tracing::debug!(pod = %name, error = %err, "could not read the failed pod's log"),
                 }
                 Err(e.with_details(details))
@@ -271,13 +285,12 @@ impl JobRunner for KubernetesRunner {
                 self.reap_earlier_attempts(&api, &ctx).await;
             }
             if let Err((maybe_created, e)) = self.create_or_adopt(&api, &pod, &ctx).await {
-                return (maybe_created, Err(e));
+                return (if maybe_created { Fate::Unknown } else { Fate::Absent }, Err(e));
             }
-            let result = match self.watch(&api, &name).await {
-                Ok(done) => self.finish(&api, &name, done).await,
-                Err(e) => Err(e),
-            };
-            (true, result)
+            match self.watch(&api, &name).await {
+                Ok(done) => (Fate::Finished, self.finish(&api, &name, done).await),
+                Err(e) => (Fate::Unknown, Err(e)),
+            }
         };
         let details = |reason: &str| json!({ "pod": name, "namespace": namespace, "reason": reason });
         tokio::select! {
@@ -290,11 +303,11 @@ impl JobRunner for KubernetesRunner {
                 guard.delete().await;
                 Err(JobError::retryable(format!("timed out; pod `{name}` deleted")).with_details(details("timeout")))
             }
-            (created, result) = attempt => {
-                if created && !self.config.keep_pods {
-                    guard.delete().await;
-                } else {
-                    guard.disarm();
+            (fate, result) = attempt => {
+                match fate {
+                    Fate::Absent => guard.disarm(),
+                    Fate::Finished if self.config.keep_pods => guard.disarm(),
+                    Fate::Finished | Fate::Unknown => guard.delete().await,
                 }
                 result
             }

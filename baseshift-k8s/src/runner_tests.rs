@@ -501,3 +501,53 @@ fn dry_run_manifest_needs_no_cluster() {
     assert_eq!(m["spec"]["containers"][0]["image"], "payment-processor:v1");
     let _: k8s_openapi::api::core::v1::Pod = serde_json::from_value(m).unwrap();
 }
+
+#[test]
+fn manifest_carries_scheduling_owner_and_overrides() {
+    let config = KubernetesRunnerConfig::builder()
+        .namespace("jobs")
+        .service_account("payments")
+        .label("team", "pay")
+        .owner(crate::PodOwner::new("apps/v1", "Deployment", "host", "uid-1"))
+        .build()
+        .unwrap();
+    let job = json!({
+        "image": "payment-processor:v1",
+        "command": ["/pay"],
+        "nodeSelector": { "disk": "ssd" },
+        "tolerations": [{ "key": "dedicated", "operator": "Equal", "value": "jobs", "effect": "NoSchedule" }],
+        "affinity": { "nodeAffinity": { "requiredDuringSchedulingIgnoredDuringExecution": { "nodeSelectorTerms": [
+            { "matchExpressions": [{ "key": "zone", "operator": "In", "values": ["a"] }] }] } } },
+        "labels": { "app": "not-ours", "tier": "batch" },
+        "read_only_root_filesystem": false,
+        "run_as_user": 1000,
+    });
+    let c = JobContext::new("wf/with spaces", "Job #1", "k8s_pod", job);
+    let m = crate::pod_manifest(&config, &c, "ignored").unwrap();
+    assert_eq!(m["metadata"]["namespace"], "jobs");
+    let labels = &m["metadata"]["labels"];
+    assert_eq!(labels["app"], "base-shift", "the runner's own labels win");
+    assert_eq!((&labels["team"], &labels["tier"]), (&json!("pay"), &json!("batch")));
+    for key in ["baseshift.io/workflow-id", "baseshift.io/job-id"] {
+        assert!(crate::job::is_label_value(labels[key].as_str().unwrap()), "{}", labels[key]);
+    }
+    assert_eq!(m["metadata"]["annotations"]["baseshift.io/workflow-id"], "wf/with spaces");
+    assert_eq!(m["metadata"]["ownerReferences"][0]["uid"], "uid-1");
+    let spec = &m["spec"];
+    assert_eq!(spec["serviceAccountName"], "payments");
+    assert_eq!(spec["automountServiceAccountToken"], true);
+    assert_eq!(spec["nodeSelector"]["disk"], "ssd");
+    assert_eq!(spec["tolerations"][0]["effect"], "NoSchedule");
+    assert_eq!(
+        spec["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"][0]["matchExpressions"]
+            [0]["key"],
+        "zone"
+    );
+    assert!(spec.get("volumes").is_none(), "no /tmp volume without a read-only root");
+    let c0 = &spec["containers"][0];
+    assert_eq!(c0["command"], json!(["/pay"]));
+    assert_eq!(c0["securityContext"]["readOnlyRootFilesystem"], false);
+    assert_eq!(c0["securityContext"]["runAsUser"], 1000);
+    assert_eq!(c0["securityContext"]["capabilities"]["drop"], json!(["ALL"]));
+    assert!(crate::config::check_dns_label(m["metadata"]["name"].as_str().unwrap()).is_ok());
+}
