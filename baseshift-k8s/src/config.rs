@@ -40,8 +40,9 @@ pub struct KubernetesRunnerConfig {
     /// The owner every pod gets (e.g. the host's Deployment), so Kubernetes garbage-collects
     /// pods the host could not delete.
     pub owner: Option<PodOwner>,
-    /// Leave finished pods in place for debugging. Pods still running when an attempt is
-    /// cancelled or times out are deleted regardless.
+    /// Leave pods whose outcome the runner saw (succeeded, failed, or stuck on a permanent error
+    /// such as `ImagePullBackOff`) in place for debugging. Pods that may still be running (the
+    /// attempt was cancelled, timed out or lost its watch) are deleted regardless.
     pub keep_pods: bool,
     /// Log lines read from the end of the container's log (`tailLines`).
     pub log_tail_lines: u32,
