@@ -1,8 +1,78 @@
-//! baseshift backend crate. Redis: durable workflow state (hashes per workflow and job, Lua-scripted atomic steps, a sorted-set ready queue) and a template cache. Tracked in issue 3.
+//! Redis backend of baseshift: durable workflow state shared by every engine instance
+//! that points at the same server, and a Redis cache in front of a template store.
 //!
-//! **Status:** this crate reserves the name and the feature flag of the `baseshift`
-//! facade; its backend is not implemented yet and it exports only the environment
-//! variable it will read. Use the in-memory backends of `baseshift-core` meanwhile.
+//! # Using it
+//!
+//! Build a [`RedisConfig`] (the URL comes from `BASESHIFT_REDIS_URL`, default
+//! `redis://127.0.0.1:6379`, unless the builder sets one), connect a
+//! [`RedisStateStore`], and hand it to the engine. Every copy of the host service that
+//! uses the same server and key prefix shares the workflows: any of them can start a
+//! workflow, run its jobs, and finish the workflows of a copy that crashed (its leases
+//! expire and the jobs are claimed again).
+//!
+//! ```no_run
+//! use baseshift_core::engine::Engine;
+//! use baseshift_core::MemoryTemplateStore;
+//! use baseshift_redis::{CachedTemplateStore, RedisConfig, RedisStateStore};
+//! use std::sync::Arc;
+//! use std::time::Duration;
+//!
+//! # async fn run() -> baseshift_core::Result<()> {
+//! let config = RedisConfig::builder()
+//!     .key_prefix("orders")
+//!     .command_timeout(Duration::from_secs(2))
+//!     .build()?; // validates, no I/O
+//! let store = RedisStateStore::connect(&config).await?;
+//! let templates = CachedTemplateStore::connect(MemoryTemplateStore::new(), &config).await?;
+//! let engine = Engine::builder()
+//!     .state_store(Arc::new(store))
+//!     .template_store(Arc::new(templates))
+//!     .build()?;
+//! engine.launch().await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # What it guarantees
+//!
+//! - Every step of the [`StateStore`](baseshift_core::StateStore) contract is one Lua
+//!   script: atomic, one round trip, checking every record version and state transition
+//!   before writing (a stale version is `Conflict`, a forbidden transition
+//!   `IllegalTransition`, and nothing is written).
+//! - Completing a job, making its successors ready and appending the events is one step;
+//!   events wait in an outbox (a Redis stream) until the engine's relay publishes them.
+//! - Claims take jobs under leases; a lapsed lease makes the job claimable again, so no
+//!   two instances run one job at the same time while its lease is valid.
+//! - Durability is Redis's: run it with AOF (`appendfsync everysec` or `always`) and a
+//!   replica if a lost write matters.
+//!
+//! # What it does not do
+//!
+//! - **Redis Cluster is not supported.** One workflow's keys share a hash tag
+//!   (`{<workflow id>}`), but the ready queue, lease index and outbox are global keys,
+//!   and a claim reads jobs of many workflows. Use one server or a sentinel-fronted
+//!   primary.
+//! - `rediss://` (TLS) needs the crate feature `tls` (rustls, off by default).
+//! - The wake-up channel uses RESP3 push messages (Redis 6 or later).
+//!
+//! # Keys and errors
+//!
+//! Every key starts with the configured prefix; see [`keys`](crate#keys) in the source
+//! for the layout. Driver errors become core errors: connection failures `Unavailable`,
+//! timeouts `Timeout` (for a write the outcome is unknown: re-read), bad settings or
+//! credentials `InvalidInput`.
 
-/// The environment variable this backend will read its connection settings from.
-pub const ENV_VAR: &str = "BASESHIFT_REDIS_URL";
+mod cache;
+mod config;
+mod connection;
+mod error;
+mod keys;
+mod scripts;
+mod store;
+
+pub use cache::CachedTemplateStore;
+pub use config::{DEFAULT_PREFIX, DEFAULT_URL, ENV_VAR, RedisConfig, RedisConfigBuilder};
+pub use store::RedisStateStore;
+
+/// The backend name in errors and capabilities.
+const BACKEND: &str = "redis";
