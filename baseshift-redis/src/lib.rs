@@ -57,10 +57,26 @@
 //!
 //! # Keys and errors
 //!
-//! Every key starts with the configured prefix; see [`keys`](crate#keys) in the source
-//! for the layout. Driver errors become core errors: connection failures `Unavailable`,
-//! timeouts `Timeout` (for a write the outcome is unknown: re-read), bad settings or
-//! credentials `InvalidInput`.
+//! Every key starts with the configured prefix (so several applications, or parallel
+//! tests, share one server; [`RedisStateStore::purge`] removes a prefix's keys):
+//!
+//! | key | type | holds |
+//! |---|---|---|
+//! | `<p>:wf:{<id>}` | hash | header JSON, version, status, remaining count, job order |
+//! | `<p>:jobs:{<id>}` | hash | one job record JSON per job id (outputs apart) |
+//! | `<p>:out:{<id>}` | hash | job outputs, never rewritten by Lua |
+//! | `<p>:tpl:<template>:<version>` | string | template snapshots of running workflows |
+//! | `<p>:idem:<key>` | string | idempotency keys |
+//! | `<p>:idx:all`, `<p>:idx:<STATUS>` | sorted set | workflow ids, for listing |
+//! | `<p>:q:ready`, `<p>:q:delayed`, `<p>:q:leases` | sorted set | the claim queues |
+//! | `<p>:outbox`, `<p>:outbox:seq` | stream, counter | events awaiting the relay |
+//! | `<p>:wake` | channel | wake-ups of idle engines |
+//! | `<p>:tplc:...` | string | [`CachedTemplateStore`] generations and entries |
+//!
+//! Driver errors become core errors: connection failures `Unavailable`, timeouts
+//! `Timeout` (for a write the outcome is unknown: re-read before retrying), bad settings
+//! or credentials `InvalidInput`; a script's refusal keeps its kind (`Conflict`,
+//! `NotFound`, `IllegalTransition`).
 
 mod cache;
 mod config;

@@ -76,6 +76,13 @@ impl RedisStateStore {
     pub fn key_prefix(&self) -> &str {
         self.keys.prefix()
     }
+
+    /// Deletes every key under this store's prefix (workflows, queues, outbox, template
+    /// cache entries) and returns how many were removed: for tests and tear-downs. Other
+    /// instances using the prefix lose their state too.
+    pub async fn purge(&self) -> Result<u64> {
+        read::purge(&self.conn, &self.keys).await
+    }
 }
 
 #[async_trait]

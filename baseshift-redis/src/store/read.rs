@@ -166,8 +166,48 @@ fn outbox_entry(op: &'static str, entry: Value) -> Result<OutboxEntry> {
     Ok(OutboxEntry { seq, event })
 }
 
+/// See [`RedisStateStore::purge`](super::RedisStateStore::purge).
+pub(super) async fn purge(conn: &Conn, keys: &Keys) -> Result<u64> {
+    const OP: &str = "RedisStateStore::purge";
+    let pattern = format!("{}:*", glob_escape(keys.prefix()));
+    let mut cursor = 0u64;
+    let mut removed = 0u64;
+    loop {
+        let mut scan = redis::cmd("SCAN");
+        scan.arg(cursor).arg("MATCH").arg(&pattern).arg("COUNT").arg(1000);
+        let (next, found): (u64, Vec<String>) = conn.query(&scan, OP).await?;
+        if !found.is_empty() {
+            let mut unlink = redis::cmd("UNLINK");
+            unlink.arg(&found);
+            removed += conn.query::<u64>(&unlink, OP).await?;
+        }
+        if next == 0 {
+            return Ok(removed);
+        }
+        cursor = next;
+    }
+}
+
+/// `s` with the glob metacharacters of `SCAN MATCH` escaped.
+fn glob_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn glob_metacharacters_are_escaped() {
+        assert_eq!(glob_escape("app*[1]?"), r"app\*\[1\]\?");
+        assert_eq!(glob_escape("plain-prefix"), "plain-prefix");
+    }
+
     use super::*;
 
     #[test]

@@ -172,7 +172,9 @@ pub(super) async fn apply(conn: &Conn, keys: &Keys, step: Transition) -> Result<
 
 fn lease_expiry(now: DateTime<Utc>, ttl: Duration, op: &'static str) -> Result<DateTime<Utc>> {
     TimeDelta::from_std(ttl).ok().and_then(|d| now.checked_add_signed(d)).ok_or_else(|| {
-        Error::invalid_input(format!("lease ttl {ttl:?} is out of range")).with_operation(op).with_backend(crate::BACKEND)
+        Error::invalid_input(format!("lease ttl {ttl:?} is out of range"))
+            .with_operation(op)
+            .with_backend(crate::BACKEND)
     })
 }
 
@@ -212,13 +214,7 @@ pub(super) async fn claim(conn: &Conn, keys: &Keys, req: ClaimRequest) -> Result
 }
 
 /// See [`StateStore::renew_lease`](baseshift_core::StateStore::renew_lease).
-pub(super) async fn renew(
-    conn: &Conn,
-    keys: &Keys,
-    key: &JobKey,
-    token: &str,
-    ttl: Duration,
-) -> Result<DateTime<Utc>> {
+pub(super) async fn renew(conn: &Conn, keys: &Keys, key: &JobKey, token: &str, ttl: Duration) -> Result<DateTime<Utc>> {
     const OP: &str = "StateStore::renew_lease";
     let ctx = |e: Error| e.with_workflow(key.workflow_id.as_str()).with_job(&key.job_id);
     let expires_at = lease_expiry(now(), ttl, OP).map_err(ctx)?;
@@ -277,7 +273,8 @@ mod tests {
         assert_eq!(check_step(&step).unwrap_err().kind(), ErrorKind::InvalidInput);
 
         let mut step = Transition::new(id.clone());
-        step.jobs = vec![JobRecord::pending(id.clone(), "a", "noop", 0), JobRecord::pending(id.clone(), "a", "noop", 0)];
+        step.jobs =
+            vec![JobRecord::pending(id.clone(), "a", "noop", 0), JobRecord::pending(id.clone(), "a", "noop", 0)];
         let err = check_step(&step).unwrap_err();
         assert_eq!((err.kind(), err.job_id()), (ErrorKind::InvalidInput, Some("a")));
 
