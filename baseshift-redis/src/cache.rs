@@ -56,9 +56,7 @@ impl<S: TemplateStore> CachedTemplateStore<S> {
     async fn lookup(&self, template_id: &str, entry: &str) -> Result<(String, Option<String>)> {
         const OP: &str = "TemplateStore::get";
         let fresh = uuid::Uuid::now_v7().simple().to_string();
-        let entry_prefix = self.keys.cache_entry(template_id, "", "");
-        let entry_prefix = entry_prefix.trim_end_matches(':');
-        let entry_prefix = format!("{entry_prefix}:");
+        let entry_prefix = self.keys.cache_entry_prefix(template_id);
         let gen_key = [self.keys.cache_generation(template_id)];
         let reply = self.conn.script(&SCRIPTS.cache_get, &gen_key, &[&fresh, &entry_prefix, entry], OP).await?;
         let items = array(OP, reply)?;

@@ -88,9 +88,14 @@ impl Keys {
         format!("{}:tplc:gen:{{{template_id}}}", self.prefix)
     }
 
+    /// The common start of a template id's cache entries (the generation follows).
+    pub(crate) fn cache_entry_prefix(&self, template_id: &str) -> String {
+        format!("{}:tplc:{{{template_id}}}:", self.prefix)
+    }
+
     /// The template cache's entry for one generation of a template id (`latest` or a version).
     pub(crate) fn cache_entry(&self, template_id: &str, generation: &str, version: &str) -> String {
-        format!("{}:tplc:{{{template_id}}}:{generation}:{version}", self.prefix)
+        format!("{}{generation}:{version}", self.cache_entry_prefix(template_id))
     }
 }
 
