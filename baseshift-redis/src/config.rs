@@ -36,6 +36,12 @@ pub struct RedisConfig {
     pub connect_timeout_ms: u64,
     /// How long a [`CachedTemplateStore`](crate::CachedTemplateStore) keeps an entry, in milliseconds.
     pub template_cache_ttl_ms: u64,
+    /// How long a [`RedisEventBus`](crate::RedisEventBus) delivery may stay unacknowledged
+    /// before another member of its group takes it over, in milliseconds.
+    pub event_claim_idle_ms: u64,
+    /// About how many events each topic stream of a [`RedisEventBus`](crate::RedisEventBus)
+    /// retains (older ones are trimmed).
+    pub event_stream_max_len: u64,
 }
 
 impl Default for RedisConfig {
@@ -46,6 +52,8 @@ impl Default for RedisConfig {
             command_timeout_ms: 5_000,
             connect_timeout_ms: 3_000,
             template_cache_ttl_ms: 300_000,
+            event_claim_idle_ms: 30_000,
+            event_stream_max_len: 1_000_000,
         }
     }
 }
@@ -58,6 +66,8 @@ impl fmt::Debug for RedisConfig {
             .field("command_timeout_ms", &self.command_timeout_ms)
             .field("connect_timeout_ms", &self.connect_timeout_ms)
             .field("template_cache_ttl_ms", &self.template_cache_ttl_ms)
+            .field("event_claim_idle_ms", &self.event_claim_idle_ms)
+            .field("event_stream_max_len", &self.event_stream_max_len)
             .finish()
     }
 }
@@ -94,6 +104,11 @@ impl RedisConfig {
         Duration::from_millis(self.template_cache_ttl_ms)
     }
 
+    /// How long an event delivery may stay unacknowledged before another member takes it.
+    pub fn event_claim_idle(&self) -> Duration {
+        Duration::from_millis(self.event_claim_idle_ms)
+    }
+
     /// Checks the settings without connecting: the URL parses (and TLS is compiled in for
     /// `rediss://`), the prefix is usable, the timeouts are positive.
     pub fn validate(&self) -> Result<()> {
@@ -108,6 +123,8 @@ impl RedisConfig {
             ("command_timeout_ms", self.command_timeout_ms),
             ("connect_timeout_ms", self.connect_timeout_ms),
             ("template_cache_ttl_ms", self.template_cache_ttl_ms),
+            ("event_claim_idle_ms", self.event_claim_idle_ms),
+            ("event_stream_max_len", self.event_stream_max_len),
         ] {
             if ms == 0 {
                 return Err(invalid(format!("{name} must be greater than 0")));
@@ -168,6 +185,18 @@ impl RedisConfigBuilder {
     /// How long the template cache keeps an entry.
     pub fn template_cache_ttl(mut self, ttl: Duration) -> Self {
         self.config.template_cache_ttl_ms = millis(ttl);
+        self
+    }
+
+    /// How long an event delivery may stay unacknowledged before another group member takes it.
+    pub fn event_claim_idle(mut self, idle: Duration) -> Self {
+        self.config.event_claim_idle_ms = millis(idle);
+        self
+    }
+
+    /// About how many events each topic stream retains.
+    pub fn event_stream_max_len(mut self, len: u64) -> Self {
+        self.config.event_stream_max_len = len;
         self
     }
 

@@ -14,6 +14,7 @@
 //! | `<p>:q:leases` | sorted set | leased `RUNNING` jobs by lease expiry in epoch ms |
 //! | `<p>:outbox`, `<p>:outbox:seq` | stream, counter | pending events (entry id `0-<seq>`) |
 //! | `<p>:wake` | pub/sub channel | published when a job becomes claimable |
+//! | `<p>:events:<topic>` | stream | [`RedisEventBus`](crate::RedisEventBus) events, one consumer group per bus group |
 //!
 //! Queue members are JSON arrays `[workflow id, job id, job type, priority]`, so a claim
 //! can skip excluded types and a due retry can be scored without reading its record.
@@ -81,6 +82,11 @@ impl Keys {
 
     pub(crate) fn wake_channel(&self) -> String {
         format!("{}:wake", self.prefix)
+    }
+
+    /// The event stream of one topic.
+    pub(crate) fn topic(&self, topic: baseshift_core::Topic) -> String {
+        format!("{}:events:{topic}", self.prefix)
     }
 
     /// The template cache's generation key of one template id.

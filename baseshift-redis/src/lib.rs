@@ -1,5 +1,7 @@
 //! Redis backend of baseshift: durable workflow state shared by every engine instance
-//! that points at the same server, and a Redis cache in front of a template store.
+//! that points at the same server ([`RedisStateStore`]), a Redis cache in front of a
+//! template store ([`CachedTemplateStore`]), and an event bus on Redis Streams
+//! ([`RedisEventBus`]).
 //!
 //! # Using it
 //!
@@ -13,7 +15,7 @@
 //! ```no_run
 //! use baseshift_core::engine::Engine;
 //! use baseshift_core::MemoryTemplateStore;
-//! use baseshift_redis::{CachedTemplateStore, RedisConfig, RedisStateStore};
+//! use baseshift_redis::{CachedTemplateStore, RedisConfig, RedisEventBus, RedisStateStore};
 //! use std::sync::Arc;
 //! use std::time::Duration;
 //!
@@ -24,9 +26,11 @@
 //!     .build()?; // validates, no I/O
 //! let store = RedisStateStore::connect(&config).await?;
 //! let templates = CachedTemplateStore::connect(MemoryTemplateStore::new(), &config).await?;
+//! let bus = RedisEventBus::connect(&config).await?; // optional: events on Redis Streams
 //! let engine = Engine::builder()
 //!     .state_store(Arc::new(store))
 //!     .template_store(Arc::new(templates))
+//!     .event_bus(Arc::new(bus))
 //!     .build()?;
 //! engine.launch().await?;
 //! # Ok(())
@@ -72,12 +76,14 @@
 //! | `<p>:outbox`, `<p>:outbox:seq` | stream, counter | events awaiting the relay |
 //! | `<p>:wake` | channel | wake-ups of idle engines |
 //! | `<p>:tplc:...` | string | [`CachedTemplateStore`] generations and entries |
+//! | `<p>:events:<topic>` | stream | [`RedisEventBus`] events (one consumer group per bus group) |
 //!
 //! Driver errors become core errors: connection failures `Unavailable`, timeouts
 //! `Timeout` (for a write the outcome is unknown: re-read before retrying), bad settings
 //! or credentials `InvalidInput`; a script's refusal keeps its kind (`Conflict`,
 //! `NotFound`, `IllegalTransition`).
 
+mod bus;
 mod cache;
 mod config;
 mod connection;
@@ -86,6 +92,7 @@ mod keys;
 mod scripts;
 mod store;
 
+pub use bus::RedisEventBus;
 pub use cache::CachedTemplateStore;
 pub use config::{DEFAULT_PREFIX, DEFAULT_URL, ENV_VAR, RedisConfig, RedisConfigBuilder};
 pub use store::RedisStateStore;

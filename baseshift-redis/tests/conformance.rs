@@ -276,3 +276,31 @@ async fn tls_handshake_against_a_plain_server_fails_cleanly() {
     let err = RedisStateStore::connect(&config).await.expect_err("the test server speaks no TLS");
     assert_ne!(err.kind(), ErrorKind::Internal, "{err}");
 }
+
+mod bus {
+    use super::*;
+    use baseshift_redis::RedisEventBus;
+
+    /// A bus under a prefix of its own; deliveries of departed subscribers are taken over
+    /// after 2 s instead of 30 s, so a lost release cannot outlast the suite's timeouts.
+    pub(super) async fn redis_bus_for_test() -> RedisEventBus {
+        let config = RedisConfig::builder()
+            .key_prefix(format!("bstest-{}", uuid::Uuid::now_v7().simple()))
+            .event_claim_idle(Duration::from_secs(2))
+            .build()
+            .unwrap_or_else(|e| panic!("invalid Redis test settings: {e}"));
+        RedisEventBus::connect(&config).await.unwrap_or_else(|e| unreachable(e))
+    }
+
+    baseshift_core::event_bus_conformance!(redis_bus_for_test().await);
+
+    /// With the default 30 s takeover delay, a departed subscriber's deliveries still reach
+    /// the next member within the suite's 10 s: the departing task marks them idle.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn departing_subscriber_releases_its_deliveries() -> Result<()> {
+        let config = test_config();
+        assert_eq!(config.event_claim_idle(), Duration::from_secs(30));
+        let bus = RedisEventBus::connect(&config).await.unwrap_or_else(|e| unreachable(e));
+        baseshift_core::conformance::bus::delivery_of_departed_subscriber_is_redelivered(&bus).await
+    }
+}
