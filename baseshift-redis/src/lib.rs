@@ -57,7 +57,13 @@
 //!   and a claim reads jobs of many workflows. Use one server or a sentinel-fronted
 //!   primary.
 //! - `rediss://` (TLS) needs the crate feature `tls` (rustls, off by default).
-//! - The wake-up channel uses RESP3 push messages (Redis 6 or later).
+//! - The wake-up channel uses RESP3 push messages (Redis 6 or later); the scripts need
+//!   `XAUTOCLAIM` for the event bus (Redis 6.2 or later). Tested on Redis 7.0.
+//! - Lease expiry and retry times come from the hosts' clocks: keep them in NTP sync.
+//! - [`RedisEventBus`] takes over a departed subscriber's deliveries within about a
+//!   second, but one held unacknowledged by a live subscriber for longer than
+//!   `event_claim_idle_ms` (30 s) can be delivered twice; with several members of one
+//!   group, per-workflow order holds only within each member's share.
 //!
 //! # Keys and errors
 //!
