@@ -1,0 +1,127 @@
+-- apply. KEYS: wf, jobs, out, ready, delayed, leases, outbox, seq.
+-- ARGV[1]: JSON {prefix, wf, now_ms, now, header, jobs, outcomes, delta, events}.
+-- Every precondition is checked before the first write, so a failed step writes nothing.
+local p = cjson.decode(ARGV[1])
+local k_wf, k_jobs, k_out = KEYS[1], KEYS[2], KEYS[3]
+local k_ready, k_delayed, k_leases, k_outbox, k_seq = KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8]
+
+local state = redis.call('HMGET', k_wf, 'v', 's', 'r')
+if not state[1] then
+  return fail('not_found', '', 'no such workflow')
+end
+local stored_version, stored_status = tonumber(state[1]), state[2]
+local remaining = tonumber(state[3])
+
+-- Checks, in the order of the in-memory store: header, jobs, parent outcomes.
+local h = p.header
+if h ~= cjson.null then
+  if h.expect ~= stored_version then
+    return fail('conflict', '', string.format('stale workflow version %d (stored %d)', h.expect, stored_version))
+  end
+  if not can_wf(stored_status, h.status) then
+    return fail('illegal_transition', '', 'workflow cannot go from ' .. stored_status .. ' to ' .. h.status)
+  end
+end
+local stored = {}
+for _, j in ipairs(p.jobs) do
+  local raw = redis.call('HGET', k_jobs, j.id)
+  if not raw then
+    return fail('not_found', j.id, 'no such job')
+  end
+  local rec = cjson.decode(raw)
+  if rec.version ~= j.expect then
+    return fail('conflict', j.id, string.format('stale job version %d (stored %d)', j.expect, rec.version))
+  end
+  if not can_job(rec.status, j.status) then
+    return fail('illegal_transition', j.id, 'job cannot go from ' .. rec.status .. ' to ' .. j.status)
+  end
+  stored[j.id] = rec
+end
+for _, o in ipairs(p.outcomes) do
+  if redis.call('HEXISTS', k_jobs, o.child) == 0 then
+    return fail('not_found', o.child, 'no such child job')
+  end
+end
+
+-- Writes.
+if h ~= cjson.null then
+  redis.call('HSET', k_wf, 'h', h.json, 'v', stored_version + 1, 's', h.status)
+  if h.status ~= stored_status then
+    redis.call('ZREM', p.prefix .. ':idx:' .. stored_status, p.wf)
+    redis.call('ZADD', p.prefix .. ':idx:' .. h.status, 0, p.wf)
+  end
+end
+
+local wake = false
+local written = {}
+for _, j in ipairs(p.jobs) do
+  local old = stored[j.id]
+  unplace(k_ready, k_delayed, k_leases, member(p.wf, j.id, old.job_type, old.priority))
+  redis.call('HSET', k_jobs, j.id, j.json)
+  if j.out ~= cjson.null then
+    redis.call('HSET', k_out, j.id, j.out)
+  else
+    redis.call('HDEL', k_out, j.id)
+  end
+  if place(k_ready, k_delayed, k_leases, member(p.wf, j.id, j.type, j.prio), j.place, j.score) then
+    wake = true
+  end
+  written[j.id] = true
+end
+
+local ready, eligible, skipped, derived = {}, {}, {}, {}
+local skipped_main = 0
+for _, o in ipairs(p.outcomes) do
+  local child = cjson.decode(redis.call('HGET', k_jobs, o.child))
+  record_outcome(child.deps, o.status)
+  if not written[o.child] then
+    child.version = child.version + 1
+    written[o.child] = true
+  end
+  if child.status == 'PENDING' and not child.eligible then
+    local decision = decide(child.trigger, child.deps)
+    if decision == 'ready' and child.has_condition then
+      child.eligible = true
+      eligible[#eligible + 1] = o.child
+    elseif decision == 'ready' then
+      child.status = 'READY'
+      child.ready_at = p.now
+      ready[#ready + 1] = o.child
+      derived[#derived + 1] = job_event(p.wf, o.child, 'READY', child.attempt, p.now)
+      local m = member(p.wf, o.child, child.job_type, child.priority)
+      redis.call('ZADD', k_ready, queue_score(child.priority, p.now_ms), m)
+      wake = true
+    elseif decision == 'skip' then
+      child.status = 'SKIPPED'
+      child.propagated = false
+      child.finished_at = p.now
+      if child.compensation_of == cjson.null then
+        skipped_main = skipped_main + 1
+      end
+      skipped[#skipped + 1] = o.child
+      derived[#derived + 1] = job_event(p.wf, o.child, 'SKIPPED', child.attempt, p.now)
+    end
+  end
+  redis.call('HSET', k_jobs, o.child, cjson.encode(child))
+end
+
+remaining = math.max(0, remaining - skipped_main - p.delta)
+redis.call('HSET', k_wf, 'r', remaining)
+
+-- The step's own events (e.g. the parent's `job_succeeded`) precede the changes they caused.
+for _, e in ipairs(p.events) do
+  push_event(k_outbox, k_seq, e)
+end
+for _, e in ipairs(derived) do
+  push_event(k_outbox, k_seq, e)
+end
+if wake then
+  redis.call('PUBLISH', p.prefix .. ':wake', '1')
+end
+local reply = {'ok', remaining, #ready, #eligible, #skipped}
+for _, list in ipairs({ready, eligible, skipped}) do
+  for _, id in ipairs(list) do
+    reply[#reply + 1] = id
+  end
+end
+return reply

@@ -1,0 +1,83 @@
+-- claim. KEYS: ready, delayed, leases, outbox, seq.
+-- ARGV[1]: JSON {prefix, now_ms, now, limit, exp_ms, exp, owner, token, exclude, caps}.
+-- Reply: {next due ms or false, record 1, output 1, record 2, output 2, ...}.
+local p = cjson.decode(ARGV[1])
+local k_ready, k_delayed, k_leases, k_outbox, k_seq = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+
+promote(k_delayed, k_ready, p.now_ms)
+
+local excluded = {}
+for _, t in ipairs(p.exclude) do
+  excluded[t] = true
+end
+local taken = {}
+local picks = {}
+local function consider(m, from)
+  local e = cjson.decode(m)
+  local t = e[3]
+  if excluded[t] then return end
+  local cap = p.caps[t]
+  if cap ~= nil then
+    local n = taken[t] or 0
+    if n >= cap then return end
+    taken[t] = n + 1
+  end
+  picks[#picks + 1] = {m, e, from}
+end
+
+-- Expired leases first, then the ready queue by score. Skipped entries (excluded types,
+-- capped types) are bounded per claim, so one claim never walks an unbounded queue.
+local batch = math.max(64, p.limit * 4)
+local budget = p.limit * 20 + 1000
+local sources = {
+  function(off) return redis.call('ZRANGEBYSCORE', k_leases, '-inf', p.now_ms, 'LIMIT', off, batch) end,
+  function(off) return redis.call('ZRANGE', k_ready, off, off + batch - 1) end,
+}
+for s, fetch in ipairs(sources) do
+  local off = 0
+  while #picks < p.limit and budget > 0 do
+    local page = fetch(off)
+    for _, m in ipairs(page) do
+      if #picks >= p.limit or budget <= 0 then break end
+      budget = budget - 1
+      consider(m, s)
+    end
+    if #page < batch then break end
+    off = off + batch
+  end
+end
+
+local reply = {false}
+for i, pick in ipairs(picks) do
+  local m, e, from = pick[1], pick[2], pick[3]
+  local wf, job = e[1], e[2]
+  local k_jobs = p.prefix .. ':jobs:{' .. wf .. '}'
+  local raw = redis.call('HGET', k_jobs, job)
+  local rec = raw and cjson.decode(raw)
+  local claimable = rec and ((from == 2 and rec.status == 'READY')
+    or (from == 1 and rec.status == 'RUNNING' and not rec.awaiting_external))
+  if from == 1 then
+    redis.call('ZREM', k_leases, m)
+  else
+    redis.call('ZREM', k_ready, m)
+  end
+  if claimable then
+    rec.status = 'RUNNING'
+    rec.attempt = rec.attempt + 1
+    rec.lease = {owner = p.owner, token = p.token .. '-' .. i, expires_at = p.exp}
+    rec.started_at = p.now
+    rec.version = rec.version + 1
+    local json = cjson.encode(rec)
+    redis.call('HSET', k_jobs, job, json)
+    redis.call('ZADD', k_leases, p.exp_ms, m)
+    push_event(k_outbox, k_seq, job_event(wf, job, 'RUNNING', rec.attempt, p.now))
+    reply[#reply + 1] = json
+    reply[#reply + 1] = redis.call('HGET', p.prefix .. ':out:{' .. wf .. '}', job)
+  end
+end
+
+local first = redis.call('ZRANGE', k_delayed, 0, 0, 'WITHSCORES')
+if first[2] then
+  reply[1] = first[2]
+end
+return reply

@@ -1,0 +1,43 @@
+-- create_workflow. KEYS: wf, jobs, out, ready, delayed, leases, outbox, seq.
+-- ARGV[1]: JSON {prefix, wf, idem, tpl_key, tpl, header, status, remaining, order, jobs, events}.
+local p = cjson.decode(ARGV[1])
+local k_wf, k_jobs, k_out = KEYS[1], KEYS[2], KEYS[3]
+local k_ready, k_delayed, k_leases, k_outbox, k_seq = KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8]
+
+local k_idem = nil
+if p.idem ~= cjson.null then
+  k_idem = p.prefix .. ':idem:' .. p.idem
+  local existing = redis.call('GET', k_idem)
+  if existing then
+    return {'existing', existing}
+  end
+end
+if redis.call('EXISTS', k_wf) == 1 then
+  return fail('conflict', '', 'a workflow with this id exists')
+end
+
+if k_idem then
+  redis.call('SET', k_idem, p.wf)
+end
+redis.call('SET', p.tpl_key, p.tpl, 'NX')
+redis.call('HSET', k_wf, 'h', p.header, 'v', 1, 's', p.status, 'r', p.remaining, 'o', p.order)
+redis.call('ZADD', p.prefix .. ':idx:all', 0, p.wf)
+redis.call('ZADD', p.prefix .. ':idx:' .. p.status, 0, p.wf)
+
+local wake = false
+for _, j in ipairs(p.jobs) do
+  redis.call('HSET', k_jobs, j.id, j.json)
+  if j.out ~= cjson.null then
+    redis.call('HSET', k_out, j.id, j.out)
+  end
+  if place(k_ready, k_delayed, k_leases, member(p.wf, j.id, j.type, j.prio), j.place, j.score) then
+    wake = true
+  end
+end
+for _, e in ipairs(p.events) do
+  push_event(k_outbox, k_seq, e)
+end
+if wake then
+  redis.call('PUBLISH', p.prefix .. ':wake', '1')
+end
+return {'created', p.wf}

@@ -1,0 +1,200 @@
+//! Encoding records for the scripts and decoding their replies.
+
+use crate::error::{bad_reply, corrupt, script_error};
+use baseshift_core::{Error, JobRecord, JobStatus, Result, WorkflowRecord};
+use chrono::{DateTime, SecondsFormat, SubsecRound, Utc};
+use redis::Value;
+use serde::Serialize;
+
+/// The current time at the millisecond precision the indexes keep.
+pub(crate) fn now() -> DateTime<Utc> {
+    Utc::now().trunc_subsecs(3)
+}
+
+/// A timestamp as `chrono` serializes it (RFC 3339), for records the scripts edit.
+pub(crate) fn rfc3339(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::AutoSi, true)
+}
+
+/// Where a record goes in the queues when written at `now`: `r` ready, `d` delayed,
+/// `l` leased, `n` none; and its score there.
+pub(crate) fn placement(rec: &JobRecord, now: DateTime<Utc>) -> (&'static str, f64) {
+    match rec.status {
+        JobStatus::Ready => match rec.ready_at {
+            Some(at) if at > now => ("d", at.timestamp_millis() as f64),
+            _ => ("r", rec.queue_score()),
+        },
+        JobStatus::Running if !rec.awaiting_external => match &rec.lease {
+            Some(lease) => ("l", lease.expires_at.timestamp_millis() as f64),
+            None => ("n", 0.0),
+        },
+        _ => ("n", 0.0),
+    }
+}
+
+/// One job record as a script argument.
+#[derive(Debug, Serialize)]
+pub(crate) struct JobArg {
+    id: String,
+    /// The stored version a write expects (absent on create).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    expect: Option<u64>,
+    status: &'static str,
+    /// The record as it will be stored: its new version, without its output.
+    json: String,
+    out: Option<String>,
+    place: &'static str,
+    score: f64,
+    #[serde(rename = "type")]
+    job_type: String,
+    prio: i32,
+}
+
+impl JobArg {
+    /// `rec` to be stored with `version`, the write expecting `expect`.
+    pub(crate) fn new(mut rec: JobRecord, version: u64, expect: Option<u64>, now: DateTime<Utc>) -> Result<Self> {
+        let (place, score) = placement(&rec, now);
+        let out = rec.output.take().map(|o| serde_json::to_string(&o)).transpose()?;
+        rec.version = version;
+        Ok(JobArg {
+            json: serde_json::to_string(&rec)?,
+            id: rec.job_id,
+            expect,
+            status: rec.status.as_str(),
+            out,
+            place,
+            score,
+            job_type: rec.job_type,
+            prio: rec.priority,
+        })
+    }
+}
+
+/// A job record read back: the record JSON plus its output, stored apart.
+pub(crate) fn decode_job(op: &'static str, json: &str, output: Option<&str>) -> Result<JobRecord> {
+    let mut rec: JobRecord = serde_json::from_str(json).map_err(|e| corrupt(op, "job record", e))?;
+    rec.output = match output {
+        Some(out) => Some(serde_json::from_str(out).map_err(|e| corrupt(op, "job output", e))?),
+        None => None,
+    };
+    Ok(rec)
+}
+
+/// A header read back; the store's own `version` and `remaining` fields win.
+pub(crate) fn decode_header(op: &'static str, json: &str, version: &str, remaining: &str) -> Result<WorkflowRecord> {
+    let mut header: WorkflowRecord = serde_json::from_str(json).map_err(|e| corrupt(op, "workflow header", e))?;
+    header.version = version.parse().map_err(|_| bad_reply(op, format!("header version `{version}`")))?;
+    header.remaining = remaining.parse().map_err(|_| bad_reply(op, format!("remaining count `{remaining}`")))?;
+    Ok(header)
+}
+
+/// The text of a reply element (`None` for nil).
+pub(crate) fn text(v: &Value) -> Option<String> {
+    match v {
+        Value::BulkString(b) => Some(String::from_utf8_lossy(b).into_owned()),
+        Value::SimpleString(s) => Some(s.clone()),
+        Value::VerbatimString { text, .. } => Some(text.clone()),
+        Value::Int(i) => Some(i.to_string()),
+        Value::Double(d) => Some(d.to_string()),
+        Value::Okay => Some("OK".to_owned()),
+        _ => None,
+    }
+}
+
+/// A reply element as an integer.
+pub(crate) fn int(op: &'static str, v: &Value) -> Result<i64> {
+    match v {
+        Value::Int(i) => Ok(*i),
+        Value::Double(d) => Ok(*d as i64),
+        other => text(other)
+            .and_then(|s| s.parse::<f64>().ok())
+            .map(|f| f as i64)
+            .ok_or_else(|| bad_reply(op, format!("expected a number, got {other:?}"))),
+    }
+}
+
+/// A reply element that is an array.
+pub(crate) fn array(op: &'static str, v: Value) -> Result<Vec<Value>> {
+    match v {
+        Value::Array(items) | Value::Set(items) => Ok(items),
+        Value::Nil => Ok(Vec::new()),
+        other => Err(bad_reply(op, format!("expected an array, got {other:?}"))),
+    }
+}
+
+/// A script reply `{'err', kind, job, message}` as an error; anything else as its items.
+pub(crate) fn script_reply(op: &'static str, v: Value) -> Result<Vec<Value>> {
+    let items = array(op, v)?;
+    if items.first().and_then(text).as_deref() == Some("err") {
+        let field = |i: usize| items.get(i).and_then(text).unwrap_or_default();
+        return Err(script_error(&field(1), &field(2), &field(3), op));
+    }
+    Ok(items)
+}
+
+/// Epoch milliseconds (as a reply element) to a time, if present.
+pub(crate) fn millis_to_time(op: &'static str, v: &Value) -> Result<Option<DateTime<Utc>>> {
+    if matches!(v, Value::Nil) {
+        return Ok(None);
+    }
+    let ms = int(op, v)?;
+    DateTime::from_timestamp_millis(ms).map(Some).ok_or_else(|| bad_reply(op, format!("time {ms} ms out of range")))
+}
+
+/// Adds workflow context to an error.
+pub(crate) fn in_workflow(id: &str) -> impl Fn(Error) -> Error + '_ {
+    move |e| e.with_workflow(id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use baseshift_core::state::Lease;
+    use baseshift_core::{ErrorKind, WorkflowId};
+    use chrono::TimeDelta;
+    use serde_json::json;
+
+    #[test]
+    fn placement_matches_the_record_state() {
+        let now = now();
+        let mut rec = JobRecord::pending(WorkflowId::new("w"), "a", "noop", 0);
+        assert_eq!(placement(&rec, now).0, "n");
+        rec.status = JobStatus::Ready;
+        rec.priority = 2;
+        rec.ready_at = Some(now);
+        assert_eq!(placement(&rec, now), ("r", rec.queue_score()));
+        rec.ready_at = Some(now + TimeDelta::seconds(5));
+        assert_eq!(placement(&rec, now), ("d", (now + TimeDelta::seconds(5)).timestamp_millis() as f64));
+        rec.status = JobStatus::Running;
+        rec.lease = Some(Lease { owner: "o".into(), token: "t".into(), expires_at: now });
+        assert_eq!(placement(&rec, now), ("l", now.timestamp_millis() as f64));
+        rec.awaiting_external = true;
+        assert_eq!(placement(&rec, now).0, "n");
+    }
+
+    #[test]
+    fn output_is_stored_apart_and_merged_back() {
+        let mut rec = JobRecord::pending(WorkflowId::new("w"), "a", "noop", 0);
+        rec.output = Some(json!({"big": 12345678901234567890u64, "fine": 1.0000000000000002, "list": []}));
+        let arg = JobArg::new(rec.clone(), 4, Some(3), now()).unwrap();
+        assert!(!arg.json.contains("12345678901234567890"), "{}", arg.json);
+        let back = decode_job("op", &arg.json, arg.out.as_deref()).unwrap();
+        rec.version = 4;
+        assert_eq!(back, rec);
+    }
+
+    #[test]
+    fn script_errors_become_core_errors() {
+        let reply = Value::Array(vec![
+            Value::BulkString(b"err".to_vec()),
+            Value::BulkString(b"conflict".to_vec()),
+            Value::BulkString(b"a".to_vec()),
+            Value::BulkString(b"stale".to_vec()),
+        ]);
+        let err = script_reply("StateStore::apply", reply).unwrap_err();
+        assert_eq!((err.kind(), err.job_id()), (ErrorKind::Conflict, Some("a")));
+        assert_eq!(millis_to_time("op", &Value::Nil).unwrap(), None);
+        let t = millis_to_time("op", &Value::BulkString(b"1700000000123".to_vec())).unwrap().unwrap();
+        assert_eq!(t.timestamp_millis(), 1_700_000_000_123);
+    }
+}

@@ -1,0 +1,157 @@
+//! [`RedisStateStore`]: the [`StateStore`] on Redis.
+
+mod codec;
+mod read;
+mod write;
+
+pub(crate) use codec::{array, text};
+
+use crate::config::RedisConfig;
+use crate::connection::{self, Conn};
+use crate::keys::Keys;
+use async_trait::async_trait;
+use baseshift_core::store::{
+    Applied, ClaimRequest, Claimed, CreateOutcome, NewWorkflow, OutboxEntry, StoreCapabilities, Transition,
+    WorkflowFilter,
+};
+use baseshift_core::template::WorkflowTemplate;
+use baseshift_core::{JobKey, JobRecord, Result, StateStore, WorkflowId, WorkflowRecord};
+use chrono::{DateTime, Utc};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Notify;
+
+/// Durable workflow state on one Redis server (or a sentinel-fronted primary).
+///
+/// Each workflow is a header hash and a hash of job records (one JSON value per job), so
+/// a step rewrites only the records it changes. Every step ([`create_workflow`],
+/// [`apply`], [`claim`], [`renew_lease`]) is one Lua script: one round trip, atomic,
+/// checking every version and transition before it writes anything. Claimable jobs sit
+/// in three sorted sets (ready by [`JobRecord::queue_score`], delayed retries by due
+/// time, leases by expiry), so a claim reads the head of the queue, never the keyspace.
+/// Steps that make a job claimable publish on a wake-up channel, which
+/// [`wait_for_work`](StateStore::wait_for_work) listens to through the same multiplexed
+/// connection (RESP3 push messages): an idle engine starts new work within milliseconds.
+///
+/// Times (`ready_at`, lease expiry) come from the calling host's clock; keep the hosts
+/// sharing a store in NTP sync. Redis Cluster is not supported: the queue and outbox keys
+/// are global, and the claim script reads job hashes of many workflows.
+///
+/// [`create_workflow`]: StateStore::create_workflow
+/// [`apply`]: StateStore::apply
+/// [`claim`]: StateStore::claim
+/// [`renew_lease`]: StateStore::renew_lease
+#[derive(Clone)]
+pub struct RedisStateStore {
+    conn: Conn,
+    keys: Keys,
+    wake: Arc<Notify>,
+}
+
+impl std::fmt::Debug for RedisStateStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStateStore").field("key_prefix", &self.keys.prefix()).finish_non_exhaustive()
+    }
+}
+
+impl RedisStateStore {
+    /// Connects with `config` (validated first) and subscribes to the wake-up channel.
+    ///
+    /// Fails with `Unavailable` if the server cannot be reached, `InvalidInput` if the
+    /// settings or credentials are wrong.
+    pub async fn connect(config: &RedisConfig) -> Result<Self> {
+        config.validate()?;
+        let keys = Keys::new(&config.key_prefix);
+        let wake = Arc::new(Notify::new());
+        let conn = connection::connect_with_wakeups(config, &keys.wake_channel(), wake.clone()).await?;
+        Ok(RedisStateStore { conn, keys, wake })
+    }
+
+    /// Connects with [`RedisConfig::from_env`] (the URL from `BASESHIFT_REDIS_URL`).
+    pub async fn from_env() -> Result<Self> {
+        Self::connect(&RedisConfig::from_env()).await
+    }
+
+    /// The key prefix this store writes under.
+    pub fn key_prefix(&self) -> &str {
+        self.keys.prefix()
+    }
+
+    /// Deletes every key under this store's prefix (workflows, queues, outbox, template
+    /// cache entries) and returns how many were removed: for tests and tear-downs. Other
+    /// instances using the prefix lose their state too.
+    pub async fn purge(&self) -> Result<u64> {
+        read::purge(&self.conn, &self.keys).await
+    }
+}
+
+#[async_trait]
+impl StateStore for RedisStateStore {
+    fn capabilities(&self) -> StoreCapabilities {
+        StoreCapabilities::new(crate::BACKEND, true, true)
+    }
+
+    async fn create_workflow(&self, new: NewWorkflow) -> Result<CreateOutcome> {
+        write::create(&self.conn, &self.keys, new).await
+    }
+
+    async fn workflow(&self, id: &WorkflowId) -> Result<WorkflowRecord> {
+        read::workflow(&self.conn, &self.keys, id).await
+    }
+
+    async fn job(&self, key: &JobKey) -> Result<JobRecord> {
+        read::job(&self.conn, &self.keys, key).await
+    }
+
+    async fn jobs(&self, id: &WorkflowId, ids: Option<&[String]>) -> Result<Vec<JobRecord>> {
+        read::jobs(&self.conn, &self.keys, id, ids).await
+    }
+
+    async fn template(&self, template_id: &str, version: &str) -> Result<WorkflowTemplate> {
+        read::template(&self.conn, &self.keys, template_id, version).await
+    }
+
+    async fn apply(&self, step: Transition) -> Result<Applied> {
+        write::apply(&self.conn, &self.keys, step).await
+    }
+
+    async fn claim(&self, req: ClaimRequest) -> Result<Claimed> {
+        write::claim(&self.conn, &self.keys, req).await
+    }
+
+    async fn renew_lease(&self, key: &JobKey, token: &str, ttl: Duration) -> Result<DateTime<Utc>> {
+        write::renew(&self.conn, &self.keys, key, token, ttl).await
+    }
+
+    async fn list_workflows(&self, filter: WorkflowFilter) -> Result<Vec<WorkflowRecord>> {
+        read::list(&self.conn, &self.keys, filter).await
+    }
+
+    async fn outbox_pending(&self, limit: usize) -> Result<Vec<OutboxEntry>> {
+        read::outbox_pending(&self.conn, &self.keys, limit).await
+    }
+
+    async fn outbox_ack(&self, seqs: &[u64]) -> Result<()> {
+        write::outbox_ack(&self.conn, &self.keys, seqs).await
+    }
+
+    async fn wait_for_work(&self, timeout: Duration) {
+        // Registered before the check, so a wake-up published meanwhile is not missed.
+        let notified = self.wake.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        let timeout = match write::promote_due(&self.conn, &self.keys).await {
+            Ok((promoted, _)) if promoted > 0 => return,
+            Ok((_, Some(next))) => {
+                let until = (next - Utc::now()).to_std().unwrap_or(Duration::ZERO);
+                timeout.min(until.max(Duration::from_millis(1)))
+            }
+            Ok((_, None)) => timeout,
+            Err(e) => {
+                tracing::debug!(error = %e, "checking for due retries failed; waiting anyway");
+                timeout
+            }
+        };
+        let _ = tokio::time::timeout(timeout, notified).await;
+    }
+}

@@ -1,0 +1,225 @@
+//! Reads: records, snapshots, listings and the outbox.
+
+use super::codec::{array, decode_header, decode_job, text};
+use crate::connection::Conn;
+use crate::error::{bad_reply, corrupt};
+use crate::keys::Keys;
+use crate::scripts::SCRIPTS;
+use baseshift_core::store::{OutboxEntry, WorkflowFilter};
+use baseshift_core::template::WorkflowTemplate;
+use baseshift_core::{Error, Event, JobKey, JobRecord, Result, WorkflowId, WorkflowRecord};
+use redis::Value;
+
+const DEFAULT_PAGE: usize = 100;
+
+fn not_found(op: &'static str, message: &str, id: &WorkflowId) -> Error {
+    Error::not_found(message).with_operation(op).with_backend(crate::BACKEND).with_workflow(id.as_str())
+}
+
+/// See [`StateStore::workflow`](baseshift_core::StateStore::workflow).
+pub(super) async fn workflow(conn: &Conn, keys: &Keys, id: &WorkflowId) -> Result<WorkflowRecord> {
+    const OP: &str = "StateStore::workflow";
+    let mut cmd = redis::cmd("HMGET");
+    cmd.arg(keys.workflow(id)).arg("h").arg("v").arg("r");
+    let fields: Vec<Option<String>> = conn.query(&cmd, OP).await?;
+    match fields.as_slice() {
+        [Some(h), Some(v), Some(r)] => decode_header(OP, h, v, r),
+        _ => Err(not_found(OP, "no such workflow", id)),
+    }
+}
+
+/// Runs the read script: `None` if the workflow is absent, else the records found.
+async fn read_jobs(
+    conn: &Conn,
+    keys: &Keys,
+    id: &WorkflowId,
+    ids: Option<&[String]>,
+    op: &'static str,
+) -> Result<Option<Vec<JobRecord>>> {
+    let mut args: Vec<&str> = Vec::new();
+    match ids {
+        None => args.push("all"),
+        Some(ids) => {
+            args.push("some");
+            args.extend(ids.iter().map(String::as_str));
+        }
+    }
+    let read_keys = [keys.workflow(id), keys.jobs(id), keys.outputs(id)];
+    let reply = conn.script(&SCRIPTS.read, &read_keys, &args, op).await?;
+    if matches!(reply, Value::Nil) {
+        return Ok(None);
+    }
+    let items = array(op, reply)?;
+    let records = items
+        .chunks(3)
+        .map(|triple| {
+            let json = triple.get(1).and_then(text).ok_or_else(|| bad_reply(op, "job record missing"))?;
+            decode_job(op, &json, triple.get(2).and_then(text).as_deref())
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Some(records))
+}
+
+/// See [`StateStore::job`](baseshift_core::StateStore::job).
+pub(super) async fn job(conn: &Conn, keys: &Keys, key: &JobKey) -> Result<JobRecord> {
+    const OP: &str = "StateStore::job";
+    let ids = [key.job_id.clone()];
+    let found = read_jobs(conn, keys, &key.workflow_id, Some(&ids), OP).await?;
+    let Some(records) = found else {
+        return Err(not_found(OP, "no such workflow", &key.workflow_id).with_job(&key.job_id));
+    };
+    records.into_iter().next().ok_or_else(|| not_found(OP, "no such job", &key.workflow_id).with_job(&key.job_id))
+}
+
+/// See [`StateStore::jobs`](baseshift_core::StateStore::jobs).
+pub(super) async fn jobs(conn: &Conn, keys: &Keys, id: &WorkflowId, ids: Option<&[String]>) -> Result<Vec<JobRecord>> {
+    const OP: &str = "StateStore::jobs";
+    read_jobs(conn, keys, id, ids, OP).await?.ok_or_else(|| not_found(OP, "no such workflow", id))
+}
+
+/// See [`StateStore::template`](baseshift_core::StateStore::template).
+pub(super) async fn template(conn: &Conn, keys: &Keys, template_id: &str, version: &str) -> Result<WorkflowTemplate> {
+    const OP: &str = "StateStore::template";
+    let mut cmd = redis::cmd("GET");
+    cmd.arg(keys.template(template_id, version));
+    let json: Option<String> = conn.query(&cmd, OP).await?;
+    let json = json.ok_or_else(|| {
+        Error::not_found(format!("no snapshot of template `{template_id}` {version}"))
+            .with_operation(OP)
+            .with_backend(crate::BACKEND)
+    })?;
+    serde_json::from_str(&json).map_err(|e| corrupt(OP, "template snapshot", e))
+}
+
+/// See [`StateStore::list_workflows`](baseshift_core::StateStore::list_workflows).
+pub(super) async fn list(conn: &Conn, keys: &Keys, filter: WorkflowFilter) -> Result<Vec<WorkflowRecord>> {
+    const OP: &str = "StateStore::list_workflows";
+    let limit = if filter.limit == 0 { DEFAULT_PAGE } else { filter.limit };
+    let min = filter.after.as_ref().map_or_else(|| "-".to_owned(), |after| format!("({after}"));
+    let mut sets: Vec<String> = filter.statuses.iter().map(|s| keys.index(*s)).collect();
+    sets.sort();
+    sets.dedup();
+    if sets.is_empty() {
+        sets.push(keys.index_all());
+    }
+    let mut pipe = redis::pipe();
+    for set in &sets {
+        pipe.cmd("ZRANGEBYLEX").arg(set).arg(&min).arg("+").arg("LIMIT").arg(0).arg(limit);
+    }
+    let pages: Vec<Vec<String>> = conn.pipeline(&pipe, OP).await?;
+    let mut ids: Vec<String> = pages.into_iter().flatten().collect();
+    ids.sort();
+    ids.dedup();
+    ids.truncate(limit);
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut pipe = redis::pipe();
+    for id in &ids {
+        pipe.cmd("HMGET").arg(keys.workflow(&WorkflowId::new(id.as_str()))).arg("h").arg("v").arg("r");
+    }
+    let rows: Vec<Vec<Option<String>>> = conn.pipeline(&pipe, OP).await?;
+    let mut headers = Vec::with_capacity(rows.len());
+    for row in rows {
+        // A workflow removed or re-filed between the two round trips is left out.
+        if let [Some(h), Some(v), Some(r)] = row.as_slice() {
+            let header = decode_header(OP, h, v, r)?;
+            if filter.statuses.is_empty() || filter.statuses.contains(&header.status) {
+                headers.push(header);
+            }
+        }
+    }
+    Ok(headers)
+}
+
+/// See [`StateStore::outbox_pending`](baseshift_core::StateStore::outbox_pending).
+pub(super) async fn outbox_pending(conn: &Conn, keys: &Keys, limit: usize) -> Result<Vec<OutboxEntry>> {
+    const OP: &str = "StateStore::outbox_pending";
+    if limit == 0 {
+        return Ok(Vec::new());
+    }
+    let mut cmd = redis::cmd("XRANGE");
+    cmd.arg(keys.outbox()).arg("-").arg("+").arg("COUNT").arg(limit);
+    let reply: Value = conn.query(&cmd, OP).await?;
+    array(OP, reply)?.into_iter().map(|entry| outbox_entry(OP, entry)).collect()
+}
+
+/// One stream entry `[id, [field, value, ...]]` (or a map, under RESP3) as an outbox entry.
+fn outbox_entry(op: &'static str, entry: Value) -> Result<OutboxEntry> {
+    let mut parts = array(op, entry)?.into_iter();
+    let id = parts.next().as_ref().and_then(text).ok_or_else(|| bad_reply(op, "stream entry without id"))?;
+    let seq = id
+        .strip_prefix("0-")
+        .and_then(|s| s.parse::<u64>().ok())
+        .ok_or_else(|| bad_reply(op, format!("outbox entry id `{id}`")))?;
+    let fields: Vec<Value> = match parts.next() {
+        Some(Value::Map(pairs)) => pairs.into_iter().flat_map(|(k, v)| [k, v]).collect(),
+        Some(other) => array(op, other)?,
+        None => Vec::new(),
+    };
+    let json = fields
+        .chunks(2)
+        .find(|pair| pair.first().and_then(text).as_deref() == Some("e"))
+        .and_then(|pair| pair.get(1).and_then(text))
+        .ok_or_else(|| bad_reply(op, format!("outbox entry {id} has no event")))?;
+    let event: Event = serde_json::from_str(&json).map_err(|e| corrupt(op, "outbox event", e))?;
+    Ok(OutboxEntry { seq, event })
+}
+
+/// See [`RedisStateStore::purge`](super::RedisStateStore::purge).
+pub(super) async fn purge(conn: &Conn, keys: &Keys) -> Result<u64> {
+    const OP: &str = "RedisStateStore::purge";
+    let pattern = format!("{}:*", glob_escape(keys.prefix()));
+    let mut cursor = 0u64;
+    let mut removed = 0u64;
+    loop {
+        let mut scan = redis::cmd("SCAN");
+        scan.arg(cursor).arg("MATCH").arg(&pattern).arg("COUNT").arg(1000);
+        let (next, found): (u64, Vec<String>) = conn.query(&scan, OP).await?;
+        if !found.is_empty() {
+            let mut unlink = redis::cmd("UNLINK");
+            unlink.arg(&found);
+            removed += conn.query::<u64>(&unlink, OP).await?;
+        }
+        if next == 0 {
+            return Ok(removed);
+        }
+        cursor = next;
+    }
+}
+
+/// `s` with the glob metacharacters of `SCAN MATCH` escaped.
+fn glob_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn glob_metacharacters_are_escaped() {
+        assert_eq!(glob_escape("app*[1]?"), r"app\*\[1\]\?");
+        assert_eq!(glob_escape("plain-prefix"), "plain-prefix");
+    }
+
+    use super::*;
+
+    #[test]
+    fn stream_entries_parse_in_both_protocols() {
+        let event = Event::system("marker", serde_json::json!({"n": 1}));
+        let json = serde_json::to_string(&event).unwrap();
+        let bulk = |s: &str| Value::BulkString(s.as_bytes().to_vec());
+        let resp2 = Value::Array(vec![bulk("0-7"), Value::Array(vec![bulk("e"), bulk(&json)])]);
+        let entry = outbox_entry("op", resp2).unwrap();
+        assert_eq!((entry.seq, entry.event), (7, event.clone()));
+        let resp3 = Value::Array(vec![bulk("0-8"), Value::Map(vec![(bulk("e"), bulk(&json))])]);
+        assert_eq!(outbox_entry("op", resp3).unwrap().seq, 8);
+        assert!(outbox_entry("op", Value::Array(vec![bulk("5-1")])).is_err());
+    }
+}

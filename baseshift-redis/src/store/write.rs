@@ -1,0 +1,291 @@
+//! The writing steps: each one script, one round trip, all or nothing.
+
+use super::codec::{JobArg, array, in_workflow, int, millis_to_time, now, rfc3339, script_reply, text};
+use crate::connection::Conn;
+use crate::error::bad_reply;
+use crate::keys::Keys;
+use crate::scripts::SCRIPTS;
+use baseshift_core::store::{Applied, ClaimRequest, Claimed, CreateOutcome, NewWorkflow, Transition};
+use baseshift_core::{Error, JobKey, Result, WorkflowId};
+use chrono::{DateTime, TimeDelta, Utc};
+use serde::Serialize;
+use serde_json::json;
+use std::collections::HashSet;
+use std::time::Duration;
+
+/// The keys every state-changing script gets, in its `KEYS` order.
+fn step_keys(keys: &Keys, id: &WorkflowId) -> Vec<String> {
+    vec![
+        keys.workflow(id),
+        keys.jobs(id),
+        keys.outputs(id),
+        keys.ready(),
+        keys.delayed(),
+        keys.leases(),
+        keys.outbox(),
+        keys.outbox_seq(),
+    ]
+}
+
+fn invalid(op: &'static str, id: &WorkflowId, message: impl Into<String>) -> Error {
+    Error::invalid_input(message).with_operation(op).with_backend(crate::BACKEND).with_workflow(id.as_str())
+}
+
+fn events_json(events: &[baseshift_core::Event]) -> Result<Vec<String>> {
+    events.iter().map(|e| serde_json::to_string(e).map_err(Error::from)).collect()
+}
+
+/// See [`StateStore::create_workflow`](baseshift_core::StateStore::create_workflow).
+pub(super) async fn create(conn: &Conn, keys: &Keys, new: NewWorkflow) -> Result<CreateOutcome> {
+    const OP: &str = "StateStore::create_workflow";
+    let NewWorkflow { mut header, jobs, template, events } = new;
+    let id = header.id.clone();
+    let mut seen = HashSet::with_capacity(jobs.len());
+    for job in &jobs {
+        if job.workflow_id != id {
+            return Err(invalid(OP, &id, "job record belongs to another workflow").with_job(job.job_id.as_str()));
+        }
+        if !seen.insert(job.job_id.as_str()) {
+            return Err(invalid(OP, &id, "duplicate job id").with_job(job.job_id.as_str()));
+        }
+    }
+    let now = now();
+    header.version = 1;
+    header.remaining = jobs.iter().filter(|j| j.compensation_of.is_none()).count() as u64;
+    let order: Vec<&str> = jobs.iter().map(|j| j.job_id.as_str()).collect();
+    let order = serde_json::to_string(&order)?;
+    let job_args = jobs.into_iter().map(|j| JobArg::new(j, 1, None, now)).collect::<Result<Vec<_>>>()?;
+    let version = template.version.to_string();
+    let payload = json!({
+        "prefix": keys.prefix(),
+        "wf": id.as_str(),
+        "idem": header.idempotency_key,
+        "tpl_key": keys.template(&template.template_id, &version),
+        "tpl": serde_json::to_string(&template)?,
+        "header": serde_json::to_string(&header)?,
+        "status": header.status.as_str(),
+        "remaining": header.remaining,
+        "order": order,
+        "jobs": job_args,
+        "events": events_json(&events)?,
+    });
+    let payload = payload.to_string();
+    let reply = conn.script(&SCRIPTS.create, &step_keys(keys, &id), &[&payload], OP).await;
+    let items = script_reply(OP, reply.map_err(in_workflow(id.as_str()))?).map_err(in_workflow(id.as_str()))?;
+    let field = |i: usize| items.get(i).and_then(text);
+    match (field(0).as_deref(), field(1)) {
+        (Some("created"), _) => Ok(CreateOutcome::Created(id)),
+        (Some("existing"), Some(existing)) => Ok(CreateOutcome::Existing(WorkflowId::new(existing))),
+        other => Err(bad_reply(OP, format!("{other:?}"))),
+    }
+}
+
+#[derive(Serialize)]
+struct HeaderArg {
+    expect: u64,
+    status: &'static str,
+    json: String,
+}
+
+#[derive(Serialize)]
+struct OutcomeArg<'a> {
+    child: &'a str,
+    status: &'static str,
+}
+
+/// Checks what needs no stored state; the script checks the rest.
+fn check_step(step: &Transition) -> Result<()> {
+    const OP: &str = "StateStore::apply";
+    let id = &step.workflow_id;
+    if let Some(header) = &step.header
+        && header.id != *id
+    {
+        return Err(invalid(OP, id, format!("header of workflow `{}` in a step on another workflow", header.id)));
+    }
+    let mut seen = HashSet::with_capacity(step.jobs.len());
+    for job in &step.jobs {
+        if job.workflow_id != *id {
+            return Err(invalid(OP, id, "job record belongs to another workflow").with_job(job.job_id.as_str()));
+        }
+        if !seen.insert(job.job_id.as_str()) {
+            return Err(invalid(OP, id, "job written twice in one step").with_job(job.job_id.as_str()));
+        }
+    }
+    for outcome in &step.parent_outcomes {
+        if !outcome.status.is_terminal() {
+            return Err(invalid(OP, id, format!("parent outcome {} is not a terminal status", outcome.status))
+                .with_job(outcome.child.as_str()));
+        }
+    }
+    Ok(())
+}
+
+/// See [`StateStore::apply`](baseshift_core::StateStore::apply).
+pub(super) async fn apply(conn: &Conn, keys: &Keys, step: Transition) -> Result<Applied> {
+    const OP: &str = "StateStore::apply";
+    check_step(&step)?;
+    let now = now();
+    let id = step.workflow_id.clone();
+    let header = match step.header {
+        Some(mut h) => {
+            let expect = h.version;
+            h.version = expect + 1;
+            Some(HeaderArg { expect, status: h.status.as_str(), json: serde_json::to_string(&h)? })
+        }
+        None => None,
+    };
+    let jobs = step
+        .jobs
+        .into_iter()
+        .map(|j| {
+            let expect = j.version;
+            JobArg::new(j, expect + 1, Some(expect), now)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let outcomes: Vec<OutcomeArg<'_>> = step
+        .parent_outcomes
+        .iter()
+        .map(|o| OutcomeArg { child: o.child.as_str(), status: o.status.as_str() })
+        .collect();
+    let payload = json!({
+        "prefix": keys.prefix(),
+        "wf": id.as_str(),
+        "now_ms": now.timestamp_millis(),
+        "now": rfc3339(now),
+        "header": header,
+        "jobs": jobs,
+        "outcomes": outcomes,
+        "delta": step.terminal_delta,
+        "events": events_json(&step.events)?,
+    })
+    .to_string();
+    let ctx = in_workflow(id.as_str());
+    let reply = conn.script(&SCRIPTS.apply, &step_keys(keys, &id), &[&payload], OP).await.map_err(&ctx)?;
+    let items = script_reply(OP, reply).map_err(&ctx)?;
+    let number = |i: usize| items.get(i).map_or(Err(bad_reply(OP, "short apply reply")), |v| int(OP, v));
+    let remaining = u64::try_from(number(1)?).unwrap_or(0);
+    let counts = [number(2)?, number(3)?, number(4)?].map(|n| usize::try_from(n).unwrap_or(0));
+    let mut ids = items.iter().skip(5).filter_map(text);
+    let mut take = |n: usize| ids.by_ref().take(n).collect::<Vec<_>>();
+    Ok(Applied { remaining, ready: take(counts[0]), eligible: take(counts[1]), skipped: take(counts[2]) })
+}
+
+fn lease_expiry(now: DateTime<Utc>, ttl: Duration, op: &'static str) -> Result<DateTime<Utc>> {
+    TimeDelta::from_std(ttl).ok().and_then(|d| now.checked_add_signed(d)).ok_or_else(|| {
+        Error::invalid_input(format!("lease ttl {ttl:?} is out of range"))
+            .with_operation(op)
+            .with_backend(crate::BACKEND)
+    })
+}
+
+/// See [`StateStore::claim`](baseshift_core::StateStore::claim).
+pub(super) async fn claim(conn: &Conn, keys: &Keys, req: ClaimRequest) -> Result<Claimed> {
+    const OP: &str = "StateStore::claim";
+    let now = now();
+    let expires_at = lease_expiry(now, req.lease_ttl, OP)?;
+    let payload = json!({
+        "prefix": keys.prefix(),
+        "now_ms": now.timestamp_millis(),
+        "now": rfc3339(now),
+        "limit": req.limit,
+        "exp_ms": expires_at.timestamp_millis(),
+        "exp": rfc3339(expires_at),
+        "owner": req.owner,
+        "token": uuid::Uuid::now_v7().to_string(),
+        "exclude": req.exclude_types,
+        "caps": req.type_limits,
+    })
+    .to_string();
+    let claim_keys = [keys.ready(), keys.delayed(), keys.leases(), keys.outbox(), keys.outbox_seq()];
+    let reply = conn.script(&SCRIPTS.claim, &claim_keys, &[&payload], OP).await?;
+    let items = array(OP, reply)?;
+    let next_ready_at = match items.first() {
+        Some(v) => millis_to_time(OP, v)?,
+        None => return Err(bad_reply(OP, "empty claim reply")),
+    };
+    let jobs = items[1..]
+        .chunks(2)
+        .map(|pair| {
+            let json = pair.first().and_then(text).ok_or_else(|| bad_reply(OP, "claimed record missing"))?;
+            super::codec::decode_job(OP, &json, pair.get(1).and_then(text).as_deref())
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Claimed { jobs, next_ready_at })
+}
+
+/// See [`StateStore::renew_lease`](baseshift_core::StateStore::renew_lease).
+pub(super) async fn renew(conn: &Conn, keys: &Keys, key: &JobKey, token: &str, ttl: Duration) -> Result<DateTime<Utc>> {
+    const OP: &str = "StateStore::renew_lease";
+    let ctx = |e: Error| e.with_workflow(key.workflow_id.as_str()).with_job(&key.job_id);
+    let expires_at = lease_expiry(now(), ttl, OP).map_err(ctx)?;
+    let payload = json!({
+        "wf": key.workflow_id.as_str(),
+        "job": key.job_id,
+        "token": token,
+        "exp_ms": expires_at.timestamp_millis(),
+        "exp": rfc3339(expires_at),
+    })
+    .to_string();
+    let renew_keys = [keys.jobs(&key.workflow_id), keys.leases()];
+    let reply = conn.script(&SCRIPTS.renew, &renew_keys, &[&payload], OP).await.map_err(ctx)?;
+    script_reply(OP, reply).map_err(ctx)?;
+    Ok(expires_at)
+}
+
+/// See [`StateStore::outbox_ack`](baseshift_core::StateStore::outbox_ack).
+pub(super) async fn outbox_ack(conn: &Conn, keys: &Keys, seqs: &[u64]) -> Result<()> {
+    if seqs.is_empty() {
+        return Ok(());
+    }
+    let mut cmd = redis::cmd("XDEL");
+    cmd.arg(keys.outbox());
+    for seq in seqs {
+        cmd.arg(format!("0-{seq}"));
+    }
+    conn.query::<i64>(&cmd, "StateStore::outbox_ack").await.map(|_| ())
+}
+
+/// Moves due retries to the ready queue: how many moved, and when the next one is due.
+pub(super) async fn promote_due(conn: &Conn, keys: &Keys) -> Result<(i64, Option<DateTime<Utc>>)> {
+    const OP: &str = "StateStore::wait_for_work";
+    let ms = now().timestamp_millis().to_string();
+    let reply = conn.script(&SCRIPTS.wait, &[keys.delayed(), keys.ready()], &[&ms], OP).await?;
+    let items = array(OP, reply)?;
+    let moved = items.first().map_or(Ok(0), |v| int(OP, v))?;
+    let next = match items.get(1) {
+        Some(v) => millis_to_time(OP, v)?,
+        None => None,
+    };
+    Ok((moved, next))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use baseshift_core::store::ParentOutcome;
+    use baseshift_core::{ErrorKind, JobRecord, JobStatus, WorkflowRecord};
+
+    #[test]
+    fn stateless_step_checks_reject_bad_input() {
+        let id = WorkflowId::new("w");
+        let mut step = Transition::new(id.clone());
+        step.header = Some(WorkflowRecord::initialized(WorkflowId::new("other"), "t", "1.0.0", json!({})));
+        assert_eq!(check_step(&step).unwrap_err().kind(), ErrorKind::InvalidInput);
+
+        let mut step = Transition::new(id.clone());
+        step.jobs =
+            vec![JobRecord::pending(id.clone(), "a", "noop", 0), JobRecord::pending(id.clone(), "a", "noop", 0)];
+        let err = check_step(&step).unwrap_err();
+        assert_eq!((err.kind(), err.job_id()), (ErrorKind::InvalidInput, Some("a")));
+
+        let mut step = Transition::new(id.clone());
+        step.parent_outcomes.push(ParentOutcome { child: "b".into(), status: JobStatus::Running });
+        assert!(check_step(&step).unwrap_err().message().contains("not a terminal status"));
+    }
+
+    #[test]
+    fn lease_expiry_rejects_overflow() {
+        let err = lease_expiry(now(), Duration::from_secs(u64::MAX), "op").unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidInput);
+    }
+}
