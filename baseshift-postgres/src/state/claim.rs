@@ -14,15 +14,30 @@ use std::collections::{HashMap, HashSet};
 
 const OP: &str = "StateStore::claim";
 
-const EXPIRED: &str = "SELECT workflow_id, job_id, job_type, attempt, \
-     extract(epoch FROM lease_expires_at)::float8 AS sort_key FROM jobs \
-     WHERE status = 'RUNNING' AND NOT awaiting_external AND lease_expires_at <= $1 \
-       AND job_type <> ALL($2::text[]) \
-     ORDER BY lease_expires_at, workflow_id, job_id LIMIT $3 FOR UPDATE SKIP LOCKED";
+/// Expired leases, oldest expiry first: `$1` now, `$2` excluded types, `$3` limit.
+macro_rules! expired_sql {
+    () => {
+        "SELECT workflow_id, job_id, job_type, attempt, \
+         extract(epoch FROM lease_expires_at)::float8 AS sort_key FROM jobs \
+         WHERE status = 'RUNNING' AND NOT awaiting_external AND lease_expires_at <= $1 \
+           AND job_type <> ALL($2::text[]) \
+         ORDER BY lease_expires_at, workflow_id, job_id LIMIT $3 FOR UPDATE SKIP LOCKED"
+    };
+}
 
-const READY: &str = "SELECT workflow_id, job_id, job_type, attempt, queue_score AS sort_key FROM jobs \
-     WHERE status = 'READY' AND (ready_at IS NULL OR ready_at <= $1) AND job_type <> ALL($2::text[]) \
-     ORDER BY queue_score, workflow_id, job_id LIMIT $3 FOR UPDATE SKIP LOCKED";
+/// Due ready jobs, best queue score first: `$1` now, `$2` excluded types, `$3` limit.
+macro_rules! ready_sql {
+    () => {
+        "SELECT workflow_id, job_id, job_type, attempt, queue_score AS sort_key FROM jobs \
+         WHERE status = 'READY' AND (ready_at IS NULL OR ready_at <= $1) AND job_type <> ALL($2::text[]) \
+         ORDER BY queue_score, workflow_id, job_id LIMIT $3 FOR UPDATE SKIP LOCKED"
+    };
+}
+
+const EXPIRED: &str = expired_sql!();
+const READY: &str = ready_sql!();
+const EXPLAIN_EXPIRED: &str = concat!("EXPLAIN ", expired_sql!());
+const EXPLAIN_READY: &str = concat!("EXPLAIN ", ready_sql!());
 
 const TAKE: &str = concat!(
     "WITH c AS (UPDATE jobs SET status = 'RUNNING', attempt = jobs.attempt + 1, version = jobs.version + 1, \
@@ -102,6 +117,28 @@ pub(crate) fn choose(
 }
 
 impl PostgresStateStore {
+    /// The query plans of the claim's two scans (expired leases, then ready jobs), as
+    /// `EXPLAIN` prints them: a diagnostic to check that claims use the `jobs_leases`
+    /// and `jobs_ready` indexes on a live database. Runs in a rolled-back transaction.
+    pub async fn explain_claim(&self) -> Result<Vec<String>> {
+        const OP: &str = "PostgresStateStore::explain_claim";
+        let now = micros(Utc::now());
+        let mut tx = self.shared.pool.begin().await.map_err(db(OP))?;
+        let mut plans = Vec::with_capacity(2);
+        for sql in [EXPLAIN_EXPIRED, EXPLAIN_READY] {
+            let lines: Vec<String> = sqlx::query_scalar(sql)
+                .bind(now)
+                .bind(Vec::<String>::new())
+                .bind(10i64)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(db(OP))?;
+            plans.push(lines.join("\n"));
+        }
+        tx.rollback().await.map_err(db(OP))?;
+        Ok(plans)
+    }
+
     pub(super) async fn claim_jobs(&self, req: ClaimRequest) -> Result<Claimed> {
         let now = micros(Utc::now());
         let ttl = TimeDelta::from_std(req.lease_ttl).ok();
