@@ -97,10 +97,11 @@ impl PostgresStateStore {
     /// How many jobs are in each status (statuses with none are left out).
     pub async fn job_counts(&self) -> Result<Vec<(JobStatus, u64)>> {
         const OP: &str = "PostgresStateStore::job_counts";
-        let rows: Vec<(String, i64)> = sqlx::query_as("SELECT status, count(*) FROM jobs GROUP BY status ORDER BY status")
-            .fetch_all(&self.shared.pool)
-            .await
-            .map_err(db(OP))?;
+        let rows: Vec<(String, i64)> =
+            sqlx::query_as("SELECT status, count(*) FROM jobs GROUP BY status ORDER BY status")
+                .fetch_all(&self.shared.pool)
+                .await
+                .map_err(db(OP))?;
         rows.into_iter().map(|(s, n)| Ok((job_status(&s)?, count(n)))).collect()
     }
 }

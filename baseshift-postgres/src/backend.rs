@@ -182,7 +182,11 @@ impl Postgres {
 
 /// Subscribes to [`CHANNEL`] before returning (so no wake-up after `connect` is missed),
 /// then forwards notifications for this schema to `work` from a background task.
-async fn start_listener(options: &PgConnectOptions, config: &PostgresConfig, work: Arc<Notify>) -> Result<JoinHandle<()>> {
+async fn start_listener(
+    options: &PgConnectOptions,
+    config: &PostgresConfig,
+    work: Arc<Notify>,
+) -> Result<JoinHandle<()>> {
     const OP: &str = "Postgres::connect";
     let pool = PgPoolOptions::new()
         .max_connections(1)

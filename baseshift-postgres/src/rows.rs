@@ -201,7 +201,8 @@ pub(crate) struct WorkflowRow {
 impl WorkflowRow {
     /// The header this row stores.
     pub(crate) fn into_record(self) -> Result<WorkflowRecord> {
-        let mut rec = WorkflowRecord::initialized(WorkflowId::new(self.id), self.template_id, self.template_version, self.input);
+        let mut rec =
+            WorkflowRecord::initialized(WorkflowId::new(self.id), self.template_id, self.template_version, self.input);
         rec.status = workflow_status(&self.status)?;
         rec.version = to_u64(self.version, "version")?;
         rec.idempotency_key = self.idempotency_key;

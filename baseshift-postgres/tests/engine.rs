@@ -213,7 +213,8 @@ async fn two_engines_finish_a_thousand_diamonds_running_each_job_once() {
     let other = connect(scoped.pg.config()).await;
     let seen = Arc::new(Mutex::new(HashSet::new()));
     let duplicates = Arc::new(AtomicUsize::new(0));
-    let runner = || Arc::new(Counting { runs: AtomicUsize::new(0), seen: seen.clone(), duplicates: duplicates.clone() });
+    let runner =
+        || Arc::new(Counting { runs: AtomicUsize::new(0), seen: seen.clone(), duplicates: duplicates.clone() });
     let (runner_a, runner_b) = (runner(), runner());
     let a = engine(&scoped.pg, runner_a.clone(), "instance-a").await;
     let b = engine(&other, runner_b.clone(), "instance-b").await;
@@ -324,7 +325,8 @@ async fn retention_deletes_only_finished_workflows_and_analytics_count_them() {
     let kept = store.workflow(&running).await.unwrap();
     assert_eq!(kept.status, WorkflowStatus::Running, "a running workflow is never touched");
     assert_eq!(store.jobs(&running, None).await.unwrap().len(), 1);
-    let orphans = "SELECT count(*) FROM outbox WHERE workflow_id NOT IN (SELECT id FROM workflows) AND workflow_id <> ''";
+    let orphans =
+        "SELECT count(*) FROM outbox WHERE workflow_id NOT IN (SELECT id FROM workflows) AND workflow_id <> ''";
     assert_eq!(scalar(&mut conn, orphans).await, 0, "no event of a deleted workflow is left");
     assert_eq!(store.workflow_counts().await.unwrap(), vec![(WorkflowStatus::Running, 1)]);
 }

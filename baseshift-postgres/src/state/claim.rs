@@ -153,7 +153,8 @@ impl PostgresStateStore {
                 (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
             for c in &chosen {
                 let attempt = u32::try_from(c.attempt + 1).unwrap_or(u32::MAX);
-                let event = Event::job(&WorkflowId::new(c.workflow_id.clone()), &c.job_id, JobStatus::Running, attempt, None);
+                let event =
+                    Event::job(&WorkflowId::new(c.workflow_id.clone()), &c.job_id, JobStatus::Running, attempt, None);
                 events.push(serde_json::to_value(&event)?);
                 event_wf.push(c.workflow_id.clone());
                 wf.push(c.workflow_id.clone());
@@ -180,9 +181,9 @@ impl PostgresStateStore {
                 }
             }
         }
-        tx.commit().await.map_err(db(OP))?;
         let next_ready_at: Option<DateTime<Utc>> =
-            sqlx::query_scalar(NEXT_DUE).bind(now).fetch_one(&self.shared.pool).await.map_err(db(OP))?;
+            sqlx::query_scalar(NEXT_DUE).bind(now).fetch_one(&mut *tx).await.map_err(db(OP))?;
+        tx.commit().await.map_err(db(OP))?;
         Ok(Claimed { jobs, next_ready_at })
     }
 
@@ -202,8 +203,13 @@ impl PostgresStateStore {
             let mut page = pinned.clone();
             let mut page_full = false;
             for (group, sql) in [(0u8, EXPIRED), (1u8, READY)] {
-                let rows =
-                    sqlx::query(sql).bind(now).bind(&excluded).bind(limit).fetch_all(&mut *conn).await.map_err(db(OP))?;
+                let rows = sqlx::query(sql)
+                    .bind(now)
+                    .bind(&excluded)
+                    .bind(limit)
+                    .fetch_all(&mut *conn)
+                    .await
+                    .map_err(db(OP))?;
                 page_full |= rows.len() as i64 >= limit;
                 for row in rows {
                     page.push(Candidate {
@@ -232,14 +238,7 @@ mod tests {
     use super::*;
 
     fn c(group: u8, key: f64, job: &str, ty: &str) -> Candidate {
-        Candidate {
-            group,
-            sort_key: key,
-            workflow_id: "w".into(),
-            job_id: job.into(),
-            job_type: ty.into(),
-            attempt: 0,
-        }
+        Candidate { group, sort_key: key, workflow_id: "w".into(), job_id: job.into(), job_type: ty.into(), attempt: 0 }
     }
 
     fn ids(c: &[Candidate]) -> Vec<&str> {
@@ -256,7 +255,8 @@ mod tests {
 
     #[test]
     fn caps_skip_a_type_but_keep_order() {
-        let page = vec![c(1, 1.0, "s1", "slow"), c(1, 2.0, "s2", "slow"), c(1, 3.0, "n1", "noop"), c(1, 4.0, "s3", "slow")];
+        let page =
+            vec![c(1, 1.0, "s1", "slow"), c(1, 2.0, "s2", "slow"), c(1, 3.0, "n1", "noop"), c(1, 4.0, "s3", "slow")];
         let caps = HashMap::from([("slow".to_owned(), 1)]);
         let (chosen, full) = choose(page.clone(), 10, &caps);
         assert_eq!(ids(&chosen), ["s1", "n1"]);

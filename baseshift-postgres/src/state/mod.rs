@@ -230,12 +230,8 @@ impl PostgresStateStore {
         ids.dedup();
         let mut rows = HashMap::with_capacity(ids.len());
         if !ids.is_empty() {
-            let locked: Vec<JobRow> = sqlx::query_as(LOCK_JOBS)
-                .bind(wf_id.as_str())
-                .bind(&ids)
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(db(OP))?;
+            let locked: Vec<JobRow> =
+                sqlx::query_as(LOCK_JOBS).bind(wf_id.as_str()).bind(&ids).fetch_all(&mut *tx).await.map_err(db(OP))?;
             for row in locked {
                 let ordinal = row.ordinal;
                 let rec = row.into_record()?;
@@ -326,7 +322,8 @@ impl StateStore for PostgresStateStore {
         Ok(match ids {
             None => records,
             Some(ids) => {
-                let mut by_id: HashMap<String, JobRecord> = records.into_iter().map(|r| (r.job_id.clone(), r)).collect();
+                let mut by_id: HashMap<String, JobRecord> =
+                    records.into_iter().map(|r| (r.job_id.clone(), r)).collect();
                 ids.iter().filter_map(|j| by_id.remove(j)).collect()
             }
         })

@@ -113,7 +113,10 @@ pub(crate) fn plan(
 fn validate(stored: &WorkflowRecord, rows: &HashMap<String, (JobRecord, i32)>, step: &Transition) -> Result<()> {
     if let Some(header) = &step.header {
         if header.id != stored.id {
-            return Err(Error::invalid_input(format!("header of workflow `{}` in a step on another workflow", header.id)));
+            return Err(Error::invalid_input(format!(
+                "header of workflow `{}` in a step on another workflow",
+                header.id
+            )));
         }
         if header.version != stored.version {
             return Err(Error::conflict(format!(
