@@ -174,7 +174,7 @@ impl PostgresStateStore {
         let body = serde_json::to_value(&template)?;
 
         let mut tx = self.shared.pool.begin().await.map_err(db(OP))?;
-        if let Some(key) = &new_key(&header) {
+        if let Some(key) = header.idempotency_key() {
             let won: Option<String> = sqlx::query_scalar(
                 "INSERT INTO idempotency_keys (key, workflow_id) VALUES ($1, $2) \
                  ON CONFLICT (key) DO NOTHING RETURNING workflow_id",
@@ -268,10 +268,6 @@ impl PostgresStateStore {
         }
         Ok(planned.applied)
     }
-}
-
-fn new_key(header: &WorkflowValues) -> Option<String> {
-    header.idempotency_key().map(str::to_owned)
 }
 
 #[async_trait]
