@@ -1,0 +1,5 @@
+DROP TABLE IF EXISTS idempotency_keys;
+DROP TABLE IF EXISTS outbox;
+DROP TABLE IF EXISTS template_snapshots;
+DROP TABLE IF EXISTS jobs;
+DROP TABLE IF EXISTS workflows;

@@ -1,0 +1,2 @@
+DROP TABLE IF EXISTS template_versions;
+DROP TABLE IF EXISTS templates;

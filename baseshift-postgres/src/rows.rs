@@ -1,0 +1,431 @@
+//! Rows of `workflows` and `jobs`: decoding into records, and the column arrays that
+//! write many records in one statement (`unnest`).
+
+use crate::error::backend_error;
+use baseshift_core::state::{DepCounts, JobFailure, Lease, ParentRef};
+use baseshift_core::{ErrorKind, JobRecord, JobStatus, Result, Trigger, WorkflowId, WorkflowRecord, WorkflowStatus};
+use chrono::{DateTime, SubsecRound, Utc};
+use serde_json::Value;
+use sqlx::types::Json;
+
+/// The columns of `jobs`, in table order.
+macro_rules! job_columns {
+    () => {
+        "workflow_id, job_id, ordinal, job_type, status, version, attempt, priority, join_rule, has_condition, \
+         deps_total, deps_succeeded, deps_failed, deps_skipped, eligible, propagated, ready_at, queue_score, \
+         lease_owner, lease_token, lease_expires_at, awaiting_external, output, error, compensation_of, \
+         started_at, finished_at"
+    };
+}
+
+/// Job rows from the column arrays bound as `$1..$27` by [`JobColumns::bind`].
+macro_rules! job_unnest {
+    () => {
+        concat!(
+            "unnest($1::text[], $2::text[], $3::int4[], $4::text[], $5::text[], $6::int8[], $7::int8[], \
+             $8::int4[], $9::text[], $10::bool[], $11::int8[], $12::int8[], $13::int8[], $14::int8[], \
+             $15::bool[], $16::bool[], $17::timestamptz[], $18::float8[], $19::text[], $20::text[], \
+             $21::timestamptz[], $22::bool[], $23::jsonb[], $24::jsonb[], $25::text[], $26::timestamptz[], \
+             $27::timestamptz[]) AS r(",
+            job_columns!(),
+            ")"
+        )
+    };
+}
+
+/// The columns of `workflows`, in table order.
+macro_rules! workflow_columns {
+    () => {
+        "id, template_id, template_version, status, version, input, idempotency_key, parent, remaining, \
+         compensation_queue, error, created_at, updated_at, finished_at"
+    };
+}
+
+pub(crate) use {job_columns, job_unnest, workflow_columns};
+
+/// The number of parameters [`JobColumns::bind`] uses.
+pub(crate) const JOB_PARAMS: usize = 27;
+
+/// Timestamps as PostgreSQL keeps them (microseconds), so a record returned by the store
+/// equals the record read back later.
+pub(crate) fn micros(t: DateTime<Utc>) -> DateTime<Utc> {
+    t.trunc_subsecs(6)
+}
+
+fn corrupt(what: impl Into<String>) -> baseshift_core::Error {
+    backend_error(ErrorKind::Internal, "StateStore::decode", format!("unexpected stored value: {}", what.into()))
+}
+
+fn to_i64(v: u64, field: &str) -> Result<i64> {
+    i64::try_from(v).map_err(|_| {
+        backend_error(ErrorKind::InvalidInput, "StateStore::encode", format!("{field} {v} is out of range"))
+    })
+}
+
+fn to_u32(v: i64, field: &str) -> Result<u32> {
+    u32::try_from(v).map_err(|_| corrupt(format!("{field} = {v}")))
+}
+
+fn to_u64(v: i64, field: &str) -> Result<u64> {
+    u64::try_from(v).map_err(|_| corrupt(format!("{field} = {v}")))
+}
+
+pub(crate) fn job_status(s: &str) -> Result<JobStatus> {
+    use JobStatus::*;
+    [Pending, Ready, Running, Succeeded, Failed, Skipped, Cancelled]
+        .into_iter()
+        .find(|st| st.as_str() == s)
+        .ok_or_else(|| corrupt(format!("job status `{s}`")))
+}
+
+pub(crate) fn workflow_status(s: &str) -> Result<WorkflowStatus> {
+    use WorkflowStatus::*;
+    [Initialized, Running, Completed, Failed, Cancelled]
+        .into_iter()
+        .find(|st| st.as_str() == s)
+        .ok_or_else(|| corrupt(format!("workflow status `{s}`")))
+}
+
+fn trigger_name(t: Trigger) -> &'static str {
+    match t {
+        Trigger::AllSuccess => "all_success",
+        Trigger::AllDone => "all_done",
+        Trigger::OneSuccess => "one_success",
+        Trigger::NoneFailed => "none_failed",
+    }
+}
+
+fn trigger(s: &str) -> Result<Trigger> {
+    [Trigger::AllSuccess, Trigger::AllDone, Trigger::OneSuccess, Trigger::NoneFailed]
+        .into_iter()
+        .find(|t| trigger_name(*t) == s)
+        .ok_or_else(|| corrupt(format!("join rule `{s}`")))
+}
+
+/// One row of `jobs`.
+#[derive(sqlx::FromRow)]
+pub(crate) struct JobRow {
+    workflow_id: String,
+    job_id: String,
+    pub(crate) ordinal: i32,
+    job_type: String,
+    status: String,
+    version: i64,
+    attempt: i64,
+    priority: i32,
+    join_rule: String,
+    has_condition: bool,
+    deps_total: i64,
+    deps_succeeded: i64,
+    deps_failed: i64,
+    deps_skipped: i64,
+    eligible: bool,
+    propagated: bool,
+    ready_at: Option<DateTime<Utc>>,
+    #[allow(dead_code)]
+    queue_score: f64,
+    lease_owner: Option<String>,
+    lease_token: Option<String>,
+    lease_expires_at: Option<DateTime<Utc>>,
+    awaiting_external: bool,
+    output: Option<Value>,
+    error: Option<Json<JobFailure>>,
+    compensation_of: Option<String>,
+    started_at: Option<DateTime<Utc>>,
+    finished_at: Option<DateTime<Utc>>,
+}
+
+impl JobRow {
+    /// The workflow id column.
+    pub(crate) fn workflow_id(&self) -> &str {
+        &self.workflow_id
+    }
+
+    /// The job id column.
+    pub(crate) fn job_id(&self) -> &str {
+        &self.job_id
+    }
+
+    /// The record this row stores.
+    pub(crate) fn into_record(self) -> Result<JobRecord> {
+        let lease = match (self.lease_owner, self.lease_token, self.lease_expires_at) {
+            (Some(owner), Some(token), Some(expires_at)) => Some(Lease { owner, token, expires_at }),
+            _ => None,
+        };
+        let mut rec = JobRecord::pending(WorkflowId::new(self.workflow_id), self.job_id, self.job_type, 0);
+        rec.status = job_status(&self.status)?;
+        rec.version = to_u64(self.version, "version")?;
+        rec.attempt = to_u32(self.attempt, "attempt")?;
+        rec.priority = self.priority;
+        rec.trigger = trigger(&self.join_rule)?;
+        rec.has_condition = self.has_condition;
+        rec.deps = DepCounts {
+            total: to_u32(self.deps_total, "deps_total")?,
+            succeeded: to_u32(self.deps_succeeded, "deps_succeeded")?,
+            failed: to_u32(self.deps_failed, "deps_failed")?,
+            skipped: to_u32(self.deps_skipped, "deps_skipped")?,
+        };
+        rec.eligible = self.eligible;
+        rec.propagated = self.propagated;
+        rec.ready_at = self.ready_at;
+        rec.lease = lease;
+        rec.awaiting_external = self.awaiting_external;
+        rec.output = self.output;
+        rec.error = self.error.map(|e| e.0);
+        rec.compensation_of = self.compensation_of;
+        rec.started_at = self.started_at;
+        rec.finished_at = self.finished_at;
+        Ok(rec)
+    }
+}
+
+/// One row of `workflows`.
+#[derive(sqlx::FromRow)]
+pub(crate) struct WorkflowRow {
+    id: String,
+    template_id: String,
+    template_version: String,
+    status: String,
+    version: i64,
+    input: Value,
+    idempotency_key: Option<String>,
+    parent: Option<Json<ParentRef>>,
+    remaining: i64,
+    compensation_queue: Vec<String>,
+    error: Option<String>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    finished_at: Option<DateTime<Utc>>,
+}
+
+impl WorkflowRow {
+    /// The header this row stores.
+    pub(crate) fn into_record(self) -> Result<WorkflowRecord> {
+        let mut rec =
+            WorkflowRecord::initialized(WorkflowId::new(self.id), self.template_id, self.template_version, self.input);
+        rec.status = workflow_status(&self.status)?;
+        rec.version = to_u64(self.version, "version")?;
+        rec.idempotency_key = self.idempotency_key;
+        rec.parent = self.parent.map(|p| p.0);
+        rec.remaining = to_u64(self.remaining, "remaining")?;
+        rec.compensation_queue = self.compensation_queue;
+        rec.error = self.error;
+        rec.created_at = self.created_at;
+        rec.updated_at = self.updated_at;
+        rec.finished_at = self.finished_at;
+        Ok(rec)
+    }
+}
+
+/// A header's values, in [`workflow_columns!`] order, ready to bind.
+pub(crate) struct WorkflowValues {
+    id: String,
+    template_id: String,
+    template_version: String,
+    status: &'static str,
+    version: i64,
+    input: Value,
+    idempotency_key: Option<String>,
+    parent: Option<Json<ParentRef>>,
+    remaining: i64,
+    compensation_queue: Vec<String>,
+    error: Option<String>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    finished_at: Option<DateTime<Utc>>,
+}
+
+impl WorkflowValues {
+    /// The values of `rec`.
+    pub(crate) fn new(rec: &WorkflowRecord) -> Result<Self> {
+        Ok(WorkflowValues {
+            id: rec.id.as_str().to_owned(),
+            template_id: rec.template_id.clone(),
+            template_version: rec.template_version.clone(),
+            status: rec.status.as_str(),
+            version: to_i64(rec.version, "workflow version")?,
+            input: rec.input.clone(),
+            idempotency_key: rec.idempotency_key.clone(),
+            parent: rec.parent.clone().map(Json),
+            remaining: to_i64(rec.remaining, "remaining")?,
+            compensation_queue: rec.compensation_queue.clone(),
+            error: rec.error.clone(),
+            created_at: micros(rec.created_at),
+            updated_at: micros(rec.updated_at),
+            finished_at: rec.finished_at.map(micros),
+        })
+    }
+
+    /// The idempotency key.
+    pub(crate) fn idempotency_key(&self) -> Option<&str> {
+        self.idempotency_key.as_deref()
+    }
+
+    /// Binds the 14 values as the next parameters of `q`.
+    pub(crate) fn bind<'q>(self, q: PgQuery<'q>) -> PgQuery<'q> {
+        q.bind(self.id)
+            .bind(self.template_id)
+            .bind(self.template_version)
+            .bind(self.status)
+            .bind(self.version)
+            .bind(self.input)
+            .bind(self.idempotency_key)
+            .bind(self.parent)
+            .bind(self.remaining)
+            .bind(self.compensation_queue)
+            .bind(self.error)
+            .bind(self.created_at)
+            .bind(self.updated_at)
+            .bind(self.finished_at)
+    }
+}
+
+/// A query with PostgreSQL arguments.
+pub(crate) type PgQuery<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;
+
+/// Job records as one array per column, in [`job_columns!`] order: written in one
+/// statement through [`job_unnest!`].
+#[derive(Default)]
+pub(crate) struct JobColumns {
+    workflow_id: Vec<String>,
+    job_id: Vec<String>,
+    ordinal: Vec<i32>,
+    job_type: Vec<String>,
+    status: Vec<&'static str>,
+    version: Vec<i64>,
+    attempt: Vec<i64>,
+    priority: Vec<i32>,
+    join_rule: Vec<&'static str>,
+    has_condition: Vec<bool>,
+    deps_total: Vec<i64>,
+    deps_succeeded: Vec<i64>,
+    deps_failed: Vec<i64>,
+    deps_skipped: Vec<i64>,
+    eligible: Vec<bool>,
+    propagated: Vec<bool>,
+    ready_at: Vec<Option<DateTime<Utc>>>,
+    queue_score: Vec<f64>,
+    lease_owner: Vec<Option<String>>,
+    lease_token: Vec<Option<String>>,
+    lease_expires_at: Vec<Option<DateTime<Utc>>>,
+    awaiting_external: Vec<bool>,
+    output: Vec<Option<Value>>,
+    error: Vec<Option<Json<JobFailure>>>,
+    compensation_of: Vec<Option<String>>,
+    started_at: Vec<Option<DateTime<Utc>>>,
+    finished_at: Vec<Option<DateTime<Utc>>>,
+}
+
+impl JobColumns {
+    /// The number of records added.
+    pub(crate) fn len(&self) -> usize {
+        self.job_id.len()
+    }
+
+    /// Adds `rec`, stored at position `ordinal` of its workflow.
+    pub(crate) fn push(&mut self, rec: &JobRecord, ordinal: i32) -> Result<()> {
+        let version = to_i64(rec.version, "job version")?;
+        self.workflow_id.push(rec.workflow_id.as_str().to_owned());
+        self.job_id.push(rec.job_id.clone());
+        self.ordinal.push(ordinal);
+        self.job_type.push(rec.job_type.clone());
+        self.status.push(rec.status.as_str());
+        self.version.push(version);
+        self.attempt.push(i64::from(rec.attempt));
+        self.priority.push(rec.priority);
+        self.join_rule.push(trigger_name(rec.trigger));
+        self.has_condition.push(rec.has_condition);
+        self.deps_total.push(i64::from(rec.deps.total));
+        self.deps_succeeded.push(i64::from(rec.deps.succeeded));
+        self.deps_failed.push(i64::from(rec.deps.failed));
+        self.deps_skipped.push(i64::from(rec.deps.skipped));
+        self.eligible.push(rec.eligible);
+        self.propagated.push(rec.propagated);
+        self.ready_at.push(rec.ready_at);
+        self.queue_score.push(rec.queue_score());
+        self.lease_owner.push(rec.lease.as_ref().map(|l| l.owner.clone()));
+        self.lease_token.push(rec.lease.as_ref().map(|l| l.token.clone()));
+        self.lease_expires_at.push(rec.lease.as_ref().map(|l| l.expires_at));
+        self.awaiting_external.push(rec.awaiting_external);
+        self.output.push(rec.output.clone());
+        self.error.push(rec.error.clone().map(Json));
+        self.compensation_of.push(rec.compensation_of.clone());
+        self.started_at.push(rec.started_at);
+        self.finished_at.push(rec.finished_at);
+        Ok(())
+    }
+
+    /// Binds the 27 arrays as the next parameters of `q` (`$1..$27` when bound first).
+    pub(crate) fn bind<'q>(self, q: PgQuery<'q>) -> PgQuery<'q> {
+        q.bind(self.workflow_id)
+            .bind(self.job_id)
+            .bind(self.ordinal)
+            .bind(self.job_type)
+            .bind(self.status)
+            .bind(self.version)
+            .bind(self.attempt)
+            .bind(self.priority)
+            .bind(self.join_rule)
+            .bind(self.has_condition)
+            .bind(self.deps_total)
+            .bind(self.deps_succeeded)
+            .bind(self.deps_failed)
+            .bind(self.deps_skipped)
+            .bind(self.eligible)
+            .bind(self.propagated)
+            .bind(self.ready_at)
+            .bind(self.queue_score)
+            .bind(self.lease_owner)
+            .bind(self.lease_token)
+            .bind(self.lease_expires_at)
+            .bind(self.awaiting_external)
+            .bind(self.output)
+            .bind(self.error)
+            .bind(self.compensation_of)
+            .bind(self.started_at)
+            .bind(self.finished_at)
+    }
+}
+
+/// `rec` with every timestamp cut to microseconds, as it will be stored.
+pub(crate) fn normalize_job(mut rec: JobRecord) -> JobRecord {
+    rec.ready_at = rec.ready_at.map(micros);
+    rec.started_at = rec.started_at.map(micros);
+    rec.finished_at = rec.finished_at.map(micros);
+    if let Some(lease) = rec.lease.as_mut() {
+        lease.expires_at = micros(lease.expires_at);
+    }
+    rec
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        for t in [Trigger::AllSuccess, Trigger::AllDone, Trigger::OneSuccess, Trigger::NoneFailed] {
+            assert_eq!(trigger(trigger_name(t)).unwrap(), t);
+            assert_eq!(serde_json::to_value(t).unwrap(), Value::String(trigger_name(t).into()));
+        }
+        assert_eq!(job_status("SKIPPED").unwrap(), JobStatus::Skipped);
+        assert_eq!(workflow_status("RUNNING").unwrap(), WorkflowStatus::Running);
+        assert_eq!(job_status("nope").unwrap_err().kind(), ErrorKind::Internal);
+        assert_eq!(workflow_status("").unwrap_err().kind(), ErrorKind::Internal);
+    }
+
+    #[test]
+    fn columns_keep_one_entry_per_record() {
+        let mut cols = JobColumns::default();
+        let mut rec = JobRecord::pending(WorkflowId::new("w"), "a", "noop", 2);
+        rec.version = u64::MAX;
+        assert_eq!(cols.push(&rec, 0).unwrap_err().kind(), ErrorKind::InvalidInput);
+        assert_eq!(cols.len(), 0, "a refused record adds nothing");
+        rec.version = 3;
+        cols.push(&rec, 0).unwrap();
+        cols.push(&rec, 1).unwrap();
+        assert_eq!(cols.len(), 2);
+        assert_eq!(cols.deps_total, vec![2, 2]);
+        assert_eq!(cols.ordinal, vec![0, 1]);
+    }
+}

@@ -1,0 +1,274 @@
+//! [`StateStore::claim`](baseshift_core::StateStore::claim): candidates are locked with
+//! `FOR UPDATE SKIP LOCKED` from two index scans (expired leases by expiry, ready jobs by
+//! queue score), chosen in Rust under the per-type caps, and updated in one statement
+//! that also appends their `job_running` events.
+
+use super::PostgresStateStore;
+use crate::error::db;
+use crate::rows::{JobRow, job_columns, micros};
+use baseshift_core::store::{ClaimRequest, Claimed};
+use baseshift_core::{Error, Event, JobStatus, Result, WorkflowId};
+use chrono::{DateTime, TimeDelta, Utc};
+use sqlx::{PgConnection, Row};
+use std::collections::{HashMap, HashSet};
+
+const OP: &str = "StateStore::claim";
+
+/// Expired leases, oldest expiry first: `$1` now, `$2` excluded types, `$3` limit.
+macro_rules! expired_sql {
+    () => {
+        "SELECT workflow_id, job_id, job_type, attempt, \
+         extract(epoch FROM lease_expires_at)::float8 AS sort_key FROM jobs \
+         WHERE status = 'RUNNING' AND NOT awaiting_external AND lease_expires_at <= $1 \
+           AND job_type <> ALL($2::text[]) \
+         ORDER BY lease_expires_at, workflow_id, job_id LIMIT $3 FOR UPDATE SKIP LOCKED"
+    };
+}
+
+/// Due ready jobs, best queue score first: `$1` now, `$2` excluded types, `$3` limit.
+macro_rules! ready_sql {
+    () => {
+        "SELECT workflow_id, job_id, job_type, attempt, queue_score AS sort_key FROM jobs \
+         WHERE status = 'READY' AND (ready_at IS NULL OR ready_at <= $1) AND job_type <> ALL($2::text[]) \
+         ORDER BY queue_score, workflow_id, job_id LIMIT $3 FOR UPDATE SKIP LOCKED"
+    };
+}
+
+const EXPIRED: &str = expired_sql!();
+const READY: &str = ready_sql!();
+const EXPLAIN_EXPIRED: &str = concat!("EXPLAIN ", expired_sql!());
+const EXPLAIN_READY: &str = concat!("EXPLAIN ", ready_sql!());
+
+const TAKE: &str = concat!(
+    "WITH c AS (UPDATE jobs SET status = 'RUNNING', attempt = jobs.attempt + 1, version = jobs.version + 1, \
+       lease_owner = $3, lease_token = t.token, lease_expires_at = $4, started_at = $5 \
+     FROM unnest($1::text[], $2::text[], $6::text[]) AS t(workflow_id, job_id, token) \
+     WHERE jobs.workflow_id = t.workflow_id AND jobs.job_id = t.job_id \
+     RETURNING jobs.*), \
+     o AS (INSERT INTO outbox (workflow_id, event) \
+       SELECT e.w, e.ev FROM unnest($7::text[], $8::jsonb[]) WITH ORDINALITY AS e(w, ev, n) ORDER BY e.n) \
+     SELECT ",
+    job_columns!(),
+    " FROM c"
+);
+
+const NEXT_DUE: &str = "SELECT min(ready_at) FROM jobs WHERE status = 'READY' AND ready_at > $1";
+
+/// A locked, claimable job.
+#[derive(Clone, Debug)]
+pub(crate) struct Candidate {
+    /// 0: an expired lease, 1: a ready job.
+    pub(crate) group: u8,
+    /// Lease expiry (epoch seconds) or queue score.
+    pub(crate) sort_key: f64,
+    pub(crate) workflow_id: String,
+    pub(crate) job_id: String,
+    pub(crate) job_type: String,
+    pub(crate) attempt: i64,
+}
+
+impl Candidate {
+    fn key(&self) -> (String, String) {
+        (self.workflow_id.clone(), self.job_id.clone())
+    }
+}
+
+/// Sorts candidates in claim order: expired leases first, then by key, then by id.
+pub(crate) fn sort(c: &mut [Candidate]) {
+    c.sort_by(|a, b| {
+        a.group
+            .cmp(&b.group)
+            .then_with(|| a.sort_key.total_cmp(&b.sort_key))
+            .then_with(|| a.workflow_id.cmp(&b.workflow_id))
+            .then_with(|| a.job_id.cmp(&b.job_id))
+    });
+}
+
+/// The first `limit` candidates in claim order, at most `caps[t]` of each capped type.
+/// Also returns the capped types whose cap this choice used up.
+pub(crate) fn choose(
+    mut candidates: Vec<Candidate>,
+    limit: usize,
+    caps: &HashMap<String, usize>,
+) -> (Vec<Candidate>, HashSet<String>) {
+    sort(&mut candidates);
+    let mut taken: HashMap<&str, usize> = HashMap::new();
+    let mut chosen = Vec::new();
+    let mut seen = HashSet::new();
+    let mut full = HashSet::new();
+    for c in &candidates {
+        if chosen.len() >= limit {
+            break;
+        }
+        if !seen.insert(c.key()) {
+            continue;
+        }
+        if let Some(cap) = caps.get(&c.job_type) {
+            let n = taken.entry(c.job_type.as_str()).or_default();
+            if *n >= *cap {
+                full.insert(c.job_type.clone());
+                continue;
+            }
+            *n += 1;
+        }
+        chosen.push(c.clone());
+    }
+    (chosen, full)
+}
+
+impl PostgresStateStore {
+    /// The query plans of the claim's two scans (expired leases, then ready jobs), as
+    /// `EXPLAIN` prints them: a diagnostic to check that claims use the `jobs_leases`
+    /// and `jobs_ready` indexes on a live database. Runs in a rolled-back transaction.
+    pub async fn explain_claim(&self) -> Result<Vec<String>> {
+        const OP: &str = "PostgresStateStore::explain_claim";
+        let now = micros(Utc::now());
+        let mut tx = self.shared.pool.begin().await.map_err(db(OP))?;
+        let mut plans = Vec::with_capacity(2);
+        for sql in [EXPLAIN_EXPIRED, EXPLAIN_READY] {
+            let lines: Vec<String> = sqlx::query_scalar(sql)
+                .bind(now)
+                .bind(Vec::<String>::new())
+                .bind(10i64)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(db(OP))?;
+            plans.push(lines.join("\n"));
+        }
+        tx.rollback().await.map_err(db(OP))?;
+        Ok(plans)
+    }
+
+    pub(super) async fn claim_jobs(&self, req: ClaimRequest) -> Result<Claimed> {
+        let now = micros(Utc::now());
+        let ttl = TimeDelta::from_std(req.lease_ttl).ok();
+        let expires_at = ttl.and_then(|d| now.checked_add_signed(d)).map(micros).ok_or_else(|| {
+            Error::invalid_input(format!("lease ttl {:?} is out of range", req.lease_ttl)).with_operation(OP)
+        })?;
+        let mut tx = self.shared.pool.begin().await.map_err(db(OP))?;
+        let chosen = if req.limit == 0 { Vec::new() } else { self.lock_candidates(&mut tx, &req, now).await? };
+        let mut jobs = Vec::with_capacity(chosen.len());
+        if !chosen.is_empty() {
+            let (mut wf, mut ids, mut tokens, mut event_wf, mut events) =
+                (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+            for c in &chosen {
+                let attempt = u32::try_from(c.attempt + 1).unwrap_or(u32::MAX);
+                let event =
+                    Event::job(&WorkflowId::new(c.workflow_id.clone()), &c.job_id, JobStatus::Running, attempt, None);
+                events.push(serde_json::to_value(&event)?);
+                event_wf.push(c.workflow_id.clone());
+                wf.push(c.workflow_id.clone());
+                ids.push(c.job_id.clone());
+                tokens.push(uuid::Uuid::now_v7().to_string());
+            }
+            let rows: Vec<JobRow> = sqlx::query_as(TAKE)
+                .bind(wf)
+                .bind(ids)
+                .bind(&req.owner)
+                .bind(expires_at)
+                .bind(now)
+                .bind(tokens)
+                .bind(event_wf)
+                .bind(events)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(db(OP))?;
+            let mut by_key: HashMap<(String, String), JobRow> =
+                rows.into_iter().map(|r| ((r.workflow_id().to_owned(), r.job_id().to_owned()), r)).collect();
+            for c in &chosen {
+                if let Some(row) = by_key.remove(&c.key()) {
+                    jobs.push(row.into_record()?);
+                }
+            }
+        }
+        let next_ready_at: Option<DateTime<Utc>> =
+            sqlx::query_scalar(NEXT_DUE).bind(now).fetch_one(&mut *tx).await.map_err(db(OP))?;
+        tx.commit().await.map_err(db(OP))?;
+        Ok(Claimed { jobs, next_ready_at })
+    }
+
+    /// Locks candidates page by page: a page that a capped type filled is fetched again
+    /// without the types whose caps are used up, keeping the jobs already chosen for them.
+    async fn lock_candidates(
+        &self,
+        conn: &mut PgConnection,
+        req: &ClaimRequest,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Candidate>> {
+        let limit = i64::try_from(req.limit).unwrap_or(i64::MAX);
+        let mut excluded: Vec<String> = req.exclude_types.clone();
+        excluded.extend(req.type_limits.iter().filter(|(_, cap)| **cap == 0).map(|(t, _)| t.clone()));
+        let mut pinned: Vec<Candidate> = Vec::new();
+        loop {
+            let mut page = pinned.clone();
+            let mut page_full = false;
+            for (group, sql) in [(0u8, EXPIRED), (1u8, READY)] {
+                let rows = sqlx::query(sql)
+                    .bind(now)
+                    .bind(&excluded)
+                    .bind(limit)
+                    .fetch_all(&mut *conn)
+                    .await
+                    .map_err(db(OP))?;
+                page_full |= rows.len() as i64 >= limit;
+                for row in rows {
+                    page.push(Candidate {
+                        group,
+                        sort_key: row.try_get("sort_key").map_err(db(OP))?,
+                        workflow_id: row.try_get("workflow_id").map_err(db(OP))?,
+                        job_id: row.try_get("job_id").map_err(db(OP))?,
+                        job_type: row.try_get("job_type").map_err(db(OP))?,
+                        attempt: row.try_get("attempt").map_err(db(OP))?,
+                    });
+                }
+            }
+            let (chosen, full) = choose(page, req.limit, &req.type_limits);
+            let new_full: Vec<String> = full.into_iter().filter(|t| !excluded.contains(t)).collect();
+            if chosen.len() >= req.limit || !page_full || new_full.is_empty() {
+                return Ok(chosen);
+            }
+            excluded.extend(new_full);
+            pinned = chosen.into_iter().filter(|c| excluded.contains(&c.job_type)).collect();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn c(group: u8, key: f64, job: &str, ty: &str) -> Candidate {
+        Candidate { group, sort_key: key, workflow_id: "w".into(), job_id: job.into(), job_type: ty.into(), attempt: 0 }
+    }
+
+    fn ids(c: &[Candidate]) -> Vec<&str> {
+        c.iter().map(|c| c.job_id.as_str()).collect()
+    }
+
+    #[test]
+    fn expired_first_then_by_score_then_key() {
+        let page = vec![c(1, -5.0, "r2", "t"), c(1, -5.0, "r1", "t"), c(0, 100.0, "e1", "t"), c(1, -9.0, "r0", "t")];
+        let (chosen, full) = choose(page, 10, &HashMap::new());
+        assert_eq!(ids(&chosen), ["e1", "r0", "r1", "r2"]);
+        assert!(full.is_empty());
+    }
+
+    #[test]
+    fn caps_skip_a_type_but_keep_order() {
+        let page =
+            vec![c(1, 1.0, "s1", "slow"), c(1, 2.0, "s2", "slow"), c(1, 3.0, "n1", "noop"), c(1, 4.0, "s3", "slow")];
+        let caps = HashMap::from([("slow".to_owned(), 1)]);
+        let (chosen, full) = choose(page.clone(), 10, &caps);
+        assert_eq!(ids(&chosen), ["s1", "n1"]);
+        assert_eq!(full, HashSet::from(["slow".to_owned()]));
+        let (chosen, _) = choose(page, 1, &caps);
+        assert_eq!(ids(&chosen), ["s1"]);
+    }
+
+    #[test]
+    fn a_job_seen_twice_is_chosen_once() {
+        let page = vec![c(1, 1.0, "a", "t"), c(1, 1.0, "a", "t"), c(1, 2.0, "b", "t")];
+        let (chosen, _) = choose(page, 10, &HashMap::new());
+        assert_eq!(ids(&chosen), ["a", "b"]);
+    }
+}

@@ -1,0 +1,168 @@
+//! The decisions of [`StateStore::apply`](baseshift_core::StateStore::apply), made in Rust
+//! on the rows the transaction locked: every precondition first, then the new records,
+//! the children's counters and the events, exactly as the contract says.
+
+use crate::rows::normalize_job;
+use baseshift_core::state::ChildDecision;
+use baseshift_core::store::{Applied, Transition};
+use baseshift_core::{Error, Event, JobRecord, JobStatus, Result, WorkflowRecord};
+use chrono::{DateTime, Utc};
+use std::collections::{HashMap, HashSet};
+
+/// What one step writes.
+#[derive(Debug)]
+pub(crate) struct Planned {
+    /// The header to store (the step's, or the stored one with the new `remaining`).
+    pub(crate) header: WorkflowRecord,
+    /// Whether the header row changes at all.
+    pub(crate) touch_header: bool,
+    /// Changed job records (version bumped) with their ordinals.
+    pub(crate) jobs: Vec<(JobRecord, i32)>,
+    /// The step's own events, then the ones for store-made changes.
+    pub(crate) events: Vec<Event>,
+    /// What the step returns.
+    pub(crate) applied: Applied,
+    /// Whether a job became `READY` (waiting engines should look).
+    pub(crate) wake: bool,
+}
+
+/// Checks `step` against the locked header and job rows, then computes every write.
+/// A failed check returns the error and nothing is written.
+pub(crate) fn plan(
+    stored: WorkflowRecord,
+    mut rows: HashMap<String, (JobRecord, i32)>,
+    step: Transition,
+    now: DateTime<Utc>,
+) -> Result<Planned> {
+    validate(&stored, &rows, &step)?;
+    let Transition { header, jobs, parent_outcomes, terminal_delta, events, .. } = step;
+
+    let mut changed: Vec<String> = Vec::with_capacity(jobs.len() + parent_outcomes.len());
+    let mut written = HashSet::with_capacity(changed.capacity());
+    for job in jobs {
+        let Some((old, _)) = rows.get_mut(&job.job_id) else { continue };
+        let mut job = normalize_job(job);
+        job.version = old.version + 1;
+        *old = job;
+        if written.insert(old.job_id.clone()) {
+            changed.push(old.job_id.clone());
+        }
+    }
+
+    let mut applied = Applied::default();
+    let mut derived = Vec::new();
+    let mut skipped_main = 0u64;
+    for outcome in parent_outcomes {
+        let Some((child, _)) = rows.get_mut(&outcome.child) else { continue };
+        child.deps.record(outcome.status);
+        if written.insert(child.job_id.clone()) {
+            child.version += 1;
+            changed.push(child.job_id.clone());
+        }
+        if child.status != JobStatus::Pending || child.eligible {
+            continue;
+        }
+        match ChildDecision::decide(child.trigger, &child.deps) {
+            ChildDecision::Wait => {}
+            ChildDecision::Ready if child.has_condition => {
+                child.eligible = true;
+                applied.eligible.push(child.job_id.clone());
+            }
+            ChildDecision::Ready => {
+                child.status = JobStatus::Ready;
+                child.ready_at = Some(now);
+                applied.ready.push(child.job_id.clone());
+                derived.push(Event::job(&stored.id, &child.job_id, JobStatus::Ready, child.attempt, None));
+            }
+            ChildDecision::Skip => {
+                child.status = JobStatus::Skipped;
+                child.propagated = false;
+                child.finished_at = Some(now);
+                if child.compensation_of.is_none() {
+                    skipped_main += 1;
+                }
+                applied.skipped.push(child.job_id.clone());
+                derived.push(Event::job(&stored.id, &child.job_id, JobStatus::Skipped, child.attempt, None));
+            }
+        }
+    }
+
+    let remaining = stored.remaining.saturating_sub(skipped_main).saturating_sub(terminal_delta);
+    applied.remaining = remaining;
+    let (header, touch_header) = match header {
+        Some(mut header) => {
+            header.remaining = remaining;
+            header.version = stored.version + 1;
+            (header, true)
+        }
+        None => {
+            let touch = remaining != stored.remaining;
+            let mut header = stored;
+            header.remaining = remaining;
+            (header, touch)
+        }
+    };
+    let jobs: Vec<(JobRecord, i32)> = changed.iter().filter_map(|id| rows.remove(id)).collect();
+    let wake = jobs.iter().any(|(j, _)| j.status == JobStatus::Ready);
+    let mut all_events = events;
+    all_events.extend(derived);
+    Ok(Planned { header, touch_header, jobs, events: all_events, applied, wake })
+}
+
+/// Every precondition of the step, checked before anything is computed.
+fn validate(stored: &WorkflowRecord, rows: &HashMap<String, (JobRecord, i32)>, step: &Transition) -> Result<()> {
+    if let Some(header) = &step.header {
+        if header.id != stored.id {
+            return Err(Error::invalid_input(format!(
+                "header of workflow `{}` in a step on another workflow",
+                header.id
+            )));
+        }
+        if header.version != stored.version {
+            return Err(Error::conflict(format!(
+                "stale workflow version {} (stored {})",
+                header.version, stored.version
+            )));
+        }
+        if header.status != stored.status {
+            stored.status.check(header.status)?;
+        }
+    }
+    let mut seen = HashSet::with_capacity(step.jobs.len());
+    for job in &step.jobs {
+        let with_job = |e: Error| e.with_job(job.job_id.as_str());
+        if job.workflow_id != stored.id {
+            return Err(with_job(Error::invalid_input("job record belongs to another workflow")));
+        }
+        if !seen.insert(job.job_id.as_str()) {
+            return Err(with_job(Error::invalid_input("job written twice in one step")));
+        }
+        let (old, _) = rows.get(&job.job_id).ok_or_else(|| with_job(Error::not_found("no such job")))?;
+        if job.version != old.version {
+            return Err(with_job(Error::conflict(format!(
+                "stale job version {} (stored {})",
+                job.version, old.version
+            ))));
+        }
+        if job.status != old.status {
+            old.status.check(job.status).map_err(with_job)?;
+        }
+    }
+    for outcome in &step.parent_outcomes {
+        let with_job = |e: Error| e.with_job(outcome.child.as_str());
+        if !rows.contains_key(&outcome.child) {
+            return Err(with_job(Error::not_found("no such child job")));
+        }
+        if !outcome.status.is_terminal() {
+            return Err(with_job(Error::invalid_input(format!(
+                "parent outcome {} is not a terminal status",
+                outcome.status
+            ))));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+#[path = "plan_tests.rs"]
+mod tests;
