@@ -49,12 +49,18 @@ pub struct EventPayload {
     pub job_id: Option<String>,
     /// The new status (`RUNNING`, `SUCCEEDED`, ...).
     pub status: String,
-    /// The job's output, or details of the transition.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The job's output, or details of the transition. `Some(null)` (a job whose output is
+    /// `null`) is written as `"result": null` and read back as `Some(null)`; `None` is absent.
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "present")]
     pub result: Option<Value>,
     /// The attempt number, for job events.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attempt: Option<u32>,
+}
+
+/// A field that is present is `Some`, even when it is `null`.
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
+    Value::deserialize(d).map(Some)
 }
 
 /// One event: `{"event_type", "timestamp", "payload": {"workflow_id", "job_id", "status", "result"}}`.
@@ -141,5 +147,24 @@ impl Event {
     /// The partitioning key: the workflow id, so one workflow's events stay in order.
     pub fn key(&self) -> &str {
         self.payload.workflow_id.as_str()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_round_trip_through_json_including_null_results() {
+        let id = WorkflowId::new("w1");
+        for result in [None, Some(Value::Null), Some(serde_json::json!({ "ok": true }))] {
+            let e = Event::job(&id, "a", JobStatus::Succeeded, 1, result);
+            let back: Event = serde_json::from_str(&serde_json::to_string(&e).unwrap()).unwrap();
+            assert_eq!(back, e);
+        }
+        let v = serde_json::to_value(Event::workflow(&id, WorkflowStatus::Completed, None)).unwrap();
+        assert_eq!(v["event_type"], "workflow_completed");
+        assert_eq!(v["payload"]["workflow_id"], "w1");
+        assert!(v["payload"].get("result").is_none());
     }
 }

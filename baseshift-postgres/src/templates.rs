@@ -5,7 +5,7 @@ use crate::backend::Shared;
 use crate::error::{BACKEND, backend_error, db, db_error};
 use async_trait::async_trait;
 use baseshift_core::templates::TemplateSummary;
-use baseshift_core::{Error, ErrorKind, JobSpec, MemoryTemplateStore, Result, TemplateStore, WorkflowTemplate};
+use baseshift_core::{Error, ErrorKind, Result, TemplateStore, WorkflowTemplate};
 use semver::Version;
 use sqlx::types::Json;
 use std::sync::Arc;
@@ -151,9 +151,8 @@ impl TemplateStore for PostgresTemplateStore {
         .map_err(db(OP))?;
         let mut summaries = Vec::with_capacity(rows.len());
         for (id, name, versions) in rows {
-            let mut versions = versions.iter().map(|v| parse_version(v, OP)).collect::<Result<Vec<_>>>()?;
-            versions.sort();
-            summaries.push(summary(id, name, versions).await.map_err(|e| ctx(e, OP))?);
+            let versions = versions.iter().map(|v| parse_version(v, OP)).collect::<Result<Vec<_>>>()?;
+            summaries.push(TemplateSummary::new(id, name, versions).map_err(|e| ctx(e, OP))?);
         }
         Ok(summaries)
     }
@@ -170,26 +169,4 @@ impl TemplateStore for PostgresTemplateStore {
         }
         Ok(())
     }
-}
-
-/// Builds a [`TemplateSummary`] for `id` (whose latest version is named `name`) with
-/// `versions` ascending.
-///
-/// `TemplateSummary` is `#[non_exhaustive]` without a public constructor, so a backend
-/// outside `baseshift-core` cannot build one directly; the in-memory store's `list`
-/// builds it from placeholder templates carrying the same id, name and versions.
-async fn summary(id: String, name: String, versions: Vec<Version>) -> Result<TemplateSummary> {
-    let scratch = MemoryTemplateStore::new();
-    let placeholder = |v: &Version| {
-        let mut t = WorkflowTemplate::new(id.clone(), v.clone()).job(JobSpec::new("placeholder", "noop"));
-        t.name = name.clone();
-        t
-    };
-    let mut iter = versions.iter();
-    let first = iter.next().ok_or_else(|| Error::internal(format!("template `{id}` has no versions")))?;
-    scratch.create(&placeholder(first)).await?;
-    for v in iter {
-        scratch.update(&placeholder(v)).await?;
-    }
-    scratch.list().await?.pop().ok_or_else(|| Error::internal(format!("no summary built for template `{id}`")))
 }

@@ -22,6 +22,24 @@ pub struct TemplateSummary {
     pub versions: Vec<semver::Version>,
 }
 
+impl TemplateSummary {
+    /// A summary from the stored versions (in any order); `InvalidInput` when there are none.
+    pub fn new(
+        template_id: impl Into<String>,
+        name: impl Into<String>,
+        mut versions: Vec<semver::Version>,
+    ) -> Result<Self> {
+        let template_id = template_id.into();
+        versions.sort();
+        versions.dedup();
+        let latest_version = versions
+            .last()
+            .cloned()
+            .ok_or_else(|| crate::Error::invalid_input(format!("template `{template_id}` has no versions")))?;
+        Ok(TemplateSummary { template_id, name: name.into(), latest_version, versions })
+    }
+}
+
 /// Stores workflow templates with semantic versions.
 ///
 /// # Contract
