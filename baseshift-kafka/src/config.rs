@@ -102,7 +102,8 @@ pub struct KafkaConfig {
     pub delivery_timeout_ms: u32,
     /// Timeout of the metadata and admin requests made by `connect`.
     pub request_timeout_ms: u32,
-    /// Consumer group session timeout (`session.timeout.ms`); default 10 s, 1 s on the mock.
+    /// Consumer group session timeout (`session.timeout.ms`); default 10 s, 4 s on the mock
+    /// (whose groups wait 3 s for members before their first assignment).
     pub session_timeout_ms: Option<u32>,
     /// Consumer heartbeat interval (`heartbeat.interval.ms`); default 3 s, 100 ms on the mock.
     pub heartbeat_interval_ms: Option<u32>,
@@ -232,7 +233,7 @@ impl KafkaConfig {
     }
 
     pub(crate) fn session_timeout_ms(&self) -> u32 {
-        self.session_timeout_ms.unwrap_or(if self.is_mock() { 1_000 } else { 10_000 })
+        self.session_timeout_ms.unwrap_or(if self.is_mock() { 4_000 } else { 10_000 })
     }
 
     pub(crate) fn heartbeat_interval_ms(&self) -> u32 {
@@ -438,7 +439,7 @@ mod tests {
         let c = KafkaEventBusBuilder::default().mock_cluster(1).build().unwrap();
         assert_eq!(prop(&c.producer_config(), "test.mock.num.brokers"), Some("1"));
         let k = c.consumer_config("127.0.0.1:1", "g");
-        assert_eq!(prop(&k, "session.timeout.ms"), Some("1000"));
+        assert_eq!(prop(&k, "session.timeout.ms"), Some("4000"));
         assert_eq!(prop(&k, "heartbeat.interval.ms"), Some("100"));
     }
 
