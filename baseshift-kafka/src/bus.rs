@@ -149,8 +149,10 @@ async fn create_topics(config: &KafkaConfig, names: &[String]) -> Result<()> {
         .iter()
         .map(|n| NewTopic::new(n, config.partitions, TopicReplication::Fixed(config.replication_factor)))
         .collect();
-    let results =
-        admin.create_topics(&new, &options).await.map_err(|e| kafka_error(CONNECT, format!("create topics {names:?}"), e))?;
+    let results = admin
+        .create_topics(&new, &options)
+        .await
+        .map_err(|e| kafka_error(CONNECT, format!("create topics {names:?}"), e))?;
     for result in results {
         match result {
             Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
@@ -169,11 +171,9 @@ async fn check_topics(shared: &Arc<Shared>) -> Result<()> {
     // librdkafka's metadata request blocks its caller.
     let checked = tokio::task::spawn_blocking(move || -> Result<()> {
         for name in &shared.names {
-            let metadata = shared
-                .producer
-                .client()
-                .fetch_metadata(Some(name), timeout)
-                .map_err(|e| kafka_error(CONNECT, format!("fetch metadata of topic `{name}` from {}", shared.bootstrap), e))?;
+            let metadata = shared.producer.client().fetch_metadata(Some(name), timeout).map_err(|e| {
+                kafka_error(CONNECT, format!("fetch metadata of topic `{name}` from {}", shared.bootstrap), e)
+            })?;
             let topic = metadata.topics().iter().find(|t| t.name() == name.as_str());
             let code: Option<RDKafkaErrorCode> = match topic {
                 None => Some(RDKafkaErrorCode::UnknownTopicOrPartition),
@@ -220,8 +220,10 @@ impl EventBus for KafkaEventBus {
         let queue_timeout = Duration::from_millis(u64::from(self.shared.config.delivery_timeout_ms));
         match self.shared.producer.send(record, queue_timeout).await {
             Ok(_) => Ok(()),
-            Err((e, _)) => Err(kafka_error(PUBLISH, format!("publish {} to `{name}`", event.event_type), e)
-                .with_workflow(event.key())),
+            Err((e, _)) => {
+                Err(kafka_error(PUBLISH, format!("publish {} to `{name}`", event.event_type), e)
+                    .with_workflow(event.key()))
+            }
         }
     }
 

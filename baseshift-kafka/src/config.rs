@@ -499,7 +499,8 @@ mod tests {
     #[test]
     fn config_round_trips_through_serde_with_defaults() {
         let c: KafkaConfig =
-            serde_json::from_value(serde_json::json!({ "brokers": "k:1", "topics": { "job_events": "jobs" } })).unwrap();
+            serde_json::from_value(serde_json::json!({ "brokers": "k:1", "topics": { "job_events": "jobs" } }))
+                .unwrap();
         assert_eq!(c.brokers, "k:1");
         assert_eq!(c.topic_name(Topic::JobEvents), "jobs");
         assert_eq!(c.topic_name(Topic::WorkflowEvents), "workflow_events");

@@ -26,18 +26,14 @@ async fn broker_bus() -> KafkaEventBus {
         return mock_bus().await;
     };
     let prefix = format!("baseshift-test-{}.", baseshift_core::WorkflowId::generate());
-    KafkaEventBus::builder()
-        .brokers(&brokers)
-        .topic_prefix(prefix)
-        .create_topics(3, -1)
-        .connect()
-        .await
-        .unwrap_or_else(|e| {
+    KafkaEventBus::builder().brokers(&brokers).topic_prefix(prefix).create_topics(3, -1).connect().await.unwrap_or_else(
+        |e| {
             panic!(
                 "cannot use the Kafka brokers at `{brokers}` ({ENV_VAR}): {e}. Start a broker there, or unset \
                  {ENV_VAR} to run against the in-process mock cluster only"
             )
-        })
+        },
+    )
 }
 
 mod mock {
