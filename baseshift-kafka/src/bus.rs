@@ -29,7 +29,9 @@ const PUBLISH: &str = "EventBus::publish";
 /// a crash or rebalance redelivers what was not processed. A [`Delivery`](baseshift_core::Delivery)
 /// dropped without acknowledgement makes its member seek back and deliver it again.
 /// Dropping the [`Subscription`] leaves the group; its unacknowledged events go to the
-/// remaining members. Keep polling a subscription: a member silent for longer than
+/// remaining members. Acknowledging a delivery after its subscription was dropped, or after a
+/// rebalance moved its partition to another member, fails with `Conflict`: the group will
+/// deliver that event again. Keep polling a subscription: a member silent for longer than
 /// librdkafka's `max.poll.interval.ms` (5 minutes by default) is removed from its group.
 ///
 /// Cloning the bus gives another handle to the same producer.

@@ -95,4 +95,12 @@ impl ConsumerContext for MemberContext {
             Rebalance::Error(error) => tracing::warn!(%error, "consumer group rebalance error"),
         }
     }
+
+    fn commit_callback(&self, result: rdkafka::error::KafkaResult<()>, offsets: &TopicPartitionList) {
+        // A failed commit is retried by the next acknowledgement or rebalance; until then the
+        // group would redeliver those events, which at-least-once allows.
+        if let Err(error) = result {
+            tracing::warn!(%error, ?offsets, "committing acknowledged offsets failed");
+        }
+    }
 }

@@ -47,6 +47,7 @@ pub(crate) fn kind_of(err: &KafkaError) -> ErrorKind {
             ErrorKind::InvalidInput
         }
         KafkaError::Canceled => ErrorKind::Cancelled,
+        KafkaError::AdminOp(code) => kind_of_code(*code),
         KafkaError::Nul(_) => ErrorKind::InvalidInput,
         other => other.rdkafka_error_code().map_or(ErrorKind::Internal, kind_of_code),
     }
@@ -90,5 +91,6 @@ mod tests {
         assert!(e.message().contains("job_events"), "{e}");
         assert!(std::error::Error::source(&e).is_some());
         assert_eq!(kind_of(&KafkaError::ClientCreation("bad".into())), ErrorKind::InvalidInput);
+        assert_eq!(kind_of(&KafkaError::AdminOp(RDKafkaErrorCode::OperationTimedOut)), ErrorKind::Timeout);
     }
 }

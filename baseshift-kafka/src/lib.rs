@@ -19,9 +19,9 @@
 //! - Consumer groups get at-least-once delivery: offsets are committed after acknowledgement,
 //!   only up to the lowest unacknowledged delivery; a delivery dropped without acknowledgement
 //!   is delivered again, and a crash or rebalance redelivers what was not committed.
-//! - Not provided: exactly-once processing (consumers must tolerate redelivery), ordering across
-//!   workflows or topics, and events without a workflow id (system events) all land on
-//!   partitions chosen by the producer.
+//! - Not provided: exactly-once processing (consumers must tolerate redelivery), and ordering
+//!   across workflows or topics. Events without a workflow id (most system events) have no key
+//!   and are spread over partitions, so they have no order among themselves.
 //!
 //! # Wiring it into an engine
 //!
