@@ -201,10 +201,12 @@ impl Inner {
                 let jobs = json!({});
                 let wf = json!({ "id": id.as_str() });
                 let vars = ConditionVars { input: &basics.input, jobs: &jobs, workflow: &wf };
-                let run = cond.evaluate(&vars).map_err(|m| {
-                    Error::invalid_input(format!("condition `when` of job `{}`: {m}", r.job_id))
-                        .with_workflow(id.as_str())
-                })?;
+                // As for every other job: a condition that cannot be evaluated skips the job
+                // (and is logged) rather than leaving the workflow stuck in INITIALIZED.
+                let run = cond.evaluate(&vars).unwrap_or_else(|m| {
+                    tracing::warn!(workflow = %id, job = %r.job_id, error = %m, "condition could not be evaluated; skipping the job");
+                    false
+                });
                 verdicts.insert(r.job_id.clone(), run);
             }
         }
@@ -332,11 +334,18 @@ impl Inner {
             after = Some(last.id.clone());
             for header in page {
                 report.examined += 1;
-                if header.status == WorkflowStatus::Initialized {
-                    self.begin(&header.id).await?;
-                    report.started += 1;
+                // One workflow that cannot be resumed must not stop the others (or the launch).
+                let outcome = if header.status == WorkflowStatus::Initialized {
+                    self.begin(&header.id).await.map(|()| report.started += 1)
                 } else {
-                    report.resumed_steps += self.resume(&header).await?;
+                    self.resume(&header).await.map(|n| report.resumed_steps += n)
+                };
+                if let Err(e) = outcome {
+                    if e.kind() == ErrorKind::Unavailable || e.kind() == ErrorKind::Timeout {
+                        return Err(e);
+                    }
+                    report.failed += 1;
+                    tracing::error!(workflow = %header.id, error = %e, "recovering the workflow failed; skipped");
                 }
             }
         }

@@ -135,6 +135,8 @@ pub struct RecoveryReport {
     pub started: usize,
     /// Jobs whose pending step (propagation, condition, finalization) was completed.
     pub resumed_steps: usize,
+    /// Workflows that could not be resumed (logged; the others were still resumed).
+    pub failed: usize,
 }
 
 /// The embedded workflow engine. Cheap to clone; all clones share one instance.

@@ -580,3 +580,18 @@ async fn cancel_from_another_instance_stops_the_job_through_its_lease() {
     assert_eq!(status_of(&report, "long"), JobStatus::Cancelled);
     worker.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_root_condition_that_cannot_be_evaluated_skips_the_job() {
+    let script = Script::default();
+    let engine = engine_with(&script).await;
+    let t = tpl("badroot")
+        .job(JobSpec::new("maybe", "script").when("input.missing.field == 1"))
+        .job(JobSpec::new("always", "script").depends_on(Vec::<String>::new()));
+    let (_, report) = run(&engine, t, json!({})).await;
+    assert_eq!(report.workflow.status, WorkflowStatus::Completed);
+    assert_eq!(status_of(&report, "maybe"), JobStatus::Skipped);
+    assert_eq!(script.order(), vec!["always"]);
+    assert_eq!(engine.recover().await.unwrap().failed, 0);
+    engine.shutdown().await;
+}
