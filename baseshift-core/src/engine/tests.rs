@@ -16,6 +16,7 @@ use std::time::Duration;
 struct Call {
     job: String,
     attempt: u32,
+    lease_token: Option<String>,
 }
 
 /// A scripted runner (`script` job type). Config:
@@ -61,7 +62,11 @@ impl JobRunner for Script {
         Ok(())
     }
     async fn run(&self, ctx: JobContext) -> Result<JobOutput, JobError> {
-        self.calls.lock().unwrap().push(Call { job: ctx.job_id.clone(), attempt: ctx.attempt });
+        self.calls.lock().unwrap().push(Call {
+            job: ctx.job_id.clone(),
+            attempt: ctx.attempt,
+            lease_token: ctx.lease_token.clone(),
+        });
         let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
         self.max_running.fetch_max(now, Ordering::SeqCst);
         let _running = Running(self.running.clone());
@@ -124,6 +129,9 @@ async fn chain_runs_in_list_order_and_publishes_every_transition() {
     let (id, report) = run(&engine, t, json!({})).await;
     assert_eq!(report.workflow.status, WorkflowStatus::Completed);
     assert_eq!(script.order(), vec!["a", "b", "c"]);
+    let tokens: std::collections::HashSet<_> =
+        script.calls().into_iter().map(|c| c.lease_token.expect("leased")).collect();
+    assert_eq!(tokens.len(), 3, "each attempt runs under its own lease token");
     let mut seen = Vec::new();
     while seen.last().map(String::as_str) != Some("workflow_completed") {
         let d =

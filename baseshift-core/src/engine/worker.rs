@@ -139,6 +139,7 @@ async fn run_job(inner: &Arc<Inner>, rec: JobRecord) -> Result<()> {
         attempt: rec.attempt,
         deadline,
         cancellation: token.clone(),
+        lease_token: rec.lease.as_ref().map(|l| l.token.clone()),
         children: Some(inner.clone()),
     };
     let run = runner.run(ctx);

@@ -63,8 +63,11 @@ pub struct JobContext {
     pub attempt: u32,
     /// When the attempt must be finished (the job's timeout), if any.
     pub deadline: Option<Instant>,
-    /// Cancelled when the workflow is cancelled or the attempt times out.
+    /// Cancelled when the workflow is cancelled, the attempt times out or its lease is lost.
     pub cancellation: CancellationToken,
+    /// The token of the lease this attempt runs under (unique per claim), if any: lets a
+    /// runner tag its side effects with the claim that made them.
+    pub lease_token: Option<String>,
     /// Handle for runners that start child workflows (`workflow` runner).
     pub(crate) children: Option<Arc<dyn crate::engine::ChildStarter>>,
 }
@@ -97,6 +100,7 @@ impl JobContext {
             attempt: 1,
             deadline: None,
             cancellation: CancellationToken::new(),
+            lease_token: None,
             children: None,
         }
     }
