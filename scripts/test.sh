@@ -14,8 +14,8 @@ cargo clippy --workspace --all-targets --all-features -- -D warnings
 echo "== cargo test (all features)"
 cargo test --workspace --all-features
 
-echo "== cargo test (no default features: core without the http runner)"
-cargo test -p baseshift-core --no-default-features --lib
+echo "== cargo clippy (core without default features: no http runner)"
+cargo clippy -p baseshift-core --no-default-features -- -D warnings
 
 echo "== benchmark smoke run"
 cargo run -p baseshift-benches -- --smoke
