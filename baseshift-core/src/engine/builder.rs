@@ -1,5 +1,6 @@
 //! [`EngineBuilder`] and [`EngineConfig`].
 
+use super::flow::{CircuitBreaker, RateLimit};
 use super::{Engine, Inner};
 use crate::bus::{EventBus, MemoryEventBus};
 use crate::error::{Error, Result};
@@ -25,10 +26,10 @@ pub struct EngineConfig {
     /// Per job type limits on this instance.
     pub type_limits: HashMap<String, usize>,
     /// Lease length; renewed every third of it while a job runs.
-    #[serde(with = "humantime_serde_compat")]
+    #[serde(with = "duration_serde")]
     pub lease_ttl: Duration,
     /// The longest an idle worker sleeps before asking the store again.
-    #[serde(with = "humantime_serde_compat")]
+    #[serde(with = "duration_serde")]
     pub poll_interval: Duration,
     /// Largest accepted workflow input, in bytes of JSON.
     pub max_input_bytes: usize,
@@ -39,6 +40,10 @@ pub struct EngineConfig {
     /// Variables the host defines for templates (read as `${env.NAME}` or `${NAME}`);
     /// they take precedence over the process environment.
     pub variables: HashMap<String, String>,
+    /// Per job type start-rate limits on this instance.
+    pub rate_limits: HashMap<String, RateLimit>,
+    /// A circuit breaker applied to each job type on this instance.
+    pub circuit_breaker: Option<CircuitBreaker>,
 }
 
 impl Default for EngineConfig {
@@ -53,11 +58,13 @@ impl Default for EngineConfig {
             max_output_bytes: 1 << 20,
             env_allowlist: HashSet::new(),
             variables: HashMap::new(),
+            rate_limits: HashMap::new(),
+            circuit_breaker: None,
         }
     }
 }
 
-mod humantime_serde_compat {
+pub(crate) mod duration_serde {
     use crate::template::DurationSpec;
     use serde::{Deserialize, Deserializer, Serialize, Serializer};
     use std::time::Duration;
@@ -181,6 +188,18 @@ impl EngineBuilder {
         self
     }
 
+    /// At most `limit.per_second` starts per second of `job_type` on this instance.
+    pub fn rate_limit(mut self, job_type: impl Into<String>, limit: RateLimit) -> Self {
+        self.config.rate_limits.insert(job_type.into(), limit);
+        self
+    }
+
+    /// Holds back a job type after consecutive failures (see [`CircuitBreaker`]).
+    pub fn circuit_breaker(mut self, breaker: CircuitBreaker) -> Self {
+        self.config.circuit_breaker = Some(breaker);
+        self
+    }
+
     /// Defines a variable templates read as `${env.NAME}` (or `${NAME}`), without touching
     /// the process environment.
     pub fn variable(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
@@ -201,6 +220,17 @@ impl EngineBuilder {
         }
         if c.lease_ttl < Duration::from_millis(100) {
             return Err(Error::invalid_input("EngineConfig.lease_ttl must be at least 100ms"));
+        }
+        if let Some((ty, r)) =
+            c.rate_limits.iter().find(|(_, r)| !(r.per_second.is_finite() && r.per_second > 0.0) || r.burst == 0)
+        {
+            return Err(Error::invalid_input(format!(
+                "EngineConfig.rate_limits[{ty}]: per_second must be > 0 and burst >= 1 (got {} and {})",
+                r.per_second, r.burst
+            )));
+        }
+        if c.circuit_breaker.is_some_and(|b| b.failure_threshold == 0) {
+            return Err(Error::invalid_input("EngineConfig.circuit_breaker.failure_threshold must be at least 1"));
         }
         if c.instance_id.is_empty() {
             return Err(Error::invalid_input("EngineConfig.instance_id must not be empty"));

@@ -23,6 +23,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::EngineConfig;
+use super::flow::FlowControl;
 
 /// A job this instance is running: how to stop it and which lease it holds.
 #[derive(Debug, Clone)]
@@ -56,6 +57,7 @@ pub(crate) struct Inner {
     pub stop: CancellationToken,
     pub launched: AtomicBool,
     pub tasks: Mutex<Vec<JoinHandle<()>>>,
+    pub flow: FlowControl,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -72,7 +74,6 @@ impl Inner {
         secrets: Option<Arc<dyn SecretResolver>>,
     ) -> Self {
         Inner {
-            config,
             store,
             bus,
             templates,
@@ -89,6 +90,8 @@ impl Inner {
             stop: CancellationToken::new(),
             launched: AtomicBool::new(false),
             tasks: Mutex::new(Vec::new()),
+            flow: FlowControl::new(config.rate_limits.clone(), config.circuit_breaker),
+            config,
         }
     }
 

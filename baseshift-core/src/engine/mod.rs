@@ -23,6 +23,7 @@
 //! ```
 
 mod builder;
+mod flow;
 mod inner;
 pub mod plan;
 mod relay;
@@ -36,6 +37,7 @@ mod tests;
 mod plan_tests;
 
 pub use builder::{EngineBuilder, EngineConfig};
+pub use flow::{CircuitBreaker, RateLimit};
 pub(crate) use inner::Inner;
 
 use crate::bus::EventBus;

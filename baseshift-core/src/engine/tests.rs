@@ -17,6 +17,7 @@ struct Call {
     job: String,
     attempt: u32,
     lease_token: Option<String>,
+    at: tokio::time::Instant,
 }
 
 /// A scripted runner (`script` job type). Config:
@@ -66,6 +67,7 @@ impl JobRunner for Script {
             job: ctx.job_id.clone(),
             attempt: ctx.attempt,
             lease_token: ctx.lease_token.clone(),
+            at: tokio::time::Instant::now(),
         });
         let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
         self.max_running.fetch_max(now, Ordering::SeqCst);
@@ -602,4 +604,75 @@ async fn a_root_condition_that_cannot_be_evaluated_skips_the_job() {
     assert_eq!(script.order(), vec!["always"]);
     assert_eq!(engine.recover().await.unwrap().failed, 0);
     engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limit_spaces_job_starts() {
+    let script = Script::default();
+    let engine =
+        Engine::builder().runner(script.clone()).rate_limit("script", RateLimit::new(20.0, 1)).build().unwrap();
+    engine.launch().await.unwrap();
+    let mut t = tpl("rated").job(JobSpec::new("src", "noop"));
+    for i in 0..6 {
+        t = t.job(JobSpec::new(format!("r{i}"), "script").depends_on(["src"]));
+    }
+    let (_, report) = run(&engine, t, json!({})).await;
+    assert_eq!(report.workflow.status, WorkflowStatus::Completed);
+    let mut at: Vec<_> = script.calls().into_iter().map(|c| c.at).collect();
+    at.sort();
+    assert_eq!(at.len(), 6);
+    for w in at.windows(2) {
+        // 20 per second with a burst of 1: starts at least ~50 ms apart (a little slack for timers).
+        assert!(w[1] - w[0] >= Duration::from_millis(40), "starts {:?} apart", w[1] - w[0]);
+    }
+    engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn circuit_breaker_holds_a_failing_type_then_probes() {
+    let script = Script::default();
+    let engine = Engine::builder()
+        .runner(script.clone())
+        .circuit_breaker(CircuitBreaker::new(3, Duration::from_millis(400)))
+        .build()
+        .unwrap();
+    engine.launch().await.unwrap();
+    let mut sub = engine.event_bus().subscribe(&[Topic::SystemEvents], "breaker").await.unwrap();
+    let t =
+        tpl("flaky-dep").job(JobSpec::new("call", "script").config(json!({ "fail_times": 4 })).retry(fast_retry(10)));
+    let (_, report) = run(&engine, t, json!({})).await;
+    assert_eq!(
+        report.workflow.status,
+        WorkflowStatus::Completed,
+        "jobs wait while the breaker is open; they do not fail"
+    );
+    let calls = script.calls();
+    assert_eq!(calls.iter().map(|c| c.attempt).collect::<Vec<_>>(), vec![1, 2, 3, 4, 5]);
+    // Attempts 1-3 open the breaker; attempt 4 is the half-open probe after the cool-down,
+    // it fails and reopens it; attempt 5 is the next probe, which succeeds.
+    assert!(calls[3].at - calls[2].at >= Duration::from_millis(350), "held for the cool-down");
+    assert!(calls[4].at - calls[3].at >= Duration::from_millis(350), "a failed probe reopens");
+    let mut seen = Vec::new();
+    while seen.len() < 3 {
+        let d = tokio::time::timeout(Duration::from_secs(5), sub.next()).await.unwrap().unwrap().unwrap();
+        if d.event.event_type.starts_with("circuit_") {
+            assert_eq!(d.event.payload.result.as_ref().unwrap()["job_type"], "script");
+            seen.push(d.event.event_type.clone());
+        }
+        d.ack().await.unwrap();
+    }
+    assert_eq!(seen, vec!["circuit_opened", "circuit_opened", "circuit_closed"]);
+    engine.shutdown().await;
+}
+
+#[test]
+fn bad_flow_control_settings_are_rejected_at_build() {
+    let err = Engine::builder().rate_limit("x", RateLimit::new(0.0, 1)).build().unwrap_err();
+    assert_eq!(err.kind(), crate::ErrorKind::InvalidInput);
+    assert!(err.message().contains("rate_limits[x]"));
+    let err = Engine::builder().rate_limit("x", RateLimit::new(5.0, 0)).build().unwrap_err();
+    assert_eq!(err.kind(), crate::ErrorKind::InvalidInput);
+    let err = Engine::builder().circuit_breaker(CircuitBreaker::new(0, Duration::from_secs(1))).build().unwrap_err();
+    assert!(err.message().contains("failure_threshold"));
+    assert_eq!(Engine::builder().concurrency(0).build().unwrap_err().kind(), crate::ErrorKind::InvalidInput);
 }

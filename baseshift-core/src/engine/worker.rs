@@ -1,5 +1,6 @@
 //! The worker side: claiming ready jobs, running them under a lease, recording outcomes.
 
+use super::flow::BreakerChange;
 use super::inner::RunningJob;
 use super::{Inner, plan};
 use crate::error::{Error, ErrorKind, Result};
@@ -42,6 +43,14 @@ pub(crate) async fn claim_loop(inner: Arc<Inner>) {
                 backoff = Duration::from_millis(50);
                 inner.outbox_wake.notify_one();
                 let got = claimed.jobs.len();
+                let now = tokio::time::Instant::now();
+                let mut per_type: HashMap<&str, usize> = HashMap::new();
+                for rec in &claimed.jobs {
+                    *per_type.entry(rec.job_type.as_str()).or_default() += 1;
+                }
+                for (ty, n) in per_type {
+                    inner.flow.claimed(ty, n, now);
+                }
                 for rec in claimed.jobs {
                     inner.total_running.fetch_add(1, Ordering::SeqCst);
                     *inner.lock(&inner.type_running).entry(rec.job_type.clone()).or_default() += 1;
@@ -51,6 +60,10 @@ pub(crate) async fn claim_loop(inner: Arc<Inner>) {
                     let mut wait = inner.config.poll_interval;
                     if let Some(at) = claimed.next_ready_at {
                         let until = (at - Utc::now()).to_std().unwrap_or(Duration::ZERO);
+                        wait = wait.min(until.max(Duration::from_millis(1)));
+                    }
+                    if let Some(at) = inner.flow.next_change(tokio::time::Instant::now()) {
+                        let until = at.saturating_duration_since(tokio::time::Instant::now());
                         wait = wait.min(until.max(Duration::from_millis(1)));
                     }
                     tokio::select! {
@@ -72,22 +85,54 @@ pub(crate) async fn claim_loop(inner: Arc<Inner>) {
     }
 }
 
-/// How many more jobs of each limited type this instance may start now.
+/// How many more jobs of each limited type this instance may start now: the room under
+/// its concurrency limit, its rate limit and its circuit breaker, whichever is least.
 fn type_room(inner: &Inner) -> HashMap<String, usize> {
     let running = inner.lock(&inner.type_running);
-    inner
-        .config
-        .type_limits
-        .iter()
-        .map(|(ty, limit)| (ty.clone(), limit.saturating_sub(running.get(ty).copied().unwrap_or(0))))
-        .collect()
+    let now = tokio::time::Instant::now();
+    let mut room = HashMap::new();
+    for ty in inner.registry.job_types() {
+        let by_limit =
+            inner.config.type_limits.get(ty).map(|limit| limit.saturating_sub(running.get(ty).copied().unwrap_or(0)));
+        let by_flow = inner.flow.room(ty, now);
+        let least = match (by_limit, by_flow) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        if let Some(n) = least {
+            room.insert(ty.to_owned(), n);
+        }
+    }
+    room
 }
 
 async fn run_claimed(inner: Arc<Inner>, rec: JobRecord) {
     let job_type = rec.job_type.clone();
     let key = rec.key();
-    if let Err(e) = run_job(&inner, rec).await {
-        tracing::error!(job = %key, error = %e, "recording a job outcome failed; its lease will expire and it will be re-claimed");
+    let verdict = match run_job(&inner, rec).await {
+        Ok(v) => v,
+        Err(e) => {
+            tracing::error!(job = %key, error = %e, "recording a job outcome failed; its lease will expire and it will be re-claimed");
+            None
+        }
+    };
+    let change = match verdict {
+        Some(failed) => inner.flow.outcome(&job_type, failed, tokio::time::Instant::now()),
+        None => {
+            inner.flow.released(&job_type);
+            None
+        }
+    };
+    if let Some(change) = change {
+        let (event, text) = match change {
+            BreakerChange::Opened => ("circuit_opened", "opened: jobs of this type wait"),
+            BreakerChange::Closed => ("circuit_closed", "closed: jobs of this type run again"),
+        };
+        tracing::warn!(job_type = %job_type, "circuit breaker {text}");
+        let payload = serde_json::json!({ "job_type": job_type, "instance": inner.config.instance_id });
+        if let Err(e) = inner.bus.publish(&crate::event::Event::system(event, payload)).await {
+            tracing::warn!(error = %e, "publishing a circuit breaker event failed");
+        }
     }
     inner.lock(&inner.running).remove(&key);
     if let Some(n) = inner.lock(&inner.type_running).get_mut(&job_type) {
@@ -97,7 +142,10 @@ async fn run_claimed(inner: Arc<Inner>, rec: JobRecord) {
     inner.slot_freed.notify_one();
 }
 
-async fn run_job(inner: &Arc<Inner>, rec: JobRecord) -> Result<()> {
+/// Runs one claimed job and records its outcome. Returns the attempt's verdict for the
+/// circuit breaker: `Some(true)` failed (retryable error or timeout), `Some(false)`
+/// succeeded, `None` no verdict (never ran, cancelled, failed permanently).
+async fn run_job(inner: &Arc<Inner>, rec: JobRecord) -> Result<Option<bool>> {
     let key = rec.key();
     let basics = inner.basics(&rec.workflow_id).await?;
     let compiled = basics.template.clone();
@@ -106,7 +154,7 @@ async fn run_job(inner: &Arc<Inner>, rec: JobRecord) -> Result<()> {
             "permanent",
             format!("job `{}` is not in template {}", rec.job_id, compiled.template().template_id),
         );
-        return record(inner, &compiled, None, rec, fail(failure, false)).await;
+        return record(inner, &compiled, None, rec, fail(failure, false)).await.map(|()| None);
     };
     let token = CancellationToken::new();
     let lease_token = rec.lease.as_ref().map(|l| l.token.clone());
@@ -114,20 +162,21 @@ async fn run_job(inner: &Arc<Inner>, rec: JobRecord) -> Result<()> {
     let secrets = match resolve_secrets(inner, job).await {
         Ok(s) => s,
         Err(e) => {
-            return record(inner, &compiled, Some(job), rec, fail(failure("secret", e.to_string()), e.is_retryable()))
-                .await;
+            let f = fail(failure("secret", e.to_string()), e.is_retryable());
+            return record(inner, &compiled, Some(job), rec, f).await.map(|()| None);
         }
     };
     let config = match render_config(inner, &compiled, job, &rec, &basics.input, &secrets).await {
         Ok(c) => c,
         Err(e) => {
             let retry = e.kind() != ErrorKind::InvalidInput && e.is_retryable();
-            return record(inner, &compiled, Some(job), rec, fail(failure("config", e.to_string()), retry)).await;
+            let f = fail(failure("config", e.to_string()), retry);
+            return record(inner, &compiled, Some(job), rec, f).await.map(|()| None);
         }
     };
     let Some(runner) = inner.registry.get(&rec.job_type).cloned() else {
         let f = failure("permanent", format!("no runner registered for job type `{}`", rec.job_type));
-        return record(inner, &compiled, Some(job), rec, fail(f, false)).await;
+        return record(inner, &compiled, Some(job), rec, fail(f, false)).await.map(|()| None);
     };
     let deadline = job.timeout.map(|t| tokio::time::Instant::now() + t);
     let ctx = JobContext {
@@ -155,7 +204,7 @@ async fn run_job(inner: &Arc<Inner>, rec: JobRecord) -> Result<()> {
         // Cancelled by the workflow or a lost lease: whoever cancelled owns the record now.
         let current = inner.store.job(&key).await?;
         if current.version != rec.version || current.status != JobStatus::Running {
-            return Ok(());
+            return Ok(None);
         }
     }
     let outcome = match result {
@@ -182,7 +231,12 @@ async fn run_job(inner: &Arc<Inner>, rec: JobRecord) -> Result<()> {
         }
         o => o,
     };
-    record(inner, &compiled, Some(job), rec, outcome).await
+    let verdict = match &outcome {
+        plan::Outcome::Failed { retryable: true, .. } => Some(true),
+        plan::Outcome::Failed { .. } => None,
+        _ => Some(false),
+    };
+    record(inner, &compiled, Some(job), rec, outcome).await.map(|()| verdict)
 }
 
 async fn record(
