@@ -6,6 +6,7 @@ mod fields;
 mod http;
 mod manual;
 mod noop;
+mod settings;
 mod shell;
 mod workflow;
 
