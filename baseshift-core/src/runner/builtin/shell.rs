@@ -273,3 +273,6 @@ impl ShellRunner {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod safety_tests;

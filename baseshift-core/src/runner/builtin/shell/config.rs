@@ -342,7 +342,7 @@ impl ShellRunnerConfig {
     }
 
     pub(super) fn is_command_allowed(&self, program: &str) -> bool {
-        if program.contains('/') && program.split('/').any(|seg| seg == ".." || seg == ".") {
+        if program.contains('/') && (program.ends_with('/') || program.split('/').skip(1).any(is_odd_segment)) {
             return false;
         }
         self.allowed_commands.iter().any(|pattern| glob_match(pattern.as_bytes(), program.as_bytes()))
@@ -351,6 +351,11 @@ impl ShellRunnerConfig {
     pub(super) fn is_env_allowed(&self, name: &str) -> bool {
         self.env_allowlist.iter().any(|n| n == name)
     }
+}
+
+/// `.`, `..` and empty segments: a path spelled so may leave a directory a pattern names.
+fn is_odd_segment(segment: &str) -> bool {
+    segment.is_empty() || segment == "." || segment == ".."
 }
 
 /// Why `name` cannot be an environment variable a job sets, if it cannot.

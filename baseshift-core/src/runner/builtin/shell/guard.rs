@@ -6,8 +6,8 @@ use super::ShellRunnerConfig;
 use crate::runner::JobError;
 use serde_json::{Map, Value, json};
 use std::path::Path;
-use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::process::Command;
 
