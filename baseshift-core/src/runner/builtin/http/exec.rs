@@ -21,6 +21,7 @@ pub(super) const SAFE_HEADERS: &[&str] = &[
     "retry-after",
     "cache-control",
     "x-request-id",
+    "x-amz-function-error",
 ];
 /// How much of a failing response's body the error's details keep.
 const ERROR_BODY_BYTES: usize = 4096;
@@ -161,9 +162,21 @@ fn safe_headers(headers: &HeaderMap) -> Value {
     Value::Object(out)
 }
 
+fn error_chain_has<T: std::error::Error + 'static>(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = Some(e);
+    while let Some(err) = current {
+        if err.is::<T>() {
+            return true;
+        }
+        current = err.source();
+    }
+    false
+}
+
 /// Maps a client error. The URL is left out of the message: its query may hold secrets.
 fn request_error(e: reqwest::Error) -> JobError {
-    let retryable = !(e.is_builder() || e.is_redirect());
+    let denied = error_chain_has::<super::netguard::Denied>(&e);
+    let retryable = !(e.is_builder() || e.is_redirect() || denied);
     let e = e.without_url();
     let mut message = e.to_string();
     let mut source = std::error::Error::source(&e);
