@@ -264,3 +264,6 @@ fn check_statuses(field: &str, codes: &[u16]) -> Result<(), Error> {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod safety_tests;

@@ -162,21 +162,9 @@ fn safe_headers(headers: &HeaderMap) -> Value {
     Value::Object(out)
 }
 
-fn error_chain_has<T: std::error::Error + 'static>(e: &(dyn std::error::Error + 'static)) -> bool {
-    let mut current = Some(e);
-    while let Some(err) = current {
-        if err.is::<T>() {
-            return true;
-        }
-        current = err.source();
-    }
-    false
-}
-
 /// Maps a client error. The URL is left out of the message: its query may hold secrets.
 fn request_error(e: reqwest::Error) -> JobError {
-    let denied = error_chain_has::<super::netguard::Denied>(&e);
-    let retryable = !(e.is_builder() || e.is_redirect() || denied);
+    let builder_or_redirect = e.is_builder() || e.is_redirect();
     let e = e.without_url();
     let mut message = e.to_string();
     let mut source = std::error::Error::source(&e);
@@ -188,5 +176,7 @@ fn request_error(e: reqwest::Error) -> JobError {
         }
         source = cause.source();
     }
+    // A refused address will be refused again: permanent.
+    let retryable = !(builder_or_redirect || message.contains(super::netguard::DENIED_MARKER));
     if retryable { JobError::retryable(message) } else { JobError::permanent(message) }
 }

@@ -139,13 +139,17 @@ impl NetGuard {
             format!("`{host}` resolves to {ip}, which")
         };
         Err(format!(
-            "{shown} is a private, loopback or link-local address, denied by http.allow_private_networks \
+            "{shown} is a private, loopback or link-local address, {DENIED_MARKER} \
              (allow it with allow_private_networks or private_network_allowlist)"
         ))
     }
 }
 
-/// The error a refused resolution carries, so the runner can make it permanent.
+/// Part of every refusal's message. The HTTP client boxes resolver errors in a way that
+/// hides their type from `source()`, so the runner recognizes a refusal by this text.
+pub(super) const DENIED_MARKER: &str = "denied by http.allow_private_networks";
+
+/// The error a refused resolution carries.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub(super) struct Denied(pub(super) String);
