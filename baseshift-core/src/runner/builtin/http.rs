@@ -4,8 +4,10 @@ mod config;
 mod exec;
 mod netguard;
 mod policy;
+mod serverless;
 
 pub use config::HttpRunnerConfig;
+pub use serverless::ServerlessRunner;
 
 use super::fields::{ConfigReader, Field};
 use crate::error::{Error, ErrorKind};
