@@ -61,7 +61,8 @@ pub struct ShellRunner {
 }
 
 impl ShellRunner {
-    /// A runner with these host-side limits.
+    /// A runner with these host-side limits. The policy is not checked here: call
+    /// [`ShellRunnerConfig::validate`] at start-up (the YAML/JSON loaders do).
     pub fn new(config: ShellRunnerConfig) -> Self {
         ShellRunner { config }
     }

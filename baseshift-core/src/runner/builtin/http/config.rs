@@ -146,7 +146,7 @@ impl HttpRunnerConfig {
     /// Checks host patterns, the private-network allowlist, the user agent and the timeout,
     /// as [`HttpRunner::new`](super::HttpRunner::new) does. Errors name the field.
     pub fn validate(&self) -> Result<(), Error> {
-        self.policy().map_err(|e| settings::invalid("http.security", e))?;
+        self.policy()?;
         reqwest::header::HeaderValue::from_str(&self.user_agent)
             .map_err(|e| settings::invalid("http.security.user_agent", e))?;
         if self.default_timeout.is_zero() {

@@ -68,9 +68,7 @@ impl UrlPolicy {
     pub(super) fn new(hosts: Option<&[String]>, schemes: &[String], guard: Arc<NetGuard>) -> Result<Self, Error> {
         let hosts = hosts
             .map(|list| {
-                list.iter()
-                    .map(|p| HostPattern::parse(p, "HttpRunnerConfig::allowed_hosts"))
-                    .collect::<Result<Vec<_>, _>>()
+                list.iter().map(|p| HostPattern::parse(p, "http.security.allowed_hosts")).collect::<Result<Vec<_>, _>>()
             })
             .transpose()?;
         Ok(UrlPolicy { hosts, schemes: schemes.iter().map(|s| s.to_ascii_lowercase()).collect(), guard })
