@@ -158,6 +158,19 @@ async fn timeout_kills_the_whole_process_group() {
 }
 
 #[tokio::test]
+async fn timeout_kills_leftovers_of_a_leader_that_already_exited() {
+    let dir = temp_dir();
+    let pid_file = dir.join("pid");
+    // The shell exits at once; its background `sleep` keeps stdout open, so the job hangs.
+    let script = format!("echo $$ > {}; sleep 60 &", pid_file.display());
+    let r = ShellRunner::new(ShellRunnerConfig::default().allow_command("/bin/sh"));
+    let job = r.run(ctx(json!({"argv": ["/bin/sh", "-c", script], "timeout": "1s"})));
+    let (result, pgid) = tokio::join!(job, wait_for_pgid(&pid_file));
+    assert!(result.unwrap_err().message().contains("timed out"));
+    assert!(live_group_members(pgid).is_empty(), "survivors in group {pgid}: {:?}", live_group_members(pgid));
+}
+
+#[tokio::test]
 async fn cancellation_kills_the_whole_process_group() {
     let dir = temp_dir();
     let pid_file = dir.join("pid");
