@@ -1,7 +1,13 @@
 //! The `http_request` runner: sends one HTTP request.
 
+mod config;
 mod exec;
+mod netguard;
 mod policy;
+mod serverless;
+
+pub use config::HttpRunnerConfig;
+pub use serverless::ServerlessRunner;
 
 use super::fields::{ConfigReader, Field};
 use crate::error::{Error, ErrorKind};
@@ -20,90 +26,6 @@ const FIELDS: &[&str] =
     &["url", "method", "headers", "body", "body_text", "timeout", "expect_status", "retry_on_status", "query"];
 const METHODS: &[&str] = &["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"];
 const DEFAULT_RETRY_ON_STATUS: &[u16] = &[408, 429, 500, 502, 503, 504];
-
-/// Host-side limits of the `http_request` runner.
-///
-/// ```
-/// use baseshift_core::runner::builtin::{HttpRunner, HttpRunnerConfig};
-/// use std::time::Duration;
-///
-/// let runner = HttpRunner::new(
-///     HttpRunnerConfig::default()
-///         .allow_host("api.example.com")
-///         .allow_host("*.payments.example.com")
-///         .default_timeout(Duration::from_secs(10)),
-/// )?;
-/// # Ok::<(), baseshift_core::Error>(())
-/// ```
-#[derive(Clone, Debug)]
-#[non_exhaustive]
-pub struct HttpRunnerConfig {
-    /// Host patterns a request (and every redirect) may go to: `api.example.com`, or
-    /// `*.example.com` for any subdomain. `None` (the default): any host.
-    pub allowed_hosts: Option<Vec<String>>,
-    /// URL schemes a request may use; default `http` and `https`.
-    pub allowed_schemes: Vec<String>,
-    /// The timeout of jobs that set none; default 30 s (the job's deadline still applies).
-    pub default_timeout: Duration,
-    /// The largest response body accepted; default 1 MiB. A larger successful response
-    /// fails the job permanently.
-    pub max_response_bytes: usize,
-    /// The `User-Agent` header; default `baseshift/<version>`.
-    pub user_agent: String,
-}
-
-impl Default for HttpRunnerConfig {
-    fn default() -> Self {
-        HttpRunnerConfig {
-            allowed_hosts: None,
-            allowed_schemes: vec!["http".to_owned(), "https".to_owned()],
-            default_timeout: Duration::from_secs(30),
-            max_response_bytes: 1024 * 1024,
-            user_agent: concat!("baseshift/", env!("CARGO_PKG_VERSION")).to_owned(),
-        }
-    }
-}
-
-impl HttpRunnerConfig {
-    /// Adds a host pattern to the allowlist (creating it: from then on, only listed hosts).
-    #[must_use]
-    pub fn allow_host(mut self, pattern: impl Into<String>) -> Self {
-        self.allowed_hosts.get_or_insert_with(Vec::new).push(pattern.into());
-        self
-    }
-
-    /// Sets the allowed URL schemes (replacing the default `http`, `https`).
-    #[must_use]
-    pub fn allowed_schemes<I, S>(mut self, schemes: I) -> Self
-    where
-        I: IntoIterator<Item = S>,
-        S: Into<String>,
-    {
-        self.allowed_schemes = schemes.into_iter().map(Into::into).collect();
-        self
-    }
-
-    /// Sets the timeout of jobs that set none.
-    #[must_use]
-    pub fn default_timeout(mut self, timeout: Duration) -> Self {
-        self.default_timeout = timeout;
-        self
-    }
-
-    /// Sets the largest accepted response body.
-    #[must_use]
-    pub fn max_response_bytes(mut self, bytes: usize) -> Self {
-        self.max_response_bytes = bytes;
-        self
-    }
-
-    /// Sets the `User-Agent` header.
-    #[must_use]
-    pub fn user_agent(mut self, user_agent: impl Into<String>) -> Self {
-        self.user_agent = user_agent.into();
-        self
-    }
-}
 
 /// The `http_request` runner: sends one HTTP request and maps its status to success,
 /// a retryable failure or a permanent one.
@@ -124,7 +46,10 @@ impl HttpRunnerConfig {
 ///
 /// Every request carries `Idempotency-Key: <workflow id>/<job id>` unless the job sets
 /// that header. Connection errors and timeouts are retryable. Redirects are followed
-/// (at most 10) only to allowed schemes and hosts.
+/// (at most 10) only to allowed schemes and hosts. URLs with user info (`user@host`) are
+/// refused, and so (unless allowed, see [`HttpRunnerConfig`]) is every request or redirect
+/// to a private, loopback or link-local address; these violations are permanent errors
+/// naming the rule (`http.allow_private_networks`).
 ///
 /// Output: `{"status", "headers", "body"}`, where `headers` holds a few safe response
 /// headers by lower-case name (`content-type`, `etag`, `location`, ...) and `body` is the
@@ -143,18 +68,21 @@ impl HttpRunner {
     ///
     /// Fails with [`ErrorKind::InvalidInput`] on a malformed host pattern or user agent.
     pub fn new(config: HttpRunnerConfig) -> Result<HttpRunner, Error> {
-        let policy = Arc::new(UrlPolicy::new(config.allowed_hosts.as_deref(), &config.allowed_schemes)?);
+        let guard = config.guard()?;
+        let policy = Arc::new(config.policy()?);
         let user_agent = HeaderValue::from_str(&config.user_agent)
             .map_err(|e| Error::invalid_input(format!("HttpRunnerConfig::user_agent: {e}")))?;
-        let client = reqwest::Client::builder()
-            .user_agent(user_agent)
-            .redirect(policy::redirect_policy(Arc::clone(&policy)))
-            .build()
-            .map_err(|e| {
-                Error::new(ErrorKind::Internal, format!("cannot build the HTTP client: {e}"))
-                    .with_operation("HttpRunner::new")
-                    .with_source(e)
-            })?;
+        let mut builder =
+            reqwest::Client::builder().user_agent(user_agent).redirect(policy::redirect_policy(Arc::clone(&policy)));
+        if guard.is_active() {
+            // A proxy would resolve the target itself, out of the guard's sight.
+            builder = builder.no_proxy().dns_resolver(Arc::new(netguard::GuardedResolver { guard }));
+        }
+        let client = builder.build().map_err(|e| {
+            Error::new(ErrorKind::Internal, format!("cannot build the HTTP client: {e}"))
+                .with_operation("HttpRunner::new")
+                .with_source(e)
+        })?;
         Ok(HttpRunner {
             client,
             policy,
@@ -338,3 +266,6 @@ fn check_statuses(field: &str, codes: &[u16]) -> Result<(), Error> {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod safety_tests;

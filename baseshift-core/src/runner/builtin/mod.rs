@@ -1,4 +1,5 @@
-//! Built-in runners: `noop`, `delay`, `manual`, `workflow`, `shell`, `http_request`.
+//! Built-in runners: `noop`, `delay`, `manual`, `workflow`, `shell`, `http_request`,
+//! `serverless`.
 
 mod delay;
 mod fields;
@@ -6,12 +7,13 @@ mod fields;
 mod http;
 mod manual;
 mod noop;
+mod settings;
 mod shell;
 mod workflow;
 
 pub use delay::DelayRunner;
 #[cfg(feature = "http-runner")]
-pub use http::{HttpRunner, HttpRunnerConfig};
+pub use http::{HttpRunner, HttpRunnerConfig, ServerlessRunner};
 pub use manual::ManualRunner;
 pub use noop::NoopRunner;
 pub use shell::{ShellRunner, ShellRunnerConfig};

@@ -1,6 +1,10 @@
 //! The `shell` runner: runs one program with an argv, never through a shell.
 
+mod config;
 mod exec;
+mod guard;
+
+pub use config::ShellRunnerConfig;
 
 use super::fields::{ConfigReader, Field, is_templated};
 use crate::error::Error;
@@ -13,122 +17,6 @@ use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
 const FIELDS: &[&str] = &["argv", "working_dir", "env", "stdin", "timeout", "retry_on_exit_codes", "parse_json_stdout"];
-
-/// The default cap on each of stdout and stderr: 1 MiB.
-const DEFAULT_MAX_OUTPUT_BYTES: usize = 1024 * 1024;
-
-/// Host-side limits of the `shell` runner.
-///
-/// The default allows nothing: no command may run until the host lists it with
-/// [`allow_command`](Self::allow_command). Build one with the builder methods:
-///
-/// ```
-/// use baseshift_core::runner::builtin::{ShellRunner, ShellRunnerConfig};
-/// use std::time::Duration;
-///
-/// let runner = ShellRunner::new(
-///     ShellRunnerConfig::default()
-///         .allow_command("/usr/bin/convert")
-///         .allow_working_dir("/srv/jobs")
-///         .allow_env("QUALITY")
-///         .inherit_env("HOME")
-///         .default_timeout(Duration::from_secs(60)),
-/// );
-/// ```
-#[derive(Clone, Debug)]
-#[non_exhaustive]
-pub struct ShellRunnerConfig {
-    /// Program names or absolute paths a job's `argv[0]` must equal exactly. Empty: nothing runs.
-    pub allowed_commands: Vec<String>,
-    /// Directories (and their subdirectories) a job may use as `working_dir`.
-    /// Empty: jobs run in the process's working directory and may not set one.
-    pub allowed_working_dirs: Vec<PathBuf>,
-    /// Names of the environment variables a job may set through `env`.
-    pub env_allowlist: Vec<String>,
-    /// Names of host environment variables passed to every child. Apart from these and
-    /// `PATH`, a child starts with an empty environment.
-    pub inherit_env: Vec<String>,
-    /// Bytes kept of each of stdout and stderr; the rest is read and dropped.
-    pub max_output_bytes: usize,
-    /// The timeout of jobs that set none (the job's deadline still applies).
-    pub default_timeout: Option<Duration>,
-}
-
-impl Default for ShellRunnerConfig {
-    fn default() -> Self {
-        ShellRunnerConfig {
-            allowed_commands: Vec::new(),
-            allowed_working_dirs: Vec::new(),
-            env_allowlist: Vec::new(),
-            inherit_env: Vec::new(),
-            max_output_bytes: DEFAULT_MAX_OUTPUT_BYTES,
-            default_timeout: None,
-        }
-    }
-}
-
-impl ShellRunnerConfig {
-    /// Allows a program, by name (looked up in `PATH`) or by absolute path.
-    #[must_use]
-    pub fn allow_command(mut self, command: impl Into<String>) -> Self {
-        self.allowed_commands.push(command.into());
-        self
-    }
-
-    /// Allows several programs.
-    #[must_use]
-    pub fn allow_commands<I, S>(mut self, commands: I) -> Self
-    where
-        I: IntoIterator<Item = S>,
-        S: Into<String>,
-    {
-        self.allowed_commands.extend(commands.into_iter().map(Into::into));
-        self
-    }
-
-    /// Allows a directory and everything below it as a job's `working_dir`.
-    #[must_use]
-    pub fn allow_working_dir(mut self, dir: impl Into<PathBuf>) -> Self {
-        self.allowed_working_dirs.push(dir.into());
-        self
-    }
-
-    /// Lets jobs set the environment variable `name`.
-    #[must_use]
-    pub fn allow_env(mut self, name: impl Into<String>) -> Self {
-        self.env_allowlist.push(name.into());
-        self
-    }
-
-    /// Passes the host's variable `name` (when set) to every child.
-    #[must_use]
-    pub fn inherit_env(mut self, name: impl Into<String>) -> Self {
-        self.inherit_env.push(name.into());
-        self
-    }
-
-    /// Sets the per-stream output cap.
-    #[must_use]
-    pub fn max_output_bytes(mut self, bytes: usize) -> Self {
-        self.max_output_bytes = bytes;
-        self
-    }
-
-    /// Sets the timeout of jobs that set none.
-    #[must_use]
-    pub fn default_timeout(mut self, timeout: Duration) -> Self {
-        self.default_timeout = Some(timeout);
-        self
-    }
-
-    fn is_command_allowed(&self, program: &str) -> bool {
-        self.allowed_commands.iter().any(|c| c == program)
-    }
-
-    fn is_env_allowed(&self, name: &str) -> bool {
-        self.env_allowlist.iter().any(|n| n == name)
-    }
-}
 
 /// The `shell` runner: runs a program with an argv (never through a shell).
 ///
@@ -144,18 +32,37 @@ impl ShellRunnerConfig {
 /// | `retry_on_exit_codes` | exit codes that make the failure retryable (others are permanent) |
 /// | `parse_json_stdout` | parse stdout as JSON into the output's `json` field |
 ///
-/// Output: `{"exit_code", "stdout", "stderr", "truncated"}` (plus `json`). A non-zero exit
-/// fails with details `{"exit_code", "stderr"}` (the last 4 KiB of stderr). A child killed
-/// by a signal it was not sent by this runner (e.g. the OOM killer) fails retryably.
-/// On timeout or cancellation the child is killed (`SIGKILL`) and reaped; processes it
-/// started itself are not tracked.
+/// Output: `{"exit_code", "stdout", "stderr", "truncated", "resource_usage"}` (plus `json`),
+/// where `resource_usage` is `{"duration_ms", "cpu_ms"?, "max_rss_kb"?}`: the wall time, and
+/// the child's CPU time and peak resident set as last sampled from `/proc/<pid>/stat` and
+/// `/proc/<pid>/status` while it ran (every 50 ms, best effort: absent for a child too short
+/// to be sampled, or off Linux). A non-zero exit fails with details
+/// `{"exit_code", "stderr", "resource_usage"}` (the last 4 KiB of stderr). A child killed by a
+/// signal this runner did not send (e.g. the OOM killer) fails retryably; one stopped by
+/// `SIGXCPU` under [`ShellRunnerConfig::cpu_time_limit`] fails permanently.
+///
+/// # Safety rules
+///
+/// Every violation is a permanent error naming the rule, e.g. ``command `/bin/rm` is not
+/// allowed by shell.allowed_commands``: `argv[0]` must match `allowed_commands` and may not
+/// contain `.`/`..` segments; `working_dir` must resolve (symlinks included) under
+/// `allowed_working_dirs`; `env` names must be on `env_allowlist` and never `LD_*`/`DYLD_*`;
+/// no argv element, env value or working dir may hold a NUL byte, and none (nor stdin) may
+/// exceed `max_arg_bytes`. The argv is passed to `execve` as is, so shell syntax in an
+/// argument (`; rm -rf /`, `$(id)`) is inert text.
+///
+/// The child runs in its own process group. On timeout or cancellation (and when the job's
+/// future is dropped) the whole group is killed with `SIGKILL` (through `/bin/kill`, as the
+/// crate has no `unsafe`), so background processes it started die with it; a process that
+/// left the group (`setsid`) is not tracked. After a normal exit the group is left alone.
 #[derive(Clone, Debug)]
 pub struct ShellRunner {
     config: ShellRunnerConfig,
 }
 
 impl ShellRunner {
-    /// A runner with these host-side limits.
+    /// A runner with these host-side limits. The policy is not checked here: call
+    /// [`ShellRunnerConfig::validate`] at start-up (the YAML/JSON loaders do).
     pub fn new(config: ShellRunnerConfig) -> Self {
         ShellRunner { config }
     }
@@ -172,19 +79,53 @@ impl ShellRunner {
         if self.config.is_command_allowed(program) {
             Ok(())
         } else {
-            Err(config_error("argv", format!("command `{program}` is not on the host's allowlist")))
+            Err(config_error("argv", format!("command `{program}` is not allowed by shell.allowed_commands")))
         }
     }
 
     fn check_env_names(&self, names: impl IntoIterator<Item = impl AsRef<str>>) -> Result<(), Error> {
         for name in names {
             let name = name.as_ref();
-            if name.is_empty() || name.contains('=') || name.contains('\0') {
-                return Err(config_error("env", format!("invalid variable name `{name}`")));
+            if let Some(why) = config::env_name_problem(name) {
+                return Err(config_error("env", format!("variable `{name}`: {why} (shell.env_allowlist)")));
             }
             if !self.config.is_env_allowed(name) {
-                return Err(config_error("env", format!("variable `{name}` is not on the host's allowlist")));
+                return Err(config_error("env", format!("variable `{name}` is not allowed by shell.env_allowlist")));
             }
+        }
+        Ok(())
+    }
+
+    /// NUL bytes cannot reach `execve` intact, and oversized values are refused before the
+    /// kernel's own `E2BIG`, with a message naming the rule.
+    fn check_values(&self, argv: &[String], env: &BTreeMap<String, String>, stdin: Option<&str>) -> Result<(), Error> {
+        let max = self.config.max_arg_bytes;
+        for (i, arg) in argv.iter().enumerate() {
+            if arg.contains('\0') {
+                return Err(config_error("argv", format!("argument {i} contains a NUL byte")));
+            }
+            if arg.len() > max {
+                return Err(config_error(
+                    "argv",
+                    format!("argument {i} is {} bytes, over shell.max_arg_bytes ({max})", arg.len()),
+                ));
+            }
+        }
+        for (name, value) in env {
+            if value.contains('\0') {
+                return Err(config_error("env", format!("value of `{name}` contains a NUL byte")));
+            }
+            if value.len() > max {
+                return Err(config_error(
+                    "env",
+                    format!("value of `{name}` is {} bytes, over shell.max_arg_bytes ({max})", value.len()),
+                ));
+            }
+        }
+        if let Some(stdin) = stdin
+            && stdin.len() > max
+        {
+            return Err(config_error("stdin", format!("{} bytes, over shell.max_arg_bytes ({max})", stdin.len())));
         }
         Ok(())
     }
@@ -195,10 +136,16 @@ impl ShellRunner {
         if !path.is_absolute() || path.components().any(|c| c == Component::ParentDir) {
             return Err(config_error("working_dir", "must be an absolute path without `..`"));
         }
+        if dir.contains('\0') {
+            return Err(config_error("working_dir", "must not contain a NUL byte"));
+        }
         if self.config.allowed_working_dirs.iter().any(|allowed| path.starts_with(allowed)) {
             Ok(())
         } else {
-            Err(config_error("working_dir", format!("`{dir}` is not under an allowed directory")))
+            Err(config_error(
+                "working_dir",
+                format!("`{dir}` is not under an allowed directory (shell.allowed_working_dirs)"),
+            ))
         }
     }
 
@@ -216,7 +163,8 @@ impl ShellRunner {
             }
         }
         Err(JobError::permanent(format!(
-            "config.working_dir: `{dir}` resolves to `{}`, which is not under an allowed directory",
+            "config.working_dir: `{dir}` resolves to `{}`, which is not under an allowed directory \
+             (shell.allowed_working_dirs)",
             real.display()
         )))
     }
@@ -301,7 +249,9 @@ impl ShellRunner {
                 Value::Number(_) | Value::Bool(_) => Ok((k, v.to_string())),
                 _ => Err(JobError::permanent(format!("config.env: value of `{k}` must be a string"))),
             })
-            .collect::<Result<_, _>>()?;
+            .collect::<Result<BTreeMap<_, _>, _>>()?;
+        let stdin = reader.get::<String>("stdin").map_err(JobError::permanent)?.value();
+        self.check_values(&argv, &env, stdin.as_deref()).map_err(JobError::permanent)?;
         let working_dir = match reader.get::<String>("working_dir").map_err(JobError::permanent)?.value() {
             Some(dir) => Some(self.resolve_working_dir(&dir).await?),
             None => None,
@@ -310,7 +260,7 @@ impl ShellRunner {
             argv,
             working_dir,
             env,
-            stdin: reader.get::<String>("stdin").map_err(JobError::permanent)?.value(),
+            stdin,
             timeout: reader.get::<DurationSpec>("timeout").map_err(JobError::permanent)?.value().map(|d| d.0),
             retry_on_exit_codes: reader
                 .get("retry_on_exit_codes")
@@ -324,3 +274,6 @@ impl ShellRunner {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod safety_tests;

@@ -21,6 +21,7 @@ pub(super) const SAFE_HEADERS: &[&str] = &[
     "retry-after",
     "cache-control",
     "x-request-id",
+    "x-amz-function-error",
 ];
 /// How much of a failing response's body the error's details keep.
 const ERROR_BODY_BYTES: usize = 4096;
@@ -163,7 +164,7 @@ fn safe_headers(headers: &HeaderMap) -> Value {
 
 /// Maps a client error. The URL is left out of the message: its query may hold secrets.
 fn request_error(e: reqwest::Error) -> JobError {
-    let retryable = !(e.is_builder() || e.is_redirect());
+    let builder_or_redirect = e.is_builder() || e.is_redirect();
     let e = e.without_url();
     let mut message = e.to_string();
     let mut source = std::error::Error::source(&e);
@@ -175,5 +176,7 @@ fn request_error(e: reqwest::Error) -> JobError {
         }
         source = cause.source();
     }
+    // A refused address will be refused again: permanent.
+    let retryable = !(builder_or_redirect || message.contains(super::netguard::DENIED_MARKER));
     if retryable { JobError::retryable(message) } else { JobError::permanent(message) }
 }

@@ -1,6 +1,8 @@
-//! Which URLs the `http_request` runner may reach: schemes and host patterns, checked
-//! before a request and again on every redirect.
+//! Which URLs the `http_request` runner may reach: schemes, host patterns, no user info,
+//! and no private IP literal, checked before a request and again on every redirect.
+//! (Host names are checked after resolution, by the resolver of [`super::netguard`].)
 
+use super::netguard::NetGuard;
 use crate::error::Error;
 use reqwest::Url;
 use reqwest::redirect::{Attempt, Policy};
@@ -11,7 +13,7 @@ const MAX_REDIRECTS: usize = 10;
 
 /// One allowlist entry.
 #[derive(Clone, Debug, PartialEq, Eq)]
-enum HostPattern {
+pub(super) enum HostPattern {
     /// `api.example.com`: this host only.
     Exact(String),
     /// `*.example.com`: any host ending in `.example.com` (not `example.com` itself).
@@ -19,9 +21,10 @@ enum HostPattern {
 }
 
 impl HostPattern {
-    fn parse(pattern: &str) -> Result<Self, Error> {
+    /// Parses a pattern; errors name `field`.
+    pub(super) fn parse(pattern: &str, field: &str) -> Result<Self, Error> {
         let p = normalize_host(pattern.trim());
-        let bad = |why: &str| Error::invalid_input(format!("HttpRunnerConfig::allowed_hosts: `{pattern}`: {why}"));
+        let bad = |why: &str| Error::invalid_input(format!("{field}: `{pattern}`: {why}"));
         if p.is_empty() {
             return Err(bad("empty host pattern"));
         }
@@ -38,7 +41,8 @@ impl HostPattern {
         }
     }
 
-    fn matches(&self, host: &str) -> bool {
+    /// Whether a normalized host matches.
+    pub(super) fn matches(&self, host: &str) -> bool {
         match self {
             HostPattern::Exact(h) => h == host,
             HostPattern::Subdomains(suffix) => host.len() > suffix.len() && host.ends_with(suffix.as_str()),
@@ -47,7 +51,7 @@ impl HostPattern {
 }
 
 /// Lower-case, without IPv6 brackets or a trailing dot.
-fn normalize_host(host: &str) -> String {
+pub(super) fn normalize_host(host: &str) -> String {
     let h = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
     h.trim_end_matches('.').to_ascii_lowercase()
 }
@@ -57,13 +61,17 @@ fn normalize_host(host: &str) -> String {
 pub(super) struct UrlPolicy {
     hosts: Option<Vec<HostPattern>>,
     schemes: Vec<String>,
+    guard: Arc<NetGuard>,
 }
 
 impl UrlPolicy {
-    pub(super) fn new(hosts: Option<&[String]>, schemes: &[String]) -> Result<Self, Error> {
-        let hosts =
-            hosts.map(|list| list.iter().map(|p| HostPattern::parse(p)).collect::<Result<Vec<_>, _>>()).transpose()?;
-        Ok(UrlPolicy { hosts, schemes: schemes.iter().map(|s| s.to_ascii_lowercase()).collect() })
+    pub(super) fn new(hosts: Option<&[String]>, schemes: &[String], guard: Arc<NetGuard>) -> Result<Self, Error> {
+        let hosts = hosts
+            .map(|list| {
+                list.iter().map(|p| HostPattern::parse(p, "http.security.allowed_hosts")).collect::<Result<Vec<_>, _>>()
+            })
+            .transpose()?;
+        Ok(UrlPolicy { hosts, schemes: schemes.iter().map(|s| s.to_ascii_lowercase()).collect(), guard })
     }
 
     /// `Err` holds a message naming what is not allowed.
@@ -74,11 +82,20 @@ impl UrlPolicy {
         let Some(host) = url.host_str() else {
             return Err("the URL has no host".to_owned());
         };
+        // `http://127.0.0.1@evil/` reads as one host and goes to another; credentials belong in headers.
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err("URLs with user info (`user@host`) are not allowed; send credentials in a header".to_owned());
+        }
         if let Some(patterns) = &self.hosts {
             let host = normalize_host(host);
             if !patterns.iter().any(|p| p.matches(&host)) {
                 return Err(format!("host `{host}` is not on the host's allowlist"));
             }
+        }
+        // IP literals are never resolved, so the resolver would not see them.
+        // The URL parser has already normalized forms such as `2130706433` or `0x7f.1`.
+        if let Ok(ip) = normalize_host(host).parse::<std::net::IpAddr>() {
+            self.guard.check(host, ip)?;
         }
         Ok(())
     }
@@ -103,7 +120,11 @@ mod tests {
 
     fn policy(hosts: &[&str]) -> UrlPolicy {
         let hosts: Vec<String> = hosts.iter().map(|h| (*h).to_owned()).collect();
-        UrlPolicy::new(Some(&hosts), &["http".to_owned(), "https".to_owned()]).unwrap()
+        UrlPolicy::new(Some(&hosts), &["http".to_owned(), "https".to_owned()], open()).unwrap()
+    }
+
+    fn open() -> Arc<NetGuard> {
+        Arc::new(NetGuard::new(true, &[]).unwrap())
     }
 
     fn allows(p: &UrlPolicy, url: &str) -> bool {
@@ -128,7 +149,7 @@ mod tests {
 
     #[test]
     fn schemes_are_checked_even_without_a_host_list() {
-        let p = UrlPolicy::new(None, &["https".to_owned()]).unwrap();
+        let p = UrlPolicy::new(None, &["https".to_owned()], open()).unwrap();
         assert!(allows(&p, "https://anything.example/"));
         assert!(!allows(&p, "http://anything.example/"));
         assert!(!allows(&p, "file:///etc/passwd"));
@@ -138,7 +159,7 @@ mod tests {
     fn malformed_patterns_are_rejected() {
         for bad in ["", "*", "*.", "a.*.com", "http://x.com", "x.com/path", "x.com:80"] {
             let hosts = vec![bad.to_owned()];
-            assert!(UrlPolicy::new(Some(&hosts), &[]).is_err(), "accepted `{bad}`");
+            assert!(UrlPolicy::new(Some(&hosts), &[], open()).is_err(), "accepted `{bad}`");
         }
     }
 }

@@ -75,8 +75,9 @@ async fn handle(method: ServerMethod, uri: Uri, headers: HeaderMap, body: Bytes)
     }
 }
 
+/// The test servers listen on 127.0.0.1: private networks must be allowed explicitly.
 fn runner(config: HttpRunnerConfig) -> HttpRunner {
-    HttpRunner::new(config).unwrap()
+    HttpRunner::new(config.allow_private_networks(true)).unwrap()
 }
 
 fn default_runner() -> HttpRunner {

@@ -1,19 +1,24 @@
 //! Running one `shell` job: spawning, feeding stdin, reading capped output, and killing
 //! the child on timeout or cancellation.
 
+use super::guard::{self, GroupKiller, Usage};
 use super::{ShellJob, ShellRunnerConfig};
 use crate::runner::{JobContext, JobError, JobOutput};
 use crate::template::DurationSpec;
 use serde_json::{Value, json};
 use std::io;
 use std::process::{ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 use tokio::time::{Instant, sleep_until};
 
 /// How much of stderr a failure's details keep.
 const STDERR_TAIL_BYTES: usize = 4096;
 const READ_CHUNK_BYTES: usize = 8192;
+/// `SIGXCPU`: the soft CPU-time limit set through `prlimit` was reached.
+const SIGXCPU: i32 = 24;
 
 /// One stream's output, capped.
 #[derive(Debug, Default)]
@@ -33,12 +38,13 @@ pub(super) async fn run(config: &ShellRunnerConfig, job: ShellJob, ctx: &JobCont
         return Err(JobError::permanent("config.argv: must not be empty"));
     };
     let started = Instant::now();
-    let timeout = [job.timeout, config.default_timeout].into_iter().flatten().min();
+    let timeout = [job.timeout, config.default_timeout, config.max_execution_time].into_iter().flatten().min();
     let deadline = [timeout.and_then(|t| started.checked_add(t)), ctx.deadline].into_iter().flatten().min();
 
-    let mut cmd = Command::new(program);
-    cmd.args(args)
-        .env_clear()
+    let mut cmd = guard::command(config, program, args)?;
+    #[cfg(unix)]
+    cmd.process_group(0);
+    cmd.env_clear()
         .kill_on_drop(true)
         .stdin(if job.stdin.is_some() { Stdio::piped() } else { Stdio::null() })
         .stdout(Stdio::piped())
@@ -60,6 +66,11 @@ pub(super) async fn run(config: &ShellRunnerConfig, job: ShellJob, ctx: &JobCont
         return Err(JobError::retryable(format!("`{program}` cancelled before it started")));
     }
     let mut child = cmd.spawn().map_err(|e| spawn_error(program, &e))?;
+    // Declared after `child`, so dropped first: the group is killed while its leader is unreaped.
+    let reaped = Arc::new(AtomicBool::new(false));
+    let mut group = GroupKiller::new(if cfg!(unix) { child.id() } else { None }, Arc::clone(&reaped));
+    let pid = child.id();
+    let usage = Mutex::new(Usage::default());
     let stdin = child.stdin.take();
     let stdout = child.stdout.take();
     let stderr = child.stderr.take();
@@ -73,8 +84,12 @@ pub(super) async fn run(config: &ShellRunnerConfig, job: ShellJob, ctx: &JobCont
                 let _ = pipe.shutdown().await;
             }
         };
-        let (out, err, (), status) =
-            tokio::join!(read_capped(stdout, cap), read_capped(stderr, cap), feed, child.wait());
+        let wait = async {
+            let status = child.wait().await;
+            reaped.store(true, Ordering::Release);
+            status
+        };
+        let (out, err, (), status) = tokio::join!(read_capped(stdout, cap), read_capped(stderr, cap), feed, wait);
         Outcome::Exited(out, err, status)
     };
     let timer = async {
@@ -85,30 +100,51 @@ pub(super) async fn run(config: &ShellRunnerConfig, job: ShellJob, ctx: &JobCont
     };
     let outcome = tokio::select! {
         outcome = io => outcome,
+        () = guard::sample(pid, &usage, &reaped) => unreachable_outcome(),
         () = timer => Outcome::TimedOut,
         () = ctx.cancellation.cancelled() => Outcome::Cancelled,
     };
 
+    let resource_usage = usage.lock().map(|u| u.to_json(started.elapsed())).unwrap_or(Value::Null);
     match outcome {
         Outcome::Exited(out, err, status) => {
+            group.disarm();
             let read_error = |e: io::Error| JobError::retryable(format!("reading the output of `{program}`: {e}"));
             let status = status.map_err(|e| JobError::retryable(format!("waiting for `{program}`: {e}")))?;
-            finish(program, &job, out.map_err(read_error)?, err.map_err(read_error)?, status)
+            let limits = Limits { config, resource_usage };
+            finish(program, &job, &limits, out.map_err(read_error)?, err.map_err(read_error)?, status)
         }
         Outcome::TimedOut => {
+            group.kill_now().await;
             kill(&mut child).await;
             let elapsed = started.elapsed();
             Err(JobError::retryable(format!(
                 "`{program}` timed out after {} and was killed",
                 DurationSpec(elapsed_ms(elapsed))
             ))
-            .with_details(json!({ "timed_out": true, "elapsed_ms": elapsed.as_millis() as u64 })))
+            .with_details(json!({
+                "timed_out": true,
+                "elapsed_ms": elapsed.as_millis() as u64,
+                "resource_usage": resource_usage,
+            })))
         }
         Outcome::Cancelled => {
+            group.kill_now().await;
             kill(&mut child).await;
             Err(JobError::retryable(format!("`{program}` cancelled; the process was killed")))
         }
     }
+}
+
+/// The sampler never finishes; this keeps `select!` arms typed.
+fn unreachable_outcome() -> Outcome {
+    Outcome::Cancelled
+}
+
+/// What `finish` needs beyond the job: the policy (to explain signals) and the usage record.
+struct Limits<'a> {
+    config: &'a ShellRunnerConfig,
+    resource_usage: Value,
 }
 
 fn elapsed_ms(d: std::time::Duration) -> std::time::Duration {
@@ -158,6 +194,7 @@ async fn read_capped<R: AsyncRead + Unpin>(pipe: Option<R>, cap: usize) -> io::R
 fn finish(
     program: &str,
     job: &ShellJob,
+    limits: &Limits<'_>,
     out: Captured,
     err: Captured,
     status: ExitStatus,
@@ -171,6 +208,7 @@ fn finish(
                 "stdout": stdout,
                 "stderr": stderr,
                 "truncated": out.truncated || err.truncated,
+                "resource_usage": limits.resource_usage,
             });
             if job.parse_json_stdout {
                 if out.truncated {
@@ -194,7 +232,7 @@ fn finish(
                 message.push_str(": ");
                 message.push_str(tail(last_line.trim(), 200));
             }
-            let details = json!({ "exit_code": code, "stderr": stderr_tail });
+            let details = json!({ "exit_code": code, "stderr": stderr_tail, "resource_usage": limits.resource_usage });
             let error = if job.retry_on_exit_codes.contains(&code) {
                 JobError::retryable(message)
             } else {
@@ -202,9 +240,25 @@ fn finish(
             };
             Err(error.with_details(details))
         }
-        // Killed by a signal this runner did not send (OOM killer, an operator): may pass next time.
-        None => Err(JobError::retryable(format!("`{program}` was killed by a signal"))
-            .with_details(json!({ "signal": signal(status), "stderr": tail(&stderr, STDERR_TAIL_BYTES) }))),
+        None => {
+            let sig = signal(status);
+            let details = json!({
+                "signal": sig,
+                "stderr": tail(&stderr, STDERR_TAIL_BYTES),
+                "resource_usage": limits.resource_usage,
+            });
+            if sig == Some(SIGXCPU)
+                && let Some(limit) = limits.config.cpu_time_limit
+            {
+                return Err(JobError::permanent(format!(
+                    "`{program}` exceeded shell.cpu_time_limit ({}s of CPU time) and was stopped",
+                    guard::cpu_seconds(limit)
+                ))
+                .with_details(details));
+            }
+            // Killed by a signal this runner did not send (OOM killer, an operator): may pass next time.
+            Err(JobError::retryable(format!("`{program}` was killed by a signal")).with_details(details))
+        }
     }
 }
 

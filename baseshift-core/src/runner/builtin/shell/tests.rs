@@ -60,11 +60,11 @@ async fn disallowed_command_is_rejected_at_load_and_at_run() {
     let config = json!({"argv": ["/usr/bin/echo", "hi"]});
     let err = r.validate_config(&config).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidTemplate);
-    assert!(err.to_string().contains("not on the host's allowlist"), "{err}");
+    assert!(err.to_string().contains("not allowed by shell.allowed_commands"), "{err}");
     assert_eq!(err.location().and_then(|l| l.field.as_deref()), Some("config.argv"));
     let err = r.run(ctx(config)).await.unwrap_err();
     assert!(!err.is_retryable());
-    assert!(err.message().contains("allowlist"), "{err}");
+    assert!(err.message().contains("shell.allowed_commands"), "{err}");
 }
 
 #[tokio::test]
@@ -251,7 +251,9 @@ async fn exit_codes_map_to_retryable_or_permanent() {
     let err = r.run(ctx(json!({"argv": ["sh", "-c", script]}))).await.unwrap_err();
     assert!(!err.is_retryable());
     assert!(err.message().contains("code 3") && err.message().contains("disk full"), "{err}");
-    assert_eq!(err.details(), Some(&json!({"exit_code": 3, "stderr": "disk full\n"})));
+    let details = err.details().unwrap();
+    assert_eq!((&details["exit_code"], &details["stderr"]), (&json!(3), &json!("disk full\n")));
+    assert!(details["resource_usage"]["duration_ms"].is_u64(), "{details}");
 
     let config = json!({"argv": ["sh", "-c", script], "retry_on_exit_codes": [3, 75]});
     assert!(r.run(ctx(config)).await.unwrap_err().is_retryable());
