@@ -64,7 +64,8 @@ async fn main() -> baseshift::Result<()> {
     println!("payment gateway listening at {url}");
 
     let engine = Engine::builder()
-        .runner(HttpRunner::new(HttpRunnerConfig::default())?)
+        // The gateway runs on 127.0.0.1: private addresses are refused unless allowed.
+        .runner(HttpRunner::new(HttpRunnerConfig::default().allow_private("127.0.0.1"))?)
         .runner(ProcessPayment)
         .variable("PAYMENT_GATEWAY_URL", url)
         .build()?;
