@@ -78,6 +78,6 @@ impl Durable for Redis {
             .find_map(|l| l.strip_prefix("total_commands_processed:"))
             .and_then(|v| v.trim().parse().ok())
             .ok_or_else(|| Error::internal("redis INFO stats has no total_commands_processed"))?;
-        Ok((total, "redis commands"))
+        Ok((total, "redis commands (Lua-internal calls included)"))
     }
 }
