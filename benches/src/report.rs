@@ -1,0 +1,75 @@
+//! Output in the format of BENCH.md (`RESULT` lines, `#` notes) and the process facts the
+//! notes quote: load average and resident memory from `/proc`.
+
+use std::time::Instant;
+
+/// The 1-minute load average, or `?` where `/proc/loadavg` is unreadable.
+pub fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "?".into())
+}
+
+/// Prints a `#` note line.
+pub fn note(text: impl AsRef<str>) {
+    println!("# {}", text.as_ref());
+}
+
+/// Prints the load-average note that precedes every scenario.
+pub fn before(system: &str, backend: &str, scenario: &str) {
+    note(format!("load average {} before {system} {backend} {scenario}", load_average()));
+}
+
+/// Prints one `RESULT` line; `rate = n / secs`.
+pub fn result(system: &str, backend: &str, scenario: &str, n: usize, secs: f64) {
+    let rate = if secs > 0.0 { n as f64 / secs } else { f64::INFINITY };
+    println!("RESULT {system} {backend} {scenario} n={n} secs={secs:.4} rate={rate:.1}");
+}
+
+/// Seconds since `t0`.
+pub fn secs(t0: Instant) -> f64 {
+    t0.elapsed().as_secs_f64()
+}
+
+/// A field of `/proc/self/status` in kibibytes (`VmRSS`, `VmHWM`, ...).
+pub fn status_kib(field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+}
+
+/// Resets the peak RSS (`VmHWM`) to the current RSS; false where the kernel refuses.
+pub fn reset_peak_rss() -> bool {
+    std::fs::write("/proc/self/clear_refs", "5").is_ok()
+}
+
+/// The `p`-th percentile (0..=100) of sorted samples, in milliseconds.
+pub fn percentile_ms(sorted_secs: &[f64], p: f64) -> f64 {
+    if sorted_secs.is_empty() {
+        return 0.0;
+    }
+    let rank = ((p / 100.0) * (sorted_secs.len() - 1) as f64).round() as usize;
+    sorted_secs[rank.min(sorted_secs.len() - 1)] * 1e3
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentile_picks_the_nearest_rank() {
+        let samples: Vec<f64> = (1..=100).map(|i| i as f64 / 1000.0).collect();
+        assert!((percentile_ms(&samples, 50.0) - 51.0).abs() < 1e-9);
+        assert!((percentile_ms(&samples, 99.0) - 99.0).abs() < 1e-9);
+        assert_eq!(percentile_ms(&[], 50.0), 0.0);
+    }
+
+    #[test]
+    fn status_reads_resident_memory() {
+        assert!(status_kib("VmRSS").is_some_and(|kib| kib > 0));
+        assert!(status_kib("NoSuchField").is_none());
+    }
+}

@@ -1,0 +1,61 @@
+//! Building blocks shared by the scenarios: engines, producers and completion checks.
+
+use baseshift_core::engine::Engine;
+use baseshift_core::{Error, Result, StateStore, WorkflowId, WorkflowStatus};
+use futures_util::future::try_join_all;
+use serde_json::json;
+use std::sync::Arc;
+
+/// Chunk size of the `enqueue-bulk` emulation and of pre-filling stores.
+pub const CHUNK: usize = 1_000;
+
+/// An engine over `store` (the in-memory store when `None`) with `concurrency` workers,
+/// not launched, with `templates` registered.
+pub async fn engine(
+    store: Option<Arc<dyn StateStore>>,
+    concurrency: usize,
+    templates: Vec<baseshift_core::WorkflowTemplate>,
+) -> Result<Engine> {
+    let mut builder = Engine::builder().concurrency(concurrency);
+    if let Some(store) = store {
+        builder = builder.state_store(store);
+    }
+    let engine = builder.build()?;
+    for t in templates {
+        engine.register_template(t).await?;
+    }
+    Ok(engine)
+}
+
+/// Starts `n` workflows of `template` one by one (payload: one small integer).
+pub async fn start_sequential(engine: &Engine, template: &str, n: usize) -> Result<Vec<WorkflowId>> {
+    let mut ids = Vec::with_capacity(n);
+    for i in 0..n {
+        ids.push(engine.start(template, json!({ "i": i })).await?);
+    }
+    Ok(ids)
+}
+
+/// Starts `n` workflows of `template` in chunks of [`CHUNK`] concurrent starts.
+pub async fn start_chunked(engine: &Engine, template: &str, n: usize) -> Result<Vec<WorkflowId>> {
+    let mut ids = Vec::with_capacity(n);
+    for first in (0..n).step_by(CHUNK) {
+        let chunk = (first..n.min(first + CHUNK)).map(|i| engine.start(template, json!({ "i": i })));
+        ids.extend(try_join_all(chunk).await?);
+    }
+    Ok(ids)
+}
+
+/// Waits for every workflow (reading the store) and fails unless all completed.
+///
+/// Waiting in start order keeps the waiter just behind the engine, so the last read
+/// happens right after the last completion.
+pub async fn wait_all(engine: &Engine, ids: &[WorkflowId]) -> Result<()> {
+    for id in ids {
+        let done = engine.wait(id).await?;
+        if done.status != WorkflowStatus::Completed {
+            return Err(Error::internal(format!("workflow {id} ended {}", done.status)));
+        }
+    }
+    Ok(())
+}
