@@ -220,6 +220,44 @@ impl ChildDecision {
     }
 }
 
+/// What [`JobRecord::record_parent`] did to a child.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChildChange {
+    /// Only its counters changed.
+    Unchanged,
+    /// All parents are done and its condition awaits evaluation.
+    Eligible,
+    /// It became `READY`.
+    Ready,
+    /// It became `SKIPPED`.
+    Skipped,
+}
+
+impl ChildChange {
+    /// Notes the change in `applied` and appends its `job_ready` / `job_skipped` event to
+    /// `events`; returns 1 when a main (non-compensation) job became terminal, else 0.
+    pub fn report(self, child: &JobRecord, applied: &mut crate::store::Applied, events: &mut Vec<crate::Event>) -> u64 {
+        let id = child.job_id.clone();
+        match self {
+            ChildChange::Unchanged => 0,
+            ChildChange::Eligible => {
+                applied.eligible.push(id);
+                0
+            }
+            ChildChange::Ready => {
+                events.push(crate::Event::job(&child.workflow_id, &id, JobStatus::Ready, child.attempt, None));
+                applied.ready.push(id);
+                0
+            }
+            ChildChange::Skipped => {
+                events.push(crate::Event::job(&child.workflow_id, &id, JobStatus::Skipped, child.attempt, None));
+                applied.skipped.push(id);
+                u64::from(child.compensation_of.is_none())
+            }
+        }
+    }
+}
+
 /// A compensation job's link to the job it undoes.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ParentRef {
@@ -364,6 +402,38 @@ impl JobRecord {
             compensation_of: None,
             started_at: None,
             finished_at: None,
+        }
+    }
+
+    /// Counts one parent's terminal `status` and, when this job is `PENDING` (not already
+    /// eligible) and its parents are now all done, applies its join rule exactly as the
+    /// [`StateStore`](crate::StateStore) contract says: `READY` (`ready_at = now`), eligible
+    /// (it has a condition), or `SKIPPED` (`propagated = false`, `finished_at = now`).
+    ///
+    /// The caller bumps the version, keeps its indexes, and calls
+    /// [`ChildChange::report`] to fill `Applied` and the derived events.
+    pub fn record_parent(&mut self, status: JobStatus, now: DateTime<Utc>) -> ChildChange {
+        self.deps.record(status);
+        if self.status != JobStatus::Pending || self.eligible {
+            return ChildChange::Unchanged;
+        }
+        match ChildDecision::decide(self.trigger, &self.deps) {
+            ChildDecision::Wait => ChildChange::Unchanged,
+            ChildDecision::Ready if self.has_condition => {
+                self.eligible = true;
+                ChildChange::Eligible
+            }
+            ChildDecision::Ready => {
+                self.status = JobStatus::Ready;
+                self.ready_at = Some(now);
+                ChildChange::Ready
+            }
+            ChildDecision::Skip => {
+                self.status = JobStatus::Skipped;
+                self.propagated = false;
+                self.finished_at = Some(now);
+                ChildChange::Skipped
+            }
         }
     }
 

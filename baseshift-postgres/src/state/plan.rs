@@ -3,7 +3,6 @@
 //! the children's counters and the events, exactly as the contract says.
 
 use crate::rows::normalize_job;
-use baseshift_core::state::ChildDecision;
 use baseshift_core::store::{Applied, Transition};
 use baseshift_core::{Error, Event, JobRecord, JobStatus, Result, WorkflowRecord};
 use chrono::{DateTime, Utc};
@@ -54,37 +53,12 @@ pub(crate) fn plan(
     let mut skipped_main = 0u64;
     for outcome in parent_outcomes {
         let Some((child, _)) = rows.get_mut(&outcome.child) else { continue };
-        child.deps.record(outcome.status);
+        let change = child.record_parent(outcome.status, now);
         if written.insert(child.job_id.clone()) {
             child.version += 1;
             changed.push(child.job_id.clone());
         }
-        if child.status != JobStatus::Pending || child.eligible {
-            continue;
-        }
-        match ChildDecision::decide(child.trigger, &child.deps) {
-            ChildDecision::Wait => {}
-            ChildDecision::Ready if child.has_condition => {
-                child.eligible = true;
-                applied.eligible.push(child.job_id.clone());
-            }
-            ChildDecision::Ready => {
-                child.status = JobStatus::Ready;
-                child.ready_at = Some(now);
-                applied.ready.push(child.job_id.clone());
-                derived.push(Event::job(&stored.id, &child.job_id, JobStatus::Ready, child.attempt, None));
-            }
-            ChildDecision::Skip => {
-                child.status = JobStatus::Skipped;
-                child.propagated = false;
-                child.finished_at = Some(now);
-                if child.compensation_of.is_none() {
-                    skipped_main += 1;
-                }
-                applied.skipped.push(child.job_id.clone());
-                derived.push(Event::job(&stored.id, &child.job_id, JobStatus::Skipped, child.attempt, None));
-            }
-        }
+        skipped_main += change.report(child, &mut applied, &mut derived);
     }
 
     let remaining = stored.remaining.saturating_sub(skipped_main).saturating_sub(terminal_delta);

@@ -5,7 +5,7 @@ use super::validate::validate_step;
 use crate::error::{Error, ErrorKind, Result};
 use crate::event::Event;
 use crate::ids::{JobKey, WorkflowId};
-use crate::state::{ChildDecision, JobRecord, JobStatus, Lease, WorkflowRecord};
+use crate::state::{JobRecord, JobStatus, Lease, WorkflowRecord};
 use crate::store::{
     Applied, ClaimRequest, Claimed, CreateOutcome, NewWorkflow, OutboxEntry, Transition, WorkflowFilter,
 };
@@ -190,35 +190,11 @@ impl Inner {
             };
             let child = &mut wf.jobs[pos];
             index.remove(child);
-            child.deps.record(outcome.status);
+            let change = child.record_parent(outcome.status, now);
             if written.insert(pos) {
                 child.version += 1;
             }
-            if child.status == JobStatus::Pending && !child.eligible {
-                match ChildDecision::decide(child.trigger, &child.deps) {
-                    ChildDecision::Wait => {}
-                    ChildDecision::Ready if child.has_condition => {
-                        child.eligible = true;
-                        applied.eligible.push(child.job_id.clone());
-                    }
-                    ChildDecision::Ready => {
-                        child.status = JobStatus::Ready;
-                        child.ready_at = Some(now);
-                        applied.ready.push(child.job_id.clone());
-                        derived.push(Event::job(&wf.header.id, &child.job_id, JobStatus::Ready, child.attempt, None));
-                    }
-                    ChildDecision::Skip => {
-                        child.status = JobStatus::Skipped;
-                        child.propagated = false;
-                        child.finished_at = Some(now);
-                        if child.compensation_of.is_none() {
-                            skipped_main += 1;
-                        }
-                        applied.skipped.push(child.job_id.clone());
-                        derived.push(Event::job(&wf.header.id, &child.job_id, JobStatus::Skipped, child.attempt, None));
-                    }
-                }
-            }
+            skipped_main += change.report(child, &mut applied, &mut derived);
             wake.note(index.insert(child, now));
         }
         wf.header.remaining = wf.header.remaining.saturating_sub(skipped_main).saturating_sub(terminal_delta);
