@@ -35,6 +35,18 @@ fn live_group_members(pgid: u32) -> Vec<u32> {
     found
 }
 
+/// Waits (up to 2 s) until no live process is left in group `pgid`: SIGKILL is delivered
+/// asynchronously, so a killed process can still be listed for a moment after `kill` returns.
+async fn assert_group_gone(pgid: u32) {
+    for _ in 0..100 {
+        if live_group_members(pgid).is_empty() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("survivors in group {pgid}: {:?}", live_group_members(pgid));
+}
+
 async fn wait_for_pgid(file: &Path) -> u32 {
     for _ in 0..100 {
         if let Ok(text) = std::fs::read_to_string(file)
@@ -154,7 +166,7 @@ async fn timeout_kills_the_whole_process_group() {
     let err = result.unwrap_err();
     assert!(err.message().contains("timed out"), "{err}");
     assert!(err.is_retryable());
-    assert!(live_group_members(pgid).is_empty(), "survivors in group {pgid}: {:?}", live_group_members(pgid));
+    assert_group_gone(pgid).await;
 }
 
 #[tokio::test]
@@ -167,7 +179,7 @@ async fn timeout_kills_leftovers_of_a_leader_that_already_exited() {
     let job = r.run(ctx(json!({"argv": ["/bin/sh", "-c", script], "timeout": "1s"})));
     let (result, pgid) = tokio::join!(job, wait_for_pgid(&pid_file));
     assert!(result.unwrap_err().message().contains("timed out"));
-    assert!(live_group_members(pgid).is_empty(), "survivors in group {pgid}: {:?}", live_group_members(pgid));
+    assert_group_gone(pgid).await;
 }
 
 #[tokio::test]
@@ -193,7 +205,7 @@ async fn cancellation_kills_the_whole_process_group() {
     };
     let (result, pgid) = tokio::join!(job, cancel);
     assert!(result.unwrap_err().message().contains("cancelled"));
-    assert!(live_group_members(pgid).is_empty(), "survivors in group {pgid}");
+    assert_group_gone(pgid).await;
 }
 
 #[tokio::test]
@@ -207,13 +219,7 @@ async fn dropping_the_job_kills_the_whole_process_group() {
         _ = job => panic!("the job should not finish"),
         pgid = wait_for_pgid(&pid_file) => pgid,
     };
-    for _ in 0..100 {
-        if live_group_members(pgid).is_empty() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("survivors in group {pgid}: {:?}", live_group_members(pgid));
+    assert_group_gone(pgid).await;
 }
 
 #[tokio::test]
