@@ -235,6 +235,8 @@ pub trait StateStore: Send + Sync + 'static {
     /// Removes relayed events from the outbox.
     async fn outbox_ack(&self, seqs: &[u64]) -> Result<()>;
 
-    /// Waits until work may be claimable (a job became ready) or `timeout` passes.
+    /// Waits until work may be claimable (a job became ready or a retry came due) or
+    /// `timeout` passes. It may return early with nothing to claim (a late or shared
+    /// wake-up); callers claim and wait again.
     async fn wait_for_work(&self, timeout: Duration);
 }
