@@ -4,6 +4,7 @@
 #   PostgreSQL at $BASESHIFT_POSTGRES_URL (default postgres://postgres@127.0.0.1:5432/test)
 # A server that already answers is left alone. A missing one is installed from Debian's
 # packages (redis-server, postgresql) and started as a throwaway local instance.
+# Also installs kcat (Debian package), the stock Kafka client the Kafka tests read with.
 set -euo pipefail
 
 redis_port=6379
@@ -45,4 +46,11 @@ else
   su postgres -c "$bin/psql -h 127.0.0.1 -p $pg_port -U postgres -tc \"SELECT 1 FROM pg_database WHERE datname='test'\"" | grep -q 1 \
     || su postgres -c "$bin/createdb -h 127.0.0.1 -p $pg_port -U postgres test"
   echo "services: started postgres on 127.0.0.1:$pg_port"
+fi
+
+if command -v kcat >/dev/null; then
+  echo "services: kcat is installed"
+else
+  apt_install kcat
+  echo "services: installed kcat"
 fi

@@ -206,3 +206,38 @@ async fn bad_subscriptions_are_invalid_input_and_the_mock_is_not_durable() {
     assert_eq!(no_topics.kind(), ErrorKind::InvalidInput);
     assert_eq!(bus.topic_name(Topic::SystemEvents), "system_events");
 }
+
+/// Stock Kafka tooling reads the events: `kcat` (Debian package `kcat`, installed by
+/// `scripts/services.sh`) consumes the job topic from the mock cluster's real TCP listener
+/// and prints each message's key and JSON value.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kcat_reads_the_events_keys_and_json() {
+    let bus = mock_bus().await;
+    let wf = WorkflowId::generate();
+    let events: Vec<Event> = (0..3).map(|n| job_event(&wf, n)).collect();
+    for event in &events {
+        bus.publish(event).await.expect("publish");
+    }
+    let topic = bus.topic_name(Topic::JobEvents).to_owned();
+    let brokers = bus.bootstrap_servers().to_owned();
+    // `-e` exits at the end of each partition; `-f` prints key TAB value per message.
+    let run = tokio::process::Command::new("kcat")
+        .args(["-b", &brokers, "-C", "-t", &topic, "-o", "beginning", "-e", "-q", "-f", "%k\t%s\n"])
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(WAIT, run)
+        .await
+        .expect("kcat finished in time")
+        .unwrap_or_else(|e| panic!("cannot run kcat ({e}); install it with `scripts/services.sh` (apt: kcat)"));
+    assert!(out.status.success(), "kcat failed: {}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).expect("kcat prints UTF-8");
+    let mut seen = Vec::new();
+    for line in text.lines().filter(|l| !l.is_empty()) {
+        let (key, value) = line.split_once('\t').unwrap_or_else(|| panic!("no key/value in `{line}`"));
+        assert_eq!(key, wf.as_str(), "kcat sees the workflow id as the key");
+        let value: Value = serde_json::from_str(value).unwrap_or_else(|e| panic!("`{value}` is not JSON: {e}"));
+        check_shape(&value, &wf, Topic::JobEvents);
+        seen.push(serde_json::from_value::<Event>(value).expect("an event"));
+    }
+    assert_eq!(seen, events, "every event, in order (one key: one partition)");
+}
