@@ -241,11 +241,25 @@ impl Inner {
                 }
                 None => poll,
             };
-            tokio::select! {
-                r = rx.recv() => {
-                    if let Ok(done) = r && &done != id { continue; }
+            // Another workflow finishing is no reason to read this one again: with many
+            // concurrent waiters that would cost a read per waiter per finished workflow.
+            let sleep = tokio::time::sleep(sleep_for);
+            tokio::pin!(sleep);
+            loop {
+                tokio::select! {
+                    r = rx.recv() => match r {
+                        Ok(done) if &done != id => continue,
+                        Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => break,
+                        Err(broadcast::error::RecvError::Closed) => {
+                            (&mut sleep).await;
+                            break;
+                        }
+                    },
+                    _ = &mut sleep => {
+                        poll = (poll * 2).min(Duration::from_millis(500));
+                        break;
+                    }
                 }
-                _ = tokio::time::sleep(sleep_for) => { poll = (poll * 2).min(Duration::from_millis(500)); }
             }
         }
     }
