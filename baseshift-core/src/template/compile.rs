@@ -143,9 +143,10 @@ impl CompiledTemplate {
             .chain(job.config.job_refs())
             .chain(job.condition.iter().flat_map(|c| c.job_refs().iter().map(String::as_str)));
         let mut out: Vec<&str> = Vec::new();
+        let mut seen: std::collections::HashSet<&str> = std::collections::HashSet::new();
         for id in candidates {
             if let Some(j) = self.job(id)
-                && !out.contains(&j.id.as_str())
+                && seen.insert(j.id.as_str())
             {
                 out.push(&j.id);
             }

@@ -178,6 +178,8 @@ impl<'t> Checker<'_, 't> {
         let mut all = Vec::with_capacity(self.t.jobs.len());
         for (i, job) in self.t.jobs.iter().enumerate() {
             let mut parents: Vec<usize> = Vec::new();
+            // A set, not `parents.contains`: a fan-in of n parents must not cost n^2.
+            let mut seen: HashSet<usize> = HashSet::new();
             for (k, p) in self.t.parents_of(i).into_iter().enumerate() {
                 let field = format!("depends_on[{k}]");
                 let Some(&pi) = self.index.get(p) else {
@@ -190,7 +192,7 @@ impl<'t> Checker<'_, 't> {
                 if pi == i {
                     return Err(self.err(Some(i), Some(&field), format!("job `{}` depends on itself", job.id)));
                 }
-                if parents.contains(&pi) {
+                if !seen.insert(pi) {
                     return Err(self.err(Some(i), Some(&field), format!("job `{}` lists parent `{p}` twice", job.id)));
                 }
                 parents.push(pi);
