@@ -118,6 +118,7 @@ macro_rules! state_store_conformance {
             trigger_none_failed,
             skips_count_in_remaining,
             conditional_child_becomes_eligible,
+            jobs_created_ready_are_claimable,
             claim_marks_job_running_under_lease,
             claim_orders_by_priority_then_age,
             claim_respects_limit_and_exclude_types,

@@ -156,7 +156,7 @@ impl Inner {
         }
         compiled.validate_input(&req.input)?;
         let id = WorkflowId::generate();
-        let jobs = plan::initial_records(&compiled, &id);
+        let mut jobs = plan::initial_records(&compiled, &id);
         let remaining = jobs.iter().filter(|j| j.compensation_of.is_none()).count() as u64;
         let mut header = WorkflowRecord::initialized(
             id.clone(),
@@ -167,13 +167,18 @@ impl Inner {
         header.idempotency_key = req.idempotency_key;
         header.parent = req.parent;
         header.remaining = remaining;
-        let events = vec![Event::workflow(
+        let mut events = vec![Event::workflow(
             &id,
             WorkflowStatus::Initialized,
             Some(json!({
                 "template_id": header.template_id, "template_version": header.template_version
             })),
         )];
+        // Without root conditions the workflow is created already begun: one store step
+        // instead of create + read + begin.
+        let begun_events = plan::begin_at_create(&compiled, &mut header, &mut jobs, Utc::now());
+        let begun = begun_events.is_some();
+        events.extend(begun_events.into_iter().flatten());
         let outcome = self
             .store
             .create_workflow(NewWorkflow { header, jobs, template: compiled.template().as_ref().clone(), events })
@@ -182,7 +187,9 @@ impl Inner {
         match outcome {
             CreateOutcome::Existing(existing) => Ok(existing),
             CreateOutcome::Created(id) => {
-                self.begin(&id).await?;
+                if !begun {
+                    self.begin(&id).await?;
+                }
                 Ok(id)
             }
         }

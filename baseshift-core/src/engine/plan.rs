@@ -51,6 +51,31 @@ fn pending_record(workflow_id: &WorkflowId, job: &CompiledJob, parents: u32) -> 
     rec
 }
 
+/// Folds [`start`] into the create step when no root job has a condition: the header
+/// becomes `RUNNING` and the roots `READY`, and the events `start` would have written
+/// (`workflow_running`, then `job_ready` per root) are returned, to be appended after
+/// `workflow_initialized`. Returns `None`, changing nothing, when a root has a
+/// condition: it must be evaluated first, by [`start`] after the workflow is created.
+pub fn begin_at_create(
+    compiled: &CompiledTemplate,
+    header: &mut WorkflowRecord,
+    jobs: &mut [JobRecord],
+    now: DateTime<Utc>,
+) -> Option<Vec<Event>> {
+    if compiled.roots().any(|j| j.condition.is_some()) {
+        return None;
+    }
+    header.status = WorkflowStatus::Running;
+    header.updated_at = now;
+    let mut events = vec![Event::workflow(&header.id, WorkflowStatus::Running, None)];
+    for rec in jobs.iter_mut().filter(|r| r.compensation_of.is_none() && r.deps.total == 0) {
+        rec.status = JobStatus::Ready;
+        rec.ready_at = Some(now);
+        events.push(Event::job(&rec.workflow_id, &rec.job_id, JobStatus::Ready, 0, None));
+    }
+    Some(events)
+}
+
 /// Marks `rec` terminal with `status` and adds its outcome to its children's counters.
 fn finish(t: &mut Transition, compiled: &CompiledTemplate, mut rec: JobRecord, status: JobStatus, now: DateTime<Utc>) {
     let main = rec.compensation_of.is_none();

@@ -70,19 +70,23 @@ async fn drive(d: &Dag, compiled: &CompiledTemplate, order_seed: u64) -> (Vec<Jo
     let store = MemoryStateStore::new();
     let id = WorkflowId::generate();
     let now = chrono::Utc::now();
-    let jobs = plan::initial_records(compiled, &id);
+    let mut jobs = plan::initial_records(compiled, &id);
     let mut header = WorkflowRecord::initialized(id.clone(), "prop", "1.0.0", serde_json::json!({}));
     header.remaining = jobs.len() as u64;
-    store
-        .create_workflow(NewWorkflow { header, jobs, template: compiled.template().as_ref().clone(), events: vec![] })
-        .await
-        .unwrap();
-    let header = store.workflow(&id).await.unwrap();
-    let roots: Vec<String> = compiled.roots().map(|j| j.id.clone()).collect();
-    let root_recs = store.jobs(&id, Some(&roots)).await.unwrap();
-    let applied = store.apply(plan::start(compiled, header, root_recs, &|_| true, now)).await.unwrap();
-    let mut remaining = applied.remaining;
-    settle(&store, compiled, &id, applied, &mut remaining).await;
+    // Half the runs begin in the create step, half with a separate `start` step: both
+    // must reach the reference states.
+    let begun = order_seed % 2 == 0 && plan::begin_at_create(compiled, &mut header, &mut jobs, now).is_some();
+    let template = compiled.template().as_ref().clone();
+    store.create_workflow(NewWorkflow { header, jobs, template, events: vec![] }).await.unwrap();
+    let mut remaining = store.workflow(&id).await.unwrap().remaining;
+    if !begun {
+        let header = store.workflow(&id).await.unwrap();
+        let roots: Vec<String> = compiled.roots().map(|j| j.id.clone()).collect();
+        let root_recs = store.jobs(&id, Some(&roots)).await.unwrap();
+        let applied = store.apply(plan::start(compiled, header, root_recs, &|_| true, now)).await.unwrap();
+        remaining = applied.remaining;
+        settle(&store, compiled, &id, applied, &mut remaining).await;
+    }
     let mut rng = fastrand::Rng::with_seed(order_seed);
     loop {
         let claim = ClaimRequest {
@@ -158,4 +162,33 @@ proptest! {
         let failed = expected.contains(&JobStatus::Failed);
         prop_assert_eq!(header_a.status, if failed { WorkflowStatus::Failed } else { WorkflowStatus::Completed });
     }
+}
+
+#[test]
+fn begin_at_create_readies_roots_unless_a_root_has_a_condition() {
+    let plain = WorkflowTemplate::new("t", semver::Version::new(1, 0, 0))
+        .job(JobSpec::new("a", "noop").depends_on(Vec::<String>::new()))
+        .job(JobSpec::new("b", "noop").depends_on(Vec::<String>::new()))
+        .job(JobSpec::new("c", "noop").depends_on(["a", "b"]));
+    let compiled = Validator::new().compile(&plain).unwrap();
+    let id = WorkflowId::generate();
+    let mut jobs = plan::initial_records(&compiled, &id);
+    let mut header = WorkflowRecord::initialized(id.clone(), "t", "1.0.0", serde_json::json!({}));
+    let events = plan::begin_at_create(&compiled, &mut header, &mut jobs, chrono::Utc::now()).unwrap();
+    let types: Vec<_> = events.iter().map(|e| (e.event_type.as_str(), e.payload.job_id.as_deref())).collect();
+    assert_eq!(types, [("workflow_running", None), ("job_ready", Some("a")), ("job_ready", Some("b"))]);
+    assert_eq!(header.status, WorkflowStatus::Running);
+    let statuses: Vec<_> = jobs.iter().map(|j| j.status).collect();
+    assert_eq!(statuses, [JobStatus::Ready, JobStatus::Ready, JobStatus::Pending]);
+    assert!(jobs[0].ready_at.is_some() && jobs[2].ready_at.is_none());
+
+    let conditional = WorkflowTemplate::new("t", semver::Version::new(1, 0, 0))
+        .job(JobSpec::new("a", "noop").when("input.go"))
+        .job(JobSpec::new("b", "noop"));
+    let compiled = Validator::new().compile(&conditional).unwrap();
+    let mut jobs = plan::initial_records(&compiled, &id);
+    let mut header = WorkflowRecord::initialized(id.clone(), "t", "1.0.0", serde_json::json!({}));
+    let before = (header.clone(), jobs.clone());
+    assert!(plan::begin_at_create(&compiled, &mut header, &mut jobs, chrono::Utc::now()).is_none());
+    assert_eq!((header, jobs), before, "nothing changes when a root has a condition");
 }

@@ -3,8 +3,8 @@
 use crate::conformance::check::{ensure, ensure_eq, expect_kind, failure};
 use crate::conformance::fixtures::{TestWorkflow, claim_request, make_ready, now_ms, write_job};
 use crate::error::{ErrorKind, Result};
-use crate::state::{JobRecord, JobStatus};
-use crate::store::StateStore;
+use crate::state::{JobRecord, JobStatus, WorkflowStatus};
+use crate::store::{CreateOutcome, StateStore, WorkflowFilter};
 use chrono::TimeDelta;
 use futures_util::future::join_all;
 use std::collections::HashSet;
@@ -53,6 +53,28 @@ pub async fn claim_marks_job_running_under_lease(store: &dyn StateStore) -> Resu
 
     let again = store.claim(claim_request("worker-2", 5, LONG)).await?;
     ensure!(again.jobs.is_empty(), "a leased job is not claimed again: {:?}", ids(&again.jobs));
+    Ok(())
+}
+
+/// A workflow may be created already begun, its header `RUNNING` and its roots `READY`
+/// (what the engine writes when no root has a condition): the header is listed as
+/// `RUNNING` and the root is claimable at once, its child not.
+pub async fn jobs_created_ready_are_claimable(store: &dyn StateStore) -> Result<()> {
+    let wf = TestWorkflow::new().job("a", &[]).job("b", &["a"]);
+    let mut new = wf.build();
+    new.header.status = WorkflowStatus::Running;
+    new.jobs[0].status = JobStatus::Ready;
+    new.jobs[0].ready_at = Some(now_ms());
+    match store.create_workflow(new).await? {
+        CreateOutcome::Created(id) => ensure_eq!(&id, wf.id(), "created id"),
+        other => return Err(failure(format!("create_workflow of a new workflow returned {other:?}"))),
+    }
+    ensure_eq!(store.workflow(wf.id()).await?.status, WorkflowStatus::Running, "stored header status");
+    let running = WorkflowFilter { statuses: vec![WorkflowStatus::Running], ..Default::default() };
+    let listed: Vec<_> = store.list_workflows(running).await?.into_iter().map(|h| h.id).collect();
+    ensure_eq!(listed, vec![wf.id().clone()], "workflows listed as RUNNING");
+    let claimed = store.claim(claim_request("w", 5, LONG)).await?;
+    ensure_eq!(ids(&claimed.jobs), vec!["a"], "claimed at once: the root, not its child");
     Ok(())
 }
 
