@@ -75,7 +75,7 @@ async fn drive(d: &Dag, compiled: &CompiledTemplate, order_seed: u64) -> (Vec<Jo
     header.remaining = jobs.len() as u64;
     // Half the runs begin in the create step, half with a separate `start` step: both
     // must reach the reference states.
-    let begun = order_seed % 2 == 0 && plan::begin_at_create(compiled, &mut header, &mut jobs, now).is_some();
+    let begun = order_seed.is_multiple_of(2) && plan::begin_at_create(compiled, &mut header, &mut jobs, now).is_some();
     let template = compiled.template().as_ref().clone();
     store.create_workflow(NewWorkflow { header, jobs, template, events: vec![] }).await.unwrap();
     let mut remaining = store.workflow(&id).await.unwrap().remaining;
