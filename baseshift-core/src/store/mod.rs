@@ -2,7 +2,7 @@
 
 mod memory;
 
-pub use memory::MemoryStateStore;
+pub use memory::{MemoryRetention, MemoryStateStore};
 
 use crate::error::Result;
 use crate::event::Event;

@@ -11,7 +11,7 @@ use crate::store::{
 };
 use crate::template::WorkflowTemplate;
 use chrono::{DateTime, TimeDelta, Utc};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::time::Duration;
 
 const BACKEND: &str = "memory";
@@ -46,7 +46,9 @@ impl Wake {
 pub(super) struct Inner {
     pub(super) workflows: BTreeMap<WorkflowId, WorkflowEntry>,
     templates: HashMap<(String, String), WorkflowTemplate>,
-    idempotency: HashMap<String, WorkflowId>,
+    pub(super) idempotency: HashMap<String, WorkflowId>,
+    /// Finished workflows by the time they finished, for retention.
+    pub(super) finished: BTreeSet<(DateTime<Utc>, WorkflowId)>,
     outbox: BTreeMap<u64, Event>,
     next_seq: u64,
     pub(super) index: Indexes,
@@ -155,7 +157,7 @@ impl Inner {
         const OP: &str = "StateStore::apply";
         let wf_id = step.workflow_id.clone();
         let ctx = |e: Error| e.with_workflow(wf_id.as_str());
-        let Inner { workflows, index, .. } = self;
+        let Inner { workflows, index, finished, .. } = self;
         let wf = workflows
             .get_mut(&step.workflow_id)
             .ok_or_else(|| ctx(err(ErrorKind::NotFound, OP, "no such workflow")))?;
@@ -165,6 +167,9 @@ impl Inner {
         if let Some(mut header) = header {
             header.remaining = wf.header.remaining;
             header.version = wf.header.version + 1;
+            if header.status.is_terminal() && !wf.header.status.is_terminal() {
+                finished.insert((header.finished_at.unwrap_or(now), header.id.clone()));
+            }
             wf.header = header;
         }
         let mut wake = Wake::default();

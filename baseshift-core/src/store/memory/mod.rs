@@ -2,7 +2,10 @@
 
 mod index;
 mod inner;
+mod retention;
 mod validate;
+
+pub use retention::MemoryRetention;
 
 use super::{
     Applied, ClaimRequest, Claimed, CreateOutcome, NewWorkflow, OutboxEntry, StateStore, StoreCapabilities, Transition,
@@ -57,6 +60,39 @@ impl MemoryStateStore {
     /// step half-applied (steps validate before writing), so a poisoned lock is still usable.
     fn lock(&self) -> MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Removes workflows that finished (`COMPLETED`, `FAILED`, `CANCELLED`) more than
+    /// `older_than` ago, with their job records and idempotency keys: without it, a
+    /// long-running host keeps every workflow it ever ran. Workflows that are not finished
+    /// are never touched. Works in batches of 1 000 so other steps are not held up long.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// use baseshift_core::MemoryStateStore;
+    /// use std::time::Duration;
+    ///
+    /// let store = MemoryStateStore::new();
+    /// let removed = store.apply_retention(Duration::from_secs(3600))?;
+    /// assert_eq!(removed.workflows, 0);
+    /// # Ok::<(), baseshift_core::Error>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn apply_retention(&self, older_than: Duration) -> Result<MemoryRetention> {
+        const BATCH: usize = 1_000;
+        let cutoff = chrono::TimeDelta::from_std(older_than)
+            .ok()
+            .and_then(|d| Utc::now().checked_sub_signed(d))
+            .ok_or_else(|| crate::Error::invalid_input(format!("retention age {older_than:?} is out of range")))?;
+        let mut total = MemoryRetention::default();
+        loop {
+            let batch = self.lock().remove_finished(cutoff, BATCH);
+            total.workflows += batch.workflows;
+            total.jobs += batch.jobs;
+            if (batch.workflows as usize) < BATCH {
+                return Ok(total);
+            }
+        }
     }
 
     fn wake(&self, wake: Wake) {

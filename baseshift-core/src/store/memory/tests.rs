@@ -287,3 +287,37 @@ fn capabilities_say_memory_not_durable() {
     let caps = MemoryStateStore::new().capabilities();
     assert_eq!((caps.name, caps.durable, caps.shared), ("memory", false, false));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_removes_only_finished_workflows() {
+    use crate::engine::{Engine, StartRequest};
+    use crate::template::JobSpec;
+    use std::sync::Arc;
+
+    let store = Arc::new(MemoryStateStore::new());
+    let engine = Engine::builder().state_store(store.clone()).build().unwrap();
+    engine.launch().await.unwrap();
+    let quick = WorkflowTemplate::new("quick", semver::Version::new(1, 0, 0))
+        .job(JobSpec::new("a", "noop"))
+        .job(JobSpec::new("b", "noop"));
+    let held = WorkflowTemplate::new("held", semver::Version::new(1, 0, 0)).job(JobSpec::new("m", "manual"));
+    engine.register_template(quick).await.unwrap();
+    engine.register_template(held).await.unwrap();
+    let done = engine.start_with(StartRequest::new("quick").idempotency_key("k1")).await.unwrap();
+    engine.wait(&done).await.unwrap();
+    let running = engine.start("held", json!({})).await.unwrap();
+
+    let young = store.apply_retention(Duration::from_secs(3600)).unwrap();
+    assert_eq!(young, MemoryRetention::default(), "nothing finished an hour ago");
+    let removed = store.apply_retention(Duration::ZERO).unwrap();
+    assert_eq!((removed.workflows, removed.jobs), (1, 2));
+    assert_eq!(store.workflow(&done).await.unwrap_err().kind(), ErrorKind::NotFound);
+    assert_eq!(store.workflow(&running).await.unwrap().status, WorkflowStatus::Running, "never a running one");
+    // The key is free again: a new start with it makes a new workflow.
+    let again = engine.start_with(StartRequest::new("quick").idempotency_key("k1")).await.unwrap();
+    assert_ne!(again, done);
+    engine.wait(&again).await.unwrap();
+    assert_eq!(store.apply_retention(Duration::ZERO).unwrap().workflows, 1);
+    assert_eq!(store.apply_retention(Duration::MAX).unwrap_err().kind(), ErrorKind::InvalidInput);
+    engine.shutdown().await;
+}
