@@ -80,13 +80,13 @@ template_id: branch
 version: 1.0.0
 jobs:
   - { id: check, type: chaos, config: { ms: 40 } }
-  - { id: yes, type: chaos, depends_on: [check], when: "input.go == true", config: { ms: 60 } }
-  - id: no
+  - { id: left, type: chaos, depends_on: [check], when: "input.go == true", config: { ms: 60 } }
+  - id: right
     type: chaos
     depends_on: [check]
     when: "input.go == false && jobs.check.output.attempt >= 1"
     config: { ms: 60 }
-  - { id: join, type: chaos, depends_on: [yes, no], trigger: none_failed, config: { ms: 30 } }
+  - { id: join, type: chaos, depends_on: [left, right], trigger: none_failed, config: { ms: 30 } }
 "#;
 
 /// Every shape, in submission rotation.
@@ -119,8 +119,8 @@ pub fn expected(shape: &str, input: &Value) -> (WorkflowStatus, Vec<(&'static st
         }
         _ => {
             let go = input.get("go").and_then(Value::as_bool).unwrap_or(false);
-            let (yes, no) = if go { (Succeeded, Skipped) } else { (Skipped, Succeeded) };
-            (WorkflowStatus::Completed, vec![("check", Succeeded), ("yes", yes), ("no", no), ("join", Succeeded)])
+            let (left, right) = if go { (Succeeded, Skipped) } else { (Skipped, Succeeded) };
+            (WorkflowStatus::Completed, vec![("check", Succeeded), ("left", left), ("right", right), ("join", Succeeded)])
         }
     }
 }

@@ -1,0 +1,80 @@
+//! `Engine::launch` when recovery fails: nothing starts, and a later call tries again.
+
+use super::*;
+use crate::state::WorkflowStatus;
+use crate::store::{Applied, ClaimRequest, Claimed, CreateOutcome, NewWorkflow, OutboxEntry, StoreCapabilities, Transition};
+use crate::template::JobSpec;
+use crate::{MemoryStateStore, WorkflowId};
+use chrono::{DateTime, Utc};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// The memory store, except that `list_workflows` fails while `down` is set (as an
+/// unreachable backend does during `recover`).
+struct Flaky {
+    inner: MemoryStateStore,
+    down: AtomicBool,
+}
+
+#[async_trait]
+#[deny(clippy::missing_trait_methods)]
+impl StateStore for Flaky {
+    fn capabilities(&self) -> StoreCapabilities {
+        self.inner.capabilities()
+    }
+    async fn create_workflow(&self, new: NewWorkflow) -> Result<CreateOutcome> {
+        self.inner.create_workflow(new).await
+    }
+    async fn workflow(&self, id: &WorkflowId) -> Result<WorkflowRecord> {
+        self.inner.workflow(id).await
+    }
+    async fn job(&self, key: &JobKey) -> Result<JobRecord> {
+        self.inner.job(key).await
+    }
+    async fn jobs(&self, id: &WorkflowId, ids: Option<&[String]>) -> Result<Vec<JobRecord>> {
+        self.inner.jobs(id, ids).await
+    }
+    async fn template(&self, template_id: &str, version: &str) -> Result<WorkflowTemplate> {
+        self.inner.template(template_id, version).await
+    }
+    async fn apply(&self, step: Transition) -> Result<Applied> {
+        self.inner.apply(step).await
+    }
+    async fn claim(&self, req: ClaimRequest) -> Result<Claimed> {
+        self.inner.claim(req).await
+    }
+    async fn renew_lease(&self, key: &JobKey, token: &str, ttl: Duration) -> Result<DateTime<Utc>> {
+        self.inner.renew_lease(key, token, ttl).await
+    }
+    async fn list_workflows(&self, filter: WorkflowFilter) -> Result<Vec<WorkflowRecord>> {
+        if self.down.load(Ordering::SeqCst) {
+            return Err(Error::new(ErrorKind::Unavailable, "the store is down"));
+        }
+        self.inner.list_workflows(filter).await
+    }
+    async fn outbox_pending(&self, limit: usize) -> Result<Vec<OutboxEntry>> {
+        self.inner.outbox_pending(limit).await
+    }
+    async fn outbox_ack(&self, seqs: &[u64]) -> Result<()> {
+        self.inner.outbox_ack(seqs).await
+    }
+    async fn wait_for_work(&self, timeout: Duration) {
+        self.inner.wait_for_work(timeout).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn launch_after_a_failed_recovery_starts_the_workers() {
+    let store = Arc::new(Flaky { inner: MemoryStateStore::new(), down: AtomicBool::new(true) });
+    let engine = Engine::builder().state_store(store.clone()).build().unwrap();
+    let err = engine.launch().await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
+
+    store.down.store(false, Ordering::SeqCst);
+    engine.launch().await.unwrap();
+    let t = WorkflowTemplate::new("one", semver::Version::new(1, 0, 0)).job(JobSpec::new("a", "noop"));
+    engine.register_template(t).await.unwrap();
+    let id = engine.start("one", serde_json::json!({})).await.unwrap();
+    let done = engine.wait_timeout(&id, Duration::from_secs(10)).await.unwrap();
+    assert_eq!(done.status, WorkflowStatus::Completed, "the second launch started the workers");
+    engine.shutdown().await;
+}
