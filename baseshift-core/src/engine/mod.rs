@@ -27,6 +27,7 @@ mod flow;
 mod inner;
 pub mod plan;
 mod relay;
+mod repair;
 mod settle;
 mod worker;
 
@@ -37,7 +38,7 @@ mod tests;
 mod plan_tests;
 
 #[cfg(test)]
-mod launch_tests;
+mod outage_tests;
 
 pub use builder::{EngineBuilder, EngineConfig};
 pub use flow::{CircuitBreaker, RateLimit};
@@ -202,6 +203,7 @@ impl Engine {
         tasks.push(tokio::spawn(worker::claim_loop(self.inner.clone())));
         tasks.push(tokio::spawn(relay::relay_loop(self.inner.clone())));
         tasks.push(tokio::spawn(worker::lease_loop(self.inner.clone())));
+        tasks.push(tokio::spawn(repair::repair_loop(self.inner.clone())));
         Ok(report)
     }
 

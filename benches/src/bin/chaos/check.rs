@@ -172,8 +172,11 @@ pub async fn check(
         }
         if !header.status.is_terminal() {
             s.stuck += 1;
-            let open: Vec<String> =
-                jobs.iter().filter(|j| !j.status.is_terminal()).map(|j| format!("{}={}", j.job_id, j.status.as_str())).collect();
+            let open: Vec<String> = jobs
+                .iter()
+                .filter(|j| !j.status.is_terminal())
+                .map(|j| format!("{}={}", j.job_id, j.status.as_str()))
+                .collect();
             ex.add(format!("workflow {} ({}) is {}: {}", sub.id, sub.shape, header.status.as_str(), open.join(" ")));
             continue;
         }
@@ -197,7 +200,9 @@ fn workflow_events(s: &mut Summary, ex: &mut Examples, header: &WorkflowRecord, 
     let find = |ty: &str| wf.iter().position(|e| e.event.event_type == ty);
     let terminal_type = format!("workflow_{}", header.status.as_str().to_ascii_lowercase());
     let (init, running, terminal) = (find("workflow_initialized"), find("workflow_running"), find(&terminal_type));
-    for (name, at) in [("workflow_initialized", init), ("workflow_running", running), (terminal_type.as_str(), terminal)] {
+    for (name, at) in
+        [("workflow_initialized", init), ("workflow_running", running), (terminal_type.as_str(), terminal)]
+    {
         if at.is_none() {
             s.missing_events += 1;
             ex.add(format!("workflow {id}: no {name}"));
@@ -205,7 +210,9 @@ fn workflow_events(s: &mut Summary, ex: &mut Examples, header: &WorkflowRecord, 
     }
     let terminals = wf
         .iter()
-        .filter(|e| ["workflow_completed", "workflow_failed", "workflow_cancelled"].contains(&e.event.event_type.as_str()))
+        .filter(|e| {
+            ["workflow_completed", "workflow_failed", "workflow_cancelled"].contains(&e.event.event_type.as_str())
+        })
         .count();
     if terminals > 1 {
         s.double_committed += 1;
@@ -253,7 +260,12 @@ fn job_events(s: &mut Summary, ex: &mut Examples, rec: &JobRecord, list: &[Seen]
         && list.iter().any(|e| e.event.event_type == "job_succeeded" && e.event.payload.attempt != Some(rec.attempt));
     if terminals > 1 || success_elsewhere {
         s.double_committed += 1;
-        ex.add(format!("{key}: terminal events {:?}, record says {} at attempt {}", types(list), rec.status.as_str(), rec.attempt));
+        ex.add(format!(
+            "{key}: terminal events {:?}, record says {} at attempt {}",
+            types(list),
+            rec.status.as_str(),
+            rec.attempt
+        ));
     }
     let ranks: Vec<(u32, u8)> = list.iter().map(rank).collect();
     let in_window = list.iter().all(|e| e.ms >= lo && e.ms <= hi);

@@ -21,9 +21,8 @@ impl Proxy {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .map_err(|e| Error::new(ErrorKind::Unavailable, format!("proxy: binding a local port: {e}")))?;
-        let addr = listener
-            .local_addr()
-            .map_err(|e| Error::new(ErrorKind::Internal, format!("proxy: local address: {e}")))?;
+        let addr =
+            listener.local_addr().map_err(|e| Error::new(ErrorKind::Internal, format!("proxy: local address: {e}")))?;
         let up = Arc::new(watch::channel(true).0);
         tokio::spawn(accept_loop(listener, upstream, up.clone()));
         Ok(Proxy { addr, up })

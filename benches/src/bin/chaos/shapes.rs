@@ -3,9 +3,7 @@
 
 use crate::record::{Mark, Recorder};
 use async_trait::async_trait;
-use baseshift_core::{
-    JobContext, JobError, JobOutput, JobRunner, JobStatus, Result, WorkflowStatus, WorkflowTemplate,
-};
+use baseshift_core::{JobContext, JobError, JobOutput, JobRunner, JobStatus, Result, WorkflowStatus, WorkflowTemplate};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Duration;
@@ -110,9 +108,7 @@ pub fn expected(shape: &str, input: &Value) -> (WorkflowStatus, Vec<(&'static st
     match shape {
         "chain" => (WorkflowStatus::Completed, ok(&["a", "b", "c", "d"])),
         "diamond" => (WorkflowStatus::Completed, ok(&["a", "b", "c", "d", "e"])),
-        "fanout" => {
-            (WorkflowStatus::Completed, ok(&["root", "f1", "f2", "f3", "f4", "f5", "f6", "f7", "f8", "join"]))
-        }
+        "fanout" => (WorkflowStatus::Completed, ok(&["root", "f1", "f2", "f3", "f4", "f5", "f6", "f7", "f8", "join"])),
         "retry" => (WorkflowStatus::Completed, ok(&["flaky", "after"])),
         "fail" => {
             (WorkflowStatus::Failed, vec![("a", Succeeded), ("bad", Failed), ("side", Succeeded), ("after", Skipped)])
@@ -120,7 +116,10 @@ pub fn expected(shape: &str, input: &Value) -> (WorkflowStatus, Vec<(&'static st
         _ => {
             let go = input.get("go").and_then(Value::as_bool).unwrap_or(false);
             let (left, right) = if go { (Succeeded, Skipped) } else { (Skipped, Succeeded) };
-            (WorkflowStatus::Completed, vec![("check", Succeeded), ("left", left), ("right", right), ("join", Succeeded)])
+            (
+                WorkflowStatus::Completed,
+                vec![("check", Succeeded), ("left", left), ("right", right), ("join", Succeeded)],
+            )
         }
     }
 }

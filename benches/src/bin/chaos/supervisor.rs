@@ -139,7 +139,8 @@ pub async fn run(o: Options) -> Result<Summary> {
         lease_ms: o.lease_ms,
         concurrency: o.concurrency,
     };
-    let mut fleet = Fleet { exe, template, log_dir, children: (0..o.instances).map(|_| None).collect(), killed: HashMap::new() };
+    let mut fleet =
+        Fleet { exe, template, log_dir, children: (0..o.instances).map(|_| None).collect(), killed: HashMap::new() };
     for slot in 0..o.instances {
         fleet.spawn(slot)?;
     }
@@ -300,7 +301,8 @@ async fn wait_outbox_drained(store: &dyn StateStore, deadline: Instant) -> Resul
 async fn purge(backend: Backend, redis_url: &str, tag: &str, pg: Option<&baseshift_postgres::Postgres>) -> Result<()> {
     // The bus and the run records live under the same Redis prefix (on Postgres the
     // records are in the schema).
-    let config = baseshift_redis::RedisConfig::builder().url(redis_url.to_owned()).key_prefix(tag.to_owned()).build()?;
+    let config =
+        baseshift_redis::RedisConfig::builder().url(redis_url.to_owned()).key_prefix(tag.to_owned()).build()?;
     baseshift_redis::RedisStateStore::connect(&config).await?.purge().await?;
     if backend == Backend::Postgres
         && let Some(pg) = pg

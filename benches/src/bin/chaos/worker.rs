@@ -66,8 +66,9 @@ pub async fn postgres(url: &str, schema: &str, app: &str) -> Result<Postgres> {
 /// Runs the worker until SIGTERM.
 pub async fn run(w: WorkerOptions) -> Result<()> {
     let app = format!("{}-worker-{}", w.prefix, w.slot);
-    let recorder =
-        Arc::new(retrying("connecting the run recorder", || Recorder::connect(w.backend, &w.record_url, &w.prefix)).await);
+    let recorder = Arc::new(
+        retrying("connecting the run recorder", || Recorder::connect(w.backend, &w.record_url, &w.prefix)).await,
+    );
     let store = retrying("connecting the store", || store(w.backend, &w.store_url, &w.prefix, &app)).await;
     let bus: Arc<dyn EventBus> = Arc::new(retrying("connecting the event bus", || bus(&w.bus_url, &w.prefix)).await);
     let mut config = EngineConfig::default();

@@ -1,18 +1,29 @@
-//! `Engine::launch` when recovery fails: nothing starts, and a later call tries again.
+//! The engine when the store fails: a launch whose recovery failed can be retried, and a
+//! step applied whose reply was lost still gets its follow-up steps.
 
 use super::*;
 use crate::state::WorkflowStatus;
-use crate::store::{Applied, ClaimRequest, Claimed, CreateOutcome, NewWorkflow, OutboxEntry, StoreCapabilities, Transition};
+use crate::store::{
+    Applied, ClaimRequest, Claimed, CreateOutcome, NewWorkflow, OutboxEntry, StoreCapabilities, Transition,
+};
 use crate::template::JobSpec;
 use crate::{MemoryStateStore, WorkflowId};
 use chrono::{DateTime, Utc};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 /// The memory store, except that `list_workflows` fails while `down` is set (as an
-/// unreachable backend does during `recover`).
+/// unreachable backend does during `recover`), and the `lose_reply`-th `apply` from now
+/// is applied but answers `Unavailable` (a connection cut before the reply).
 struct Flaky {
     inner: MemoryStateStore,
     down: AtomicBool,
+    lose_reply: AtomicUsize,
+}
+
+impl Flaky {
+    fn new(down: bool) -> Arc<Flaky> {
+        Arc::new(Flaky { inner: MemoryStateStore::new(), down: AtomicBool::new(down), lose_reply: AtomicUsize::new(0) })
+    }
 }
 
 #[async_trait]
@@ -37,7 +48,12 @@ impl StateStore for Flaky {
         self.inner.template(template_id, version).await
     }
     async fn apply(&self, step: Transition) -> Result<Applied> {
-        self.inner.apply(step).await
+        let applied = self.inner.apply(step).await?;
+        let left = self.lose_reply.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+        if left == Ok(1) {
+            return Err(Error::new(ErrorKind::Unavailable, "connection reset before the reply"));
+        }
+        Ok(applied)
     }
     async fn claim(&self, req: ClaimRequest) -> Result<Claimed> {
         self.inner.claim(req).await
@@ -64,7 +80,7 @@ impl StateStore for Flaky {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn launch_after_a_failed_recovery_starts_the_workers() {
-    let store = Arc::new(Flaky { inner: MemoryStateStore::new(), down: AtomicBool::new(true) });
+    let store = Flaky::new(true);
     let engine = Engine::builder().state_store(store.clone()).build().unwrap();
     let err = engine.launch().await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
@@ -76,5 +92,23 @@ async fn launch_after_a_failed_recovery_starts_the_workers() {
     let id = engine.start("one", serde_json::json!({})).await.unwrap();
     let done = engine.wait_timeout(&id, Duration::from_secs(10)).await.unwrap();
     assert_eq!(done.status, WorkflowStatus::Completed, "the second launch started the workers");
+    engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_reply_on_the_last_job_still_finalizes_the_workflow() {
+    let store = Flaky::new(false);
+    let config = EngineConfig { poll_interval: Duration::from_millis(50), ..EngineConfig::default() };
+    let engine = Engine::builder().config(config).state_store(store.clone()).build().unwrap();
+    engine.launch().await.unwrap();
+    let t = WorkflowTemplate::new("one", semver::Version::new(1, 0, 0)).job(JobSpec::new("a", "noop"));
+    engine.register_template(t).await.unwrap();
+    // apply #1 begins the workflow, #2 records `a`'s success: its reply is lost, so the
+    // worker never finalizes; the repair does.
+    store.lose_reply.store(2, Ordering::SeqCst);
+    let id = engine.start("one", serde_json::json!({})).await.unwrap();
+    let done = engine.wait_timeout(&id, Duration::from_secs(10)).await.unwrap();
+    assert_eq!(done.status, WorkflowStatus::Completed);
+    assert_eq!(store.lose_reply.load(Ordering::SeqCst), 0, "the reply was lost");
     engine.shutdown().await;
 }
