@@ -333,3 +333,78 @@ fn runs(s: &mut Summary, ex: &mut Examples, marks: &[Mark], killed: &HashMap<u32
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use baseshift_core::Event;
+
+    fn mark(kind: &str, token: &str, attempt: u32, pid: u32, t_us: u64) -> Mark {
+        Mark {
+            kind: kind.into(),
+            wf: "w".into(),
+            job: "j".into(),
+            attempt,
+            token: token.into(),
+            pid,
+            t_us,
+            outcome: None,
+        }
+    }
+
+    fn overlaps(marks: &[Mark], killed: &[(u32, u64)]) -> usize {
+        let mut s = Summary::default();
+        runs(&mut s, &mut Examples(0), marks, &killed.iter().copied().collect());
+        s.overlapping_leases
+    }
+
+    #[test]
+    fn runs_overlap_only_when_their_intervals_intersect() {
+        let one_after_other = [mark("start", "a", 1, 1, 10), mark("end", "a", 1, 1, 20), mark("start", "b", 2, 2, 21)];
+        assert_eq!(overlaps(&one_after_other, &[]), 0);
+        let concurrent = [mark("start", "a", 1, 1, 10), mark("start", "b", 2, 2, 15), mark("end", "a", 1, 1, 20)];
+        assert_eq!(overlaps(&concurrent, &[]), 1);
+        // A run cut by a kill ends when its process was seen dead.
+        let killed = [mark("start", "a", 1, 1, 10), mark("start", "b", 2, 2, 30)];
+        assert_eq!(overlaps(&killed, &[(1, 25)]), 0);
+        assert_eq!(overlaps(&killed, &[(1, 35)]), 1);
+        // Neither ended nor killed: it never ends.
+        assert_eq!(overlaps(&killed, &[]), 1);
+    }
+
+    fn seen(ms: u64, event: Event) -> Seen {
+        Seen { ms, event }
+    }
+
+    fn job_counts(rec: &JobRecord, list: &[Seen]) -> (usize, usize, usize) {
+        let mut s = Summary::default();
+        job_events(&mut s, &mut Examples(0), rec, list, (0, u64::MAX));
+        (s.missing_events, s.double_committed, s.out_of_order_events)
+    }
+
+    #[test]
+    fn job_events_are_counted_missing_doubled_or_out_of_order() {
+        let wf = WorkflowId::generate();
+        let mut rec = JobRecord::pending(wf.clone(), "j", "chaos", 0);
+        rec.status = JobStatus::Succeeded;
+        rec.attempt = 2;
+        let ev = |status, attempt| Event::job(&wf, "j", status, attempt, None);
+        let good = vec![
+            seen(1, ev(JobStatus::Ready, 0)),
+            seen(2, ev(JobStatus::Running, 1)),
+            seen(3, Event::job_retrying(&wf, "j", 1, Value::Null)),
+            seen(4, ev(JobStatus::Running, 2)),
+            seen(5, ev(JobStatus::Succeeded, 2)),
+        ];
+        assert_eq!(job_counts(&rec, &good), (0, 0, 0));
+        let mut missing = good.clone();
+        missing.remove(3);
+        assert_eq!(job_counts(&rec, &missing), (1, 0, 0));
+        let mut doubled = good.clone();
+        doubled.insert(3, seen(3, ev(JobStatus::Succeeded, 1)));
+        assert_eq!(job_counts(&rec, &doubled).1, 1);
+        let mut swapped = good;
+        swapped.swap(1, 2);
+        assert_eq!(job_counts(&rec, &swapped), (0, 0, 1));
+    }
+}
