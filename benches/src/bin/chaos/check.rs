@@ -8,14 +8,17 @@
 //! - `double_committed`: a job has more than one distinct terminal event (two successes,
 //!   or a success and a failure), or its success event names another attempt than the
 //!   record; or a workflow has more than one distinct terminal event.
-//! - `overlapping_leases`: two runs of the same job whose execution intervals intersect.
-//!   A run's interval is [start mark, end mark] (stamped before the body starts and after
-//!   it ends, so it contains the real one); a run without an end mark was cut short by a
-//!   SIGKILL and ends when the supervisor saw its process dead (never earlier than the
-//!   real end); a run neither ended nor killed lasts forever. This is stricter than the
-//!   guarantee ("never while a lease is valid"): a run that outlived its lease would count
-//!   too; with bodies of at most 150 ms under leases of seconds, only a process stalled
-//!   for longer than its lease could do that.
+//! - `overlapping_leases`: two runs of the same job ran at the same moment while both
+//!   their leases were valid. A run's execution interval is [start mark, end mark]
+//!   (stamped before the body starts and after it ends, so it contains the real one); a
+//!   run without an end mark was cut short by a SIGKILL and ends when the supervisor saw
+//!   its process dead (never earlier than the real end); a run neither ended nor killed
+//!   lasts forever. Its lease is valid from its claim until the latest expiry the store
+//!   gave it (claim or renewal, `lease` marks written by the workers' store decorator; a
+//!   run without any lease mark counts as valid forever). Two runs overlap when
+//!   `later start < min(both ends, both lease expiries)`. A run that goes on after its
+//!   lease lapsed (renewals failing during an outage) is allowed to meet its successor:
+//!   the guarantee is about valid leases, and the engine stops it at its next renewal.
 //! - `missing_events`: an expected event is absent: per workflow `workflow_initialized`,
 //!   `workflow_running` and its terminal event; per job that ran, `job_ready`, one
 //!   `job_running` per attempt 1..=final attempt and its terminal event; per skipped job,
@@ -79,6 +82,8 @@ pub struct Summary {
     pub runs: usize,
     /// Runs beyond the first of their job (re-claims after kills, retries).
     pub reruns: usize,
+    /// Lease marks recorded (claims and renewals).
+    pub lease_marks: usize,
     /// Event deliveries that repeated an earlier one.
     pub duplicate_events: usize,
     /// Wall-clock seconds.
@@ -109,7 +114,7 @@ impl fmt::Display for Summary {
             f,
             "CHAOS backend={} instances={} workflows={} kills={} lost={} stuck={} double_committed={} \
              overlapping_leases={} missing_events={} out_of_order_events={} wrong_outcome={} worker_exits={} \
-             outages={} runs={} reruns={} duplicate_events={} secs={:.1}",
+             outages={} runs={} reruns={} lease_marks={} duplicate_events={} secs={:.1}",
             self.backend,
             self.instances,
             self.workflows,
@@ -125,6 +130,7 @@ impl fmt::Display for Summary {
             self.outages,
             self.runs,
             self.reruns,
+            self.lease_marks,
             self.duplicate_events,
             self.secs
         )
@@ -294,39 +300,53 @@ fn types(list: &[Seen]) -> Vec<String> {
 }
 
 /// One run of a job, from its marks.
+#[derive(Default)]
 struct Run {
     attempt: u32,
     pid: u32,
-    start: u64,
+    start: Option<u64>,
     end: Option<u64>,
+    lease_until: Option<u64>,
 }
 
 fn runs(s: &mut Summary, ex: &mut Examples, marks: &[Mark], killed: &HashMap<u32, u64>) {
-    let mut by_token: HashMap<(&str, &str, &str, u32), Run> = HashMap::new();
+    let mut by_token: HashMap<(&str, &str, &str), Run> = HashMap::new();
     for m in marks {
-        let key = (m.wf.as_str(), m.job.as_str(), m.token.as_str(), m.attempt);
-        let run = by_token.entry(key).or_insert(Run { attempt: m.attempt, pid: m.pid, start: 0, end: None });
+        let run = by_token.entry((m.wf.as_str(), m.job.as_str(), m.token.as_str())).or_default();
         match m.kind.as_str() {
-            "start" => run.start = m.t_us,
-            _ => run.end = Some(m.t_us),
+            "start" => {
+                (run.attempt, run.pid, run.start) = (m.attempt, m.pid, Some(m.t_us));
+            }
+            "end" => run.end = Some(m.t_us),
+            _ => {
+                s.lease_marks += 1;
+                run.lease_until = run.lease_until.max(Some(m.t_us));
+            }
         }
     }
+    // Claims whose runner never started (killed first, or failed before running) are no runs.
+    by_token.retain(|_, r| r.start.is_some());
     s.runs = by_token.len();
     let mut by_job: HashMap<(&str, &str), Vec<Run>> = HashMap::new();
-    for ((wf, job, _, _), run) in by_token {
+    for ((wf, job, _), run) in by_token {
         by_job.entry((wf, job)).or_default().push(run);
     }
     for ((wf, job), mut list) in by_job {
         s.reruns += list.len() - 1;
         list.sort_by_key(|r| r.start);
-        let end = |r: &Run| r.end.or_else(|| killed.get(&r.pid).copied()).unwrap_or(u64::MAX);
+        let until = |r: &Run| {
+            let end = r.end.or_else(|| killed.get(&r.pid).copied()).unwrap_or(u64::MAX);
+            end.min(r.lease_until.unwrap_or(u64::MAX))
+        };
         for (i, a) in list.iter().enumerate() {
             for b in &list[i + 1..] {
-                if b.start < end(a) {
+                let from = b.start.unwrap_or(0);
+                if from < until(a).min(until(b)) {
                     s.overlapping_leases += 1;
                     ex.add(format!(
-                        "{wf}/{job}: attempt {} (pid {}, {}..{:?}) overlaps attempt {} (pid {}, from {})",
-                        a.attempt, a.pid, a.start, a.end, b.attempt, b.pid, b.start
+                        "{wf}/{job}: attempt {} (pid {}, {:?}..{:?}, lease until {:?}) overlaps attempt {} \
+                         (pid {}, from {from}, lease until {:?})",
+                        a.attempt, a.pid, a.start, a.end, a.lease_until, b.attempt, b.pid, b.lease_until
                     ));
                 }
             }
@@ -370,6 +390,12 @@ mod tests {
         assert_eq!(overlaps(&killed, &[(1, 35)]), 1);
         // Neither ended nor killed: it never ends.
         assert_eq!(overlaps(&killed, &[]), 1);
+        // ...unless its lease lapsed before the next run started.
+        let mut lapsed = killed.to_vec();
+        lapsed.push(mark("lease", "a", 0, 1, 28));
+        assert_eq!(overlaps(&lapsed, &[]), 0);
+        lapsed.push(mark("lease", "a", 0, 1, 31));
+        assert_eq!(overlaps(&lapsed, &[]), 1, "renewed past the next start");
     }
 
     fn seen(ms: u64, event: Event) -> Seen {

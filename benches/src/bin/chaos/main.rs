@@ -14,6 +14,7 @@
 
 mod check;
 mod events;
+mod leases;
 mod opts;
 mod proxy;
 mod record;

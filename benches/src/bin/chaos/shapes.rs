@@ -87,9 +87,25 @@ jobs:
   - { id: join, type: chaos, depends_on: [left, right], trigger: none_failed, config: { ms: 30 } }
 "#;
 
+/// A job that runs longer than the lease (so it lives on renewals), then a short one.
+const LONG: &str = r#"
+template_id: long
+version: 1.0.0
+jobs:
+  - { id: slow, type: chaos, config: { ms: 2500 } }
+  - { id: after, type: chaos, config: { ms: 40 } }
+"#;
+
 /// Every shape, in submission rotation.
-pub const SHAPES: [(&str, &str); 6] =
-    [("chain", CHAIN), ("diamond", DIAMOND), ("fanout", FANOUT), ("retry", RETRY), ("fail", FAIL), ("branch", BRANCH)];
+pub const SHAPES: [(&str, &str); 7] = [
+    ("chain", CHAIN),
+    ("diamond", DIAMOND),
+    ("fanout", FANOUT),
+    ("retry", RETRY),
+    ("fail", FAIL),
+    ("branch", BRANCH),
+    ("long", LONG),
+];
 
 /// The templates, parsed.
 pub fn templates() -> Result<Vec<WorkflowTemplate>> {
@@ -110,6 +126,7 @@ pub fn expected(shape: &str, input: &Value) -> (WorkflowStatus, Vec<(&'static st
         "diamond" => (WorkflowStatus::Completed, ok(&["a", "b", "c", "d", "e"])),
         "fanout" => (WorkflowStatus::Completed, ok(&["root", "f1", "f2", "f3", "f4", "f5", "f6", "f7", "f8", "join"])),
         "retry" => (WorkflowStatus::Completed, ok(&["flaky", "after"])),
+        "long" => (WorkflowStatus::Completed, ok(&["slow", "after"])),
         "fail" => {
             (WorkflowStatus::Failed, vec![("a", Succeeded), ("bad", Failed), ("side", Succeeded), ("after", Skipped)])
         }

@@ -2,6 +2,7 @@
 //! It connects with retries (it may be restarted in the middle of an outage), launches
 //! (which runs `recover`) and then only runs jobs and relays the outbox.
 
+use crate::leases::LeaseRecording;
 use crate::opts::{Backend, WorkerOptions};
 use crate::record::Recorder;
 use crate::shapes::ChaosRunner;
@@ -70,6 +71,7 @@ pub async fn run(w: WorkerOptions) -> Result<()> {
         retrying("connecting the run recorder", || Recorder::connect(w.backend, &w.record_url, &w.prefix)).await,
     );
     let store = retrying("connecting the store", || store(w.backend, &w.store_url, &w.prefix, &app)).await;
+    let store = Arc::new(LeaseRecording { inner: store, recorder: recorder.clone() });
     let bus: Arc<dyn EventBus> = Arc::new(retrying("connecting the event bus", || bus(&w.bus_url, &w.prefix)).await);
     let mut config = EngineConfig::default();
     config.poll_interval = Duration::from_millis(200);
