@@ -47,6 +47,9 @@ pub struct Options {
     pub outages: usize,
     /// Length of one outage, in ms.
     pub outage_ms: u64,
+    /// PostgreSQL only: the outage is `pg_terminate_backend` of every worker connection,
+    /// repeated for the outage's length, instead of the proxy.
+    pub terminate_backends: bool,
     /// Shell command that takes the store down instead of the proxy (dedicated machines).
     pub outage_down: Option<String>,
     /// Shell command that brings the store back after `outage_down`.
@@ -75,6 +78,7 @@ impl Default for Options {
             kill_every_ms: 800,
             outages: 0,
             outage_ms: 4_000,
+            terminate_backends: false,
             outage_down: None,
             outage_up: None,
             lease_ms: 2_000,
@@ -119,7 +123,8 @@ pub enum Mode {
 
 /// The usage text.
 pub const USAGE: &str = "usage: chaos [--backend redis|postgres] [--instances K] [--workflows W] [--kills N] \
-[--kill-every-ms MS] [--outages N] [--outage-ms MS] [--outage-down CMD --outage-up CMD] [--lease-ms MS] \
+[--kill-every-ms MS] [--outages N] [--outage-ms MS] [--terminate-backends | --outage-down CMD --outage-up CMD] \
+[--lease-ms MS] \
 [--concurrency C] [--deadline-secs S] [--seed N] [--keep] [--log-dir DIR]";
 
 /// Parses the arguments after the program name.
@@ -148,12 +153,16 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Mode> {
             "--seed" => o.seed = Some(number(&arg, &value()?)?),
             "--log-dir" => o.log_dir = Some(PathBuf::from(value()?)),
             "--keep" => o.keep = true,
+            "--terminate-backends" => o.terminate_backends = true,
             "-h" | "--help" => return Err(invalid("help requested".into())),
             other => return Err(invalid(format!("unknown argument {other:?}"))),
         }
     }
     if o.outage_down.is_some() != o.outage_up.is_some() {
         return Err(invalid("--outage-down and --outage-up go together".into()));
+    }
+    if o.terminate_backends && (o.backend != Backend::Postgres || o.outage_down.is_some()) {
+        return Err(invalid("--terminate-backends is for --backend postgres, without --outage-down".into()));
     }
     if o.lease_ms < 300 {
         return Err(invalid("--lease-ms must be at least 300".into()));

@@ -158,7 +158,7 @@ pub async fn run(o: Options) -> Result<Summary> {
     let gap = phase / u32::try_from(o.workflows).unwrap_or(u32::MAX);
     let submitter = tokio::spawn(submit(client.clone(), o.workflows, gap));
 
-    let outages = tokio::spawn(outages(o.clone(), proxy, phase, rng.u64(..)));
+    let outages = tokio::spawn(outages(o.clone(), proxy, phase, rng.u64(..), tag.clone()));
     let mut problems = Vec::new();
     for k in 0..o.kills {
         let pause = o.kill_every_ms / 2 + rng.u64(0..=o.kill_every_ms);
@@ -238,7 +238,7 @@ async fn submit(client: Engine, n: usize, gap: Duration) -> Result<Vec<Submitted
 
 /// Cuts the store's network (or runs the outage commands) `o.outages` times, spread over
 /// the kill phase; returns the proxy, restored.
-async fn outages(o: Options, proxy: Proxy, phase: Duration, seed: u64) -> Result<Proxy> {
+async fn outages(o: Options, proxy: Proxy, phase: Duration, seed: u64, tag: String) -> Result<Proxy> {
     let mut rng = fastrand::Rng::with_seed(seed);
     let slice = phase / u32::try_from(o.outages + 1).unwrap_or(1);
     for n in 0..o.outages {
@@ -247,9 +247,12 @@ async fn outages(o: Options, proxy: Proxy, phase: Duration, seed: u64) -> Result
         note(format!("outage {} of {}: store unreachable for {} ms", n + 1, o.outages, o.outage_ms));
         match &o.outage_down {
             Some(cmd) => shell(cmd).await?,
+            None if o.terminate_backends => terminate_for(&tag, Duration::from_millis(o.outage_ms)).await?,
             None => proxy.cut(),
         }
-        tokio::time::sleep(Duration::from_millis(o.outage_ms)).await;
+        if !o.terminate_backends {
+            tokio::time::sleep(Duration::from_millis(o.outage_ms)).await;
+        }
         match &o.outage_up {
             Some(cmd) => shell(cmd).await?,
             None => proxy.restore(),
@@ -257,6 +260,32 @@ async fn outages(o: Options, proxy: Proxy, phase: Duration, seed: u64) -> Result
         note(format!("outage {} over", n + 1));
     }
     Ok(proxy)
+}
+
+/// Terminates every server backend of the run's workers (by application name) every
+/// 100 ms for `length`, so reconnections fail too: the server itself cuts them.
+async fn terminate_for(tag: &str, length: Duration) -> Result<()> {
+    let url = baseshift_postgres::PostgresConfig::from_env().url;
+    let pool = sqlx::PgPool::connect(&url)
+        .await
+        .map_err(|e| Error::new(baseshift_core::ErrorKind::Unavailable, format!("postgres: {e}")))?;
+    let pattern = format!("{tag}-worker-%");
+    let until = Instant::now() + length;
+    let mut terminated = 0u64;
+    while Instant::now() < until {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name LIKE $1",
+        )
+        .bind(&pattern)
+        .fetch_one(&pool)
+        .await
+        .map_err(|e| Error::internal(format!("pg_terminate_backend: {e}")))?;
+        terminated += u64::try_from(n).unwrap_or(0);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    pool.close().await;
+    note(format!("terminated {terminated} worker backends"));
+    Ok(())
 }
 
 async fn shell(cmd: &str) -> Result<()> {
