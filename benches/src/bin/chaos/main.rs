@@ -16,6 +16,7 @@ mod check;
 mod events;
 mod leases;
 mod opts;
+mod overlap;
 mod proxy;
 mod record;
 mod shapes;
