@@ -12,17 +12,29 @@ use chrono::{DateTime, Utc};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 /// The memory store, except that `list_workflows` fails while `down` is set (as an
-/// unreachable backend does during `recover`), and the `lose_reply`-th `apply` from now
-/// is applied but answers `Unavailable` (a connection cut before the reply).
+/// unreachable backend does during `recover`), the `lose_reply`-th `apply` from now is
+/// applied but answers `Unavailable` (a connection cut before the reply), and the
+/// `refuse`-th is not applied and answers `Unavailable`.
 struct Flaky {
     inner: MemoryStateStore,
     down: AtomicBool,
     lose_reply: AtomicUsize,
+    refuse: AtomicUsize,
+}
+
+/// Counts `n` down; true when it reaches zero now.
+fn due(n: &AtomicUsize) -> bool {
+    n.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)) == Ok(1)
 }
 
 impl Flaky {
     fn new(down: bool) -> Arc<Flaky> {
-        Arc::new(Flaky { inner: MemoryStateStore::new(), down: AtomicBool::new(down), lose_reply: AtomicUsize::new(0) })
+        Arc::new(Flaky {
+            inner: MemoryStateStore::new(),
+            down: AtomicBool::new(down),
+            lose_reply: AtomicUsize::new(0),
+            refuse: AtomicUsize::new(0),
+        })
     }
 }
 
@@ -48,9 +60,11 @@ impl StateStore for Flaky {
         self.inner.template(template_id, version).await
     }
     async fn apply(&self, step: Transition) -> Result<Applied> {
+        if due(&self.refuse) {
+            return Err(Error::new(ErrorKind::Unavailable, "connection refused"));
+        }
         let applied = self.inner.apply(step).await?;
-        let left = self.lose_reply.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
-        if left == Ok(1) {
+        if due(&self.lose_reply) {
             return Err(Error::new(ErrorKind::Unavailable, "connection reset before the reply"));
         }
         Ok(applied)
@@ -110,5 +124,23 @@ async fn a_lost_reply_on_the_last_job_still_finalizes_the_workflow() {
     let done = engine.wait_timeout(&id, Duration::from_secs(10)).await.unwrap();
     assert_eq!(done.status, WorkflowStatus::Completed);
     assert_eq!(store.lose_reply.load(Ordering::SeqCst), 0, "the reply was lost");
+    engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_retried_with_its_key_begins_the_workflow_the_first_could_not() {
+    let store = Flaky::new(false);
+    let engine = Engine::builder().state_store(store.clone()).build().unwrap();
+    let t = WorkflowTemplate::new("one", semver::Version::new(1, 0, 0)).job(JobSpec::new("a", "noop"));
+    engine.register_template(t).await.unwrap();
+    store.refuse.store(1, Ordering::SeqCst);
+    let req = StartRequest::new("one").idempotency_key("k");
+    let err = engine.start_with(req.clone()).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
+    let id = engine.start_with(req).await.unwrap();
+    assert_eq!(engine.status(&id).await.unwrap().workflow.status, WorkflowStatus::Running, "begun by the retry");
+    engine.launch().await.unwrap();
+    let done = engine.wait_timeout(&id, Duration::from_secs(10)).await.unwrap();
+    assert_eq!(done.status, WorkflowStatus::Completed);
     engine.shutdown().await;
 }
