@@ -14,7 +14,7 @@ use crate::templates::TemplateStore;
 use async_trait::async_trait;
 use chrono::Utc;
 use serde_json::{Value, json};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -58,6 +58,8 @@ pub(crate) struct Inner {
     pub launched: AtomicBool,
     pub tasks: Mutex<Vec<JoinHandle<()>>>,
     pub flow: FlowControl,
+    /// Workflows whose follow-up steps may be half done (see `repair.rs`).
+    pub repairs: Mutex<HashSet<WorkflowId>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -91,6 +93,7 @@ impl Inner {
             launched: AtomicBool::new(false),
             tasks: Mutex::new(Vec::new()),
             flow: FlowControl::new(config.rate_limits.clone(), config.circuit_breaker),
+            repairs: Mutex::new(HashSet::new()),
             config,
         }
     }
@@ -184,15 +187,20 @@ impl Inner {
             .create_workflow(NewWorkflow { header, jobs, template: compiled.template().as_ref().clone(), events })
             .await?;
         self.outbox_wake.notify_one();
-        match outcome {
-            CreateOutcome::Existing(existing) => Ok(existing),
-            CreateOutcome::Created(id) => {
-                if !begun {
-                    self.begin(&id).await?;
-                }
-                Ok(id)
-            }
+        // A repeated start (e.g. retried after an error) also begins the workflow in case
+        // the first call created it but could not begin it; `begin` is a no-op otherwise.
+        // A workflow this call created already begun needs nothing more.
+        let (id, created) = match outcome {
+            CreateOutcome::Created(id) => (id, true),
+            CreateOutcome::Existing(id) => (id, false),
+        };
+        if (!created || !begun)
+            && let Err(e) = self.begin(&id).await
+        {
+            self.needs_repair(&id);
+            return Err(e);
         }
+        Ok(id)
     }
 
     /// `INITIALIZED -> RUNNING`: roots become ready (or skipped by their condition).
@@ -327,8 +335,15 @@ impl Inner {
             Err(failure) => plan::Outcome::Failed { failure, retryable: false, backoff: Duration::ZERO },
         };
         let step = plan::complete(&compiled, rec.clone(), outcome, job.retry.max_attempts, Utc::now());
-        let applied = self.apply(step).await?;
-        self.after_job(&compiled, &rec, applied).await
+        let done = match self.apply(step).await {
+            Ok(applied) => self.after_job(&compiled, &rec, applied).await,
+            Err(e) => Err(e),
+        };
+        if done.as_ref().is_err_and(|e| e.kind() != ErrorKind::Conflict) {
+            // The step may have been applied (a lost reply) and its follow-ups not.
+            self.needs_repair(&key.workflow_id);
+        }
+        done
     }
 
     pub fn check_output_size(&self, v: &Value) -> Result<()> {

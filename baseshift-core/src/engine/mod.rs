@@ -27,6 +27,7 @@ mod flow;
 mod inner;
 pub mod plan;
 mod relay;
+mod repair;
 mod settle;
 mod worker;
 
@@ -35,6 +36,9 @@ mod tests;
 
 #[cfg(test)]
 mod plan_tests;
+
+#[cfg(test)]
+mod outage_tests;
 
 pub use builder::{EngineBuilder, EngineConfig};
 pub use flow::{CircuitBreaker, RateLimit};
@@ -180,16 +184,26 @@ impl Engine {
     }
 
     /// Runs [`recover`](Self::recover), then starts the workers and the outbox relay on
-    /// the current tokio runtime. Calling it again does nothing.
+    /// the current tokio runtime. Calling it again does nothing once it has succeeded; if
+    /// recovery fails (e.g. the store is unreachable), nothing is started and a later call
+    /// tries again.
     pub async fn launch(&self) -> Result<RecoveryReport> {
-        if self.inner.launched.swap(true, std::sync::atomic::Ordering::SeqCst) {
+        use std::sync::atomic::Ordering;
+        if self.inner.launched.swap(true, Ordering::SeqCst) {
             return Ok(RecoveryReport::default());
         }
-        let report = self.inner.recover().await?;
+        let report = match self.inner.recover().await {
+            Ok(report) => report,
+            Err(e) => {
+                self.inner.launched.store(false, Ordering::SeqCst);
+                return Err(e);
+            }
+        };
         let mut tasks = self.inner.tasks.lock().unwrap_or_else(|e| e.into_inner());
         tasks.push(tokio::spawn(worker::claim_loop(self.inner.clone())));
         tasks.push(tokio::spawn(relay::relay_loop(self.inner.clone())));
         tasks.push(tokio::spawn(worker::lease_loop(self.inner.clone())));
+        tasks.push(tokio::spawn(repair::repair_loop(self.inner.clone())));
         Ok(report)
     }
 

@@ -113,6 +113,8 @@ async fn run_claimed(inner: Arc<Inner>, rec: JobRecord) {
         Ok(v) => v,
         Err(e) => {
             tracing::error!(job = %key, error = %e, "recording a job outcome failed; its lease will expire and it will be re-claimed");
+            // The outcome may have been recorded (a lost reply) without its follow-ups.
+            inner.needs_repair(&key.workflow_id);
             None
         }
     };
