@@ -9,6 +9,10 @@ use serde_json::Value;
 use std::fmt;
 
 /// The status of a workflow: `INITIALIZED -> RUNNING -> COMPLETED | FAILED | CANCELLED`.
+///
+/// One more edge exists only in a replay step ([`Transition::replay`](crate::store::Transition::replay)):
+/// `FAILED -> RUNNING`, when a dead-lettered job of the workflow is run again
+/// (see [`can_replay`](Self::can_replay)).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum WorkflowStatus {
@@ -34,6 +38,18 @@ impl WorkflowStatus {
     pub fn can_become(self, next: WorkflowStatus) -> bool {
         use WorkflowStatus::*;
         matches!((self, next), (Initialized, Running | Failed | Cancelled) | (Running, Completed | Failed | Cancelled))
+    }
+
+    /// Whether `self -> next` is legal in a replay step: the ordinary transitions plus
+    /// `FAILED -> RUNNING` (a failed workflow resumes when one of its dead letters is replayed).
+    pub fn can_replay(self, next: WorkflowStatus) -> bool {
+        self.can_become(next) || matches!((self, next), (WorkflowStatus::Failed, WorkflowStatus::Running))
+    }
+
+    /// `Ok` if `self -> next` is legal (in a replay step when `replay`), else an
+    /// [`ErrorKind::IllegalTransition`] error.
+    pub fn check_step(self, next: WorkflowStatus, replay: bool) -> Result<()> {
+        if replay && self.can_replay(next) { Ok(()) } else { self.check(next) }
     }
 
     /// `Ok` if `self -> next` is legal, else an [`ErrorKind::IllegalTransition`] error.
@@ -64,6 +80,11 @@ impl fmt::Display for WorkflowStatus {
 }
 
 /// The status of a job: `PENDING -> READY -> RUNNING -> SUCCEEDED | FAILED | SKIPPED | CANCELLED`.
+///
+/// A replay step ([`Transition::replay`](crate::store::Transition::replay)) also allows
+/// `FAILED -> READY` (the dead-lettered job, with fresh attempts) and
+/// `FAILED | SKIPPED -> PENDING` (its downstream jobs and unused compensations, reset);
+/// see [`can_replay`](Self::can_replay).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum JobStatus {
@@ -101,6 +122,19 @@ impl JobStatus {
                 | (Ready, Running | Skipped | Cancelled)
                 | (Running, Succeeded | Failed | Ready | Running | Skipped | Cancelled)
         )
+    }
+
+    /// Whether `self -> next` is legal in a replay step: the ordinary transitions plus
+    /// `FAILED -> READY` and `FAILED | SKIPPED -> PENDING`.
+    pub fn can_replay(self, next: JobStatus) -> bool {
+        use JobStatus::*;
+        self.can_become(next) || matches!((self, next), (Failed, Ready) | (Failed | Skipped, Pending))
+    }
+
+    /// `Ok` if `self -> next` is legal (in a replay step when `replay`), else an
+    /// [`ErrorKind::IllegalTransition`] error.
+    pub fn check_step(self, next: JobStatus, replay: bool) -> Result<()> {
+        if replay && self.can_replay(next) { Ok(()) } else { self.check(next) }
     }
 
     /// `Ok` if `self -> next` is legal, else an [`ErrorKind::IllegalTransition`] error.
@@ -146,10 +180,21 @@ pub struct Lease {
 /// Why a job failed.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JobFailure {
-    /// `timeout`, `permanent`, `retryable`, `cancelled`, `lease_expired`, ...
+    /// `timeout`, `permanent`, `retryable`, `cancelled`, `lease_expired`, `policy_violation`, ...
     pub kind: String,
     /// A human-readable message (secrets redacted).
     pub message: String,
+    /// For a `FAILED` job: when its dead letter was discarded (it is then no longer listed
+    /// by [`StateStore::dead_letters`](crate::StateStore::dead_letters)).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub discarded_at: Option<DateTime<Utc>>,
+}
+
+impl JobFailure {
+    /// A failure of `kind` with `message`.
+    pub fn new(kind: impl Into<String>, message: impl Into<String>) -> Self {
+        JobFailure { kind: kind.into(), message: message.into(), discarded_at: None }
+    }
 }
 
 /// How many of a job's parents finished, and how.
@@ -435,6 +480,17 @@ impl JobRecord {
                 ChildChange::Skipped
             }
         }
+    }
+
+    /// Whether this record is a dead letter: `FAILED` (out of attempts, or failed
+    /// permanently) and not discarded.
+    pub fn is_dead_letter(&self) -> bool {
+        self.status == JobStatus::Failed && !self.error.as_ref().is_some_and(|e| e.discarded_at.is_some())
+    }
+
+    /// How long the last attempt ran, from `started_at` to `finished_at`, in milliseconds.
+    pub fn duration_ms(&self) -> Option<i64> {
+        Some((self.finished_at? - self.started_at?).num_milliseconds().max(0))
     }
 
     /// The record's key.

@@ -66,7 +66,7 @@ async fn records_round_trip_through_the_scripts() -> Result<()> {
         .job("child", &["a/1"])
         .with_job("a/1", |j| {
             j.priority = -7;
-            j.error = Some(JobFailure { kind: "retryable".into(), message: odd.into() });
+            j.error = Some(JobFailure::new("retryable", odd));
         })
         .with_job("child", |j| {
             j.trigger = Trigger::AllDone;

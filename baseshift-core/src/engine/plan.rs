@@ -116,7 +116,10 @@ pub fn complete(
         Outcome::Succeeded(output) => {
             rec.output = Some(output.clone());
             rec.error = None;
-            t.events.push(Event::job(&wf, &id, JobStatus::Succeeded, attempt, Some(output)));
+            let mut ev = Event::job(&wf, &id, JobStatus::Succeeded, attempt, Some(output.clone()));
+            timed(&mut ev, &rec, now);
+            ev.payload.resource_usage = output.get("resource_usage").filter(|u| u.is_object()).cloned();
+            t.events.push(ev);
             finish(&mut t, compiled, rec, JobStatus::Succeeded, now);
         }
         Outcome::AwaitExternal => {
@@ -130,17 +133,30 @@ pub fn complete(
                 rec.status = JobStatus::Ready;
                 rec.lease = None;
                 rec.ready_at = Some(now + chrono::Duration::from_std(backoff).unwrap_or_default());
+                let mut ev = Event::job_retrying(&wf, &id, attempt, detail);
+                timed(&mut ev, &rec, now);
                 rec.error = Some(failure);
-                t.events.push(Event::job_retrying(&wf, &id, attempt, detail));
+                t.events.push(ev);
                 t.jobs.push(rec);
             } else {
+                let mut ev = Event::job(&wf, &id, JobStatus::Failed, attempt, Some(detail.clone()));
+                timed(&mut ev, &rec, now);
                 rec.error = Some(failure);
-                t.events.push(Event::job(&wf, &id, JobStatus::Failed, attempt, Some(detail)));
+                t.events.push(ev);
+                // Out of attempts or failed for good: the record is now a dead letter.
+                let mut dead = Event::job(&wf, &id, JobStatus::Failed, attempt, Some(detail));
+                dead.event_type = "job_dead_lettered".into();
+                t.events.push(dead);
                 finish(&mut t, compiled, rec, JobStatus::Failed, now);
             }
         }
     }
     t
+}
+
+/// Sets an attempt's `duration_ms` on its event: from the record's `started_at` to `now`.
+fn timed(ev: &mut Event, rec: &JobRecord, now: DateTime<Utc>) {
+    ev.payload.duration_ms = rec.started_at.map(|s| (now - s).num_milliseconds().max(0));
 }
 
 /// Delivers the outcome of a job the store skipped to its children.

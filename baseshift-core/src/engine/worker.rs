@@ -352,7 +352,7 @@ fn host_variable(inner: &Inner, name: &str) -> Option<String> {
 }
 
 fn failure(kind: &str, message: impl Into<String>) -> JobFailure {
-    JobFailure { kind: kind.to_owned(), message: message.into() }
+    JobFailure::new(kind, message)
 }
 
 fn fail(failure: JobFailure, retryable: bool) -> plan::Outcome {

@@ -7,11 +7,12 @@ use crate::event::Event;
 use crate::ids::{JobKey, WorkflowId};
 use crate::state::{JobRecord, JobStatus, Lease, WorkflowRecord};
 use crate::store::{
-    Applied, ClaimRequest, Claimed, CreateOutcome, NewWorkflow, OutboxEntry, Transition, WorkflowFilter,
+    Applied, ClaimRequest, Claimed, CreateOutcome, DeadLetterFilter, NewWorkflow, OutboxEntry, Transition,
+    WorkflowFilter,
 };
 use crate::template::WorkflowTemplate;
 use chrono::{DateTime, TimeDelta, Utc};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::time::Duration;
 
 const BACKEND: &str = "memory";
@@ -50,6 +51,8 @@ pub(super) struct Inner {
     outbox: BTreeMap<u64, Event>,
     next_seq: u64,
     pub(super) index: Indexes,
+    /// Dead-lettered jobs by (workflow id, job id).
+    dead: BTreeSet<(WorkflowId, String)>,
 }
 
 fn err(kind: ErrorKind, op: &'static str, message: impl Into<String>) -> Error {
@@ -155,13 +158,13 @@ impl Inner {
         const OP: &str = "StateStore::apply";
         let wf_id = step.workflow_id.clone();
         let ctx = |e: Error| e.with_workflow(wf_id.as_str());
-        let Inner { workflows, index, .. } = self;
+        let Inner { workflows, index, dead, .. } = self;
         let wf = workflows
             .get_mut(&step.workflow_id)
             .ok_or_else(|| ctx(err(ErrorKind::NotFound, OP, "no such workflow")))?;
         validate_step(wf, &step).map_err(|e| ctx(e.with_operation(OP).with_backend(BACKEND)))?;
 
-        let Transition { header, jobs, parent_outcomes, terminal_delta, events, .. } = step;
+        let Transition { header, jobs, parent_outcomes, terminal_delta, reopened, events, .. } = step;
         if let Some(mut header) = header {
             header.remaining = wf.header.remaining;
             header.version = wf.header.version + 1;
@@ -177,6 +180,12 @@ impl Inner {
             index.remove(stored);
             job.version = stored.version + 1;
             *stored = job;
+            let dead_key = (stored.workflow_id.clone(), stored.job_id.clone());
+            if stored.is_dead_letter() {
+                dead.insert(dead_key);
+            } else {
+                dead.remove(&dead_key);
+            }
             wake.note(index.insert(stored, now));
             written.insert(pos);
         }
@@ -197,7 +206,8 @@ impl Inner {
             skipped_main += change.report(child, &mut applied, &mut derived);
             wake.note(index.insert(child, now));
         }
-        wf.header.remaining = wf.header.remaining.saturating_sub(skipped_main).saturating_sub(terminal_delta);
+        wf.header.remaining =
+            (wf.header.remaining + reopened).saturating_sub(skipped_main).saturating_sub(terminal_delta);
         applied.remaining = wf.header.remaining;
         // The step's own events (e.g. the parent's `job_succeeded`) precede the changes they caused.
         self.push_events(events);
@@ -295,6 +305,24 @@ impl Inner {
             .map(|(_, wf)| &wf.header)
             .filter(|h| filter.statuses.is_empty() || filter.statuses.contains(&h.status))
             .take(limit)
+            .cloned()
+            .collect()
+    }
+
+    /// See [`StateStore::dead_letters`](crate::StateStore::dead_letters).
+    pub(super) fn dead_letters(&self, filter: &DeadLetterFilter) -> Vec<JobRecord> {
+        use std::ops::Bound;
+        let lower = match (&filter.after, &filter.workflow_id) {
+            (Some(a), _) => Bound::Excluded((a.workflow_id.clone(), a.job_id.clone())),
+            (None, Some(w)) => Bound::Included((w.clone(), String::new())),
+            (None, None) => Bound::Unbounded,
+        };
+        self.dead
+            .range((lower, Bound::Unbounded))
+            .take_while(|(w, _)| filter.workflow_id.as_ref().is_none_or(|f| f == w))
+            .filter_map(|(w, j)| lookup(&self.workflows, &JobKey::new(w.clone(), j.clone())))
+            .filter(|rec| filter.matches(rec))
+            .take(filter.page())
             .cloned()
             .collect()
     }
