@@ -44,6 +44,7 @@ async fn cached_templates_for_test() -> CachedTemplateStore<MemoryTemplateStore>
 }
 
 baseshift_core::state_store_conformance!(redis_store_for_test().await);
+baseshift_core::engine_conformance!(redis_store_for_test().await);
 baseshift_core::template_store_conformance!(cached_templates_for_test().await);
 
 #[tokio::test]

@@ -132,6 +132,8 @@ macro_rules! state_store_conformance {
             wait_for_work_wakes_on_ready,
             outbox_keeps_step_order,
             outbox_ack_removes_events,
+            dead_letters_list_failed_jobs,
+            replay_step_reopens_a_failed_workflow,
         );
     };
     (@tests $store:expr; $($check:ident),+ $(,)?) => {

@@ -2,12 +2,14 @@
 //! clause of its contract. Each takes a fresh, empty store.
 
 mod claims;
+mod dead;
 mod deps;
 mod outbox;
 mod records;
 mod writes;
 
 pub use claims::*;
+pub use dead::*;
 pub use deps::*;
 pub use outbox::*;
 pub use records::*;

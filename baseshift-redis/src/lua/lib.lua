@@ -6,12 +6,17 @@ local function fail(kind, job, message)
   return {'err', kind, job or '', message}
 end
 
-local function can_job(from, to)
-  return from == to or (JOB_NEXT[from] ~= nil and JOB_NEXT[from][to] == true)
+-- `replay`: a replay step, which may also make the JOB_REPLAY / WF_REPLAY transitions.
+local function can_job(from, to, replay)
+  local next = JOB_NEXT
+  if replay then next = JOB_REPLAY end
+  return from == to or (next[from] ~= nil and next[from][to] == true)
 end
 
-local function can_wf(from, to)
-  return from == to or (WF_NEXT[from] ~= nil and WF_NEXT[from][to] == true)
+local function can_wf(from, to, replay)
+  local next = WF_NEXT
+  if replay then next = WF_REPLAY end
+  return from == to or (next[from] ~= nil and next[from][to] == true)
 end
 
 -- The queue member of a job: enough to filter by type and to score a due retry.
