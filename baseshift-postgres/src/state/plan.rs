@@ -34,7 +34,7 @@ pub(crate) fn plan(
     now: DateTime<Utc>,
 ) -> Result<Planned> {
     validate(&stored, &rows, &step)?;
-    let Transition { header, jobs, parent_outcomes, terminal_delta, events, .. } = step;
+    let Transition { header, jobs, parent_outcomes, terminal_delta, reopened, events, .. } = step;
 
     let mut changed: Vec<String> = Vec::with_capacity(jobs.len() + parent_outcomes.len());
     let mut written = HashSet::with_capacity(changed.capacity());
@@ -61,7 +61,7 @@ pub(crate) fn plan(
         skipped_main += change.report(child, &mut applied, &mut derived);
     }
 
-    let remaining = stored.remaining.saturating_sub(skipped_main).saturating_sub(terminal_delta);
+    let remaining = (stored.remaining + reopened).saturating_sub(skipped_main).saturating_sub(terminal_delta);
     applied.remaining = remaining;
     let (header, touch_header) = match header {
         Some(mut header) => {
@@ -99,7 +99,7 @@ fn validate(stored: &WorkflowRecord, rows: &HashMap<String, (JobRecord, i32)>, s
             )));
         }
         if header.status != stored.status {
-            stored.status.check(header.status)?;
+            stored.status.check_step(header.status, step.replay)?;
         }
     }
     let mut seen = HashSet::with_capacity(step.jobs.len());
@@ -119,7 +119,7 @@ fn validate(stored: &WorkflowRecord, rows: &HashMap<String, (JobRecord, i32)>, s
             ))));
         }
         if job.status != old.status {
-            old.status.check(job.status).map_err(with_job)?;
+            old.status.check_step(job.status, step.replay).map_err(with_job)?;
         }
     }
     for outcome in &step.parent_outcomes {
