@@ -197,6 +197,16 @@ impl JobFailure {
     }
 }
 
+/// A job's concurrency key, fixed when its workflow starts: at most `limit` jobs with
+/// the same `key` are `RUNNING` at once, across every engine instance sharing the store.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ConcurrencyKey {
+    /// The rendered key, e.g. `customer-42`.
+    pub key: String,
+    /// How many jobs with this key may run at once (>= 1).
+    pub limit: u32,
+}
+
 /// How many of a job's parents finished, and how.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DepCounts {
@@ -416,6 +426,9 @@ pub struct JobRecord {
     pub started_at: Option<DateTime<Utc>>,
     /// When it reached a terminal status.
     pub finished_at: Option<DateTime<Utc>>,
+    /// Its concurrency key, if its template declares one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<ConcurrencyKey>,
 }
 
 impl JobRecord {
@@ -447,6 +460,7 @@ impl JobRecord {
             compensation_of: None,
             started_at: None,
             finished_at: None,
+            concurrency: None,
         }
     }
 

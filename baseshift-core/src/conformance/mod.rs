@@ -134,6 +134,8 @@ macro_rules! state_store_conformance {
             outbox_ack_removes_events,
             dead_letters_list_failed_jobs,
             replay_step_reopens_a_failed_workflow,
+            claim_respects_concurrency_keys,
+            concurrent_claims_respect_concurrency_keys,
         );
     };
     (@tests $store:expr; $($check:ident),+ $(,)?) => {

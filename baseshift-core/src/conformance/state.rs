@@ -4,6 +4,7 @@
 mod claims;
 mod dead;
 mod deps;
+mod keys;
 mod outbox;
 mod records;
 mod writes;
@@ -11,6 +12,7 @@ mod writes;
 pub use claims::*;
 pub use dead::*;
 pub use deps::*;
+pub use keys::*;
 pub use outbox::*;
 pub use records::*;
 pub use writes::*;

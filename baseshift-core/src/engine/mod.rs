@@ -37,6 +37,9 @@ mod tests;
 #[cfg(test)]
 mod plan_tests;
 
+#[cfg(test)]
+mod safety_tests;
+
 pub use builder::{EngineBuilder, EngineConfig};
 pub use flow::{CircuitBreaker, RateLimit};
 pub(crate) use inner::Inner;

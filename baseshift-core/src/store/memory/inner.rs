@@ -177,7 +177,8 @@ impl Inner {
                 continue;
             };
             let stored = &mut wf.jobs[pos];
-            index.remove(stored);
+            // A freed concurrency slot may make a held-back job claimable.
+            wake.0 |= index.remove(stored);
             job.version = stored.version + 1;
             *stored = job;
             let dead_key = (stored.workflow_id.clone(), stored.job_id.clone());
@@ -226,24 +227,36 @@ impl Inner {
             !req.exclude_types.is_empty()
                 && lookup(workflows, key).is_some_and(|job| req.exclude_types.contains(&job.job_type))
         };
-        let mut taken: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
-        let mut within_cap = |key: &JobKey| {
-            if req.type_limits.is_empty() {
-                return true;
-            }
+        // A job is taken only if both its type cap and its concurrency key have room. Ready
+        // jobs with a key take a slot of it (expired leases already hold one); a key at its
+        // limit holds its jobs back, in order.
+        let mut taken: HashMap<&str, usize> = HashMap::new();
+        let mut key_taken: HashMap<String, usize> = HashMap::new();
+        let mut admit = |key: &JobKey| {
             let Some(job) = lookup(workflows, key) else { return true };
-            let Some((ty, cap)) = req.type_limits.get_key_value(&job.job_type) else { return true };
-            let n = taken.entry(ty.as_str()).or_default();
-            if *n >= *cap {
+            let cap = req.type_limits.get_key_value(&job.job_type);
+            if let Some((ty, cap)) = cap
+                && taken.get(ty.as_str()).copied().unwrap_or(0) >= *cap
+            {
                 return false;
             }
-            *n += 1;
+            let slot = job.concurrency.as_ref().filter(|_| job.status == JobStatus::Ready);
+            if let Some(c) = slot {
+                let n = key_taken.entry(c.key.clone()).or_insert_with(|| index.running_with_key(&c.key));
+                if *n >= c.limit as usize {
+                    return false;
+                }
+                *n += 1;
+            }
+            if let Some((ty, _)) = cap {
+                *taken.entry(ty.as_str()).or_default() += 1;
+            }
             true
         };
         let picked: Vec<JobKey> = index
             .expired(now)
             .chain(index.ready())
-            .filter(|key| !excluded(key) && within_cap(key))
+            .filter(|key| !excluded(key) && admit(key))
             .take(req.limit)
             .cloned()
             .collect();
