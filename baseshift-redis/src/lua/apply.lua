@@ -58,15 +58,23 @@ local written = {}
 local k_dead = p.prefix .. ':dead'
 for _, j in ipairs(p.jobs) do
   local old = stored[j.id]
-  unplace(k_ready, k_delayed, k_leases, member(p.wf, j.id, old.job_type, old.priority))
+  unplace(k_ready, k_delayed, k_leases, member(p.wf, j.id, old.job_type, old.priority, old.concurrency))
   redis.call('HSET', k_jobs, j.id, j.json)
   if j.out ~= cjson.null then
     redis.call('HSET', k_out, j.id, j.out)
   else
     redis.call('HDEL', k_out, j.id)
   end
-  if place(k_ready, k_delayed, k_leases, member(p.wf, j.id, j.type, j.prio), j.place, j.score) then
+  if place(k_ready, k_delayed, k_leases, member(p.wf, j.id, j.type, j.prio, j.conc), j.place, j.score) then
     wake = true
+  end
+  -- A job leaving RUNNING frees its key's slot (and may let a held-back job run).
+  if old.status == 'RUNNING' and has_key(old.concurrency) then
+    count_key(p.prefix, old.concurrency.key, -1)
+    wake = true
+  end
+  if j.status == 'RUNNING' and has_key(j.conc) then
+    count_key(p.prefix, j.conc.key, 1)
   end
   if j.dead then
     redis.call('ZADD', k_dead, 0, p.wf .. '\0' .. j.id)
@@ -95,7 +103,7 @@ for _, o in ipairs(p.outcomes) do
       child.ready_at = p.now
       ready[#ready + 1] = o.child
       derived[#derived + 1] = job_event(p.wf, o.child, 'READY', child.attempt, p.now)
-      local m = member(p.wf, o.child, child.job_type, child.priority)
+      local m = member(p.wf, o.child, child.job_type, child.priority, child.concurrency)
       redis.call('ZADD', k_ready, queue_score(child.priority, p.now_ms), m)
       wake = true
     elseif decision == 'skip' then

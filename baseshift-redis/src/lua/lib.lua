@@ -19,9 +19,25 @@ local function can_wf(from, to, replay)
   return from == to or (next[from] ~= nil and next[from][to] == true)
 end
 
--- The queue member of a job: enough to filter by type and to score a due retry.
-local function member(wf, job, jtype, prio)
+-- The queue member of a job: enough to filter by type, to score a due retry and to
+-- hold it back by its concurrency key (`conc`: nil, cjson.null or {key, limit}).
+local function has_key(conc)
+  return conc ~= nil and conc ~= cjson.null
+end
+
+local function member(wf, job, jtype, prio, conc)
+  if has_key(conc) then
+    return cjson.encode({wf, job, jtype, prio, conc.key, conc.limit})
+  end
   return cjson.encode({wf, job, jtype, prio})
+end
+
+-- Running jobs per concurrency key live in the hash <prefix>:ckeys.
+local function count_key(prefix, key, delta)
+  local n = redis.call('HINCRBY', prefix .. ':ckeys', key, delta)
+  if n <= 0 then
+    redis.call('HDEL', prefix .. ':ckeys', key)
+  end
 end
 
 local function queue_score(prio, ready_ms)

@@ -1,6 +1,7 @@
 //! Encoding records for the scripts and decoding their replies.
 
 use crate::error::{bad_reply, corrupt, script_error};
+use baseshift_core::state::ConcurrencyKey;
 use baseshift_core::{Error, JobRecord, JobStatus, Result, WorkflowRecord};
 use chrono::{DateTime, SecondsFormat, SubsecRound, Utc};
 use redis::Value;
@@ -50,6 +51,8 @@ pub(crate) struct JobArg {
     prio: i32,
     /// Whether the record is a dead letter (kept in the dead-letter set).
     dead: bool,
+    /// Its concurrency key (in its queue member, and counted while `RUNNING`).
+    conc: Option<ConcurrencyKey>,
 }
 
 impl JobArg {
@@ -70,6 +73,7 @@ impl JobArg {
             job_type: rec.job_type,
             prio: rec.priority,
             dead,
+            conc: rec.concurrency,
         })
     }
 }
