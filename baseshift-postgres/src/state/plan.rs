@@ -38,8 +38,11 @@ pub(crate) fn plan(
 
     let mut changed: Vec<String> = Vec::with_capacity(jobs.len() + parent_outcomes.len());
     let mut written = HashSet::with_capacity(changed.capacity());
+    let mut released = false;
     for job in jobs {
         let Some((old, _)) = rows.get_mut(&job.job_id) else { continue };
+        // A job leaving RUNNING frees its concurrency key's slot.
+        released |= old.status == JobStatus::Running && old.concurrency.is_some() && job.status != JobStatus::Running;
         let mut job = normalize_job(job);
         job.version = old.version + 1;
         *old = job;
@@ -77,7 +80,7 @@ pub(crate) fn plan(
         }
     };
     let jobs: Vec<(JobRecord, i32)> = changed.iter().filter_map(|id| rows.remove(id)).collect();
-    let wake = jobs.iter().any(|(j, _)| j.status == JobStatus::Ready);
+    let wake = released || jobs.iter().any(|(j, _)| j.status == JobStatus::Ready);
     let mut all_events = events;
     all_events.extend(derived);
     Ok(Planned { header, touch_header, jobs, events: all_events, applied, wake })
