@@ -174,6 +174,7 @@ macro_rules! engine_conformance {
             dead_letter_replay_completes_the_workflow,
             dead_letter_discard_hides_it,
             replay_is_refused_after_compensations,
+            concurrency_key_limit_holds_across_instances,
         );
     };
     (@tests $store:expr; $($check:ident),+ $(,)?) => {
