@@ -14,16 +14,19 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+/// Attempts running now, and the most ever at once.
+type Counters = (Arc<AtomicUsize>, Arc<AtomicUsize>);
+
 /// Tracks, per concurrency key (the `key` field of its config), how many attempts run
 /// now and the most that ever ran at once.
 #[derive(Clone, Default)]
 struct Tracker {
-    per_key: Arc<Mutex<HashMap<String, (Arc<AtomicUsize>, Arc<AtomicUsize>)>>>,
+    per_key: Arc<Mutex<HashMap<String, Counters>>>,
     total: Arc<AtomicUsize>,
 }
 
 impl Tracker {
-    fn counters(&self, key: &str) -> (Arc<AtomicUsize>, Arc<AtomicUsize>) {
+    fn counters(&self, key: &str) -> Counters {
         self.per_key.lock().unwrap().entry(key.to_owned()).or_default().clone()
     }
 

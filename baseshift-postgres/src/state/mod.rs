@@ -1,6 +1,7 @@
 //! [`PostgresStateStore`]: workflow state in PostgreSQL tables.
 
 mod claim;
+mod dead;
 mod plan;
 
 use crate::backend::Shared;
@@ -79,14 +80,6 @@ const JOB: &str = concat!("SELECT ", job_columns!(), " FROM jobs WHERE workflow_
 const ALL_JOBS: &str = concat!("SELECT ", job_columns!(), " FROM jobs WHERE workflow_id = $1 ORDER BY ordinal");
 const SOME_JOBS: &str =
     concat!("SELECT ", job_columns!(), " FROM jobs WHERE workflow_id = $1 AND job_id = ANY($2::text[])");
-const DEAD_LETTERS: &str = concat!(
-    "SELECT ",
-    job_columns!(),
-    " FROM jobs WHERE status = 'FAILED' AND (error IS NULL OR error->>'discarded_at' IS NULL) \
-       AND ($1::text IS NULL OR workflow_id = $1::text) AND ($2::text IS NULL OR job_type = $2::text) \
-       AND ($3::text IS NULL OR (workflow_id, job_id) > ($3::text, $4::text)) \
-     ORDER BY workflow_id, job_id LIMIT $5"
-);
 const LIST: &str = concat!(
     "SELECT ",
     workflow_columns!(),
@@ -398,17 +391,7 @@ impl StateStore for PostgresStateStore {
     }
 
     async fn dead_letters(&self, filter: DeadLetterFilter) -> Result<Vec<JobRecord>> {
-        const OP: &str = "StateStore::dead_letters";
-        let rows: Vec<JobRow> = sqlx::query_as(DEAD_LETTERS)
-            .bind(filter.workflow_id.as_ref().map(|w| w.as_str()))
-            .bind(filter.job_type.as_deref())
-            .bind(filter.after.as_ref().map(|a| a.workflow_id.as_str()))
-            .bind(filter.after.as_ref().map(|a| a.job_id.as_str()))
-            .bind(i64::try_from(filter.page()).unwrap_or(i64::MAX))
-            .fetch_all(&self.shared.pool)
-            .await
-            .map_err(db(OP))?;
-        rows.into_iter().map(JobRow::into_record).collect()
+        self.dead_letter_records(filter).await
     }
 
     async fn outbox_pending(&self, limit: usize) -> Result<Vec<OutboxEntry>> {

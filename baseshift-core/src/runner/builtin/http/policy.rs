@@ -114,6 +114,19 @@ pub(super) fn redirect_policy(policy: Arc<UrlPolicy>) -> Policy {
     })
 }
 
+/// The policy rule a refusal message of [`UrlPolicy::check`] (or of the resolver guard) names.
+pub(super) fn rule_of(message: &str) -> &'static str {
+    if message.contains("scheme `") {
+        "http.allowed_schemes"
+    } else if message.contains("allowlist") && message.contains("host `") {
+        "http.allowed_hosts"
+    } else if message.contains(super::netguard::DENIED_MARKER) {
+        "http.allow_private_networks"
+    } else {
+        "http.url"
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -161,18 +174,5 @@ mod tests {
             let hosts = vec![bad.to_owned()];
             assert!(UrlPolicy::new(Some(&hosts), &[], open()).is_err(), "accepted `{bad}`");
         }
-    }
-}
-
-/// The policy rule a refusal message of [`UrlPolicy::check`] (or of the resolver guard) names.
-pub(super) fn rule_of(message: &str) -> &'static str {
-    if message.contains("scheme `") {
-        "http.allowed_schemes"
-    } else if message.contains("allowlist") && message.contains("host `") {
-        "http.allowed_hosts"
-    } else if message.contains(super::netguard::DENIED_MARKER) {
-        "http.allow_private_networks"
-    } else {
-        "http.url"
     }
 }
