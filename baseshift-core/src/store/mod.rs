@@ -233,6 +233,11 @@ pub struct OutboxEntry {
 ///   leases first, then by [`JobRecord::queue_score`] ascending. Each claimed job becomes
 ///   `RUNNING` with `attempt + 1`, a new lease (fresh token) and a `job_running` event.
 ///   No two claims return the same job while its lease is valid.
+/// - **Concurrency keys.** A `READY` job with [`JobRecord::concurrency`] is claimed only
+///   while fewer than its `limit` jobs with the same key are `RUNNING` (jobs awaiting an
+///   external completion included), counted across every workflow and every claimer, even
+///   concurrent ones; the others stay queued, in order. Re-claiming an expired lease keeps
+///   the slot the job already holds.
 /// - **Leases.** `renew_lease` extends a lease only for the holder of the current token
 ///   on a `RUNNING` job; otherwise `Conflict` (the job was re-claimed or cancelled). It does
 ///   not change the record's `version`, so the worker's completion write (carrying the
