@@ -291,8 +291,9 @@ impl Engine {
     /// Refused with [`ErrorKind::IllegalTransition`] when the workflow was cancelled, is
     /// running its compensations, or already ran one: its effects were undone, and running
     /// forward again on top of the undo would be wrong. Compensation jobs cannot be
-    /// replayed (discard them). A `workflow` job's child is not restarted: replay the
-    /// child workflow's own dead letter instead.
+    /// replayed (discard them). A replayed `workflow` job re-attaches to the child it
+    /// started (the child's start is idempotent): replay the child workflow's dead letter
+    /// first, then the parent's job.
     pub async fn replay(&self, id: &WorkflowId, job_id: &str) -> Result<()> {
         self.inner.replay(&JobKey::new(id.clone(), job_id)).await
     }
