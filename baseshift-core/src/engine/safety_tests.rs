@@ -202,3 +202,50 @@ async fn durations_and_resource_usage_are_recorded() {
     assert!(usage["duration_ms"].as_u64().is_some_and(|ms| ms >= 40), "{usage}");
     engine.shutdown().await;
 }
+
+/// Replay resets the failed job and the downstream jobs that failed or were skipped, with
+/// their counters recomputed; a downstream job that succeeded (an `all_done` join) stays.
+#[test]
+fn replay_plan_resets_only_what_the_failure_stopped() {
+    use crate::state::{DepCounts, JobFailure};
+    use crate::template::{Trigger, Validator};
+    let t = WorkflowTemplate::new("r", semver::Version::new(1, 0, 0))
+        .job(JobSpec::new("a", "noop"))
+        .job(JobSpec::new("b", "noop").depends_on(["a"]))
+        .job(JobSpec::new("c", "noop").depends_on(["b"]))
+        .job(JobSpec::new("d", "noop").depends_on(["b"]).trigger(Trigger::AllDone))
+        .job(JobSpec::new("e", "noop").depends_on(["c", "d"]));
+    let compiled = Validator::new().compile(&t).unwrap();
+    let id = crate::WorkflowId::new("w");
+    let mut jobs = plan::initial_records(&compiled, &id);
+    let set = |jobs: &mut Vec<JobRecord>, job: &str, status: JobStatus, deps: DepCounts| {
+        let r = jobs.iter_mut().find(|j| j.job_id == job).unwrap();
+        r.status = status;
+        r.deps = deps;
+        r.propagated = true;
+        r.attempt = 1;
+    };
+    let d = |total, succeeded, failed, skipped| DepCounts { total, succeeded, failed, skipped };
+    set(&mut jobs, "a", JobStatus::Succeeded, d(0, 0, 0, 0));
+    set(&mut jobs, "b", JobStatus::Failed, d(1, 1, 0, 0));
+    jobs[1].error = Some(JobFailure::new("permanent", "boom"));
+    set(&mut jobs, "c", JobStatus::Skipped, d(1, 0, 1, 0));
+    set(&mut jobs, "d", JobStatus::Succeeded, d(1, 0, 1, 0));
+    set(&mut jobs, "e", JobStatus::Skipped, d(2, 1, 0, 1));
+    let mut header = crate::WorkflowRecord::initialized(id.clone(), "r", "1.0.0", json!({}));
+    header.status = WorkflowStatus::Failed;
+    let step = replay::plan_replay(&compiled, header, &jobs, "b", chrono::Utc::now()).unwrap();
+    assert!(step.replay);
+    assert_eq!(step.reopened, 3, "b, c and e");
+    let get = |id: &str| step.jobs.iter().find(|j| j.job_id == id);
+    let b = get("b").unwrap();
+    assert_eq!((b.status, b.attempt), (JobStatus::Ready, 0));
+    assert_eq!((get("c").unwrap().status, get("c").unwrap().deps), (JobStatus::Pending, d(1, 0, 0, 0)));
+    assert!(get("d").is_none(), "a succeeded all_done join is not re-run");
+    assert_eq!((get("e").unwrap().status, get("e").unwrap().deps), (JobStatus::Pending, d(2, 1, 0, 0)));
+    assert_eq!(step.header.as_ref().map(|h| h.status), Some(WorkflowStatus::Running));
+    let types: Vec<&str> = step.events.iter().map(|e| e.event_type.as_str()).collect();
+    assert_eq!(types, ["job_replayed", "job_pending", "job_pending", "workflow_running"]);
+    let err = replay::plan_replay(&compiled, step.header.clone().unwrap(), &jobs, "a", chrono::Utc::now());
+    assert_eq!(err.unwrap_err().kind(), ErrorKind::NotFound, "a succeeded job is no dead letter");
+}
