@@ -64,6 +64,12 @@ async fn run_plain(engine: &Engine, n: usize) -> Result<f64> {
     Ok(secs(t0))
 }
 
+/// The plain run beside the flow-controlled one: a note, so `diamonds` has one `RESULT`.
+fn plain_note(backend: &str, workflows: usize, plain: f64) {
+    let n = workflows * 5;
+    note(format!("{backend} diamonds without flow control (for the ratio): n={n} secs={plain:.4}"));
+}
+
 fn report(backend: &str, workflows: usize, plain: f64, keyed: f64) {
     result("baseshift", backend, "diamonds-flow", workflows * 5, keyed);
     note(format!(
@@ -80,7 +86,7 @@ pub async fn run_memory(opts: &Options) -> Result<()> {
     let engine = workload::engine(None, memory::CONCURRENCY, vec![shapes::diamond()]).await?;
     let plain = run_plain(&engine, workflows).await?;
     engine.shutdown().await;
-    result("baseshift", "memory", "diamonds", workflows * 5, plain);
+    plain_note("memory", workflows, plain);
     before("baseshift", "memory", "diamonds-flow");
     let engine = flow_engine(None, memory::CONCURRENCY).await?;
     let keyed = run_keyed(&engine, workflows).await;
@@ -101,7 +107,7 @@ pub async fn run_durable(opts: &Options, backend: &dyn Durable) -> Result<()> {
         out
     })
     .await?;
-    result("baseshift", name, "diamonds", workflows * 5, plain);
+    plain_note(name, workflows, plain);
     before("baseshift", name, "diamonds-flow");
     let keyed = on_fresh(backend, "diamonds-flow", |store| async move {
         let engine = flow_engine(Some(store), durable::CONCURRENCY).await?;
