@@ -56,6 +56,14 @@ pub struct EventPayload {
     /// The attempt number, for job events.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attempt: Option<u32>,
+    /// For a job that finished an attempt: how long it ran (`started_at` to `finished_at`
+    /// of its record), in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<i64>,
+    /// For a job whose runner measured it (e.g. `shell`): the runner's `resource_usage`
+    /// (`duration_ms`, `cpu_ms`, `max_rss_kb`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource_usage: Option<Value>,
 }
 
 /// A field that is present is `Some`, even when it is `null`.
@@ -92,6 +100,8 @@ impl Event {
                 status: status.as_str().to_owned(),
                 result,
                 attempt: Some(attempt),
+                duration_ms: None,
+                resource_usage: None,
             },
         }
     }
@@ -100,6 +110,25 @@ impl Event {
     pub fn job_retrying(workflow_id: &WorkflowId, job_id: &str, attempt: u32, result: Value) -> Event {
         let mut e = Event::job(workflow_id, job_id, JobStatus::Ready, attempt, Some(result));
         e.event_type = "job_retrying".into();
+        e
+    }
+
+    /// An audit event on `system_events`: a runner refused job `job_id` of `job_type` for
+    /// breaking policy rule `rule` (`policy_violation`).
+    pub fn policy_violation(
+        workflow_id: &WorkflowId,
+        job_id: &str,
+        job_type: &str,
+        rule: &str,
+        message: &str,
+    ) -> Event {
+        let mut e = Event::system(
+            "policy_violation",
+            serde_json::json!({ "job_type": job_type, "rule": rule, "message": message }),
+        );
+        e.payload.workflow_id = workflow_id.clone();
+        e.payload.job_id = Some(job_id.to_owned());
+        e.payload.status = JobStatus::Failed.as_str().to_owned();
         e
     }
 
@@ -114,6 +143,8 @@ impl Event {
                 status: status.as_str().to_owned(),
                 result,
                 attempt: None,
+                duration_ms: None,
+                resource_usage: None,
             },
         }
     }
@@ -129,6 +160,8 @@ impl Event {
                 status: "INFO".into(),
                 result: Some(result),
                 attempt: None,
+                duration_ms: None,
+                resource_usage: None,
             },
         }
     }

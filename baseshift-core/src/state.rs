@@ -1,136 +1,14 @@
 //! Workflow and job states, their legal transitions, and the records a [`StateStore`](crate::StateStore) keeps.
 
-use crate::error::{Error, ErrorKind, Result};
+mod status;
+
+pub use status::{JobStatus, WorkflowStatus};
+
 use crate::ids::{JobKey, WorkflowId};
 use crate::template::Trigger;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use std::fmt;
-
-/// The status of a workflow: `INITIALIZED -> RUNNING -> COMPLETED | FAILED | CANCELLED`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum WorkflowStatus {
-    /// Created; its first jobs have not been made ready yet.
-    Initialized,
-    /// Jobs are running or waiting (compensations included).
-    Running,
-    /// Every job finished without a failure.
-    Completed,
-    /// A job failed (after compensations ran).
-    Failed,
-    /// Cancelled by a caller.
-    Cancelled,
-}
-
-impl WorkflowStatus {
-    /// Whether no further transition can happen.
-    pub fn is_terminal(self) -> bool {
-        matches!(self, Self::Completed | Self::Failed | Self::Cancelled)
-    }
-
-    /// Whether `self -> next` is a legal transition.
-    pub fn can_become(self, next: WorkflowStatus) -> bool {
-        use WorkflowStatus::*;
-        matches!((self, next), (Initialized, Running | Failed | Cancelled) | (Running, Completed | Failed | Cancelled))
-    }
-
-    /// `Ok` if `self -> next` is legal, else an [`ErrorKind::IllegalTransition`] error.
-    pub fn check(self, next: WorkflowStatus) -> Result<()> {
-        if self.can_become(next) {
-            Ok(())
-        } else {
-            Err(Error::new(ErrorKind::IllegalTransition, format!("workflow cannot go from {self} to {next}")))
-        }
-    }
-
-    /// The upper-case name used in events.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Initialized => "INITIALIZED",
-            Self::Running => "RUNNING",
-            Self::Completed => "COMPLETED",
-            Self::Failed => "FAILED",
-            Self::Cancelled => "CANCELLED",
-        }
-    }
-}
-
-impl fmt::Display for WorkflowStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// The status of a job: `PENDING -> READY -> RUNNING -> SUCCEEDED | FAILED | SKIPPED | CANCELLED`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum JobStatus {
-    /// Waiting for its parents.
-    Pending,
-    /// Waiting for a worker (possibly until `ready_at`, for a retry).
-    Ready,
-    /// Claimed under a lease, or waiting for an external completion.
-    Running,
-    /// Finished with an output.
-    Succeeded,
-    /// Failed permanently or ran out of attempts.
-    Failed,
-    /// Not run: its `when` was false or its join rule could not be met.
-    Skipped,
-    /// Cancelled with its workflow.
-    Cancelled,
-}
-
-impl JobStatus {
-    /// Whether no further transition can happen.
-    pub fn is_terminal(self) -> bool {
-        matches!(self, Self::Succeeded | Self::Failed | Self::Skipped | Self::Cancelled)
-    }
-
-    /// Whether `self -> next` is a legal transition.
-    ///
-    /// `RUNNING -> READY` is a retry (or a re-queue after a lost lease);
-    /// `RUNNING -> RUNNING` is a re-claim of an expired lease.
-    pub fn can_become(self, next: JobStatus) -> bool {
-        use JobStatus::*;
-        matches!(
-            (self, next),
-            (Pending, Ready | Skipped | Cancelled)
-                | (Ready, Running | Skipped | Cancelled)
-                | (Running, Succeeded | Failed | Ready | Running | Skipped | Cancelled)
-        )
-    }
-
-    /// `Ok` if `self -> next` is legal, else an [`ErrorKind::IllegalTransition`] error.
-    pub fn check(self, next: JobStatus) -> Result<()> {
-        if self.can_become(next) {
-            Ok(())
-        } else {
-            Err(Error::new(ErrorKind::IllegalTransition, format!("job cannot go from {self} to {next}")))
-        }
-    }
-
-    /// The upper-case name used in events.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Pending => "PENDING",
-            Self::Ready => "READY",
-            Self::Running => "RUNNING",
-            Self::Succeeded => "SUCCEEDED",
-            Self::Failed => "FAILED",
-            Self::Skipped => "SKIPPED",
-            Self::Cancelled => "CANCELLED",
-        }
-    }
-}
-
-impl fmt::Display for JobStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
 
 /// Who holds a job and until when.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -146,10 +24,31 @@ pub struct Lease {
 /// Why a job failed.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JobFailure {
-    /// `timeout`, `permanent`, `retryable`, `cancelled`, `lease_expired`, ...
+    /// `timeout`, `permanent`, `retryable`, `cancelled`, `lease_expired`, `policy_violation`, ...
     pub kind: String,
     /// A human-readable message (secrets redacted).
     pub message: String,
+    /// For a `FAILED` job: when its dead letter was discarded (it is then no longer listed
+    /// by [`StateStore::dead_letters`](crate::StateStore::dead_letters)).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub discarded_at: Option<DateTime<Utc>>,
+}
+
+impl JobFailure {
+    /// A failure of `kind` with `message`.
+    pub fn new(kind: impl Into<String>, message: impl Into<String>) -> Self {
+        JobFailure { kind: kind.into(), message: message.into(), discarded_at: None }
+    }
+}
+
+/// A job's concurrency key, fixed when its workflow starts: at most `limit` jobs with
+/// the same `key` are `RUNNING` at once, across every engine instance sharing the store.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ConcurrencyKey {
+    /// The rendered key, e.g. `customer-42`.
+    pub key: String,
+    /// How many jobs with this key may run at once (>= 1).
+    pub limit: u32,
 }
 
 /// How many of a job's parents finished, and how.
@@ -371,6 +270,9 @@ pub struct JobRecord {
     pub started_at: Option<DateTime<Utc>>,
     /// When it reached a terminal status.
     pub finished_at: Option<DateTime<Utc>>,
+    /// Its concurrency key, if its template declares one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<ConcurrencyKey>,
 }
 
 impl JobRecord {
@@ -402,6 +304,7 @@ impl JobRecord {
             compensation_of: None,
             started_at: None,
             finished_at: None,
+            concurrency: None,
         }
     }
 
@@ -435,6 +338,17 @@ impl JobRecord {
                 ChildChange::Skipped
             }
         }
+    }
+
+    /// Whether this record is a dead letter: `FAILED` (out of attempts, or failed
+    /// permanently) and not discarded.
+    pub fn is_dead_letter(&self) -> bool {
+        self.status == JobStatus::Failed && self.error.as_ref().is_none_or(|e| e.discarded_at.is_none())
+    }
+
+    /// How long the last attempt ran, from `started_at` to `finished_at`, in milliseconds.
+    pub fn duration_ms(&self) -> Option<i64> {
+        Some((self.finished_at? - self.started_at?).num_milliseconds().max(0))
     }
 
     /// The record's key.

@@ -3,6 +3,7 @@
 use baseshift_core::{MemoryEventBus, MemoryTemplateStore};
 
 baseshift_core::state_store_conformance!(baseshift_core::MemoryStateStore::new());
+baseshift_core::engine_conformance!(baseshift_core::MemoryStateStore::new());
 baseshift_core::event_bus_conformance!(MemoryEventBus::new());
 baseshift_core::template_store_conformance!(MemoryTemplateStore::new());
 

@@ -2,7 +2,7 @@
 //! write many records in one statement (`unnest`).
 
 use crate::error::backend_error;
-use baseshift_core::state::{DepCounts, JobFailure, Lease, ParentRef};
+use baseshift_core::state::{ConcurrencyKey, DepCounts, JobFailure, Lease, ParentRef};
 use baseshift_core::{ErrorKind, JobRecord, JobStatus, Result, Trigger, WorkflowId, WorkflowRecord, WorkflowStatus};
 use chrono::{DateTime, SubsecRound, Utc};
 use serde_json::Value;
@@ -14,11 +14,11 @@ macro_rules! job_columns {
         "workflow_id, job_id, ordinal, job_type, status, version, attempt, priority, join_rule, has_condition, \
          deps_total, deps_succeeded, deps_failed, deps_skipped, eligible, propagated, ready_at, queue_score, \
          lease_owner, lease_token, lease_expires_at, awaiting_external, output, error, compensation_of, \
-         started_at, finished_at"
+         started_at, finished_at, concurrency"
     };
 }
 
-/// Job rows from the column arrays bound as `$1..$27` by [`JobColumns::bind`].
+/// Job rows from the column arrays bound as `$1..$28` by [`JobColumns::bind`].
 macro_rules! job_unnest {
     () => {
         concat!(
@@ -26,7 +26,7 @@ macro_rules! job_unnest {
              $8::int4[], $9::text[], $10::bool[], $11::int8[], $12::int8[], $13::int8[], $14::int8[], \
              $15::bool[], $16::bool[], $17::timestamptz[], $18::float8[], $19::text[], $20::text[], \
              $21::timestamptz[], $22::bool[], $23::jsonb[], $24::jsonb[], $25::text[], $26::timestamptz[], \
-             $27::timestamptz[]) AS r(",
+             $27::timestamptz[], $28::jsonb[]) AS r(",
             job_columns!(),
             ")"
         )
@@ -44,7 +44,7 @@ macro_rules! workflow_columns {
 pub(crate) use {job_columns, job_unnest, workflow_columns};
 
 /// The number of parameters [`JobColumns::bind`] uses.
-pub(crate) const JOB_PARAMS: usize = 27;
+pub(crate) const JOB_PARAMS: usize = 28;
 
 /// Timestamps as PostgreSQL keeps them (microseconds), so a record returned by the store
 /// equals the record read back later.
@@ -133,6 +133,7 @@ pub(crate) struct JobRow {
     compensation_of: Option<String>,
     started_at: Option<DateTime<Utc>>,
     finished_at: Option<DateTime<Utc>>,
+    concurrency: Option<Json<ConcurrencyKey>>,
 }
 
 impl JobRow {
@@ -175,6 +176,7 @@ impl JobRow {
         rec.compensation_of = self.compensation_of;
         rec.started_at = self.started_at;
         rec.finished_at = self.finished_at;
+        rec.concurrency = self.concurrency.map(|c| c.0);
         Ok(rec)
     }
 }
@@ -314,6 +316,7 @@ pub(crate) struct JobColumns {
     compensation_of: Vec<Option<String>>,
     started_at: Vec<Option<DateTime<Utc>>>,
     finished_at: Vec<Option<DateTime<Utc>>>,
+    concurrency: Vec<Option<Json<ConcurrencyKey>>>,
 }
 
 impl JobColumns {
@@ -352,10 +355,11 @@ impl JobColumns {
         self.compensation_of.push(rec.compensation_of.clone());
         self.started_at.push(rec.started_at);
         self.finished_at.push(rec.finished_at);
+        self.concurrency.push(rec.concurrency.clone().map(Json));
         Ok(())
     }
 
-    /// Binds the 27 arrays as the next parameters of `q` (`$1..$27` when bound first).
+    /// Binds the 28 arrays as the next parameters of `q` (`$1..$28` when bound first).
     pub(crate) fn bind<'q>(self, q: PgQuery<'q>) -> PgQuery<'q> {
         q.bind(self.workflow_id)
             .bind(self.job_id)
@@ -384,6 +388,7 @@ impl JobColumns {
             .bind(self.compensation_of)
             .bind(self.started_at)
             .bind(self.finished_at)
+            .bind(self.concurrency)
     }
 }
 

@@ -8,4 +8,5 @@ mod common;
 use common::fresh;
 
 baseshift_core::state_store_conformance!(fresh(4).await);
+baseshift_core::engine_conformance!(fresh(4).await);
 baseshift_core::template_store_conformance!(fresh(2).await);

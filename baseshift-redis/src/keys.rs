@@ -12,12 +12,15 @@
 //! | `<p>:q:ready` | sorted set | due `READY` jobs by [`JobRecord::queue_score`](baseshift_core::JobRecord::queue_score) |
 //! | `<p>:q:delayed` | sorted set | `READY` jobs not yet due, by `ready_at` in epoch ms |
 //! | `<p>:q:leases` | sorted set | leased `RUNNING` jobs by lease expiry in epoch ms |
+//! | `<p>:ckeys` | hash | `RUNNING` jobs per concurrency key |
+//! | `<p>:dead` | sorted set | dead-lettered jobs (score 0, member `<workflow id>\0<job id>`, so ordered by both) |
 //! | `<p>:outbox`, `<p>:outbox:seq` | stream, counter | pending events (entry id `0-<seq>`) |
 //! | `<p>:wake` | pub/sub channel | published when a job becomes claimable |
 //! | `<p>:events:<topic>` | stream | [`RedisEventBus`](crate::RedisEventBus) events, one consumer group per bus group |
 //!
-//! Queue members are JSON arrays `[workflow id, job id, job type, priority]`, so a claim
-//! can skip excluded types and a due retry can be scored without reading its record.
+//! Queue members are JSON arrays `[workflow id, job id, job type, priority]` (plus
+//! `concurrency key, limit` for a job with a key), so a claim can skip excluded types and
+//! held-back keys, and a due retry can be scored, without reading its record.
 
 use baseshift_core::{WorkflowId, WorkflowStatus};
 
@@ -70,6 +73,10 @@ impl Keys {
 
     pub(crate) fn leases(&self) -> String {
         format!("{}:q:leases", self.prefix)
+    }
+
+    pub(crate) fn dead_letters(&self) -> String {
+        format!("{}:dead", self.prefix)
     }
 
     pub(crate) fn outbox(&self) -> String {

@@ -36,6 +36,7 @@ pub(crate) struct Scripts {
     pub(crate) renew: Script,
     pub(crate) read: Script,
     pub(crate) wait: Script,
+    pub(crate) dead: Script,
     pub(crate) cache_get: Script,
 }
 
@@ -46,6 +47,7 @@ pub(crate) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     renew: build(include_str!("lua/renew.lua")),
     read: build(include_str!("lua/read.lua")),
     wait: build(include_str!("lua/wait.lua")),
+    dead: Script::new(include_str!("lua/dead.lua")),
     cache_get: Script::new(include_str!("lua/cache_get.lua")),
 });
 
@@ -58,7 +60,8 @@ pub(crate) fn source(body: &str) -> String {
     format!("{}\n{LIB}\n{body}", transition_tables())
 }
 
-/// `local JOB_NEXT = {...}` and `local WF_NEXT = {...}` from the core state machines.
+/// `local JOB_NEXT = {...}` and `local WF_NEXT = {...}` from the core state machines, and
+/// `JOB_REPLAY` / `WF_REPLAY`, the transitions a replay step may make besides.
 pub(crate) fn transition_tables() -> String {
     fn table<S: Copy>(name: &str, all: &[S], can: impl Fn(S, S) -> bool, label: impl Fn(S) -> &'static str) -> String {
         let rows: Vec<String> = all
@@ -72,9 +75,11 @@ pub(crate) fn transition_tables() -> String {
         format!("local {name} = {{{}}}", rows.join(", "))
     }
     format!(
-        "{}\n{}",
+        "{}\n{}\n{}\n{}",
         table("JOB_NEXT", &JOB_STATUSES, JobStatus::can_become, JobStatus::as_str),
-        table("WF_NEXT", &WORKFLOW_STATUSES, WorkflowStatus::can_become, WorkflowStatus::as_str)
+        table("WF_NEXT", &WORKFLOW_STATUSES, WorkflowStatus::can_become, WorkflowStatus::as_str),
+        table("JOB_REPLAY", &JOB_STATUSES, JobStatus::can_replay, JobStatus::as_str),
+        table("WF_REPLAY", &WORKFLOW_STATUSES, WorkflowStatus::can_replay, WorkflowStatus::as_str)
     )
 }
 
@@ -90,6 +95,8 @@ mod tests {
         assert!(tables.contains("INITIALIZED={RUNNING=true,FAILED=true,CANCELLED=true}"), "{tables}");
         let running = tables.lines().next().unwrap_or_default();
         assert!(running.contains("RUNNING={READY=true,RUNNING=true,SUCCEEDED=true"), "{running}");
+        assert!(tables.contains("FAILED={RUNNING=true}"), "workflow replay edge: {tables}");
+        assert!(tables.contains("FAILED={PENDING=true,READY=true}"), "job replay edges: {tables}");
     }
 
     #[test]

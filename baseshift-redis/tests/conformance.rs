@@ -44,6 +44,7 @@ async fn cached_templates_for_test() -> CachedTemplateStore<MemoryTemplateStore>
 }
 
 baseshift_core::state_store_conformance!(redis_store_for_test().await);
+baseshift_core::engine_conformance!(redis_store_for_test().await);
 baseshift_core::template_store_conformance!(cached_templates_for_test().await);
 
 #[tokio::test]
@@ -66,7 +67,7 @@ async fn records_round_trip_through_the_scripts() -> Result<()> {
         .job("child", &["a/1"])
         .with_job("a/1", |j| {
             j.priority = -7;
-            j.error = Some(JobFailure { kind: "retryable".into(), message: odd.into() });
+            j.error = Some(JobFailure::new("retryable", odd));
         })
         .with_job("child", |j| {
             j.trigger = Trigger::AllDone;

@@ -12,6 +12,7 @@
 mod baselines;
 mod cli;
 mod durable;
+mod flow;
 mod memory;
 mod postgres;
 mod redis;
@@ -52,7 +53,7 @@ async fn main() -> ExitCode {
     if opts.backend(Backend::Memory) {
         record(&mut failures, "memory", memory::run(&opts).await);
         if opts.scenario("flow-control") {
-            note("flow control not measured: the engine has no concurrency-key API yet (only per-type limits)");
+            record(&mut failures, "memory flow-control", flow::run_memory(&opts).await);
         }
         if opts.scenario("scaling") || opts.scenario("drain") {
             record(&mut failures, "memory scaling", scaling::run_memory(&opts).await);
@@ -65,6 +66,9 @@ async fn main() -> ExitCode {
                 redis.baselines(&opts).await?;
             }
             durable::run(&opts, &redis).await?;
+            if opts.scenario("flow-control") {
+                flow::run_durable(&opts, &redis).await?;
+            }
             if opts.scenario("scaling") {
                 scaling::run_durable(&opts, &redis).await?;
             }

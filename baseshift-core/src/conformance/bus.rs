@@ -172,6 +172,8 @@ pub async fn topic_delivers_only_its_events(bus: &dyn EventBus) -> Result<()> {
             status: "INFO".into(),
             result: Some(serde_json::json!({ "instance": "conformance" })),
             attempt: None,
+            duration_ms: None,
+            resource_usage: None,
         },
     };
     let events = [

@@ -50,6 +50,7 @@
 
 pub mod bus;
 pub mod check;
+pub mod engine;
 pub mod fixtures;
 pub mod state;
 pub mod templates;
@@ -132,6 +133,10 @@ macro_rules! state_store_conformance {
             wait_for_work_wakes_on_ready,
             outbox_keeps_step_order,
             outbox_ack_removes_events,
+            dead_letters_list_failed_jobs,
+            replay_step_reopens_a_failed_workflow,
+            claim_respects_concurrency_keys,
+            concurrent_claims_respect_concurrency_keys,
         );
     };
     (@tests $store:expr; $($check:ident),+ $(,)?) => {
@@ -145,6 +150,44 @@ macro_rules! state_store_conformance {
                     let store = $store;
                     let store = $crate::conformance::AsStateStore::as_state_store(&store);
                     if let Err(e) = $crate::conformance::state::$check(store).await {
+                        panic!("{}: {e}", stringify!($check));
+                    }
+                }
+            )+
+        }
+    };
+}
+
+/// Runs every engine scenario in [`engine`] on a state store backend, each as its own test.
+///
+/// `$store` is an expression (it may `.await`) that yields a fresh, empty store (a concrete
+/// store type, wrapped in an `Arc` by the macro); it is evaluated once per test. The tests
+/// live in a module named `engine_conformance`.
+///
+/// ```no_run
+/// baseshift_core::engine_conformance!(baseshift_core::MemoryStateStore::new());
+/// # fn main() {}
+/// ```
+#[macro_export]
+macro_rules! engine_conformance {
+    ($store:expr) => {
+        $crate::engine_conformance!(@tests $store;
+            dead_letter_replay_completes_the_workflow,
+            dead_letter_discard_hides_it,
+            replay_is_refused_after_compensations,
+            concurrency_key_limit_holds_across_instances,
+        );
+    };
+    (@tests $store:expr; $($check:ident),+ $(,)?) => {
+        mod engine_conformance {
+            #[allow(unused_imports)]
+            use super::*;
+
+            $(
+                #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $check() {
+                    let store: ::std::sync::Arc<dyn $crate::StateStore> = ::std::sync::Arc::new($store);
+                    if let Err(e) = $crate::conformance::engine::$check(store).await {
                         panic!("{}: {e}", stringify!($check));
                     }
                 }

@@ -2,13 +2,17 @@
 //! clause of its contract. Each takes a fresh, empty store.
 
 mod claims;
+mod dead;
 mod deps;
+mod keys;
 mod outbox;
 mod records;
 mod writes;
 
 pub use claims::*;
+pub use dead::*;
 pub use deps::*;
+pub use keys::*;
 pub use outbox::*;
 pub use records::*;
 pub use writes::*;

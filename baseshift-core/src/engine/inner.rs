@@ -160,6 +160,7 @@ impl Inner {
         compiled.validate_input(&req.input)?;
         let id = WorkflowId::generate();
         let mut jobs = plan::initial_records(&compiled, &id);
+        plan::render_concurrency(&compiled, &mut jobs, &req.input)?;
         let remaining = jobs.iter().filter(|j| j.compensation_of.is_none()).count() as u64;
         let mut header = WorkflowRecord::initialized(
             id.clone(),

@@ -28,6 +28,7 @@ mod inner;
 pub mod plan;
 mod relay;
 mod repair;
+mod replay;
 mod settle;
 mod worker;
 
@@ -40,15 +41,19 @@ mod plan_tests;
 #[cfg(test)]
 mod outage_tests;
 
+#[cfg(test)]
+mod safety_tests;
+
 pub use builder::{EngineBuilder, EngineConfig};
 pub use flow::{CircuitBreaker, RateLimit};
 pub(crate) use inner::Inner;
+pub use replay::DeadLetter;
 
 use crate::bus::EventBus;
 use crate::error::{Error, ErrorKind, Result};
 use crate::ids::{JobKey, WorkflowId};
 use crate::state::{JobFailure, JobRecord, JobStatus, ParentRef, WorkflowRecord};
-use crate::store::{StateStore, WorkflowFilter};
+use crate::store::{DeadLetterFilter, StateStore, WorkflowFilter};
 use crate::template::WorkflowTemplate;
 use crate::templates::TemplateStore;
 use async_trait::async_trait;
@@ -265,7 +270,7 @@ impl Engine {
 
     /// Fails a job waiting for an external call; the failure is permanent.
     pub async fn fail_job(&self, id: &WorkflowId, job_id: &str, message: &str) -> Result<()> {
-        let failure = JobFailure { kind: "external".into(), message: message.to_owned() };
+        let failure = JobFailure::new("external", message);
         self.inner.finish_external(&JobKey::new(id.clone(), job_id), Err(failure)).await
     }
 
@@ -279,6 +284,38 @@ impl Engine {
     /// Lists workflows (paged by id).
     pub async fn list(&self, filter: WorkflowFilter) -> Result<Vec<WorkflowRecord>> {
         self.inner.store.list_workflows(filter).await
+    }
+
+    /// Lists dead letters: jobs that ran out of attempts or failed permanently and were
+    /// neither replayed nor discarded, ordered by (workflow id, job id).
+    pub async fn dead_letters(&self, filter: DeadLetterFilter) -> Result<Vec<DeadLetter>> {
+        self.inner.dead_letters(filter).await
+    }
+
+    /// One dead letter (`NotFound` if the job is not one).
+    pub async fn dead_letter(&self, id: &WorkflowId, job_id: &str) -> Result<DeadLetter> {
+        self.inner.dead_letter(&JobKey::new(id.clone(), job_id)).await
+    }
+
+    /// Replays a dead letter: the job goes back to `READY` with fresh attempts, the jobs
+    /// downstream of it that failed or were skipped go back to `PENDING`, and a workflow
+    /// that ended `FAILED` because of it becomes `RUNNING` again and can complete
+    /// (`job_replayed` and `workflow_running` events). Succeeded jobs are not re-run.
+    ///
+    /// Refused with [`ErrorKind::IllegalTransition`] when the workflow was cancelled, is
+    /// running its compensations, or already ran one: its effects were undone, and running
+    /// forward again on top of the undo would be wrong. Compensation jobs cannot be
+    /// replayed (discard them). A replayed `workflow` job re-attaches to the child it
+    /// started (the child's start is idempotent): replay the child workflow's dead letter
+    /// first, then the parent's job.
+    pub async fn replay(&self, id: &WorkflowId, job_id: &str) -> Result<()> {
+        self.inner.replay(&JobKey::new(id.clone(), job_id)).await
+    }
+
+    /// Discards a dead letter: the job stays `FAILED` (and its workflow as it is) but is no
+    /// longer listed (`job_discarded` event).
+    pub async fn discard(&self, id: &WorkflowId, job_id: &str) -> Result<()> {
+        self.inner.discard(&JobKey::new(id.clone(), job_id)).await
     }
 }
 

@@ -4,7 +4,8 @@
 use super::*;
 use crate::state::WorkflowStatus;
 use crate::store::{
-    Applied, ClaimRequest, Claimed, CreateOutcome, NewWorkflow, OutboxEntry, StoreCapabilities, Transition,
+    Applied, ClaimRequest, Claimed, CreateOutcome, DeadLetterFilter, NewWorkflow, OutboxEntry, StoreCapabilities,
+    Transition,
 };
 use crate::template::JobSpec;
 use crate::{MemoryStateStore, WorkflowId};
@@ -80,6 +81,9 @@ impl StateStore for Flaky {
             return Err(Error::new(ErrorKind::Unavailable, "the store is down"));
         }
         self.inner.list_workflows(filter).await
+    }
+    async fn dead_letters(&self, filter: DeadLetterFilter) -> Result<Vec<JobRecord>> {
+        self.inner.dead_letters(filter).await
     }
     async fn outbox_pending(&self, limit: usize) -> Result<Vec<OutboxEntry>> {
         self.inner.outbox_pending(limit).await

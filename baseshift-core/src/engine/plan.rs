@@ -1,13 +1,16 @@
 //! Planning: pure functions from (compiled DAG, records, what happened) to the next
 //! atomic [`Transition`]. No I/O here; the engine calls the store at the edges.
 
+use crate::error::{Error, Result};
 use crate::event::Event;
+use crate::expr::RenderScope;
 use crate::ids::WorkflowId;
-use crate::state::{JobFailure, JobRecord, JobStatus, WorkflowRecord, WorkflowStatus};
+use crate::state::{ConcurrencyKey, JobFailure, JobRecord, JobStatus, WorkflowRecord, WorkflowStatus};
 use crate::store::{ParentOutcome, Transition};
 use crate::template::{CompiledJob, CompiledTemplate};
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value, json};
+use std::collections::HashMap;
 use std::time::Duration;
 
 /// How one attempt of a job ended, as the planner sees it.
@@ -40,6 +43,33 @@ pub fn initial_records(compiled: &CompiledTemplate, workflow_id: &WorkflowId) ->
         }
     }
     out
+}
+
+/// Renders each job's `concurrency_key` against the workflow `input` into its record.
+/// A key that cannot be rendered (a missing input field) is an `InvalidInput` error
+/// naming the job.
+pub fn render_concurrency(compiled: &CompiledTemplate, records: &mut [JobRecord], input: &Value) -> Result<()> {
+    for rec in records.iter_mut() {
+        let Some(c) = compiled.job(&rec.job_id).and_then(|j| j.concurrency.as_ref()) else { continue };
+        let scope = RenderScope {
+            input,
+            outputs: &HashMap::new(),
+            workflow_id: rec.workflow_id.as_str(),
+            env: &|_| None,
+            secrets: &HashMap::new(),
+        };
+        let key = match c.key.render(&scope) {
+            Ok(Value::String(s)) => s,
+            Ok(other) => other.to_string(),
+            Err(e) => {
+                return Err(Error::invalid_input(format!("concurrency_key of job `{}`: {}", rec.job_id, e.message()))
+                    .with_workflow(rec.workflow_id.as_str())
+                    .with_job(rec.job_id.clone()));
+            }
+        };
+        rec.concurrency = Some(ConcurrencyKey { key, limit: c.limit });
+    }
+    Ok(())
 }
 
 fn pending_record(workflow_id: &WorkflowId, job: &CompiledJob, parents: u32) -> JobRecord {
@@ -141,7 +171,10 @@ pub fn complete(
         Outcome::Succeeded(output) => {
             rec.output = Some(output.clone());
             rec.error = None;
-            t.events.push(Event::job(&wf, &id, JobStatus::Succeeded, attempt, Some(output)));
+            let mut ev = Event::job(&wf, &id, JobStatus::Succeeded, attempt, Some(output.clone()));
+            timed(&mut ev, &rec, now);
+            ev.payload.resource_usage = output.get("resource_usage").filter(|u| u.is_object()).cloned();
+            t.events.push(ev);
             finish(&mut t, compiled, rec, JobStatus::Succeeded, now);
         }
         Outcome::AwaitExternal => {
@@ -155,17 +188,30 @@ pub fn complete(
                 rec.status = JobStatus::Ready;
                 rec.lease = None;
                 rec.ready_at = Some(now + chrono::Duration::from_std(backoff).unwrap_or_default());
+                let mut ev = Event::job_retrying(&wf, &id, attempt, detail);
+                timed(&mut ev, &rec, now);
                 rec.error = Some(failure);
-                t.events.push(Event::job_retrying(&wf, &id, attempt, detail));
+                t.events.push(ev);
                 t.jobs.push(rec);
             } else {
+                let mut ev = Event::job(&wf, &id, JobStatus::Failed, attempt, Some(detail.clone()));
+                timed(&mut ev, &rec, now);
                 rec.error = Some(failure);
-                t.events.push(Event::job(&wf, &id, JobStatus::Failed, attempt, Some(detail)));
+                t.events.push(ev);
+                // Out of attempts or failed for good: the record is now a dead letter.
+                let mut dead = Event::job(&wf, &id, JobStatus::Failed, attempt, Some(detail));
+                dead.event_type = "job_dead_lettered".into();
+                t.events.push(dead);
                 finish(&mut t, compiled, rec, JobStatus::Failed, now);
             }
         }
     }
     t
+}
+
+/// Sets an attempt's `duration_ms` on its event: from the record's `started_at` to `now`.
+fn timed(ev: &mut Event, rec: &JobRecord, now: DateTime<Utc>) {
+    ev.payload.duration_ms = rec.started_at.map(|s| (now - s).num_milliseconds().max(0));
 }
 
 /// Delivers the outcome of a job the store skipped to its children.

@@ -114,7 +114,7 @@ async fn drive(d: &Dag, compiled: &CompiledTemplate, order_seed: u64) -> (Vec<Jo
             let outcome = if d.succeeds[i] {
                 Outcome::Succeeded(serde_json::json!(i))
             } else {
-                let failure = JobFailure { kind: "permanent".into(), message: "scripted".into() };
+                let failure = JobFailure::new("permanent", "scripted");
                 Outcome::Failed { failure, retryable: false, backoff: Duration::ZERO }
             };
             let applied = store.apply(plan::complete(compiled, rec, outcome, 1, chrono::Utc::now())).await.unwrap();

@@ -4,6 +4,7 @@ use super::flow::BreakerChange;
 use super::inner::RunningJob;
 use super::{Inner, plan};
 use crate::error::{Error, ErrorKind, Result};
+use crate::event::Event;
 use crate::expr::RenderScope;
 use crate::ids::JobKey;
 use crate::runner::{JobContext, JobError};
@@ -209,6 +210,7 @@ async fn run_job(inner: &Arc<Inner>, rec: JobRecord) -> Result<Option<bool>> {
             return Ok(None);
         }
     }
+    let mut audit = Vec::new();
     let outcome = match result {
         None => fail(failure("timeout", format!("timed out after {:?}", job.timeout.unwrap_or_default())), true),
         Some(Ok(out)) if out.is_external() => plan::Outcome::AwaitExternal,
@@ -223,8 +225,14 @@ async fn run_job(inner: &Arc<Inner>, rec: JobRecord) -> Result<Option<bool>> {
         Some(Err(e)) => {
             let mut msg = e.message().to_owned();
             redact_str(&mut msg, &secrets);
-            let kind = if e.is_retryable() { "retryable" } else { "permanent" };
-            fail(failure(kind, msg), e.is_retryable())
+            if let Some(rule) = e.policy_rule() {
+                tracing::warn!(job = %key, job_type = %rec.job_type, rule, "policy violation: {msg}");
+                audit.push(Event::policy_violation(&rec.workflow_id, &rec.job_id, &rec.job_type, rule, &msg));
+                fail(failure("policy_violation", msg), false)
+            } else {
+                let kind = if e.is_retryable() { "retryable" } else { "permanent" };
+                fail(failure(kind, msg), e.is_retryable())
+            }
         }
     };
     let outcome = match outcome {
@@ -238,7 +246,7 @@ async fn run_job(inner: &Arc<Inner>, rec: JobRecord) -> Result<Option<bool>> {
         plan::Outcome::Failed { .. } => None,
         _ => Some(false),
     };
-    record(inner, &compiled, Some(job), rec, outcome).await.map(|()| verdict)
+    record_with(inner, &compiled, Some(job), rec, outcome, audit).await.map(|()| verdict)
 }
 
 async fn record(
@@ -248,8 +256,21 @@ async fn record(
     rec: JobRecord,
     outcome: plan::Outcome,
 ) -> Result<()> {
+    record_with(inner, compiled, job, rec, outcome, Vec::new()).await
+}
+
+/// Records an attempt's outcome; `audit` events (`system_events`) go to the outbox in the same step.
+async fn record_with(
+    inner: &Inner,
+    compiled: &CompiledTemplate,
+    job: Option<&CompiledJob>,
+    rec: JobRecord,
+    outcome: plan::Outcome,
+    audit: Vec<Event>,
+) -> Result<()> {
     let max_attempts = job.map(|j| j.retry.max_attempts).unwrap_or(1);
-    let step = plan::complete(compiled, rec.clone(), outcome, max_attempts, Utc::now());
+    let mut step = plan::complete(compiled, rec.clone(), outcome, max_attempts, Utc::now());
+    step.events.extend(audit);
     match inner.apply(step).await {
         Ok(applied) => inner.after_job(compiled, &rec, applied).await,
         Err(e) if e.kind() == ErrorKind::Conflict => {
@@ -354,7 +375,7 @@ fn host_variable(inner: &Inner, name: &str) -> Option<String> {
 }
 
 fn failure(kind: &str, message: impl Into<String>) -> JobFailure {
-    JobFailure { kind: kind.to_owned(), message: message.into() }
+    JobFailure::new(kind, message)
 }
 
 fn fail(failure: JobFailure, retryable: bool) -> plan::Outcome {

@@ -166,17 +166,29 @@ pub struct JobError {
     retryable: bool,
     message: String,
     details: Option<Value>,
+    rule: Option<String>,
 }
 
 impl JobError {
     /// A failure worth retrying (network error, 5xx, overload).
     pub fn retryable(err: impl fmt::Display) -> Self {
-        JobError { retryable: true, message: err.to_string(), details: None }
+        JobError { retryable: true, message: err.to_string(), details: None, rule: None }
     }
 
     /// A failure that will not go away (bad config, 4xx, non-zero exit of a deterministic command).
     pub fn permanent(err: impl fmt::Display) -> Self {
-        JobError { retryable: false, message: err.to_string(), details: None }
+        JobError { retryable: false, message: err.to_string(), details: None, rule: None }
+    }
+
+    /// A permanent failure because the job broke the host's policy rule `rule` (e.g.
+    /// `shell.allowed_commands`); the engine records a `policy_violation` audit event.
+    pub fn policy_violation(rule: impl Into<String>, err: impl fmt::Display) -> Self {
+        JobError { retryable: false, message: err.to_string(), details: None, rule: Some(rule.into()) }
+    }
+
+    /// The policy rule broken, for a [`policy_violation`](Self::policy_violation).
+    pub fn policy_rule(&self) -> Option<&str> {
+        self.rule.as_deref()
     }
 
     /// Attaches structured details (exit code, status, stderr tail); stored with the failure.
@@ -205,7 +217,7 @@ impl JobError {
 impl From<Error> for JobError {
     fn from(e: Error) -> Self {
         let retryable = e.is_retryable();
-        JobError { retryable, message: e.to_string(), details: None }
+        JobError { retryable, message: e.to_string(), details: None, rule: None }
     }
 }
 

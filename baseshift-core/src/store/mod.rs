@@ -88,6 +88,11 @@ pub struct Transition {
     pub parent_outcomes: Vec<ParentOutcome>,
     /// Main (non-compensation) jobs that became terminal through `jobs`.
     pub terminal_delta: u64,
+    /// Main jobs that a replay step made non-terminal again (added back to `remaining`).
+    pub reopened: u64,
+    /// A replay step: besides the ordinary transitions it may make the ones
+    /// [`JobStatus::can_replay`] and [`WorkflowStatus::can_replay`] allow.
+    pub replay: bool,
     /// Events to append to the outbox.
     pub events: Vec<Event>,
 }
@@ -101,6 +106,8 @@ impl Transition {
             jobs: Vec::new(),
             parent_outcomes: Vec::new(),
             terminal_delta: 0,
+            reopened: 0,
+            replay: false,
             events: Vec::new(),
         }
     }
@@ -154,6 +161,35 @@ pub struct WorkflowFilter {
     pub limit: usize,
 }
 
+/// A filter for [`StateStore::dead_letters`]. Results come ordered by (workflow id, job id).
+#[derive(Clone, Debug, Default)]
+pub struct DeadLetterFilter {
+    /// Only dead letters of this workflow.
+    pub workflow_id: Option<WorkflowId>,
+    /// Only dead letters of this job type.
+    pub job_type: Option<String>,
+    /// Only keys greater than this one (paging).
+    pub after: Option<JobKey>,
+    /// At most this many (0 = the backend's default page of 100).
+    pub limit: usize,
+}
+
+impl DeadLetterFilter {
+    /// Whether `rec` passes the workflow, type and paging parts of the filter (not `limit`).
+    pub fn matches(&self, rec: &JobRecord) -> bool {
+        self.workflow_id.as_ref().is_none_or(|w| *w == rec.workflow_id)
+            && self.job_type.as_ref().is_none_or(|t| *t == rec.job_type)
+            && self.after.as_ref().is_none_or(|a| {
+                (rec.workflow_id.as_str(), rec.job_id.as_str()) > (a.workflow_id.as_str(), a.job_id.as_str())
+            })
+    }
+
+    /// The page size: `limit`, or 100 when it is 0.
+    pub fn page(&self) -> usize {
+        if self.limit == 0 { 100 } else { self.limit }
+    }
+}
+
 /// One event waiting in the outbox.
 #[derive(Clone, Debug, PartialEq)]
 pub struct OutboxEntry {
@@ -181,13 +217,27 @@ pub struct OutboxEntry {
 ///   `finished_at = now`) and counts it in `remaining`. Each such change bumps the child's
 ///   version and appends its `job_ready` / `job_skipped` event.
 /// - **Remaining.** `remaining` starts as the number of main jobs and drops by
-///   `terminal_delta` plus the store-made skips; `apply` returns the value after the step.
+///   `terminal_delta` plus the store-made skips, and grows by `reopened`; `apply` returns
+///   the value after the step.
+/// - **Replay.** A step with `replay` set may also make the transitions of
+///   [`JobStatus::can_replay`] and [`WorkflowStatus::can_replay`] (`FAILED -> READY`,
+///   `FAILED | SKIPPED -> PENDING`, workflow `FAILED -> RUNNING`); any other step making
+///   them is an `IllegalTransition`.
+/// - **Dead letters.** `dead_letters` returns the records for which
+///   [`JobRecord::is_dead_letter`] holds (`FAILED`, not discarded) that pass the filter,
+///   ordered by (workflow id, job id), at most a page; it follows every step (a replayed or
+///   discarded job is no longer listed once the step returns).
 /// - **Claims.** `claim` takes `READY` jobs with `ready_at <= now`, and `RUNNING` jobs
 ///   whose lease expired (not `awaiting_external`), skipping `exclude_types` and taking at
 ///   most `type_limits[t]` jobs of type `t` (the others stay queued, in order); expired
 ///   leases first, then by [`JobRecord::queue_score`] ascending. Each claimed job becomes
 ///   `RUNNING` with `attempt + 1`, a new lease (fresh token) and a `job_running` event.
 ///   No two claims return the same job while its lease is valid.
+/// - **Concurrency keys.** A `READY` job with [`JobRecord::concurrency`] is claimed only
+///   while fewer than its `limit` jobs with the same key are `RUNNING` (jobs awaiting an
+///   external completion included), counted across every workflow and every claimer, even
+///   concurrent ones; the others stay queued, in order. Re-claiming an expired lease keeps
+///   the slot the job already holds.
 /// - **Leases.** `renew_lease` extends a lease only for the holder of the current token
 ///   on a `RUNNING` job; otherwise `Conflict` (the job was re-claimed or cancelled). It does
 ///   not change the record's `version`, so the worker's completion write (carrying the
@@ -228,6 +278,9 @@ pub trait StateStore: Send + Sync + 'static {
 
     /// Lists workflow headers by id.
     async fn list_workflows(&self, filter: WorkflowFilter) -> Result<Vec<WorkflowRecord>>;
+
+    /// Dead-lettered jobs (see the contract), ordered by (workflow id, job id).
+    async fn dead_letters(&self, filter: DeadLetterFilter) -> Result<Vec<JobRecord>>;
 
     /// Events not yet acknowledged, oldest first.
     async fn outbox_pending(&self, limit: usize) -> Result<Vec<OutboxEntry>>;

@@ -62,6 +62,18 @@ pub struct CompiledJob {
     pub compensation: Option<Box<CompiledJob>>,
     /// For a compensation job: the job it compensates.
     pub compensates: Option<String>,
+    /// The parsed `concurrency_key` and its limit (defaults applied).
+    pub concurrency: Option<CompiledConcurrency>,
+}
+
+/// A job's compiled `concurrency_key` and limit.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct CompiledConcurrency {
+    /// The key, rendered against the workflow input when the workflow starts.
+    pub key: ConfigTemplate,
+    /// At most this many jobs with one rendered key run at once.
+    pub limit: u32,
 }
 
 impl CompiledJob {

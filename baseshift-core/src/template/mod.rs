@@ -8,7 +8,7 @@ mod tree;
 mod validate;
 mod version;
 
-pub use compile::{CompiledJob, CompiledTemplate};
+pub use compile::{CompiledConcurrency, CompiledJob, CompiledTemplate};
 pub use duration::DurationSpec;
 pub use parse::SourceMap;
 pub use validate::Validator;
@@ -61,6 +61,9 @@ pub struct JobDefaults {
     /// The per-attempt timeout.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub timeout: Option<DurationSpec>,
+    /// The limit of jobs with a `concurrency_key` and no `concurrency_limit` of their own.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub concurrency_limit: Option<u32>,
 }
 
 /// One job of a template.
@@ -97,6 +100,14 @@ pub struct JobSpec {
     /// A job to run if the workflow later fails after this job succeeded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub compensate: Option<CompensationSpec>,
+    /// A concurrency key (e.g. `"customer-${input.customer_id}"`): at most
+    /// `concurrency_limit` jobs with the same rendered key run at once. It may use
+    /// `${input...}` and `${workflow.id}` only: it is fixed when the workflow starts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency_key: Option<String>,
+    /// The limit for `concurrency_key` (else `defaults.concurrency_limit`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency_limit: Option<u32>,
 }
 
 impl JobSpec {
@@ -113,6 +124,8 @@ impl JobSpec {
             timeout: None,
             priority: 0,
             compensate: None,
+            concurrency_key: None,
+            concurrency_limit: None,
         }
     }
 
@@ -173,6 +186,14 @@ impl JobSpec {
     #[must_use]
     pub fn compensate(mut self, compensate: CompensationSpec) -> Self {
         self.compensate = Some(compensate);
+        self
+    }
+
+    /// At most `limit` jobs sharing the rendered `key` run at once.
+    #[must_use]
+    pub fn concurrency(mut self, key: impl Into<String>, limit: u32) -> Self {
+        self.concurrency_key = Some(key.into());
+        self.concurrency_limit = Some(limit);
         self
     }
 }

@@ -98,8 +98,20 @@ impl WorkflowTemplate {
 }
 
 const TOP_FIELDS: &[&str] = &["template_id", "name", "version", "description", "input_schema", "defaults", "jobs"];
-const JOB_FIELDS: &[&str] =
-    &["id", "type", "config", "depends_on", "when", "trigger", "retry", "timeout", "priority", "compensate"];
+const JOB_FIELDS: &[&str] = &[
+    "id",
+    "type",
+    "config",
+    "depends_on",
+    "when",
+    "trigger",
+    "retry",
+    "timeout",
+    "priority",
+    "compensate",
+    "concurrency_key",
+    "concurrency_limit",
+];
 const COMPENSATE_FIELDS: &[&str] = &["type", "config", "retry", "timeout"];
 
 #[derive(Default)]
@@ -269,6 +281,8 @@ impl Builder {
                 "retry" => job.retry = Some(self.read(value, j, "retry")?),
                 "timeout" => job.timeout = Some(self.read(value, j, "timeout")?),
                 "priority" => job.priority = self.read(value, j, "priority")?,
+                "concurrency_key" => job.concurrency_key = Some(self.string(value, j, "concurrency_key")?),
+                "concurrency_limit" => job.concurrency_limit = Some(self.read(value, j, "concurrency_limit")?),
                 "compensate" => job.compensate = Some(self.build_compensation(&id, value, &mut positions)?),
                 _ => {}
             }

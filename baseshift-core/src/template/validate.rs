@@ -1,5 +1,7 @@
 //! Validation: every check a template must pass before it is stored or run.
 
+mod concurrency;
+
 use super::compile::{CompiledJob, InputSchema};
 use super::graph::{find_cycle, missing_ancestors};
 use super::{CompensationSpec, CompiledTemplate, DurationSpec, JobSpec, RetryPolicy, WorkflowTemplate};
@@ -239,6 +241,7 @@ impl<'t> Checker<'_, 't> {
             Some(c) => Some(Box::new(self.compile_compensation(i, job, c, parents)?)),
             None => None,
         };
+        let concurrency = self.compile_concurrency(i, job)?;
         Ok(CompiledJob {
             id: job.id.clone(),
             job_type: job.job_type.clone(),
@@ -252,6 +255,7 @@ impl<'t> Checker<'_, 't> {
             config,
             compensation,
             compensates: None,
+            concurrency,
         })
     }
 
@@ -283,6 +287,7 @@ impl<'t> Checker<'_, 't> {
             config,
             compensation: None,
             compensates: Some(job.id.clone()),
+            concurrency: None,
         })
     }
 

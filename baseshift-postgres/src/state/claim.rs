@@ -1,7 +1,11 @@
 //! [`StateStore::claim`](baseshift_core::StateStore::claim): candidates are locked with
 //! `FOR UPDATE SKIP LOCKED` from two index scans (expired leases by expiry, ready jobs by
-//! queue score), chosen in Rust under the per-type caps, and updated in one statement
-//! that also appends their `job_running` events.
+//! queue score), chosen in Rust under the per-type caps and the concurrency keys' room,
+//! and updated in one statement that also appends their `job_running` events.
+//!
+//! Concurrency keys: before counting a key's `RUNNING` jobs, the claim takes a
+//! transaction-scoped advisory lock on the key, so two claims never both see the same
+//! free slot; the lock is held until the claim commits.
 
 use super::PostgresStateStore;
 use crate::error::db;
@@ -14,25 +18,38 @@ use std::collections::{HashMap, HashSet};
 
 const OP: &str = "StateStore::claim";
 
-/// Expired leases, oldest expiry first: `$1` now, `$2` excluded types, `$3` limit.
+/// Expired leases, oldest expiry first: `$1` now, `$2` excluded types, `$3` limit
+/// (`$4`, the excluded keys, is unused: an expired lease already holds its key's slot).
 macro_rules! expired_sql {
     () => {
         "SELECT workflow_id, job_id, job_type, attempt, \
-         extract(epoch FROM lease_expires_at)::float8 AS sort_key FROM jobs \
+         extract(epoch FROM lease_expires_at)::float8 AS sort_key, \
+         concurrency->>'key' AS ckey, (concurrency->>'limit')::int8 AS climit FROM jobs \
          WHERE status = 'RUNNING' AND NOT awaiting_external AND lease_expires_at <= $1 \
-           AND job_type <> ALL($2::text[]) \
+           AND job_type <> ALL($2::text[]) AND cardinality($4::text[]) >= 0 \
          ORDER BY lease_expires_at, workflow_id, job_id LIMIT $3 FOR UPDATE SKIP LOCKED"
     };
 }
 
-/// Due ready jobs, best queue score first: `$1` now, `$2` excluded types, `$3` limit.
+/// Due ready jobs, best queue score first: `$1` now, `$2` excluded types, `$3` limit,
+/// `$4` excluded concurrency keys (at their limit).
 macro_rules! ready_sql {
     () => {
-        "SELECT workflow_id, job_id, job_type, attempt, queue_score AS sort_key FROM jobs \
+        "SELECT workflow_id, job_id, job_type, attempt, queue_score AS sort_key, \
+         concurrency->>'key' AS ckey, (concurrency->>'limit')::int8 AS climit FROM jobs \
          WHERE status = 'READY' AND (ready_at IS NULL OR ready_at <= $1) AND job_type <> ALL($2::text[]) \
+           AND (concurrency IS NULL OR concurrency->>'key' <> ALL($4::text[])) \
          ORDER BY queue_score, workflow_id, job_id LIMIT $3 FOR UPDATE SKIP LOCKED"
     };
 }
+
+/// Locks concurrency keys `$1` (sorted) for the rest of the transaction.
+const LOCK_KEYS: &str = "SELECT count(pg_advisory_xact_lock(hashtextextended(k, 0))) \
+     FROM (SELECT DISTINCT k FROM unnest($1::text[]) AS k ORDER BY k) AS s";
+
+/// `RUNNING` jobs per concurrency key among `$1`.
+const RUNNING_PER_KEY: &str = "SELECT concurrency->>'key' AS k, count(*) AS n FROM jobs \
+     WHERE status = 'RUNNING' AND concurrency IS NOT NULL AND concurrency->>'key' = ANY($1::text[]) GROUP BY 1";
 
 const EXPIRED: &str = expired_sql!();
 const READY: &str = ready_sql!();
@@ -65,6 +82,8 @@ pub(crate) struct Candidate {
     pub(crate) job_id: String,
     pub(crate) job_type: String,
     pub(crate) attempt: i64,
+    /// The concurrency key and its limit, if any.
+    pub(crate) key: Option<(String, i64)>,
 }
 
 impl Candidate {
@@ -84,36 +103,59 @@ pub(crate) fn sort(c: &mut [Candidate]) {
     });
 }
 
-/// The first `limit` candidates in claim order, at most `caps[t]` of each capped type.
-/// Also returns the capped types whose cap this choice used up.
+/// What [`choose`] picked, and which caps it used up.
+#[derive(Debug, Default)]
+pub(crate) struct Choice {
+    pub(crate) chosen: Vec<Candidate>,
+    /// Capped types whose cap this choice used up.
+    pub(crate) full_types: HashSet<String>,
+    /// Concurrency keys with no room left.
+    pub(crate) full_keys: HashSet<String>,
+}
+
+/// The first `limit` candidates in claim order, at most `caps[t]` of each capped type,
+/// and ready jobs with a concurrency key only while `running[key]` plus the ones chosen
+/// stay under the key's limit (an expired lease already holds its slot).
 pub(crate) fn choose(
     mut candidates: Vec<Candidate>,
     limit: usize,
     caps: &HashMap<String, usize>,
-) -> (Vec<Candidate>, HashSet<String>) {
+    running: &HashMap<String, i64>,
+) -> Choice {
     sort(&mut candidates);
     let mut taken: HashMap<&str, usize> = HashMap::new();
-    let mut chosen = Vec::new();
+    let mut keyed: HashMap<&str, i64> = HashMap::new();
+    let mut choice = Choice::default();
     let mut seen = HashSet::new();
-    let mut full = HashSet::new();
     for c in &candidates {
-        if chosen.len() >= limit {
+        if choice.chosen.len() >= limit {
             break;
         }
         if !seen.insert(c.key()) {
             continue;
         }
-        if let Some(cap) = caps.get(&c.job_type) {
-            let n = taken.entry(c.job_type.as_str()).or_default();
-            if *n >= *cap {
-                full.insert(c.job_type.clone());
+        if let Some(cap) = caps.get(&c.job_type)
+            && taken.get(c.job_type.as_str()).copied().unwrap_or(0) >= *cap
+        {
+            choice.full_types.insert(c.job_type.clone());
+            continue;
+        }
+        if c.group == 1
+            && let Some((key, key_limit)) = &c.key
+        {
+            let n = keyed.entry(key.as_str()).or_insert_with(|| running.get(key).copied().unwrap_or(0));
+            if *n >= *key_limit {
+                choice.full_keys.insert(key.clone());
                 continue;
             }
             *n += 1;
         }
-        chosen.push(c.clone());
+        if caps.contains_key(&c.job_type) {
+            *taken.entry(c.job_type.as_str()).or_default() += 1;
+        }
+        choice.chosen.push(c.clone());
     }
-    (chosen, full)
+    choice
 }
 
 impl PostgresStateStore {
@@ -130,6 +172,7 @@ impl PostgresStateStore {
                 .bind(now)
                 .bind(Vec::<String>::new())
                 .bind(10i64)
+                .bind(Vec::<String>::new())
                 .fetch_all(&mut *tx)
                 .await
                 .map_err(db(OP))?;
@@ -187,8 +230,8 @@ impl PostgresStateStore {
         Ok(Claimed { jobs, next_ready_at })
     }
 
-    /// Locks candidates page by page: a page that a capped type filled is fetched again
-    /// without the types whose caps are used up, keeping the jobs already chosen for them.
+    /// Locks candidates page by page: a page that a capped type or a full concurrency key
+    /// filled is fetched again without them, keeping the jobs already chosen for them.
     async fn lock_candidates(
         &self,
         conn: &mut PgConnection,
@@ -198,6 +241,8 @@ impl PostgresStateStore {
         let limit = i64::try_from(req.limit).unwrap_or(i64::MAX);
         let mut excluded: Vec<String> = req.exclude_types.clone();
         excluded.extend(req.type_limits.iter().filter(|(_, cap)| **cap == 0).map(|(t, _)| t.clone()));
+        let mut excluded_keys: Vec<String> = Vec::new();
+        let mut running: HashMap<String, i64> = HashMap::new();
         let mut pinned: Vec<Candidate> = Vec::new();
         loop {
             let mut page = pinned.clone();
@@ -207,11 +252,14 @@ impl PostgresStateStore {
                     .bind(now)
                     .bind(&excluded)
                     .bind(limit)
+                    .bind(&excluded_keys)
                     .fetch_all(&mut *conn)
                     .await
                     .map_err(db(OP))?;
                 page_full |= rows.len() as i64 >= limit;
                 for row in rows {
+                    let ckey: Option<String> = row.try_get("ckey").map_err(db(OP))?;
+                    let climit: Option<i64> = row.try_get("climit").map_err(db(OP))?;
                     page.push(Candidate {
                         group,
                         sort_key: row.try_get("sort_key").map_err(db(OP))?,
@@ -219,18 +267,54 @@ impl PostgresStateStore {
                         job_id: row.try_get("job_id").map_err(db(OP))?,
                         job_type: row.try_get("job_type").map_err(db(OP))?,
                         attempt: row.try_get("attempt").map_err(db(OP))?,
+                        key: ckey.map(|k| (k, climit.unwrap_or(1))),
                     });
                 }
             }
-            let (chosen, full) = choose(page, req.limit, &req.type_limits);
-            let new_full: Vec<String> = full.into_iter().filter(|t| !excluded.contains(t)).collect();
-            if chosen.len() >= req.limit || !page_full || new_full.is_empty() {
-                return Ok(chosen);
+            count_running(conn, &page, &mut running).await?;
+            let choice = choose(page, req.limit, &req.type_limits, &running);
+            let new_types: Vec<String> = choice.full_types.into_iter().filter(|t| !excluded.contains(t)).collect();
+            let new_keys: Vec<String> = choice.full_keys.into_iter().filter(|k| !excluded_keys.contains(k)).collect();
+            if choice.chosen.len() >= req.limit || !page_full || (new_types.is_empty() && new_keys.is_empty()) {
+                return Ok(choice.chosen);
             }
-            excluded.extend(new_full);
-            pinned = chosen.into_iter().filter(|c| excluded.contains(&c.job_type)).collect();
+            excluded.extend(new_types);
+            excluded_keys.extend(new_keys);
+            pinned = choice
+                .chosen
+                .into_iter()
+                .filter(|c| {
+                    excluded.contains(&c.job_type) || c.key.as_ref().is_some_and(|(k, _)| excluded_keys.contains(k))
+                })
+                .collect();
         }
     }
+}
+
+/// Locks the concurrency keys of ready candidates not counted yet and counts their
+/// `RUNNING` jobs into `running`.
+async fn count_running(conn: &mut PgConnection, page: &[Candidate], running: &mut HashMap<String, i64>) -> Result<()> {
+    let mut keys: Vec<String> = page
+        .iter()
+        .filter(|c| c.group == 1)
+        .filter_map(|c| c.key.as_ref().map(|(k, _)| k.clone()))
+        .filter(|k| !running.contains_key(k))
+        .collect();
+    if keys.is_empty() {
+        return Ok(());
+    }
+    keys.sort();
+    keys.dedup();
+    sqlx::query(LOCK_KEYS).bind(&keys).execute(&mut *conn).await.map_err(db(OP))?;
+    for k in &keys {
+        running.insert(k.clone(), 0);
+    }
+    let rows = sqlx::query(RUNNING_PER_KEY).bind(&keys).fetch_all(&mut *conn).await.map_err(db(OP))?;
+    for row in rows {
+        let k: String = row.try_get("k").map_err(db(OP))?;
+        running.insert(k, row.try_get("n").map_err(db(OP))?);
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -238,7 +322,15 @@ mod tests {
     use super::*;
 
     fn c(group: u8, key: f64, job: &str, ty: &str) -> Candidate {
-        Candidate { group, sort_key: key, workflow_id: "w".into(), job_id: job.into(), job_type: ty.into(), attempt: 0 }
+        Candidate {
+            group,
+            sort_key: key,
+            workflow_id: "w".into(),
+            job_id: job.into(),
+            job_type: ty.into(),
+            attempt: 0,
+            key: None,
+        }
     }
 
     fn ids(c: &[Candidate]) -> Vec<&str> {
@@ -248,9 +340,9 @@ mod tests {
     #[test]
     fn expired_first_then_by_score_then_key() {
         let page = vec![c(1, -5.0, "r2", "t"), c(1, -5.0, "r1", "t"), c(0, 100.0, "e1", "t"), c(1, -9.0, "r0", "t")];
-        let (chosen, full) = choose(page, 10, &HashMap::new());
-        assert_eq!(ids(&chosen), ["e1", "r0", "r1", "r2"]);
-        assert!(full.is_empty());
+        let choice = choose(page, 10, &HashMap::new(), &HashMap::new());
+        assert_eq!(ids(&choice.chosen), ["e1", "r0", "r1", "r2"]);
+        assert!(choice.full_types.is_empty());
     }
 
     #[test]
@@ -258,17 +350,34 @@ mod tests {
         let page =
             vec![c(1, 1.0, "s1", "slow"), c(1, 2.0, "s2", "slow"), c(1, 3.0, "n1", "noop"), c(1, 4.0, "s3", "slow")];
         let caps = HashMap::from([("slow".to_owned(), 1)]);
-        let (chosen, full) = choose(page.clone(), 10, &caps);
-        assert_eq!(ids(&chosen), ["s1", "n1"]);
-        assert_eq!(full, HashSet::from(["slow".to_owned()]));
-        let (chosen, _) = choose(page, 1, &caps);
-        assert_eq!(ids(&chosen), ["s1"]);
+        let choice = choose(page.clone(), 10, &caps, &HashMap::new());
+        assert_eq!(ids(&choice.chosen), ["s1", "n1"]);
+        assert_eq!(choice.full_types, HashSet::from(["slow".to_owned()]));
+        let choice = choose(page, 1, &caps, &HashMap::new());
+        assert_eq!(ids(&choice.chosen), ["s1"]);
     }
 
     #[test]
     fn a_job_seen_twice_is_chosen_once() {
         let page = vec![c(1, 1.0, "a", "t"), c(1, 1.0, "a", "t"), c(1, 2.0, "b", "t")];
-        let (chosen, _) = choose(page, 10, &HashMap::new());
-        assert_eq!(ids(&chosen), ["a", "b"]);
+        let choice = choose(page, 10, &HashMap::new(), &HashMap::new());
+        assert_eq!(ids(&choice.chosen), ["a", "b"]);
+    }
+
+    #[test]
+    fn keys_at_their_limit_hold_ready_jobs_back() {
+        let keyed =
+            |group, key: f64, job: &str, k: &str| Candidate { key: Some((k.into(), 2)), ..c(group, key, job, "t") };
+        let page = vec![
+            keyed(0, 0.0, "lease", "a"),
+            keyed(1, 1.0, "a1", "a"),
+            keyed(1, 2.0, "a2", "a"),
+            keyed(1, 3.0, "b1", "b"),
+            c(1, 4.0, "free", "t"),
+        ];
+        let running = HashMap::from([("a".to_owned(), 1)]);
+        let choice = choose(page, 10, &HashMap::new(), &running);
+        assert_eq!(ids(&choice.chosen), ["lease", "a1", "b1", "free"], "an expired lease keeps its slot");
+        assert_eq!(choice.full_keys, HashSet::from(["a".to_owned()]));
     }
 }

@@ -1,6 +1,7 @@
 //! [`PostgresStateStore`]: workflow state in PostgreSQL tables.
 
 mod claim;
+mod dead;
 mod plan;
 
 use crate::backend::Shared;
@@ -11,8 +12,8 @@ use crate::rows::{
 };
 use async_trait::async_trait;
 use baseshift_core::store::{
-    Applied, ClaimRequest, Claimed, CreateOutcome, NewWorkflow, OutboxEntry, StateStore, StoreCapabilities, Transition,
-    WorkflowFilter,
+    Applied, ClaimRequest, Claimed, CreateOutcome, DeadLetterFilter, NewWorkflow, OutboxEntry, StateStore,
+    StoreCapabilities, Transition, WorkflowFilter,
 };
 use baseshift_core::{
     Error, ErrorKind, Event, JobKey, JobRecord, JobStatus, Result, WorkflowId, WorkflowRecord, WorkflowTemplate,
@@ -27,29 +28,29 @@ use std::time::Duration;
 
 const DEFAULT_PAGE: i64 = 100;
 
-const _: () = assert!(JOB_PARAMS == 27, "the SQL below numbers the job arrays $1..$27");
+const _: () = assert!(JOB_PARAMS == 28, "the SQL below numbers the job arrays $1..$28");
 
-/// Workflow, jobs ($1..$27), snapshot, events and wake-up of a new workflow, in one statement.
+/// Workflow, jobs ($1..$28), snapshot, events and wake-up of a new workflow, in one statement.
 const CREATE: &str = concat!(
     "WITH w AS (INSERT INTO workflows (",
     workflow_columns!(),
-    ") VALUES ($28, $29, $30, $31, $32, $33, $34, $35, $36, $37, $38, $39, $40, $41)), ",
+    ") VALUES ($29, $30, $31, $32, $33, $34, $35, $36, $37, $38, $39, $40, $41, $42)), ",
     "j AS (INSERT INTO jobs (",
     job_columns!(),
     ") SELECT * FROM ",
     job_unnest!(),
-    "), t AS (INSERT INTO template_snapshots (template_id, version, body) VALUES ($42, $43, $44) \
+    "), t AS (INSERT INTO template_snapshots (template_id, version, body) VALUES ($43, $44, $45) \
        ON CONFLICT DO NOTHING), \
      o AS (INSERT INTO outbox (workflow_id, event) \
-       SELECT e.w, e.ev FROM unnest($45::text[], $46::jsonb[]) WITH ORDINALITY AS e(w, ev, n) ORDER BY e.n) \
-     SELECT pg_notify('baseshift_work', $48::text) WHERE $47::bool"
+       SELECT e.w, e.ev FROM unnest($46::text[], $47::jsonb[]) WITH ORDINALITY AS e(w, ev, n) ORDER BY e.n) \
+     SELECT pg_notify('baseshift_work', $49::text) WHERE $48::bool"
 );
 
-/// The writes of one step: header ($28..$42), jobs ($1..$27), events, wake-up.
+/// The writes of one step: header ($29..$43), jobs ($1..$28), events, wake-up.
 const APPLY: &str = concat!(
-    "WITH h AS (UPDATE workflows SET template_id = $29, template_version = $30, status = $31, version = $32, \
-       input = $33, idempotency_key = $34, parent = $35, remaining = $36, compensation_queue = $37, error = $38, \
-       created_at = $39, updated_at = $40, finished_at = $41 WHERE id = $28 AND $42::bool RETURNING 1), \
+    "WITH h AS (UPDATE workflows SET template_id = $30, template_version = $31, status = $32, version = $33, \
+       input = $34, idempotency_key = $35, parent = $36, remaining = $37, compensation_queue = $38, error = $39, \
+       created_at = $40, updated_at = $41, finished_at = $42 WHERE id = $29 AND $43::bool RETURNING 1), \
      j AS (UPDATE jobs SET job_type = r.job_type, status = r.status, version = r.version, attempt = r.attempt, \
        priority = r.priority, join_rule = r.join_rule, has_condition = r.has_condition, \
        deps_total = r.deps_total, deps_succeeded = r.deps_succeeded, deps_failed = r.deps_failed, \
@@ -57,13 +58,13 @@ const APPLY: &str = concat!(
        queue_score = r.queue_score, lease_owner = r.lease_owner, lease_token = r.lease_token, \
        lease_expires_at = r.lease_expires_at, awaiting_external = r.awaiting_external, output = r.output, \
        error = r.error, compensation_of = r.compensation_of, started_at = r.started_at, \
-       finished_at = r.finished_at FROM ",
+       finished_at = r.finished_at, concurrency = r.concurrency FROM ",
     job_unnest!(),
     " WHERE jobs.workflow_id = r.workflow_id AND jobs.job_id = r.job_id AND jobs.version = r.version - 1 \
        RETURNING 1), \
      o AS (INSERT INTO outbox (workflow_id, event) \
-       SELECT e.w, e.ev FROM unnest($43::text[], $44::jsonb[]) WITH ORDINALITY AS e(w, ev, n) ORDER BY e.n), \
-     n AS (SELECT pg_notify('baseshift_work', $46::text) WHERE $45::bool) \
+       SELECT e.w, e.ev FROM unnest($44::text[], $45::jsonb[]) WITH ORDINALITY AS e(w, ev, n) ORDER BY e.n), \
+     n AS (SELECT pg_notify('baseshift_work', $47::text) WHERE $46::bool) \
      SELECT (SELECT count(*) FROM j) AS jobs_written, (SELECT count(*) FROM h) AS headers, \
        (SELECT count(*) FROM n) AS notified"
 );
@@ -387,6 +388,10 @@ impl StateStore for PostgresStateStore {
             .await
             .map_err(db(OP))?;
         rows.into_iter().map(WorkflowRow::into_record).collect()
+    }
+
+    async fn dead_letters(&self, filter: DeadLetterFilter) -> Result<Vec<JobRecord>> {
+        self.dead_letter_records(filter).await
     }
 
     async fn outbox_pending(&self, limit: usize) -> Result<Vec<OutboxEntry>> {

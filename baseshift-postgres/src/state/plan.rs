@@ -34,12 +34,15 @@ pub(crate) fn plan(
     now: DateTime<Utc>,
 ) -> Result<Planned> {
     validate(&stored, &rows, &step)?;
-    let Transition { header, jobs, parent_outcomes, terminal_delta, events, .. } = step;
+    let Transition { header, jobs, parent_outcomes, terminal_delta, reopened, events, .. } = step;
 
     let mut changed: Vec<String> = Vec::with_capacity(jobs.len() + parent_outcomes.len());
     let mut written = HashSet::with_capacity(changed.capacity());
+    let mut released = false;
     for job in jobs {
         let Some((old, _)) = rows.get_mut(&job.job_id) else { continue };
+        // A job leaving RUNNING frees its concurrency key's slot.
+        released |= old.status == JobStatus::Running && old.concurrency.is_some() && job.status != JobStatus::Running;
         let mut job = normalize_job(job);
         job.version = old.version + 1;
         *old = job;
@@ -61,7 +64,7 @@ pub(crate) fn plan(
         skipped_main += change.report(child, &mut applied, &mut derived);
     }
 
-    let remaining = stored.remaining.saturating_sub(skipped_main).saturating_sub(terminal_delta);
+    let remaining = (stored.remaining + reopened).saturating_sub(skipped_main).saturating_sub(terminal_delta);
     applied.remaining = remaining;
     let (header, touch_header) = match header {
         Some(mut header) => {
@@ -77,7 +80,7 @@ pub(crate) fn plan(
         }
     };
     let jobs: Vec<(JobRecord, i32)> = changed.iter().filter_map(|id| rows.remove(id)).collect();
-    let wake = jobs.iter().any(|(j, _)| j.status == JobStatus::Ready);
+    let wake = released || jobs.iter().any(|(j, _)| j.status == JobStatus::Ready);
     let mut all_events = events;
     all_events.extend(derived);
     Ok(Planned { header, touch_header, jobs, events: all_events, applied, wake })
@@ -99,7 +102,7 @@ fn validate(stored: &WorkflowRecord, rows: &HashMap<String, (JobRecord, i32)>, s
             )));
         }
         if header.status != stored.status {
-            stored.status.check(header.status)?;
+            stored.status.check_step(header.status, step.replay)?;
         }
     }
     let mut seen = HashSet::with_capacity(step.jobs.len());
@@ -119,7 +122,7 @@ fn validate(stored: &WorkflowRecord, rows: &HashMap<String, (JobRecord, i32)>, s
             ))));
         }
         if job.status != old.status {
-            old.status.check(job.status).map_err(with_job)?;
+            old.status.check_step(job.status, step.replay).map_err(with_job)?;
         }
     }
     for outcome in &step.parent_outcomes {

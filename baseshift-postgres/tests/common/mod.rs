@@ -5,8 +5,8 @@
 
 use async_trait::async_trait;
 use baseshift_core::store::{
-    Applied, ClaimRequest, Claimed, CreateOutcome, NewWorkflow, OutboxEntry, StateStore, StoreCapabilities, Transition,
-    WorkflowFilter,
+    Applied, ClaimRequest, Claimed, CreateOutcome, DeadLetterFilter, NewWorkflow, OutboxEntry, StateStore,
+    StoreCapabilities, Transition, WorkflowFilter,
 };
 use baseshift_core::templates::TemplateSummary;
 use baseshift_core::{JobKey, JobRecord, Result, TemplateStore, WorkflowId, WorkflowRecord, WorkflowTemplate};
@@ -104,6 +104,9 @@ impl StateStore for Scoped {
     }
     async fn list_workflows(&self, filter: WorkflowFilter) -> Result<Vec<WorkflowRecord>> {
         self.pg.state_store().list_workflows(filter).await
+    }
+    async fn dead_letters(&self, filter: DeadLetterFilter) -> Result<Vec<JobRecord>> {
+        self.pg.state_store().dead_letters(filter).await
     }
     async fn outbox_pending(&self, limit: usize) -> Result<Vec<OutboxEntry>> {
         self.pg.state_store().outbox_pending(limit).await

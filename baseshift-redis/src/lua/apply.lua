@@ -1,5 +1,6 @@
 -- apply. KEYS: wf, jobs, out, ready, delayed, leases, outbox, seq.
--- ARGV[1]: JSON {prefix, wf, now_ms, now, header, jobs, outcomes, delta, events}.
+-- ARGV[1]: JSON {prefix, wf, now_ms, now, header, jobs, outcomes, delta, reopened, replay, events}.
+-- Dead letters are kept in the sorted set <prefix>:dead (score 0, member "<wf>\0<job>").
 -- Every precondition is checked before the first write, so a failed step writes nothing.
 local p = cjson.decode(ARGV[1])
 local k_wf, k_jobs, k_out = KEYS[1], KEYS[2], KEYS[3]
@@ -18,7 +19,7 @@ if h ~= cjson.null then
   if h.expect ~= stored_version then
     return fail('conflict', '', string.format('stale workflow version %d (stored %d)', h.expect, stored_version))
   end
-  if not can_wf(stored_status, h.status) then
+  if not can_wf(stored_status, h.status, p.replay) then
     return fail('illegal_transition', '', 'workflow cannot go from ' .. stored_status .. ' to ' .. h.status)
   end
 end
@@ -32,7 +33,7 @@ for _, j in ipairs(p.jobs) do
   if rec.version ~= j.expect then
     return fail('conflict', j.id, string.format('stale job version %d (stored %d)', j.expect, rec.version))
   end
-  if not can_job(rec.status, j.status) then
+  if not can_job(rec.status, j.status, p.replay) then
     return fail('illegal_transition', j.id, 'job cannot go from ' .. rec.status .. ' to ' .. j.status)
   end
   stored[j.id] = rec
@@ -54,17 +55,31 @@ end
 
 local wake = false
 local written = {}
+local k_dead = p.prefix .. ':dead'
 for _, j in ipairs(p.jobs) do
   local old = stored[j.id]
-  unplace(k_ready, k_delayed, k_leases, member(p.wf, j.id, old.job_type, old.priority))
+  unplace(k_ready, k_delayed, k_leases, member(p.wf, j.id, old.job_type, old.priority, old.concurrency))
   redis.call('HSET', k_jobs, j.id, j.json)
   if j.out ~= cjson.null then
     redis.call('HSET', k_out, j.id, j.out)
   else
     redis.call('HDEL', k_out, j.id)
   end
-  if place(k_ready, k_delayed, k_leases, member(p.wf, j.id, j.type, j.prio), j.place, j.score) then
+  if place(k_ready, k_delayed, k_leases, member(p.wf, j.id, j.type, j.prio, j.conc), j.place, j.score) then
     wake = true
+  end
+  -- A job leaving RUNNING frees its key's slot (and may let a held-back job run).
+  if old.status == 'RUNNING' and has_key(old.concurrency) then
+    count_key(p.prefix, old.concurrency.key, -1)
+    wake = true
+  end
+  if j.status == 'RUNNING' and has_key(j.conc) then
+    count_key(p.prefix, j.conc.key, 1)
+  end
+  if j.dead then
+    redis.call('ZADD', k_dead, 0, p.wf .. '\0' .. j.id)
+  elseif old.status == 'FAILED' then
+    redis.call('ZREM', k_dead, p.wf .. '\0' .. j.id)
   end
   written[j.id] = true
 end
@@ -88,7 +103,7 @@ for _, o in ipairs(p.outcomes) do
       child.ready_at = p.now
       ready[#ready + 1] = o.child
       derived[#derived + 1] = job_event(p.wf, o.child, 'READY', child.attempt, p.now)
-      local m = member(p.wf, o.child, child.job_type, child.priority)
+      local m = member(p.wf, o.child, child.job_type, child.priority, child.concurrency)
       redis.call('ZADD', k_ready, queue_score(child.priority, p.now_ms), m)
       wake = true
     elseif decision == 'skip' then
@@ -105,7 +120,7 @@ for _, o in ipairs(p.outcomes) do
   redis.call('HSET', k_jobs, o.child, cjson.encode(child))
 end
 
-remaining = math.max(0, remaining - skipped_main - p.delta)
+remaining = math.max(0, remaining + p.reopened - skipped_main - p.delta)
 redis.call('HSET', k_wf, 'r', remaining)
 
 -- The step's own events (e.g. the parent's `job_succeeded`) precede the changes they caused.

@@ -11,16 +11,26 @@ for _, t in ipairs(p.exclude) do
   excluded[t] = true
 end
 local taken = {}
+local keyed = {}
 local picks = {}
 local function consider(m, from)
   local e = cjson.decode(m)
   local t = e[3]
   if excluded[t] then return end
   local cap = p.caps[t]
+  if cap ~= nil and (taken[t] or 0) >= cap then return end
+  -- A ready job with a concurrency key needs a free slot of its key (members carry the
+  -- key and limit); an expired lease already holds one.
+  local key = e[5]
+  if from == 2 and key then
+    if keyed[key] == nil then
+      keyed[key] = tonumber(redis.call('HGET', p.prefix .. ':ckeys', key) or '0')
+    end
+    if keyed[key] >= e[6] then return end
+    keyed[key] = keyed[key] + 1
+  end
   if cap ~= nil then
-    local n = taken[t] or 0
-    if n >= cap then return end
-    taken[t] = n + 1
+    taken[t] = (taken[t] or 0) + 1
   end
   picks[#picks + 1] = {m, e, from}
 end
@@ -67,6 +77,9 @@ for i, pick in ipairs(picks) do
     rec.lease = {owner = p.owner, token = p.token .. '-' .. i, expires_at = p.exp}
     rec.started_at = p.now
     rec.version = rec.version + 1
+    if from == 2 and has_key(rec.concurrency) then
+      count_key(p.prefix, rec.concurrency.key, 1)
+    end
     local json = cjson.encode(rec)
     redis.call('HSET', k_jobs, job, json)
     redis.call('ZADD', k_leases, p.exp_ms, m)

@@ -30,7 +30,7 @@ for _, j in ipairs(p.jobs) do
   if j.out ~= cjson.null then
     redis.call('HSET', k_out, j.id, j.out)
   end
-  if place(k_ready, k_delayed, k_leases, member(p.wf, j.id, j.type, j.prio), j.place, j.score) then
+  if place(k_ready, k_delayed, k_leases, member(p.wf, j.id, j.type, j.prio, j.conc), j.place, j.score) then
     wake = true
   end
 end

@@ -6,17 +6,38 @@ local function fail(kind, job, message)
   return {'err', kind, job or '', message}
 end
 
-local function can_job(from, to)
-  return from == to or (JOB_NEXT[from] ~= nil and JOB_NEXT[from][to] == true)
+-- `replay`: a replay step, which may also make the JOB_REPLAY / WF_REPLAY transitions.
+local function can_job(from, to, replay)
+  local next = JOB_NEXT
+  if replay then next = JOB_REPLAY end
+  return from == to or (next[from] ~= nil and next[from][to] == true)
 end
 
-local function can_wf(from, to)
-  return from == to or (WF_NEXT[from] ~= nil and WF_NEXT[from][to] == true)
+local function can_wf(from, to, replay)
+  local next = WF_NEXT
+  if replay then next = WF_REPLAY end
+  return from == to or (next[from] ~= nil and next[from][to] == true)
 end
 
--- The queue member of a job: enough to filter by type and to score a due retry.
-local function member(wf, job, jtype, prio)
+-- The queue member of a job: enough to filter by type, to score a due retry and to
+-- hold it back by its concurrency key (`conc`: nil, cjson.null or {key, limit}).
+local function has_key(conc)
+  return conc ~= nil and conc ~= cjson.null
+end
+
+local function member(wf, job, jtype, prio, conc)
+  if has_key(conc) then
+    return cjson.encode({wf, job, jtype, prio, conc.key, conc.limit})
+  end
   return cjson.encode({wf, job, jtype, prio})
+end
+
+-- Running jobs per concurrency key live in the hash <prefix>:ckeys.
+local function count_key(prefix, key, delta)
+  local n = redis.call('HINCRBY', prefix .. ':ckeys', key, delta)
+  if n <= 0 then
+    redis.call('HDEL', prefix .. ':ckeys', key)
+  end
 end
 
 local function queue_score(prio, ready_ms)

@@ -12,6 +12,6 @@ end
 rec.lease.expires_at = p.exp
 redis.call('HSET', KEYS[1], p.job, cjson.encode(rec))
 if not rec.awaiting_external then
-  redis.call('ZADD', KEYS[2], p.exp_ms, member(p.wf, p.job, rec.job_type, rec.priority))
+  redis.call('ZADD', KEYS[2], p.exp_ms, member(p.wf, p.job, rec.job_type, rec.priority, rec.concurrency))
 end
 return {'ok'}

@@ -1,6 +1,7 @@
 //! Encoding records for the scripts and decoding their replies.
 
 use crate::error::{bad_reply, corrupt, script_error};
+use baseshift_core::state::ConcurrencyKey;
 use baseshift_core::{Error, JobRecord, JobStatus, Result, WorkflowRecord};
 use chrono::{DateTime, SecondsFormat, SubsecRound, Utc};
 use redis::Value;
@@ -48,12 +49,17 @@ pub(crate) struct JobArg {
     #[serde(rename = "type")]
     job_type: String,
     prio: i32,
+    /// Whether the record is a dead letter (kept in the dead-letter set).
+    dead: bool,
+    /// Its concurrency key (in its queue member, and counted while `RUNNING`).
+    conc: Option<ConcurrencyKey>,
 }
 
 impl JobArg {
     /// `rec` to be stored with `version`, the write expecting `expect`.
     pub(crate) fn new(mut rec: JobRecord, version: u64, expect: Option<u64>, now: DateTime<Utc>) -> Result<Self> {
         let (place, score) = placement(&rec, now);
+        let dead = rec.is_dead_letter();
         let out = rec.output.take().map(|o| serde_json::to_string(&o)).transpose()?;
         rec.version = version;
         Ok(JobArg {
@@ -66,6 +72,8 @@ impl JobArg {
             score,
             job_type: rec.job_type,
             prio: rec.priority,
+            dead,
+            conc: rec.concurrency,
         })
     }
 }

@@ -11,8 +11,8 @@ use crate::connection::{self, Conn};
 use crate::keys::Keys;
 use async_trait::async_trait;
 use baseshift_core::store::{
-    Applied, ClaimRequest, Claimed, CreateOutcome, NewWorkflow, OutboxEntry, StoreCapabilities, Transition,
-    WorkflowFilter,
+    Applied, ClaimRequest, Claimed, CreateOutcome, DeadLetterFilter, NewWorkflow, OutboxEntry, StoreCapabilities,
+    Transition, WorkflowFilter,
 };
 use baseshift_core::template::WorkflowTemplate;
 use baseshift_core::{JobKey, JobRecord, Result, StateStore, WorkflowId, WorkflowRecord};
@@ -125,6 +125,10 @@ impl StateStore for RedisStateStore {
 
     async fn list_workflows(&self, filter: WorkflowFilter) -> Result<Vec<WorkflowRecord>> {
         read::list(&self.conn, &self.keys, filter).await
+    }
+
+    async fn dead_letters(&self, filter: DeadLetterFilter) -> Result<Vec<JobRecord>> {
+        read::dead_letters(&self.conn, &self.keys, filter).await
     }
 
     async fn outbox_pending(&self, limit: usize) -> Result<Vec<OutboxEntry>> {

@@ -5,7 +5,7 @@ use crate::connection::Conn;
 use crate::error::{bad_reply, corrupt};
 use crate::keys::Keys;
 use crate::scripts::SCRIPTS;
-use baseshift_core::store::{OutboxEntry, WorkflowFilter};
+use baseshift_core::store::{DeadLetterFilter, OutboxEntry, WorkflowFilter};
 use baseshift_core::template::WorkflowTemplate;
 use baseshift_core::{Error, Event, JobKey, JobRecord, Result, WorkflowId, WorkflowRecord};
 use redis::Value;
@@ -130,6 +130,30 @@ pub(super) async fn list(conn: &Conn, keys: &Keys, filter: WorkflowFilter) -> Re
         }
     }
     Ok(headers)
+}
+
+/// See [`StateStore::dead_letters`](baseshift_core::StateStore::dead_letters).
+pub(super) async fn dead_letters(conn: &Conn, keys: &Keys, filter: DeadLetterFilter) -> Result<Vec<JobRecord>> {
+    const OP: &str = "StateStore::dead_letters";
+    let start = match (&filter.after, &filter.workflow_id) {
+        (Some(after), _) => format!("({}\0{}", after.workflow_id, after.job_id),
+        (None, Some(wf)) => format!("[{wf}\0"),
+        (None, None) => "-".to_owned(),
+    };
+    let only_wf = filter.workflow_id.as_ref().map(|w| w.to_string()).unwrap_or_default();
+    let only_type = filter.job_type.clone().unwrap_or_default();
+    let limit = filter.page().to_string();
+    let args = [keys.prefix(), start.as_str(), only_wf.as_str(), only_type.as_str(), limit.as_str()];
+    let reply = conn.script(&SCRIPTS.dead, &[keys.dead_letters()], &args, OP).await?;
+    let records = array(OP, reply)?
+        .iter()
+        .map(|v| {
+            let json = text(v).ok_or_else(|| bad_reply(OP, "dead letter record missing"))?;
+            decode_job(OP, &json, None)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    // The script filters by workflow and type; `after` may also name a workflow filtered out.
+    Ok(records.into_iter().filter(|r| filter.matches(r)).collect())
 }
 
 /// See [`StateStore::outbox_pending`](baseshift_core::StateStore::outbox_pending).

@@ -156,6 +156,8 @@ pub(super) async fn apply(conn: &Conn, keys: &Keys, step: Transition) -> Result<
         "jobs": jobs,
         "outcomes": outcomes,
         "delta": step.terminal_delta,
+        "reopened": step.reopened,
+        "replay": step.replay,
         "events": events_json(&step.events)?,
     })
     .to_string();

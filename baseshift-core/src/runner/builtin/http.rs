@@ -176,11 +176,21 @@ impl HttpRunner {
         Ok(parsed)
     }
 
+    /// A resolved URL at run time, config field `field`: a policy refusal is a
+    /// [`JobError::policy_violation`] naming the rule.
+    pub(super) fn run_url(&self, url: &str, field: &str) -> Result<Url, JobError> {
+        let parsed = Url::parse(url).map_err(|e| config_error(field, format!("invalid URL: {e}")))?;
+        self.policy
+            .check(&parsed)
+            .map_err(|msg| JobError::policy_violation(policy::rule_of(&msg), config_error(field, msg)))?;
+        Ok(parsed)
+    }
+
     /// Reads the resolved config; every error is permanent (`Error` kinds here are not retryable).
     fn resolve(&self, ctx: &JobContext) -> Result<HttpJob, JobError> {
         let reader = ConfigReader::resolved(&ctx.config, FIELDS)?;
         let url_text: String = reader.require("url")?.value().unwrap_or_default();
-        let mut url = self.parse_url(&url_text)?;
+        let mut url = self.run_url(&url_text, "url")?;
         if let Some(query) = reader.get::<BTreeMap<String, Value>>("query")?.value() {
             let values = query.iter().map(|(k, v)| query_value(k, v).map(|v| (k, v))).collect::<Result<Vec<_>, _>>()?;
             if !values.is_empty() {

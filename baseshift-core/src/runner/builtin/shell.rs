@@ -60,6 +60,9 @@ pub struct ShellRunner {
     config: ShellRunnerConfig,
 }
 
+/// The policy rule a working directory outside the allowlist breaks.
+const WORKING_DIRS: &str = "shell.allowed_working_dirs";
+
 impl ShellRunner {
     /// A runner with these host-side limits. The policy is not checked here: call
     /// [`ShellRunnerConfig::validate`] at start-up (the YAML/JSON loaders do).
@@ -151,7 +154,7 @@ impl ShellRunner {
 
     /// Resolves symlinks on both sides before comparing, so a link cannot escape the allowlist.
     async fn resolve_working_dir(&self, dir: &str) -> Result<PathBuf, JobError> {
-        self.check_working_dir_lexically(dir).map_err(JobError::permanent)?;
+        self.check_working_dir_lexically(dir).map_err(|e| JobError::policy_violation(WORKING_DIRS, e))?;
         let real = canonicalize(PathBuf::from(dir))
             .await
             .map_err(|e| JobError::permanent(format!("config.working_dir: `{dir}`: {e}")))?;
@@ -162,11 +165,14 @@ impl ShellRunner {
                 return Ok(real);
             }
         }
-        Err(JobError::permanent(format!(
-            "config.working_dir: `{dir}` resolves to `{}`, which is not under an allowed directory \
+        Err(JobError::policy_violation(
+            WORKING_DIRS,
+            format!(
+                "config.working_dir: `{dir}` resolves to `{}`, which is not under an allowed directory \
              (shell.allowed_working_dirs)",
-            real.display()
-        )))
+                real.display()
+            ),
+        ))
     }
 }
 
@@ -239,9 +245,9 @@ impl ShellRunner {
         let Some(program) = argv.first() else {
             return Err(JobError::permanent("config.argv: must not be empty"));
         };
-        self.check_command(program).map_err(JobError::permanent)?;
+        self.check_command(program).map_err(|e| JobError::policy_violation("shell.allowed_commands", e))?;
         let env: BTreeMap<String, Value> = reader.get("env").map_err(JobError::permanent)?.value().unwrap_or_default();
-        self.check_env_names(env.keys()).map_err(JobError::permanent)?;
+        self.check_env_names(env.keys()).map_err(|e| JobError::policy_violation("shell.env_allowlist", e))?;
         let env = env
             .into_iter()
             .map(|(k, v)| match v {
@@ -251,7 +257,8 @@ impl ShellRunner {
             })
             .collect::<Result<BTreeMap<_, _>, _>>()?;
         let stdin = reader.get::<String>("stdin").map_err(JobError::permanent)?.value();
-        self.check_values(&argv, &env, stdin.as_deref()).map_err(JobError::permanent)?;
+        self.check_values(&argv, &env, stdin.as_deref())
+            .map_err(|e| JobError::policy_violation("shell.max_arg_bytes", e))?;
         let working_dir = match reader.get::<String>("working_dir").map_err(JobError::permanent)?.value() {
             Some(dir) => Some(self.resolve_working_dir(&dir).await?),
             None => None,

@@ -9,7 +9,7 @@ use crate::ids::JobKey;
 use crate::state::{JobRecord, JobStatus};
 use chrono::{DateTime, Utc};
 use std::cmp::Ordering;
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 /// A queue score, totally ordered (`f64::total_cmp`).
 #[derive(Clone, Copy, Debug)]
@@ -74,11 +74,18 @@ pub(super) struct Indexes {
     pub(super) delayed: BTreeSet<(DateTime<Utc>, JobKey)>,
     /// `RUNNING` jobs under a lease, by `(expires_at, key)`.
     pub(super) leased: BTreeSet<(DateTime<Utc>, JobKey)>,
+    /// `RUNNING` jobs (leased or awaiting an external call) per concurrency key.
+    pub(super) running_keys: HashMap<String, usize>,
 }
 
 impl Indexes {
     /// Adds `record` to the index its state calls for; returns which one.
     pub(super) fn insert(&mut self, record: &JobRecord, now: DateTime<Utc>) -> Placement {
+        if record.status == JobStatus::Running
+            && let Some(c) = &record.concurrency
+        {
+            *self.running_keys.entry(c.key.clone()).or_default() += 1;
+        }
         let placement = Placement::of(record, now);
         match placement {
             Placement::Ready => {
@@ -96,7 +103,19 @@ impl Indexes {
     }
 
     /// Removes `record` (as stored before a write) from every index it may be in.
-    pub(super) fn remove(&mut self, record: &JobRecord) {
+    /// Returns whether it held a concurrency key's slot (it was `RUNNING` with a key).
+    pub(super) fn remove(&mut self, record: &JobRecord) -> bool {
+        let mut released = false;
+        if record.status == JobStatus::Running
+            && let Some(c) = &record.concurrency
+            && let Some(n) = self.running_keys.get_mut(&c.key)
+        {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.running_keys.remove(&c.key);
+            }
+            released = true;
+        }
         match record.status {
             // A READY record may sit in `delayed` past its due time until the next claim
             // promotes it, so both sets are tried.
@@ -114,6 +133,12 @@ impl Indexes {
             }
             _ => {}
         }
+        released
+    }
+
+    /// `RUNNING` jobs holding concurrency key `key`.
+    pub(super) fn running_with_key(&self, key: &str) -> usize {
+        self.running_keys.get(key).copied().unwrap_or(0)
     }
 
     /// Moves delayed jobs due at `now` to the ready queue; `score` gives each one's score.

@@ -7,7 +7,8 @@ use crate::event::Event;
 use crate::ids::{JobKey, WorkflowId};
 use crate::state::{JobRecord, JobStatus, Lease, WorkflowRecord};
 use crate::store::{
-    Applied, ClaimRequest, Claimed, CreateOutcome, NewWorkflow, OutboxEntry, Transition, WorkflowFilter,
+    Applied, ClaimRequest, Claimed, CreateOutcome, DeadLetterFilter, NewWorkflow, OutboxEntry, Transition,
+    WorkflowFilter,
 };
 use crate::template::WorkflowTemplate;
 use chrono::{DateTime, TimeDelta, Utc};
@@ -52,6 +53,8 @@ pub(super) struct Inner {
     outbox: BTreeMap<u64, Event>,
     next_seq: u64,
     pub(super) index: Indexes,
+    /// Dead-lettered jobs by (workflow id, job id).
+    pub(super) dead: BTreeSet<(WorkflowId, String)>,
 }
 
 fn err(kind: ErrorKind, op: &'static str, message: impl Into<String>) -> Error {
@@ -157,13 +160,13 @@ impl Inner {
         const OP: &str = "StateStore::apply";
         let wf_id = step.workflow_id.clone();
         let ctx = |e: Error| e.with_workflow(wf_id.as_str());
-        let Inner { workflows, index, finished, .. } = self;
+        let Inner { workflows, index, dead, finished, .. } = self;
         let wf = workflows
             .get_mut(&step.workflow_id)
             .ok_or_else(|| ctx(err(ErrorKind::NotFound, OP, "no such workflow")))?;
         validate_step(wf, &step).map_err(|e| ctx(e.with_operation(OP).with_backend(BACKEND)))?;
 
-        let Transition { header, jobs, parent_outcomes, terminal_delta, events, .. } = step;
+        let Transition { header, jobs, parent_outcomes, terminal_delta, reopened, events, .. } = step;
         if let Some(mut header) = header {
             header.remaining = wf.header.remaining;
             header.version = wf.header.version + 1;
@@ -179,9 +182,16 @@ impl Inner {
                 continue;
             };
             let stored = &mut wf.jobs[pos];
-            index.remove(stored);
+            // A freed concurrency slot may make a held-back job claimable.
+            wake.0 |= index.remove(stored);
             job.version = stored.version + 1;
             *stored = job;
+            let dead_key = (stored.workflow_id.clone(), stored.job_id.clone());
+            if stored.is_dead_letter() {
+                dead.insert(dead_key);
+            } else {
+                dead.remove(&dead_key);
+            }
             wake.note(index.insert(stored, now));
             written.insert(pos);
         }
@@ -202,7 +212,8 @@ impl Inner {
             skipped_main += change.report(child, &mut applied, &mut derived);
             wake.note(index.insert(child, now));
         }
-        wf.header.remaining = wf.header.remaining.saturating_sub(skipped_main).saturating_sub(terminal_delta);
+        wf.header.remaining =
+            (wf.header.remaining + reopened).saturating_sub(skipped_main).saturating_sub(terminal_delta);
         applied.remaining = wf.header.remaining;
         // The step's own events (e.g. the parent's `job_succeeded`) precede the changes they caused.
         self.push_events(events);
@@ -221,24 +232,36 @@ impl Inner {
             !req.exclude_types.is_empty()
                 && lookup(workflows, key).is_some_and(|job| req.exclude_types.contains(&job.job_type))
         };
-        let mut taken: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
-        let mut within_cap = |key: &JobKey| {
-            if req.type_limits.is_empty() {
-                return true;
-            }
+        // A job is taken only if both its type cap and its concurrency key have room. Ready
+        // jobs with a key take a slot of it (expired leases already hold one); a key at its
+        // limit holds its jobs back, in order.
+        let mut taken: HashMap<&str, usize> = HashMap::new();
+        let mut key_taken: HashMap<String, usize> = HashMap::new();
+        let mut admit = |key: &JobKey| {
             let Some(job) = lookup(workflows, key) else { return true };
-            let Some((ty, cap)) = req.type_limits.get_key_value(&job.job_type) else { return true };
-            let n = taken.entry(ty.as_str()).or_default();
-            if *n >= *cap {
+            let cap = req.type_limits.get_key_value(&job.job_type);
+            if let Some((ty, cap)) = cap
+                && taken.get(ty.as_str()).copied().unwrap_or(0) >= *cap
+            {
                 return false;
             }
-            *n += 1;
+            let slot = job.concurrency.as_ref().filter(|_| job.status == JobStatus::Ready);
+            if let Some(c) = slot {
+                let n = key_taken.entry(c.key.clone()).or_insert_with(|| index.running_with_key(&c.key));
+                if *n >= c.limit as usize {
+                    return false;
+                }
+                *n += 1;
+            }
+            if let Some((ty, _)) = cap {
+                *taken.entry(ty.as_str()).or_default() += 1;
+            }
             true
         };
         let picked: Vec<JobKey> = index
             .expired(now)
             .chain(index.ready())
-            .filter(|key| !excluded(key) && within_cap(key))
+            .filter(|key| !excluded(key) && admit(key))
             .take(req.limit)
             .cloned()
             .collect();
@@ -300,6 +323,24 @@ impl Inner {
             .map(|(_, wf)| &wf.header)
             .filter(|h| filter.statuses.is_empty() || filter.statuses.contains(&h.status))
             .take(limit)
+            .cloned()
+            .collect()
+    }
+
+    /// See [`StateStore::dead_letters`](crate::StateStore::dead_letters).
+    pub(super) fn dead_letters(&self, filter: &DeadLetterFilter) -> Vec<JobRecord> {
+        use std::ops::Bound;
+        let lower = match (&filter.after, &filter.workflow_id) {
+            (Some(a), _) => Bound::Excluded((a.workflow_id.clone(), a.job_id.clone())),
+            (None, Some(w)) => Bound::Included((w.clone(), String::new())),
+            (None, None) => Bound::Unbounded,
+        };
+        self.dead
+            .range((lower, Bound::Unbounded))
+            .take_while(|(w, _)| filter.workflow_id.as_ref().is_none_or(|f| f == w))
+            .filter_map(|(w, j)| lookup(&self.workflows, &JobKey::new(w.clone(), j.clone())))
+            .filter(|rec| filter.matches(rec))
+            .take(filter.page())
             .cloned()
             .collect()
     }

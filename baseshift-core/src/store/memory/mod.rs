@@ -8,8 +8,8 @@ mod validate;
 pub use retention::MemoryRetention;
 
 use super::{
-    Applied, ClaimRequest, Claimed, CreateOutcome, NewWorkflow, OutboxEntry, StateStore, StoreCapabilities, Transition,
-    WorkflowFilter,
+    Applied, ClaimRequest, Claimed, CreateOutcome, DeadLetterFilter, NewWorkflow, OutboxEntry, StateStore,
+    StoreCapabilities, Transition, WorkflowFilter,
 };
 use crate::error::Result;
 use crate::ids::{JobKey, WorkflowId};
@@ -148,6 +148,10 @@ impl StateStore for MemoryStateStore {
 
     async fn list_workflows(&self, filter: WorkflowFilter) -> Result<Vec<WorkflowRecord>> {
         Ok(self.lock().list(&filter))
+    }
+
+    async fn dead_letters(&self, filter: DeadLetterFilter) -> Result<Vec<JobRecord>> {
+        Ok(self.lock().dead_letters(&filter))
     }
 
     async fn outbox_pending(&self, limit: usize) -> Result<Vec<OutboxEntry>> {

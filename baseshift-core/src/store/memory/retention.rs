@@ -16,7 +16,7 @@ pub struct MemoryRetention {
 
 impl Inner {
     /// Removes up to `limit` workflows that finished before `cutoff`, with their job
-    /// records and idempotency key. Events still in the outbox stay (they are relayed as
+    /// records (all terminal, so in no claim queue), dead letters and idempotency key. Events still in the outbox stay (they are relayed as
     /// usual); template snapshots stay (other workflows may share them).
     pub(super) fn remove_finished(&mut self, cutoff: DateTime<Utc>, limit: usize) -> MemoryRetention {
         let mut report = MemoryRetention::default();
@@ -26,6 +26,15 @@ impl Inner {
                 break;
             }
             let Some((_, id)) = self.finished.pop_first() else { break };
+            // A stale entry: the workflow was replayed (it runs again and is indexed anew
+            // when it finishes) or still holds a job that is not terminal.
+            let removable = self
+                .workflows
+                .get(&id)
+                .is_some_and(|wf| wf.header.status.is_terminal() && wf.jobs.iter().all(|j| j.status.is_terminal()));
+            if !removable {
+                continue;
+            }
             let Some(entry) = self.workflows.remove(&id) else { continue };
             if let Some(key) = &entry.header.idempotency_key
                 && self.idempotency.get(key) == Some(&id)
@@ -33,9 +42,7 @@ impl Inner {
                 self.idempotency.remove(key);
             }
             for job in &entry.jobs {
-                // Terminal jobs are in no queue; a job left RUNNING (awaiting an external
-                // completion when its workflow was cancelled) may still be indexed.
-                self.index.remove(job);
+                self.dead.remove(&(id.clone(), job.job_id.clone()));
             }
             report.workflows += 1;
             report.jobs += entry.jobs.len() as u64;

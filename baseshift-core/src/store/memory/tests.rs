@@ -319,5 +319,31 @@ async fn retention_removes_only_finished_workflows() {
     engine.wait(&again).await.unwrap();
     assert_eq!(store.apply_retention(Duration::ZERO).unwrap().workflows, 1);
     assert_eq!(store.apply_retention(Duration::MAX).unwrap_err().kind(), ErrorKind::InvalidInput);
+
+    // A failed workflow goes with its dead letter; one replayed (running again) stays.
+    let awaiting = |id: WorkflowId| {
+        let store = store.clone();
+        async move {
+            for _ in 0..500 {
+                let m = store.job(&JobKey::new(id.clone(), "m")).await.unwrap();
+                if m.status == JobStatus::Running && m.awaiting_external {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            panic!("job m never waited for its external completion");
+        }
+    };
+    awaiting(running.clone()).await;
+    engine.fail_job(&running, "m", "boom").await.unwrap();
+    assert_eq!(engine.wait(&running).await.unwrap().status, WorkflowStatus::Failed);
+    assert_eq!(store.dead_letters(Default::default()).await.unwrap().len(), 1);
+    engine.replay(&running, "m").await.unwrap();
+    assert_eq!(store.apply_retention(Duration::ZERO).unwrap().workflows, 0, "replayed: running again");
+    awaiting(running.clone()).await;
+    engine.fail_job(&running, "m", "boom again").await.unwrap();
+    assert_eq!(engine.wait(&running).await.unwrap().status, WorkflowStatus::Failed);
+    assert_eq!(store.apply_retention(Duration::ZERO).unwrap().workflows, 1);
+    assert!(store.dead_letters(Default::default()).await.unwrap().is_empty(), "its dead letter went with it");
     engine.shutdown().await;
 }

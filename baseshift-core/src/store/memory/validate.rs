@@ -22,7 +22,7 @@ pub(super) fn validate_step(wf: &WorkflowEntry, step: &Transition) -> Result<()>
             )));
         }
         if header.status != wf.header.status {
-            wf.header.status.check(header.status)?;
+            wf.header.status.check_step(header.status, step.replay)?;
         }
     }
     let mut seen = HashSet::with_capacity(step.jobs.len());
@@ -43,7 +43,7 @@ pub(super) fn validate_step(wf: &WorkflowEntry, step: &Transition) -> Result<()>
             ))));
         }
         if job.status != stored.status {
-            stored.status.check(job.status).map_err(with_job)?;
+            stored.status.check_step(job.status, step.replay).map_err(with_job)?;
         }
     }
     for outcome in &step.parent_outcomes {

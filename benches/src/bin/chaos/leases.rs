@@ -5,8 +5,8 @@
 use crate::record::{Mark, Recorder};
 use async_trait::async_trait;
 use baseshift_core::store::{
-    Applied, ClaimRequest, Claimed, CreateOutcome, NewWorkflow, OutboxEntry, StoreCapabilities, Transition,
-    WorkflowFilter,
+    Applied, ClaimRequest, Claimed, CreateOutcome, DeadLetterFilter, NewWorkflow, OutboxEntry, StoreCapabilities,
+    Transition, WorkflowFilter,
 };
 use baseshift_core::{JobKey, JobRecord, Result, StateStore, WorkflowId, WorkflowRecord, WorkflowTemplate};
 use chrono::{DateTime, Utc};
@@ -90,6 +90,10 @@ impl StateStore for LeaseRecording {
 
     async fn list_workflows(&self, filter: WorkflowFilter) -> Result<Vec<WorkflowRecord>> {
         self.inner.list_workflows(filter).await
+    }
+
+    async fn dead_letters(&self, filter: DeadLetterFilter) -> Result<Vec<JobRecord>> {
+        self.inner.dead_letters(filter).await
     }
 
     async fn outbox_pending(&self, limit: usize) -> Result<Vec<OutboxEntry>> {

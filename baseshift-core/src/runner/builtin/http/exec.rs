@@ -177,6 +177,8 @@ fn request_error(e: reqwest::Error) -> JobError {
         source = cause.source();
     }
     // A refused address will be refused again: permanent.
-    let retryable = !(builder_or_redirect || message.contains(super::netguard::DENIED_MARKER));
-    if retryable { JobError::retryable(message) } else { JobError::permanent(message) }
+    if message.contains(super::netguard::DENIED_MARKER) || message.contains("redirect refused") {
+        return JobError::policy_violation(super::policy::rule_of(&message), message);
+    }
+    if builder_or_redirect { JobError::permanent(message) } else { JobError::retryable(message) }
 }

@@ -74,7 +74,7 @@ impl UrlPolicy {
         Ok(UrlPolicy { hosts, schemes: schemes.iter().map(|s| s.to_ascii_lowercase()).collect(), guard })
     }
 
-    /// `Err` holds a message naming what is not allowed.
+    /// `Err` holds a message naming what is not allowed (see [`rule_of`]).
     pub(super) fn check(&self, url: &Url) -> Result<(), String> {
         if !self.schemes.iter().any(|s| s == url.scheme()) {
             return Err(format!("scheme `{}` is not allowed (allowed: {})", url.scheme(), self.schemes.join(", ")));
@@ -112,6 +112,19 @@ pub(super) fn redirect_policy(policy: Arc<UrlPolicy>) -> Policy {
             Err(msg) => attempt.error(format!("redirect refused: {msg}")),
         }
     })
+}
+
+/// The policy rule a refusal message of [`UrlPolicy::check`] (or of the resolver guard) names.
+pub(super) fn rule_of(message: &str) -> &'static str {
+    if message.contains("scheme `") {
+        "http.allowed_schemes"
+    } else if message.contains("allowlist") && message.contains("host `") {
+        "http.allowed_hosts"
+    } else if message.contains(super::netguard::DENIED_MARKER) {
+        "http.allow_private_networks"
+    } else {
+        "http.url"
+    }
 }
 
 #[cfg(test)]

@@ -81,7 +81,7 @@ impl JobRunner for ServerlessRunner {
     async fn run(&self, ctx: JobContext) -> Result<JobOutput, JobError> {
         let reader = ConfigReader::resolved(&ctx.config, FIELDS)?;
         let url_text: String = reader.require("function_url")?.value().unwrap_or_default();
-        let url = self.http.parse_url(&url_text).map_err(|e| rename(e, "url", "function_url"))?;
+        let url = self.http.run_url(&url_text, "function_url")?;
         let headers = match reader.get_raw("auth_header") {
             Some(auth) => vec![auth_header(auth)?],
             None => Vec::new(),
