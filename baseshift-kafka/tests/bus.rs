@@ -61,7 +61,11 @@ fn check_shape(value: &Value, wf: &WorkflowId, topic: Topic) -> String {
     assert_eq!(keys, ["event_type", "payload", "timestamp"], "{value}");
     let payload_keys = value["payload"].as_object().unwrap_or_else(|| panic!("no payload object in {value}")).keys();
     for key in payload_keys {
-        assert!(["workflow_id", "job_id", "status", "result", "attempt"].contains(&key.as_str()), "{value}");
+        assert!(
+            ["workflow_id", "job_id", "status", "result", "attempt", "duration_ms", "resource_usage"]
+                .contains(&key.as_str()),
+            "{value}"
+        );
     }
     let event_type = value["event_type"].as_str().unwrap_or_else(|| panic!("no event_type in {value}"));
     let timestamp = value["timestamp"].as_str().unwrap_or_else(|| panic!("no timestamp in {value}"));
