@@ -150,8 +150,23 @@ impl Recorder {
         }
     }
 
-    /// Every mark, in write order.
+    /// Every mark, in write order. Retried for a while: after a server restart the first
+    /// command on the recorder's old connection fails while it reconnects.
     pub async fn read_all(&self) -> Result<Vec<Mark>> {
+        let mut tries = 0;
+        loop {
+            match self.read_once().await {
+                Err(e) if tries < 20 => {
+                    tries += 1;
+                    tracing::warn!(error = %e, "reading the run records failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+                done => return done,
+            }
+        }
+    }
+
+    async fn read_once(&self) -> Result<Vec<Mark>> {
         let texts: Vec<String> = match self {
             Recorder::Redis { conn, key } => {
                 let mut conn = conn.clone();
