@@ -101,7 +101,7 @@ mod store;
 pub use bus::RedisEventBus;
 pub use cache::CachedTemplateStore;
 pub use config::{DEFAULT_PREFIX, DEFAULT_URL, ENV_VAR, RedisConfig, RedisConfigBuilder};
-pub use store::RedisStateStore;
+pub use store::{RedisRetention, RedisStateStore};
 
 /// The backend name in errors and capabilities.
 const BACKEND: &str = "redis";

@@ -37,6 +37,7 @@ pub(crate) struct Scripts {
     pub(crate) read: Script,
     pub(crate) wait: Script,
     pub(crate) dead: Script,
+    pub(crate) retention: Script,
     pub(crate) cache_get: Script,
 }
 
@@ -48,6 +49,7 @@ pub(crate) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     read: build(include_str!("lua/read.lua")),
     wait: build(include_str!("lua/wait.lua")),
     dead: Script::new(include_str!("lua/dead.lua")),
+    retention: build(include_str!("lua/retention.lua")),
     cache_get: Script::new(include_str!("lua/cache_get.lua")),
 });
 
@@ -102,7 +104,15 @@ mod tests {
     #[test]
     fn every_script_has_the_helpers() {
         let scripts = &*SCRIPTS;
-        for script in [&scripts.create, &scripts.apply, &scripts.claim, &scripts.renew, &scripts.read, &scripts.wait] {
+        for script in [
+            &scripts.create,
+            &scripts.apply,
+            &scripts.claim,
+            &scripts.renew,
+            &scripts.read,
+            &scripts.wait,
+            &scripts.retention,
+        ] {
             assert_eq!(script.get_hash().len(), 40);
         }
         assert!(source("return 1").contains("local function decide"));

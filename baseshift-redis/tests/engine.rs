@@ -119,3 +119,79 @@ async fn two_engines_finish_a_thousand_diamonds_exactly_once() {
     let cleanup = RedisStateStore::connect(&config).await.expect("reconnect");
     cleanup.purge().await.expect("test keys removed");
 }
+
+/// Retention removes finished workflows (records, dead letters, idempotency key, listing)
+/// and nothing else: a running workflow and one replayed after failing stay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_removes_only_finished_workflows() {
+    use baseshift_core::engine::StartRequest;
+    use baseshift_core::{ErrorKind, JobKey, JobSpec, StateStore, WorkflowId};
+
+    let prefix = format!("bstest-retention-{}", uuid::Uuid::now_v7().simple());
+    let config = RedisConfig::builder().key_prefix(prefix).build().expect("valid test settings");
+    let store = Arc::new(RedisStateStore::connect(&config).await.unwrap_or_else(|e| {
+        panic!("Redis is not reachable ({e}); start it with `scripts/services.sh` or set BASESHIFT_REDIS_URL")
+    }));
+    let engine = Engine::builder().state_store(store.clone()).build().expect("engine builds");
+    engine.launch().await.expect("engine launches");
+    let quick = WorkflowTemplate::new("quick", baseshift_core::semver::Version::new(1, 0, 0))
+        .job(JobSpec::new("a", "noop"))
+        .job(JobSpec::new("b", "noop"));
+    let held =
+        WorkflowTemplate::new("held", baseshift_core::semver::Version::new(1, 0, 0)).job(JobSpec::new("m", "manual"));
+    engine.register_template(quick).await.expect("registered");
+    engine.register_template(held).await.expect("registered");
+    let done = engine.start_with(StartRequest::new("quick").idempotency_key("k1")).await.expect("started");
+    engine.wait(&done).await.expect("finished");
+    let held_id = engine.start("held", json!({})).await.expect("started");
+
+    assert_eq!(store.apply_retention(Duration::from_secs(3600)).await.expect("retention").workflows, 0);
+    let removed = store.apply_retention(Duration::ZERO).await.expect("retention");
+    assert_eq!((removed.workflows, removed.jobs), (1, 2));
+    assert_eq!(store.workflow(&done).await.unwrap_err().kind(), ErrorKind::NotFound);
+    let client = redis::Client::open(config.url.as_str()).expect("redis url");
+    let mut conn = client.get_multiplexed_async_connection().await.expect("redis connection");
+    let pattern = format!("{}:*{done}*", store.key_prefix());
+    let left: Vec<String> = redis::cmd("KEYS").arg(&pattern).query_async(&mut conn).await.expect("KEYS");
+    assert!(left.is_empty(), "keys of the removed workflow remain: {left:?}");
+    let idem: Option<String> =
+        redis::cmd("GET").arg(format!("{}:idem:k1", store.key_prefix())).query_async(&mut conn).await.expect("GET");
+    assert_eq!(idem, None, "its idempotency key went with it");
+    let listed: Vec<WorkflowId> =
+        store.list_workflows(WorkflowFilter::default()).await.expect("listed").into_iter().map(|h| h.id).collect();
+    assert_eq!(listed, vec![held_id.clone()], "the removed workflow is not listed; the running one is");
+    let again = engine.start_with(StartRequest::new("quick").idempotency_key("k1")).await.expect("started");
+    assert_ne!(again, done, "the key is free again");
+    engine.wait(&again).await.expect("finished");
+
+    let awaiting = |id: WorkflowId| {
+        let store = store.clone();
+        async move {
+            for _ in 0..500 {
+                let m = store.job(&JobKey::new(id.clone(), "m")).await.expect("job read");
+                if m.status == JobStatus::Running && m.awaiting_external {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            panic!("job m never waited for its external completion");
+        }
+    };
+    awaiting(held_id.clone()).await;
+    engine.fail_job(&held_id, "m", "boom").await.expect("failed");
+    assert_eq!(engine.wait(&held_id).await.expect("finished").status, WorkflowStatus::Failed);
+    assert_eq!(store.dead_letters(Default::default()).await.expect("dead letters").len(), 1);
+    engine.replay(&held_id, "m").await.expect("replayed");
+    let kept = store.apply_retention(Duration::ZERO).await.expect("retention");
+    assert_eq!(kept.workflows, 1, "only `again`; the replayed workflow runs again");
+    assert_eq!(store.workflow(&held_id).await.expect("kept").status, WorkflowStatus::Running);
+    awaiting(held_id.clone()).await;
+    engine.fail_job(&held_id, "m", "boom again").await.expect("failed");
+    assert_eq!(engine.wait(&held_id).await.expect("finished").status, WorkflowStatus::Failed);
+    assert_eq!(store.apply_retention(Duration::ZERO).await.expect("retention").workflows, 1);
+    assert!(store.dead_letters(Default::default()).await.expect("dead letters").is_empty());
+    assert!(store.list_workflows(WorkflowFilter::default()).await.expect("listed").is_empty());
+    assert_eq!(store.apply_retention(Duration::MAX).await.unwrap_err().kind(), ErrorKind::InvalidInput);
+    engine.shutdown().await;
+    store.purge().await.expect("test keys removed");
+}

@@ -50,6 +50,12 @@ if h ~= cjson.null then
   if h.status ~= stored_status then
     redis.call('ZREM', p.prefix .. ':idx:' .. stored_status, p.wf)
     redis.call('ZADD', p.prefix .. ':idx:' .. h.status, 0, p.wf)
+    -- Finished workflows by finish time, for retention (a replay takes one out again).
+    if next(WF_NEXT[h.status]) == nil then
+      redis.call('ZADD', p.prefix .. ':finished', p.now_ms, p.wf)
+    elseif next(WF_NEXT[stored_status]) == nil then
+      redis.call('ZREM', p.prefix .. ':finished', p.wf)
+    end
   end
 end
 

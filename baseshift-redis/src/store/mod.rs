@@ -2,7 +2,10 @@
 
 mod codec;
 mod read;
+mod retention;
 mod write;
+
+pub use retention::RedisRetention;
 
 pub(crate) use codec::{array, text};
 
@@ -82,6 +85,19 @@ impl RedisStateStore {
     /// instances using the prefix lose their state too.
     pub async fn purge(&self) -> Result<u64> {
         read::purge(&self.conn, &self.keys).await
+    }
+
+    /// Deletes workflows that finished (`COMPLETED`, `FAILED`, `CANCELLED`) more than
+    /// `older_than` ago, with their job records, outputs, index entries, dead letters and
+    /// idempotency keys, in scripts of 200 workflows each (so no single script blocks the
+    /// server for long). Workflows that are not finished are never touched; one replayed
+    /// after it failed runs again and is not removed. Template snapshots and events still
+    /// in the outbox are kept. Without it Redis keeps every workflow ever run.
+    ///
+    /// Finish times are indexed as workflows finish; workflows finished before this
+    /// version of the store are not indexed and are left alone.
+    pub async fn apply_retention(&self, older_than: Duration) -> Result<RedisRetention> {
+        retention::apply(&self.conn, &self.keys, older_than).await
     }
 }
 
