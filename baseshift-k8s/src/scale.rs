@@ -139,8 +139,8 @@ pub enum ScaleDecision {
 /// a worker binary that runs the engine against the shared Redis/Postgres store and claims jobs
 /// with leases. Scaling those workers is scaling a Deployment, and Kubernetes then does what a
 /// hand-made pool would have to re-implement: replacing crashed pods, rolling out new images,
-/// disruption budgets. Idle replicas (`min_replicas`) are the warm pods; [`KubernetesRunner`]
-/// (crate::KubernetesRunner) covers one-off jobs that need their own image.
+/// disruption budgets. Idle replicas (`min_replicas`) are the warm pods;
+/// [`KubernetesRunner`](crate::KubernetesRunner) covers one-off jobs that need their own image.
 ///
 /// Each [`observe`](Self::observe) reads the current replicas (so manual or other changes are
 /// respected), scales up at once, and scales down only when fewer replicas have sufficed for

@@ -1,4 +1,4 @@
-//! Conformance suites: the contracts of [`StateStore`](crate::StateStore),
+//! Conformance suites: the contracts of [`StateStore`],
 //! [`EventBus`](crate::EventBus) and [`TemplateStore`](crate::TemplateStore) as plain
 //! `pub async fn` checks that every backend runs against its real server.
 //!
