@@ -1,11 +1,13 @@
 //! The `http_request` runner: sends one HTTP request.
 
+mod breaker;
 mod config;
 mod exec;
 mod netguard;
 mod policy;
 mod serverless;
 
+pub use breaker::HostBreakerSettings;
 pub use config::HttpRunnerConfig;
 pub use serverless::ServerlessRunner;
 
@@ -61,6 +63,7 @@ pub struct HttpRunner {
     policy: Arc<UrlPolicy>,
     default_timeout: Duration,
     max_response_bytes: usize,
+    breakers: Option<Arc<breaker::HostBreakers>>,
 }
 
 impl HttpRunner {
@@ -88,6 +91,7 @@ impl HttpRunner {
             policy,
             default_timeout: config.default_timeout,
             max_response_bytes: config.max_response_bytes,
+            breakers: config.host_breaker.map(breaker::HostBreakers::new),
         })
     }
 }

@@ -13,7 +13,7 @@ mod workflow;
 
 pub use delay::DelayRunner;
 #[cfg(feature = "http-runner")]
-pub use http::{HttpRunner, HttpRunnerConfig, ServerlessRunner};
+pub use http::{HostBreakerSettings, HttpRunner, HttpRunnerConfig, ServerlessRunner};
 pub use manual::ManualRunner;
 pub use noop::NoopRunner;
 pub use shell::{ShellRunner, ShellRunnerConfig};

@@ -2,6 +2,7 @@
 //! runner, built in code or loaded from YAML/JSON at start-up.
 
 use super::super::settings::{self, ByteSize};
+use super::breaker::HostBreakerSettings;
 use super::netguard::NetGuard;
 use super::policy::UrlPolicy;
 use crate::error::Error;
@@ -54,6 +55,8 @@ pub struct HttpRunnerConfig {
     /// CIDR blocks (`10.1.0.0/16`), addresses, or host patterns (`db.internal`,
     /// `*.svc.cluster.local`) that may be private although `allow_private_networks` is off.
     pub private_network_allowlist: Vec<String>,
+    /// A circuit breaker per host (see [`host_breaker`](Self::host_breaker)); default none.
+    pub host_breaker: Option<HostBreakerSettings>,
 }
 
 impl Default for HttpRunnerConfig {
@@ -66,8 +69,16 @@ impl Default for HttpRunnerConfig {
             user_agent: concat!("baseshift/", env!("CARGO_PKG_VERSION")).to_owned(),
             allow_private_networks: false,
             private_network_allowlist: Vec::new(),
+            host_breaker: None,
         }
     }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HostBreakerDoc {
+    failures: u32,
+    cool_down: DurationSpec,
 }
 
 /// The document shape: `{execution_type: http, security: {...}}`.
@@ -88,6 +99,7 @@ struct HttpSecurity {
     default_timeout: Option<DurationSpec>,
     max_response_bytes: Option<ByteSize>,
     user_agent: Option<String>,
+    host_breaker: Option<HostBreakerDoc>,
 }
 
 impl HttpRunnerConfig {
@@ -103,6 +115,7 @@ impl HttpRunnerConfig {
     ///   default_timeout: 10s
     ///   max_response_bytes: 1MiB
     ///   user_agent: my-host/1.0
+    ///   host_breaker: { failures: 5, cool_down: 30s }   # optional
     /// ```
     ///
     /// Fails with [`ErrorKind::InvalidInput`](crate::ErrorKind::InvalidInput) naming the
@@ -138,6 +151,9 @@ impl HttpRunnerConfig {
             user_agent: s.user_agent.unwrap_or(defaults.user_agent),
             allow_private_networks: s.allow_private_networks,
             private_network_allowlist: s.private_network_allowlist,
+            host_breaker: s
+                .host_breaker
+                .map(|b| HostBreakerSettings { failures: b.failures, cool_down: b.cool_down.0 }),
         };
         config.validate()?;
         Ok(config)
@@ -151,6 +167,14 @@ impl HttpRunnerConfig {
             .map_err(|e| settings::invalid("http.security.user_agent", e))?;
         if self.default_timeout.is_zero() {
             return Err(settings::invalid("http.security.default_timeout", "must be greater than zero"));
+        }
+        if let Some(b) = &self.host_breaker {
+            if b.failures == 0 {
+                return Err(settings::invalid("http.security.host_breaker.failures", "must be at least 1"));
+            }
+            if b.cool_down.is_zero() {
+                return Err(settings::invalid("http.security.host_breaker.cool_down", "must be greater than zero"));
+            }
         }
         Ok(())
     }
@@ -206,6 +230,17 @@ impl HttpRunnerConfig {
     #[must_use]
     pub fn max_response_bytes(mut self, bytes: usize) -> Self {
         self.max_response_bytes = bytes;
+        self
+    }
+
+    /// Adds a circuit breaker per host: after `failures` consecutive failed requests to
+    /// one host (connection errors, timeouts, 5xx responses), requests to it wait for
+    /// `cool_down`, then one probe goes; a healthy answer (any status below 500) closes
+    /// the breaker, a failure opens it again. Waiting jobs stay `RUNNING` and do not fail
+    /// (their own timeout still applies); opening and closing are logged (`tracing` warn).
+    #[must_use]
+    pub fn host_breaker(mut self, failures: u32, cool_down: Duration) -> Self {
+        self.host_breaker = Some(HostBreakerSettings { failures, cool_down });
         self
     }
 

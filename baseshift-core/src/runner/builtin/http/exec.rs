@@ -28,6 +28,42 @@ const ERROR_BODY_BYTES: usize = 4096;
 const IDEMPOTENCY_KEY: &str = "idempotency-key";
 
 pub(super) async fn run(runner: &HttpRunner, job: HttpJob, ctx: &JobContext) -> Result<JobOutput, JobError> {
+    let host = job.url.host_str().unwrap_or_default().to_owned();
+    // Held back while the host's breaker is open; the request timeout starts after.
+    let pass = match &runner.breakers {
+        Some(breakers) => Some(breakers.enter(&host, &ctx.cancellation).await?),
+        None => None,
+    };
+    let result = send(runner, job, ctx).await;
+    // A cancelled request says nothing about its host.
+    if let Some(pass) = pass
+        && !ctx.cancellation.is_cancelled()
+        && let Some(healthy) = host_verdict(&result)
+    {
+        pass.record(healthy);
+    }
+    result
+}
+
+/// What a request's result says about its host: `Some(false)` when the host failed to
+/// answer (connection error, timeout) or answered 5xx, `Some(true)` for any other answer,
+/// `None` when it says nothing (a policy refusal, a bad request built here).
+fn host_verdict(result: &Result<JobOutput, JobError>) -> Option<bool> {
+    let Err(e) = result else { return Some(true) };
+    if e.policy_rule().is_some() {
+        return None;
+    }
+    let details = e.details();
+    if let Some(status) = details.and_then(|d| d.get("status")).and_then(Value::as_u64) {
+        return Some(status < 500);
+    }
+    if details.and_then(|d| d.get("timed_out")).is_some() || e.is_retryable() {
+        return Some(false);
+    }
+    None
+}
+
+async fn send(runner: &HttpRunner, job: HttpJob, ctx: &JobContext) -> Result<JobOutput, JobError> {
     let timeout = job.timeout.unwrap_or(runner.default_timeout);
     let started = Instant::now();
     let by_timeout = started.checked_add(timeout);

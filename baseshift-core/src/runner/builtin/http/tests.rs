@@ -323,3 +323,43 @@ fn new_rejects_bad_host_config() {
     assert_eq!(err.kind(), ErrorKind::InvalidInput);
     assert!(HttpRunner::new(HttpRunnerConfig::default().user_agent("bad\nagent")).is_err());
 }
+
+#[tokio::test]
+async fn host_breaker_holds_requests_back_after_failures_then_probes() {
+    let s = server().await;
+    let r = runner(HttpRunnerConfig::default().host_breaker(2, Duration::from_millis(300)));
+    for _ in 0..2 {
+        let err = r.run(ctx(json!({"url": s.url("/status/503")}))).await.unwrap_err();
+        assert!(err.is_retryable(), "{err:?}");
+    }
+    assert_eq!(s.hits(), 2);
+    // Open: the next request to that host waits for the cool-down, then goes as the probe.
+    let started = Instant::now();
+    let out = run_ok(&r, json!({"url": s.url("/json")})).await;
+    assert_eq!(out["status"], json!(200));
+    assert!(started.elapsed() >= Duration::from_millis(300), "sent after {:?}", started.elapsed());
+    assert_eq!(s.hits(), 3);
+    // The healthy probe closed it.
+    let started = Instant::now();
+    run_ok(&r, json!({"url": s.url("/json")})).await;
+    assert!(started.elapsed() < Duration::from_millis(300), "closed: no wait ({:?})", started.elapsed());
+}
+
+#[tokio::test]
+async fn host_breaker_ignores_client_errors_and_validates_its_settings() {
+    let s = server().await;
+    let r = runner(HttpRunnerConfig::default().host_breaker(1, Duration::from_secs(60)));
+    for _ in 0..3 {
+        r.run(ctx(json!({"url": s.url("/status/404")}))).await.unwrap_err();
+    }
+    let started = Instant::now();
+    run_ok(&r, json!({"url": s.url("/json")})).await;
+    assert!(started.elapsed() < Duration::from_secs(5), "a 4xx says the host is up: no breaker");
+
+    let config = HttpRunnerConfig::from_yaml("security:\n  host_breaker: { failures: 3, cool_down: 30s }\n").unwrap();
+    assert_eq!(config.host_breaker, Some(HostBreakerSettings { failures: 3, cool_down: Duration::from_secs(30) }));
+    let err = HttpRunnerConfig::from_yaml("security:\n  host_breaker: { failures: 0, cool_down: 30s }\n").unwrap_err();
+    assert!(err.to_string().contains("http.security.host_breaker.failures"), "{err}");
+    let err = HttpRunnerConfig::from_yaml("security:\n  host_breaker: { failures: 1 }\n").unwrap_err();
+    assert!(err.to_string().contains("host_breaker"), "{err}");
+}
