@@ -3,8 +3,8 @@
 
 use crate::PostgresStateStore;
 use crate::error::db;
-use baseshift_core::{Error, Result};
-use chrono::{DateTime, TimeDelta, Utc};
+use baseshift_core::Result;
+use chrono::{DateTime, Utc};
 use sqlx::Row;
 use std::time::Duration;
 
@@ -46,10 +46,7 @@ impl PostgresStateStore {
     /// Safe to run from several instances at once: each batch skips rows another holds.
     pub async fn apply_retention(&self, older_than: Duration) -> Result<RetentionReport> {
         const OP: &str = "PostgresStateStore::apply_retention";
-        let cutoff = TimeDelta::from_std(older_than)
-            .ok()
-            .and_then(|d| Utc::now().checked_sub_signed(d))
-            .ok_or_else(|| Error::invalid_input(format!("retention age {older_than:?} is out of range")))?;
+        let cutoff = baseshift_core::store::retention_cutoff(older_than)?;
         let batch = i64::from(self.shared.config.retention_batch);
         let mut report = RetentionReport { cutoff: Some(cutoff), ..RetentionReport::default() };
         loop {

@@ -199,6 +199,23 @@ pub struct OutboxEntry {
     pub event: Event,
 }
 
+/// The cutoff of a retention pass: workflows that finished before `now - older_than` go.
+/// Every backend's `apply_retention` uses it, so all refuse the same ages.
+///
+/// ```
+/// use baseshift_core::store::retention_cutoff;
+/// use std::time::Duration;
+///
+/// assert!(retention_cutoff(Duration::from_secs(60)).unwrap() < chrono::Utc::now());
+/// assert!(retention_cutoff(Duration::MAX).is_err());
+/// ```
+pub fn retention_cutoff(older_than: Duration) -> Result<DateTime<Utc>> {
+    chrono::TimeDelta::from_std(older_than)
+        .ok()
+        .and_then(|d| Utc::now().checked_sub_signed(d))
+        .ok_or_else(|| crate::Error::invalid_input(format!("retention age {older_than:?} is out of range")))
+}
+
 /// Durable (or in-memory) workflow state, shared by every engine instance that uses it.
 ///
 /// # Contract

@@ -4,8 +4,8 @@ use super::codec::{array, int};
 use crate::connection::Conn;
 use crate::keys::Keys;
 use crate::scripts::SCRIPTS;
-use baseshift_core::{Error, Result};
-use chrono::{TimeDelta, Utc};
+use baseshift_core::Result;
+use baseshift_core::store::retention_cutoff;
 use serde_json::json;
 use std::time::Duration;
 
@@ -28,10 +28,7 @@ pub struct RedisRetention {
 /// See [`RedisStateStore::apply_retention`](crate::RedisStateStore::apply_retention).
 pub(super) async fn apply(conn: &Conn, keys: &Keys, older_than: Duration) -> Result<RedisRetention> {
     const OP: &str = "RedisStateStore::apply_retention";
-    let cutoff = TimeDelta::from_std(older_than)
-        .ok()
-        .and_then(|d| Utc::now().checked_sub_signed(d))
-        .ok_or_else(|| Error::invalid_input(format!("retention age {older_than:?} is out of range")))?;
+    let cutoff = retention_cutoff(older_than)?;
     let payload =
         json!({ "prefix": keys.prefix(), "cutoff_ms": cutoff.timestamp_millis(), "limit": BATCH }).to_string();
     let mut report = RedisRetention::default();

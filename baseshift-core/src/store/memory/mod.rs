@@ -80,10 +80,7 @@ impl MemoryStateStore {
     /// ```
     pub fn apply_retention(&self, older_than: Duration) -> Result<MemoryRetention> {
         const BATCH: usize = 1_000;
-        let cutoff = chrono::TimeDelta::from_std(older_than)
-            .ok()
-            .and_then(|d| Utc::now().checked_sub_signed(d))
-            .ok_or_else(|| crate::Error::invalid_input(format!("retention age {older_than:?} is out of range")))?;
+        let cutoff = super::retention_cutoff(older_than)?;
         let mut total = MemoryRetention::default();
         loop {
             let batch = self.lock().remove_finished(cutoff, BATCH);
