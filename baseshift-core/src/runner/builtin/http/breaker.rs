@@ -62,7 +62,8 @@ impl HostBreakers {
         loop {
             let wake_at = {
                 let mut hosts = self.lock();
-                let state = hosts.entry(host.to_owned()).or_default();
+                // A host with no failures on record has no entry: nothing to insert per request.
+                let Some(state) = hosts.get_mut(host) else { return Ok(self.pass(host, false)) };
                 let now = Instant::now();
                 match state.open_until {
                     None => return Ok(self.pass(host, false)),
@@ -89,16 +90,15 @@ impl HostBreakers {
 
     fn record(&self, host: &str, probe: bool, healthy: bool) {
         let mut hosts = self.lock();
+        if healthy {
+            if hosts.remove(host).is_some_and(|s| s.open_until.is_some()) {
+                tracing::warn!(host, "http circuit breaker closed: requests to this host go out again");
+            }
+            return;
+        }
         let state = hosts.entry(host.to_owned()).or_default();
         if probe {
             state.probing = false;
-        }
-        if healthy {
-            if state.open_until.is_some() {
-                tracing::warn!(host, "http circuit breaker closed: requests to this host go out again");
-            }
-            hosts.remove(host);
-            return;
         }
         state.consecutive = state.consecutive.saturating_add(1);
         // A failed probe re-opens at once; otherwise the threshold decides.
@@ -132,8 +132,11 @@ impl Pass {
 
 impl Drop for Pass {
     fn drop(&mut self) {
-        if !self.recorded && self.probe {
-            self.breakers.lock().entry(self.host.clone()).or_default().probing = false;
+        if !self.recorded
+            && self.probe
+            && let Some(state) = self.breakers.lock().get_mut(&self.host)
+        {
+            state.probing = false;
         }
     }
 }
