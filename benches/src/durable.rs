@@ -47,7 +47,7 @@ pub async fn run(opts: &Options, backend: &dyn Durable) -> Result<()> {
     }
     if opts.scenario("enqueue-bulk") {
         before("baseshift", name, "enqueue-bulk");
-        note(format!("{name} enqueue-bulk: no batch API yet: {} concurrent starts per chunk", workload::CHUNK));
+        note(format!("{name} enqueue-bulk: Engine::start_many, {} workflows per call", workload::CHUNK));
         enqueue(backend, n, true).await?;
     }
     if opts.scenario("process") {

@@ -53,9 +53,17 @@ async fn one_workflow(scenario: &str, template: WorkflowTemplate, n: usize) -> R
     let template_id = parsed.template_id.clone();
     let t0 = Instant::now();
     engine.register_template(parsed).await?;
+    let registered = secs(t0);
     let id = engine.start(&template_id, json!({ "i": 0 })).await?;
+    let started = secs(t0);
     let done = engine.wait(&id).await?;
     let elapsed = secs(t0);
+    note(format!(
+        "build/run split ({scenario}): register {:.1} ms, start {:.1} ms, run {:.1} ms",
+        registered * 1e3,
+        (started - registered) * 1e3,
+        (elapsed - started) * 1e3
+    ));
     if done.status != WorkflowStatus::Completed {
         return Err(Error::internal(format!("memory {scenario} ended {}", done.status)));
     }

@@ -1,12 +1,11 @@
 //! Building blocks shared by the scenarios: engines, producers and completion checks.
 
-use baseshift_core::engine::Engine;
+use baseshift_core::engine::{Engine, StartRequest};
 use baseshift_core::{Error, Result, StateStore, WorkflowId, WorkflowStatus};
-use futures_util::future::try_join_all;
 use serde_json::json;
 use std::sync::Arc;
 
-/// Chunk size of the `enqueue-bulk` emulation and of pre-filling stores.
+/// Chunk size of `enqueue-bulk` and of pre-filling stores.
 pub const CHUNK: usize = 1_000;
 
 /// An engine over `store` (the in-memory store when `None`) with `concurrency` workers,
@@ -36,12 +35,14 @@ pub async fn start_sequential(engine: &Engine, template: &str, n: usize) -> Resu
     Ok(ids)
 }
 
-/// Starts `n` workflows of `template` in chunks of [`CHUNK`] concurrent starts.
+/// Starts `n` workflows of `template` through the batch API, [`CHUNK`] per call.
 pub async fn start_chunked(engine: &Engine, template: &str, n: usize) -> Result<Vec<WorkflowId>> {
     let mut ids = Vec::with_capacity(n);
     for first in (0..n).step_by(CHUNK) {
-        let chunk = (first..n.min(first + CHUNK)).map(|i| engine.start(template, json!({ "i": i })));
-        ids.extend(try_join_all(chunk).await?);
+        let chunk = (first..n.min(first + CHUNK)).map(|i| StartRequest::new(template).input(json!({ "i": i })));
+        for started in engine.start_many(chunk).await {
+            ids.push(started?);
+        }
     }
     Ok(ids)
 }

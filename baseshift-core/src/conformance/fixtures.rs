@@ -116,7 +116,7 @@ impl TestWorkflow {
         NewWorkflow {
             header: self.header.clone(),
             jobs: self.jobs.clone(),
-            template: self.template(),
+            template: std::sync::Arc::new(self.template()),
             events: vec![Event::workflow(&self.header.id, WorkflowStatus::Initialized, None)],
         }
     }

@@ -102,6 +102,7 @@ macro_rules! state_store_conformance {
             create_and_read_back,
             create_with_used_key_returns_existing,
             concurrent_creates_with_one_key_create_once,
+            create_workflows_answers_each_in_order,
             missing_records_are_not_found,
             jobs_by_id_in_order_asked,
             template_snapshot_round_trip,

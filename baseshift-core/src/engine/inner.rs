@@ -3,12 +3,11 @@
 use super::{ChildStarter, RecoveryReport, StartRequest, illegal, plan};
 use crate::bus::EventBus;
 use crate::error::{Error, ErrorKind, Result};
-use crate::event::Event;
 use crate::expr::{ConditionVars, SecretResolver};
 use crate::ids::{JobKey, WorkflowId};
 use crate::runner::RunnerRegistry;
 use crate::state::{JobFailure, ParentRef, WorkflowRecord, WorkflowStatus};
-use crate::store::{CreateOutcome, NewWorkflow, StateStore, WorkflowFilter};
+use crate::store::{StateStore, WorkflowFilter};
 use crate::template::{CompiledTemplate, Validator, WorkflowTemplate};
 use crate::templates::TemplateStore;
 use async_trait::async_trait;
@@ -103,15 +102,20 @@ impl Inner {
     }
 
     /// Validates against the registry and the env allowlist, and compiles.
-    pub fn compile(&self, template: &WorkflowTemplate) -> Result<Arc<CompiledTemplate>> {
+    /// A cached compilation is reused when it was made from this very template (the same
+    /// `Arc`, as the memory template store returns) or an equal one.
+    pub fn compile(&self, template: &Arc<WorkflowTemplate>) -> Result<Arc<CompiledTemplate>> {
         let key = (template.template_id.clone(), template.version.to_string());
         if let Some(c) = lock(&self.compiled).get(&key)
-            && c.template().as_ref() == template
+            && (Arc::ptr_eq(c.template(), template) || c.template() == template)
         {
             return Ok(c.clone());
         }
         let compiled = Arc::new(
-            Validator::new().registry(&self.registry).env_allowlist(&self.config.env_allowlist).compile(template)?,
+            Validator::new()
+                .registry(&self.registry)
+                .env_allowlist(&self.config.env_allowlist)
+                .compile_shared(template.clone())?,
         );
         lock(&self.compiled).insert(key, compiled.clone());
         Ok(compiled)
@@ -124,7 +128,7 @@ impl Inner {
             return Ok(c.clone());
         }
         let template = self.store.template(&header.template_id, &header.template_version).await?;
-        self.compile(&template)
+        self.compile(&Arc::new(template))
     }
 
     /// Template and input of a workflow (cached; both are immutable).
@@ -145,63 +149,6 @@ impl Inner {
         }
         map.insert(header.id.clone(), b.clone());
         Ok(b)
-    }
-
-    pub async fn start(&self, req: StartRequest) -> Result<WorkflowId> {
-        let template = self.templates.get(&req.template_id, req.version.as_ref()).await?;
-        let compiled = self.compile(&template)?;
-        let size = serde_json::to_vec(&req.input).map(|v| v.len()).unwrap_or(usize::MAX);
-        if size > self.config.max_input_bytes {
-            return Err(Error::invalid_input(format!(
-                "workflow input is {size} bytes; the limit is {} (EngineConfig.max_input_bytes)",
-                self.config.max_input_bytes
-            )));
-        }
-        compiled.validate_input(&req.input)?;
-        let id = WorkflowId::generate();
-        let mut jobs = plan::initial_records(&compiled, &id);
-        plan::render_concurrency(&compiled, &mut jobs, &req.input)?;
-        let remaining = jobs.iter().filter(|j| j.compensation_of.is_none()).count() as u64;
-        let mut header = WorkflowRecord::initialized(
-            id.clone(),
-            template.template_id.clone(),
-            template.version.to_string(),
-            req.input,
-        );
-        header.idempotency_key = req.idempotency_key;
-        header.parent = req.parent;
-        header.remaining = remaining;
-        let mut events = vec![Event::workflow(
-            &id,
-            WorkflowStatus::Initialized,
-            Some(json!({
-                "template_id": header.template_id, "template_version": header.template_version
-            })),
-        )];
-        // Without root conditions the workflow is created already begun: one store step
-        // instead of create + read + begin.
-        let begun_events = plan::begin_at_create(&compiled, &mut header, &mut jobs, Utc::now());
-        let begun = begun_events.is_some();
-        events.extend(begun_events.into_iter().flatten());
-        let outcome = self
-            .store
-            .create_workflow(NewWorkflow { header, jobs, template: compiled.template().as_ref().clone(), events })
-            .await?;
-        self.outbox_wake.notify_one();
-        // A repeated start (e.g. retried after an error) also begins the workflow in case
-        // the first call created it but could not begin it; `begin` is a no-op otherwise.
-        // A workflow this call created already begun needs nothing more.
-        let (id, created) = match outcome {
-            CreateOutcome::Created(id) => (id, true),
-            CreateOutcome::Existing(id) => (id, false),
-        };
-        if (!created || !begun)
-            && let Err(e) = self.begin(&id).await
-        {
-            self.needs_repair(&id);
-            return Err(e);
-        }
-        Ok(id)
     }
 
     /// `INITIALIZED -> RUNNING`: roots become ready (or skipped by their condition).

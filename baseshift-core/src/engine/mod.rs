@@ -30,6 +30,7 @@ mod relay;
 mod repair;
 mod replay;
 mod settle;
+mod start;
 mod worker;
 
 #[cfg(test)]
@@ -221,6 +222,7 @@ impl Engine {
     /// Validates a template against this engine's runners and stores it (a new id is
     /// created; a known id gets the new, greater version).
     pub async fn register_template(&self, template: WorkflowTemplate) -> Result<()> {
+        let template = Arc::new(template);
         self.inner.compile(&template)?;
         match self.inner.templates.get(&template.template_id, None).await {
             Ok(_) => self.inner.templates.update(&template).await,
@@ -237,6 +239,35 @@ impl Engine {
     /// Starts a workflow as `request` says (version, idempotency key).
     pub async fn start_with(&self, request: StartRequest) -> Result<WorkflowId> {
         self.inner.start(request).await
+    }
+
+    /// Starts many workflows in one store call (one pipeline on Redis, one transaction on
+    /// PostgreSQL): one result per request, in order. Each workflow is created atomically
+    /// and idempotently on its own; a request that fails (unknown template, invalid input,
+    /// a store error) fails alone.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+    /// use baseshift_core::engine::{Engine, StartRequest};
+    /// use baseshift_core::{JobSpec, WorkflowStatus, WorkflowTemplate};
+    /// use serde_json::json;
+    ///
+    /// let engine = Engine::builder().build()?;
+    /// engine.register_template(WorkflowTemplate::new("one", semver::Version::new(1, 0, 0))
+    ///     .job(JobSpec::new("a", "noop"))).await?;
+    /// engine.launch().await?;
+    /// let requests = (0..3).map(|i| StartRequest::new("one").input(json!({ "i": i })));
+    /// let mut started = engine.start_many(requests.chain([StartRequest::new("missing")])).await;
+    /// assert!(started.pop().unwrap().is_err()); // unknown template: fails alone
+    /// for id in started {
+    ///     assert_eq!(engine.wait(&id?).await?.status, WorkflowStatus::Completed);
+    /// }
+    /// engine.shutdown().await;
+    /// # Ok::<(), baseshift_core::Error>(())
+    /// # }).unwrap();
+    /// ```
+    pub async fn start_many(&self, requests: impl IntoIterator<Item = StartRequest>) -> Vec<Result<WorkflowId>> {
+        self.inner.start_many(requests.into_iter().collect()).await
     }
 
     /// The workflow's header and jobs.

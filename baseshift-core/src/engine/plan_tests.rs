@@ -77,7 +77,10 @@ async fn drive(d: &Dag, compiled: &CompiledTemplate, order_seed: u64) -> (Vec<Jo
     // must reach the reference states.
     let begun = order_seed.is_multiple_of(2) && plan::begin_at_create(compiled, &mut header, &mut jobs, now).is_some();
     let template = compiled.template().as_ref().clone();
-    store.create_workflow(NewWorkflow { header, jobs, template, events: vec![] }).await.unwrap();
+    store
+        .create_workflow(NewWorkflow { header, jobs, template: std::sync::Arc::new(template), events: vec![] })
+        .await
+        .unwrap();
     let mut remaining = store.workflow(&id).await.unwrap().remaining;
     if !begun {
         let header = store.workflow(&id).await.unwrap();

@@ -512,7 +512,7 @@ async fn recover_starts_workflows_left_initialized() {
     let a = build();
     a.register_template(tpl("init").job(JobSpec::new("x", "script"))).await.unwrap();
     // Write the workflow as `start` does, but stop before its first step (a crash).
-    let compiled = a.inner.compile(&templates.get("init", None).await.unwrap()).unwrap();
+    let compiled = a.inner.compile(&templates.get_shared("init", None).await.unwrap()).unwrap();
     let wid = WorkflowId::generate();
     let jobs = plan::initial_records(&compiled, &wid);
     let mut header = crate::state::WorkflowRecord::initialized(wid.clone(), "init", "1.0.0", json!({}));
@@ -521,7 +521,7 @@ async fn recover_starts_workflows_left_initialized() {
         .create_workflow(crate::store::NewWorkflow {
             header,
             jobs,
-            template: compiled.template().as_ref().clone(),
+            template: compiled.template().clone(),
             events: vec![],
         })
         .await

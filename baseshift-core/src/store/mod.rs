@@ -12,6 +12,7 @@ use crate::template::WorkflowTemplate;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// What a state store backend can do.
@@ -40,8 +41,9 @@ pub struct NewWorkflow {
     pub header: WorkflowRecord,
     /// One record per job (compensations included), all `PENDING`.
     pub jobs: Vec<JobRecord>,
-    /// The template version it runs, stored once per `(template_id, version)`.
-    pub template: WorkflowTemplate,
+    /// The template version it runs, stored once per `(template_id, version)`. Shared,
+    /// so a start does not copy the template.
+    pub template: Arc<WorkflowTemplate>,
     /// Events of the creation (the outbox gets them in the same step).
     pub events: Vec<Event>,
 }
@@ -270,6 +272,18 @@ pub trait StateStore: Send + Sync + 'static {
 
     /// Creates a workflow, its job records, its template snapshot and its events.
     async fn create_workflow(&self, new: NewWorkflow) -> Result<CreateOutcome>;
+
+    /// Creates several workflows, each exactly as [`create_workflow`](Self::create_workflow)
+    /// would (each atomic and idempotent on its own, not all-or-nothing), and returns one
+    /// result per input, in input order. Backends override it to save round trips or
+    /// commits (a pipeline, one transaction); the default creates them one by one.
+    async fn create_workflows(&self, news: Vec<NewWorkflow>) -> Vec<Result<CreateOutcome>> {
+        let mut out = Vec::with_capacity(news.len());
+        for new in news {
+            out.push(self.create_workflow(new).await);
+        }
+        out
+    }
 
     /// Reads a workflow header (`NotFound` if absent).
     async fn workflow(&self, id: &WorkflowId) -> Result<WorkflowRecord>;

@@ -45,6 +45,16 @@ impl<'a> Validator<'a> {
 
     /// Validates `template` and compiles it.
     pub fn compile(&self, template: &WorkflowTemplate) -> Result<CompiledTemplate> {
+        self.check(template).map(|(jobs, schema)| CompiledTemplate::assemble(Arc::new(template.clone()), jobs, schema))
+    }
+
+    /// [`compile`](Self::compile) for a shared template: the compiled form keeps `template`
+    /// itself instead of a copy.
+    pub fn compile_shared(&self, template: Arc<WorkflowTemplate>) -> Result<CompiledTemplate> {
+        self.check(&template).map(|(jobs, schema)| CompiledTemplate::assemble(template, jobs, schema))
+    }
+
+    fn check(&self, template: &WorkflowTemplate) -> Result<(Vec<CompiledJob>, Option<InputSchema>)> {
         let mut cx = Checker { v: self, t: template, index: HashMap::new() };
         cx.check_ids()?;
         cx.index = template.jobs.iter().enumerate().map(|(i, j)| (j.id.as_str(), i)).collect();
@@ -70,14 +80,14 @@ impl<'a> Validator<'a> {
         for ((i, job), children) in template.jobs.iter().enumerate().zip(children) {
             jobs.push(cx.compile_job(i, job, &parents, children)?);
         }
-        Ok(CompiledTemplate::assemble(Arc::new(template.clone()), jobs, schema))
+        Ok((jobs, schema))
     }
 }
 
 impl WorkflowTemplate {
     /// Validates the structure: ids, parents, cycles, expressions, schema.
     pub fn validate(&self) -> Result<()> {
-        Validator::new().compile(self).map(|_| ())
+        Validator::new().check(self).map(|_| ())
     }
 }
 

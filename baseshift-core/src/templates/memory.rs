@@ -5,9 +5,9 @@ use crate::error::{Error, Result};
 use crate::template::WorkflowTemplate;
 use async_trait::async_trait;
 use std::collections::BTreeMap;
-use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-type Catalog = BTreeMap<String, BTreeMap<semver::Version, WorkflowTemplate>>;
+type Catalog = BTreeMap<String, BTreeMap<semver::Version, Arc<WorkflowTemplate>>>;
 
 /// The in-memory [`TemplateStore`]: every version of every template, lost when the process
 /// exits. Every write validates the template's structure first.
@@ -58,12 +58,16 @@ impl TemplateStore for MemoryTemplateStore {
         if templates.contains_key(&template.template_id) {
             return Err(context(Error::conflict(format!("template `{}` already exists", template.template_id)), op));
         }
-        let versions = BTreeMap::from([(template.version.clone(), template.clone())]);
+        let versions = BTreeMap::from([(template.version.clone(), Arc::new(template.clone()))]);
         templates.insert(template.template_id.clone(), versions);
         Ok(())
     }
 
     async fn get(&self, template_id: &str, version: Option<&semver::Version>) -> Result<WorkflowTemplate> {
+        self.get_shared(template_id, version).await.map(|t| t.as_ref().clone())
+    }
+
+    async fn get_shared(&self, template_id: &str, version: Option<&semver::Version>) -> Result<Arc<WorkflowTemplate>> {
         let op = "TemplateStore::get";
         let templates = self.read();
         let versions = templates
@@ -98,7 +102,7 @@ impl TemplateStore for MemoryTemplateStore {
                 op,
             ));
         }
-        versions.insert(template.version.clone(), template.clone());
+        versions.insert(template.version.clone(), Arc::new(template.clone()));
         Ok(())
     }
 

@@ -62,6 +62,17 @@ pub trait TemplateStore: Send + Sync + 'static {
     /// Reads the latest version, or a given one.
     async fn get(&self, template_id: &str, version: Option<&semver::Version>) -> Result<WorkflowTemplate>;
 
+    /// [`get`](Self::get), shared: a store that keeps its templates in memory returns its
+    /// own copy without cloning it (the engine calls this on every start). The default
+    /// wraps `get`.
+    async fn get_shared(
+        &self,
+        template_id: &str,
+        version: Option<&semver::Version>,
+    ) -> Result<std::sync::Arc<WorkflowTemplate>> {
+        self.get(template_id, version).await.map(std::sync::Arc::new)
+    }
+
     /// Stores a new, greater version.
     async fn update(&self, template: &WorkflowTemplate) -> Result<()>;
 

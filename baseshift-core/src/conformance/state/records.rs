@@ -186,3 +186,39 @@ pub async fn list_workflows_pages_and_filters(store: &dyn StateStore) -> Result<
     ensure_eq!(*first, store.workflow(&ids[0]).await?, "listed header equals the stored one");
     Ok(())
 }
+
+/// `create_workflows` creates each workflow as `create_workflow` would and answers in
+/// input order: a key used earlier in the same batch returns `Existing` with the first id
+/// and writes nothing, an id that already exists fails alone (`Conflict`), and the others
+/// are created with their jobs and creation events.
+pub async fn create_workflows_answers_each_in_order(store: &dyn StateStore) -> Result<()> {
+    let taken = TestWorkflow::new().job("a", &[]);
+    taken.create(store).await?;
+    let before = store.outbox_pending(1000).await?.len();
+    let first = TestWorkflow::new().job("a", &[]).job("b", &["a"]).idempotency_key("batch-key");
+    let repeat = TestWorkflow::new().job("a", &[]).idempotency_key("batch-key");
+    let plain = TestWorkflow::new().job("a", &[]);
+    let mut clash = TestWorkflow::new().job("x", &[]).build();
+    clash.header.id = taken.id().clone();
+    for job in &mut clash.jobs {
+        job.workflow_id = taken.id().clone();
+    }
+    let batch = vec![first.build(), repeat.build(), clash, plain.build()];
+    let outcomes = store.create_workflows(batch).await;
+    ensure_eq!(outcomes.len(), 4, "one result per workflow");
+    let mut outcomes = outcomes.into_iter();
+    let mut next = || outcomes.next().unwrap_or_else(|| Err(failure("missing result")));
+    ensure_eq!(next()?, CreateOutcome::Created(first.id().clone()), "first with the key");
+    ensure_eq!(next()?, CreateOutcome::Existing(first.id().clone()), "second with the key");
+    expect_kind(next(), ErrorKind::Conflict, "an id that exists")?;
+    ensure_eq!(next()?, CreateOutcome::Created(plain.id().clone()), "the workflow after the failed one");
+
+    ensure_eq!(store.jobs(first.id(), None).await?.len(), 2, "jobs of the first workflow");
+    ensure_eq!(store.jobs(plain.id(), None).await?.len(), 1, "jobs of the last workflow");
+    expect_kind(store.workflow(repeat.id()).await, ErrorKind::NotFound, "the repeated key's workflow")?;
+    let taken_jobs = store.jobs(taken.id(), None).await?;
+    ensure_eq!(taken_jobs.iter().map(|j| j.job_id.as_str()).collect::<Vec<_>>(), vec!["a"], "the clashing id's jobs");
+    ensure_eq!(store.outbox_pending(1000).await?.len(), before + 2, "creation events of the two created");
+    ensure!(store.create_workflows(Vec::new()).await.is_empty(), "an empty batch answers nothing");
+    Ok(())
+}

@@ -13,6 +13,7 @@ use crate::store::{
 use crate::template::WorkflowTemplate;
 use chrono::{DateTime, TimeDelta, Utc};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 const BACKEND: &str = "memory";
@@ -46,7 +47,7 @@ impl Wake {
 #[derive(Debug, Default)]
 pub(super) struct Inner {
     pub(super) workflows: BTreeMap<WorkflowId, WorkflowEntry>,
-    templates: HashMap<(String, String), WorkflowTemplate>,
+    templates: HashMap<(String, String), Arc<WorkflowTemplate>>,
     pub(super) idempotency: HashMap<String, WorkflowId>,
     /// Finished workflows by the time they finished, for retention.
     pub(super) finished: BTreeSet<(DateTime<Utc>, WorkflowId)>,
@@ -145,7 +146,7 @@ impl Inner {
 
     /// See [`StateStore::template`](crate::StateStore::template).
     pub(super) fn template(&self, template_id: &str, version: &str) -> Result<WorkflowTemplate> {
-        self.templates.get(&(template_id.to_owned(), version.to_owned())).cloned().ok_or_else(|| {
+        self.templates.get(&(template_id.to_owned(), version.to_owned())).map(|t| t.as_ref().clone()).ok_or_else(|| {
             err(
                 ErrorKind::NotFound,
                 "StateStore::template",

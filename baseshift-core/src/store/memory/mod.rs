@@ -113,6 +113,23 @@ impl StateStore for MemoryStateStore {
         Ok(outcome)
     }
 
+    async fn create_workflows(&self, news: Vec<NewWorkflow>) -> Vec<Result<CreateOutcome>> {
+        let now = Utc::now();
+        let mut wake = Wake::default();
+        let mut out = Vec::with_capacity(news.len());
+        {
+            let mut inner = self.lock();
+            for new in news {
+                out.push(inner.create(new, now).map(|(outcome, w)| {
+                    wake.0 |= w.0;
+                    outcome
+                }));
+            }
+        }
+        self.wake(wake);
+        out
+    }
+
     async fn workflow(&self, id: &WorkflowId) -> Result<WorkflowRecord> {
         self.lock().workflow(id)
     }

@@ -17,7 +17,7 @@ fn new_workflow(jobs: Vec<JobRecord>, id: WorkflowId) -> NewWorkflow {
     NewWorkflow {
         header: WorkflowRecord::initialized(id.clone(), "t", "1.0.0", json!({})),
         jobs,
-        template: WorkflowTemplate::new("t", semver::Version::new(1, 0, 0)),
+        template: std::sync::Arc::new(WorkflowTemplate::new("t", semver::Version::new(1, 0, 0))),
         events: vec![Event::workflow(&id, WorkflowStatus::Initialized, None)],
     }
 }

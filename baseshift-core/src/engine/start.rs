@@ -1,0 +1,117 @@
+//! Starting workflows: one at a time, or many through one store call.
+
+use super::{Inner, StartRequest, plan};
+use crate::error::{Error, Result};
+use crate::event::Event;
+use crate::ids::WorkflowId;
+use crate::state::{WorkflowRecord, WorkflowStatus};
+use crate::store::{CreateOutcome, NewWorkflow};
+use chrono::Utc;
+use serde_json::json;
+
+/// A workflow ready to be written, and whether it is created already begun.
+struct Prepared {
+    new: NewWorkflow,
+    begun: bool,
+}
+
+impl Inner {
+    pub async fn start(&self, req: StartRequest) -> Result<WorkflowId> {
+        let prepared = self.prepare(req).await?;
+        let begun = prepared.begun;
+        let outcome = self.store.create_workflow(prepared.new).await?;
+        self.outbox_wake.notify_one();
+        self.after_create(outcome, begun).await
+    }
+
+    /// Starts every request with one [`create_workflows`](crate::StateStore::create_workflows)
+    /// call; one result per request, in order. A request that fails (unknown template,
+    /// invalid input) fails alone and writes nothing.
+    pub async fn start_many(&self, reqs: Vec<StartRequest>) -> Vec<Result<WorkflowId>> {
+        let mut results: Vec<Option<Result<WorkflowId>>> = Vec::with_capacity(reqs.len());
+        let mut news = Vec::with_capacity(reqs.len());
+        let mut slots = Vec::with_capacity(reqs.len());
+        for req in reqs {
+            match self.prepare(req).await {
+                Ok(p) => {
+                    slots.push((results.len(), p.begun));
+                    news.push(p.new);
+                    results.push(None);
+                }
+                Err(e) => results.push(Some(Err(e))),
+            }
+        }
+        if !news.is_empty() {
+            let outcomes = self.store.create_workflows(news).await;
+            self.outbox_wake.notify_one();
+            for ((slot, begun), outcome) in slots.into_iter().zip(outcomes) {
+                let r = match outcome {
+                    Ok(o) => self.after_create(o, begun).await,
+                    Err(e) => Err(e),
+                };
+                results[slot] = Some(r);
+            }
+        }
+        results
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(Error::internal("the store returned fewer results than workflows"))))
+            .collect()
+    }
+
+    /// Checks a request and plans its workflow (nothing is written).
+    async fn prepare(&self, req: StartRequest) -> Result<Prepared> {
+        let template = self.templates.get_shared(&req.template_id, req.version.as_ref()).await?;
+        let compiled = self.compile(&template)?;
+        let size = serde_json::to_vec(&req.input).map(|v| v.len()).unwrap_or(usize::MAX);
+        if size > self.config.max_input_bytes {
+            return Err(Error::invalid_input(format!(
+                "workflow input is {size} bytes; the limit is {} (EngineConfig.max_input_bytes)",
+                self.config.max_input_bytes
+            )));
+        }
+        compiled.validate_input(&req.input)?;
+        let id = WorkflowId::generate();
+        let mut jobs = plan::initial_records(&compiled, &id);
+        plan::render_concurrency(&compiled, &mut jobs, &req.input)?;
+        let remaining = jobs.iter().filter(|j| j.compensation_of.is_none()).count() as u64;
+        let mut header = WorkflowRecord::initialized(
+            id.clone(),
+            template.template_id.clone(),
+            template.version.to_string(),
+            req.input,
+        );
+        header.idempotency_key = req.idempotency_key;
+        header.parent = req.parent;
+        header.remaining = remaining;
+        let mut events = vec![Event::workflow(
+            &id,
+            WorkflowStatus::Initialized,
+            Some(json!({
+                "template_id": header.template_id, "template_version": header.template_version
+            })),
+        )];
+        // Without root conditions the workflow is created already begun: one store step
+        // instead of create + read + begin.
+        let begun_events = plan::begin_at_create(&compiled, &mut header, &mut jobs, Utc::now());
+        let begun = begun_events.is_some();
+        events.extend(begun_events.into_iter().flatten());
+        Ok(Prepared { new: NewWorkflow { header, jobs, template: compiled.template().clone(), events }, begun })
+    }
+
+    /// After the create step: a repeated start (e.g. retried after an error) also begins
+    /// the workflow in case the first call created it but could not begin it (`begin` is
+    /// a no-op otherwise); a workflow this call created already begun needs nothing more.
+    async fn after_create(&self, outcome: CreateOutcome, begun: bool) -> Result<WorkflowId> {
+        let (id, created) = match outcome {
+            CreateOutcome::Created(id) => (id, true),
+            CreateOutcome::Existing(id) => (id, false),
+        };
+        if (!created || !begun)
+            && let Err(e) = self.begin(&id).await
+        {
+            self.needs_repair(&id);
+            return Err(e);
+        }
+        Ok(id)
+    }
+}
