@@ -92,7 +92,7 @@ impl Event {
         result: Option<Value>,
     ) -> Event {
         Event {
-            event_type: format!("job_{}", status.as_str().to_ascii_lowercase()),
+            event_type: job_event_type(status).to_owned(),
             timestamp: Utc::now(),
             payload: EventPayload {
                 workflow_id: workflow_id.clone(),
@@ -135,7 +135,7 @@ impl Event {
     /// A workflow transition event: `workflow_<status>`.
     pub fn workflow(workflow_id: &WorkflowId, status: WorkflowStatus, result: Option<Value>) -> Event {
         Event {
-            event_type: format!("workflow_{}", status.as_str().to_ascii_lowercase()),
+            event_type: workflow_event_type(status).to_owned(),
             timestamp: Utc::now(),
             payload: EventPayload {
                 workflow_id: workflow_id.clone(),
@@ -188,6 +188,18 @@ mod tests {
     use super::*;
 
     #[test]
+    fn event_types_are_the_lower_case_status_names() {
+        use JobStatus as J;
+        use WorkflowStatus as W;
+        for s in [J::Pending, J::Ready, J::Running, J::Succeeded, J::Failed, J::Skipped, J::Cancelled] {
+            assert_eq!(job_event_type(s), format!("job_{}", s.as_str().to_ascii_lowercase()));
+        }
+        for s in [W::Initialized, W::Running, W::Completed, W::Failed, W::Cancelled] {
+            assert_eq!(workflow_event_type(s), format!("workflow_{}", s.as_str().to_ascii_lowercase()));
+        }
+    }
+
+    #[test]
     fn events_round_trip_through_json_including_null_results() {
         let id = WorkflowId::new("w1");
         for result in [None, Some(Value::Null), Some(serde_json::json!({ "ok": true }))] {
@@ -199,5 +211,29 @@ mod tests {
         assert_eq!(v["event_type"], "workflow_completed");
         assert_eq!(v["payload"]["workflow_id"], "w1");
         assert!(v["payload"].get("result").is_none());
+    }
+}
+
+/// `job_<status>`, without formatting (events are built on every transition).
+fn job_event_type(status: JobStatus) -> &'static str {
+    match status {
+        JobStatus::Pending => "job_pending",
+        JobStatus::Ready => "job_ready",
+        JobStatus::Running => "job_running",
+        JobStatus::Succeeded => "job_succeeded",
+        JobStatus::Failed => "job_failed",
+        JobStatus::Skipped => "job_skipped",
+        JobStatus::Cancelled => "job_cancelled",
+    }
+}
+
+/// `workflow_<status>`, without formatting.
+fn workflow_event_type(status: WorkflowStatus) -> &'static str {
+    match status {
+        WorkflowStatus::Initialized => "workflow_initialized",
+        WorkflowStatus::Running => "workflow_running",
+        WorkflowStatus::Completed => "workflow_completed",
+        WorkflowStatus::Failed => "workflow_failed",
+        WorkflowStatus::Cancelled => "workflow_cancelled",
     }
 }

@@ -1,27 +1,41 @@
 //! Identifiers.
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
+use std::sync::Arc;
 
 /// The id of one workflow run (a UUIDv7 string unless the host supplies its own).
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct WorkflowId(String);
+/// Shared: a clone is a reference count, not a copy.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct WorkflowId(Arc<str>);
 
 impl WorkflowId {
     /// A fresh, time-ordered id.
     pub fn generate() -> Self {
-        WorkflowId(uuid::Uuid::now_v7().to_string())
+        WorkflowId(Arc::from(uuid::Uuid::now_v7().to_string()))
     }
 
     /// Wraps an existing id.
     pub fn new(id: impl Into<String>) -> Self {
-        WorkflowId(id.into())
+        WorkflowId(Arc::from(id.into()))
     }
 
     /// The id as a string slice.
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+}
+
+// As a plain string, like `#[serde(transparent)]` over a `String`.
+impl Serialize for WorkflowId {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for WorkflowId {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        String::deserialize(deserializer).map(WorkflowId::from)
     }
 }
 
@@ -33,13 +47,13 @@ impl fmt::Display for WorkflowId {
 
 impl From<&str> for WorkflowId {
     fn from(s: &str) -> Self {
-        WorkflowId(s.to_owned())
+        WorkflowId(Arc::from(s))
     }
 }
 
 impl From<String> for WorkflowId {
     fn from(s: String) -> Self {
-        WorkflowId(s)
+        WorkflowId(Arc::from(s))
     }
 }
 

@@ -136,21 +136,21 @@ impl ChildChange {
     /// Notes the change in `applied` and appends its `job_ready` / `job_skipped` event to
     /// `events`; returns 1 when a main (non-compensation) job became terminal, else 0.
     pub fn report(self, child: &JobRecord, applied: &mut crate::store::Applied, events: &mut Vec<crate::Event>) -> u64 {
-        let id = child.job_id.clone();
+        let id = &child.job_id;
         match self {
             ChildChange::Unchanged => 0,
             ChildChange::Eligible => {
-                applied.eligible.push(id);
+                applied.eligible.push(id.clone());
                 0
             }
             ChildChange::Ready => {
-                events.push(crate::Event::job(&child.workflow_id, &id, JobStatus::Ready, child.attempt, None));
-                applied.ready.push(id);
+                events.push(crate::Event::job(&child.workflow_id, id, JobStatus::Ready, child.attempt, None));
+                applied.ready.push(id.clone());
                 0
             }
             ChildChange::Skipped => {
-                events.push(crate::Event::job(&child.workflow_id, &id, JobStatus::Skipped, child.attempt, None));
-                applied.skipped.push(id);
+                events.push(crate::Event::job(&child.workflow_id, id, JobStatus::Skipped, child.attempt, None));
+                applied.skipped.push(id.clone());
                 u64::from(child.compensation_of.is_none())
             }
         }

@@ -60,7 +60,7 @@ struct State {
 struct TopicLog {
     /// The offset of `entries[0]`.
     base: u64,
-    entries: VecDeque<(u64, Event)>,
+    entries: VecDeque<(u64, Arc<Event>)>,
 }
 
 impl TopicLog {
@@ -68,7 +68,7 @@ impl TopicLog {
         self.base + self.entries.len() as u64
     }
 
-    fn entry(&self, offset: u64) -> Option<&(u64, Event)> {
+    fn entry(&self, offset: u64) -> Option<&(u64, Arc<Event>)> {
         let index = usize::try_from(offset.checked_sub(self.base)?).ok()?;
         self.entries.get(index)
     }
@@ -162,7 +162,7 @@ impl Inner {
             }
         }
         let (_, topic, offset) = best?;
-        let event = logs.get(&topic)?.entry(offset)?.1.clone();
+        let event = Event::clone(&logs.get(&topic)?.entry(offset)?.1);
         cursors.entry(topic).or_default().take(offset);
         let handle = MemoryAck { inner: Arc::clone(self), group: Arc::clone(group), topic, offset, done: false };
         Some(Delivery::new(topic, event, Box::new(handle)))
@@ -193,6 +193,10 @@ impl EventBus for MemoryEventBus {
     }
 
     async fn publish(&self, event: &Event) -> Result<()> {
+        self.publish_shared(Arc::new(event.clone())).await
+    }
+
+    async fn publish_shared(&self, event: Arc<Event>) -> Result<()> {
         let topic = event.topic();
         {
             let mut state = self.inner.lock();
@@ -203,7 +207,7 @@ impl EventBus for MemoryEventBus {
                 log.entries.pop_front();
                 log.base += 1;
             }
-            log.entries.push_back((seq, event.clone()));
+            log.entries.push_back((seq, event));
         }
         self.inner.changed.notify_waiters();
         Ok(())

@@ -49,6 +49,13 @@ pub trait EventBus: Send + Sync + 'static {
     /// Publishes one event on its topic ([`Event::topic`]).
     async fn publish(&self, event: &Event) -> Result<()>;
 
+    /// [`publish`](Self::publish) for a shared event (the outbox relay's path): a bus
+    /// that keeps events in memory stores the `Arc` instead of a copy. The default
+    /// publishes `&event`.
+    async fn publish_shared(&self, event: std::sync::Arc<Event>) -> Result<()> {
+        self.publish(&event).await
+    }
+
     /// Joins `group` as a consumer of `topics`.
     async fn subscribe(&self, topics: &[Topic], group: &str) -> Result<Subscription>;
 }

@@ -282,9 +282,10 @@ impl Inner {
             }
             Err(failure) => plan::Outcome::Failed { failure, retryable: false, backoff: Duration::ZERO },
         };
-        let step = plan::complete(&compiled, rec.clone(), outcome, job.retry.max_attempts, Utc::now());
+        let compensation = rec.compensation_of.is_some();
+        let step = plan::complete(&compiled, rec, outcome, job.retry.max_attempts, Utc::now());
         let done = match self.apply(step).await {
-            Ok(applied) => self.after_job(&compiled, &rec, applied).await,
+            Ok(applied) => self.after_job(&compiled, &key, compensation, applied).await,
             Err(e) => Err(e),
         };
         if done.as_ref().is_err_and(|e| e.kind() != ErrorKind::Conflict) {

@@ -40,8 +40,8 @@ async fn drain(inner: &Inner) -> crate::Result<usize> {
     let batch = inner.store.outbox_pending(BATCH).await?;
     let mut done = Vec::with_capacity(batch.len());
     let mut failure = None;
-    for entry in &batch {
-        match inner.bus.publish(&entry.event).await {
+    for entry in batch {
+        match inner.bus.publish_shared(entry.event).await {
             Ok(()) => done.push(entry.seq),
             Err(e) => {
                 failure = Some(e);

@@ -30,10 +30,17 @@ impl Inner {
     }
 
     /// After a job's own step: follow-ups, then the compensation chain if it was one.
-    pub async fn after_job(&self, compiled: &CompiledTemplate, rec: &JobRecord, applied: Applied) -> Result<()> {
-        self.settle(compiled, &rec.workflow_id, applied).await?;
-        if rec.compensation_of.is_some() {
-            self.advance_compensation(&rec.workflow_id, &rec.job_id).await?;
+    /// `compensation`: whether the job was a compensation job.
+    pub async fn after_job(
+        &self,
+        compiled: &CompiledTemplate,
+        key: &JobKey,
+        compensation: bool,
+        applied: Applied,
+    ) -> Result<()> {
+        self.settle(compiled, &key.workflow_id, applied).await?;
+        if compensation {
+            self.advance_compensation(&key.workflow_id, &key.job_id).await?;
         }
         Ok(())
     }

@@ -269,12 +269,13 @@ async fn record_with(
     audit: Vec<Event>,
 ) -> Result<()> {
     let max_attempts = job.map(|j| j.retry.max_attempts).unwrap_or(1);
-    let mut step = plan::complete(compiled, rec.clone(), outcome, max_attempts, Utc::now());
+    let (key, compensation) = (rec.key(), rec.compensation_of.is_some());
+    let mut step = plan::complete(compiled, rec, outcome, max_attempts, Utc::now());
     step.events.extend(audit);
     match inner.apply(step).await {
-        Ok(applied) => inner.after_job(compiled, &rec, applied).await,
+        Ok(applied) => inner.after_job(compiled, &key, compensation, applied).await,
         Err(e) if e.kind() == ErrorKind::Conflict => {
-            tracing::info!(job = %rec.key(), "job changed while running (cancelled or re-claimed); outcome dropped");
+            tracing::info!(job = %key, "job changed while running (cancelled or re-claimed); outcome dropped");
             Ok(())
         }
         Err(e) => Err(e),

@@ -197,8 +197,8 @@ impl DeadLetterFilter {
 pub struct OutboxEntry {
     /// Position in the outbox (increasing in commit order).
     pub seq: u64,
-    /// The event.
-    pub event: Event,
+    /// The event, shared: the in-memory store and bus pass it on without copying.
+    pub event: Arc<Event>,
 }
 
 /// The cutoff of a retention pass: workflows that finished before `now - older_than` go.

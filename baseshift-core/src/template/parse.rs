@@ -166,6 +166,11 @@ impl Builder {
         known: &[&str],
     ) -> Result<()> {
         for (i, (key, _)) in entries.iter().enumerate() {
+            let known_once =
+                known.contains(&key.name.as_str()) && !entries[..i].iter().any(|(k, _)| k.name == key.name);
+            if known_once {
+                continue; // the common case: no field path to format
+            }
             let field = format!("{prefix}{}", key.name);
             if !known.contains(&key.name.as_str()) {
                 let hint = suggestion(&key.name, known).map(|s| format!(" (did you mean `{s}`?)")).unwrap_or_default();

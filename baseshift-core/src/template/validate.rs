@@ -56,8 +56,7 @@ impl<'a> Validator<'a> {
 
     fn check(&self, template: &WorkflowTemplate) -> Result<(Vec<CompiledJob>, Option<InputSchema>)> {
         let mut cx = Checker { v: self, t: template, index: HashMap::new() };
-        cx.check_ids()?;
-        cx.index = template.jobs.iter().enumerate().map(|(i, j)| (j.id.as_str(), i)).collect();
+        cx.index = cx.check_ids()?;
         let parents = cx.resolve_parents()?;
         if let Some(cycle) = find_cycle(&parents) {
             let names: Vec<&str> = cycle.iter().map(|&i| template.jobs[i].id.as_str()).collect();
@@ -144,7 +143,8 @@ impl<'t> Checker<'_, 't> {
         self.err(None, Some(field), message)
     }
 
-    fn check_ids(&self) -> Result<()> {
+    /// Checks every id and returns the job index by id.
+    fn check_ids(&self) -> Result<HashMap<&'t str, usize>> {
         let t = self.t;
         if !valid_id(&t.template_id) {
             return Err(self.top_err(
@@ -158,7 +158,7 @@ impl<'t> Checker<'_, 't> {
         if t.jobs.is_empty() {
             return Err(self.top_err("jobs", "a template needs at least one job"));
         }
-        let mut seen: HashMap<&str, usize> = HashMap::with_capacity(t.jobs.len());
+        let mut seen: HashMap<&'t str, usize> = HashMap::with_capacity(t.jobs.len());
         for (i, job) in t.jobs.iter().enumerate() {
             if !valid_id(&job.id) {
                 return Err(self.err(
@@ -182,31 +182,38 @@ impl<'t> Checker<'_, 't> {
                 ));
             }
         }
-        Ok(())
+        Ok(seen)
     }
 
     /// Parent indices per job, with the "follows the previous job" rule applied.
     fn resolve_parents(&self) -> Result<Vec<Vec<usize>>> {
         let mut all = Vec::with_capacity(self.t.jobs.len());
+        // Which job last listed each parent: a fan-in of n parents must not cost n^2,
+        // and one array serves every job (no set per job).
+        let mut listed_by = vec![usize::MAX; self.t.jobs.len()];
         for (i, job) in self.t.jobs.iter().enumerate() {
             let mut parents: Vec<usize> = Vec::new();
-            // A set, not `parents.contains`: a fan-in of n parents must not cost n^2.
-            let mut seen: HashSet<usize> = HashSet::new();
             for (k, p) in self.t.parents_of(i).into_iter().enumerate() {
-                let field = format!("depends_on[{k}]");
+                // The field is named only when there is an error (no allocation per edge).
+                let field = || format!("depends_on[{k}]");
                 let Some(&pi) = self.index.get(p) else {
                     return Err(self.err(
                         Some(i),
-                        Some(&field),
+                        Some(&field()),
                         format!("job `{}` depends on unknown job `{p}`", job.id),
                     ));
                 };
                 if pi == i {
-                    return Err(self.err(Some(i), Some(&field), format!("job `{}` depends on itself", job.id)));
+                    return Err(self.err(Some(i), Some(&field()), format!("job `{}` depends on itself", job.id)));
                 }
-                if !seen.insert(pi) {
-                    return Err(self.err(Some(i), Some(&field), format!("job `{}` lists parent `{p}` twice", job.id)));
+                if listed_by[pi] == i {
+                    return Err(self.err(
+                        Some(i),
+                        Some(&field()),
+                        format!("job `{}` lists parent `{p}` twice", job.id),
+                    ));
                 }
+                listed_by[pi] = i;
                 parents.push(pi);
             }
             all.push(parents);

@@ -405,7 +405,7 @@ impl StateStore for PostgresStateStore {
             .map(|(seq, event)| {
                 let seq = u64::try_from(seq)
                     .map_err(|_| backend_error(ErrorKind::Internal, OP, format!("negative outbox seq {seq}")))?;
-                Ok(OutboxEntry { seq, event: event.0 })
+                Ok(OutboxEntry { seq, event: event.0.into() })
             })
             .collect()
     }

@@ -187,7 +187,7 @@ fn outbox_entry(op: &'static str, entry: Value) -> Result<OutboxEntry> {
         .and_then(|pair| pair.get(1).and_then(text))
         .ok_or_else(|| bad_reply(op, format!("outbox entry {id} has no event")))?;
     let event: Event = serde_json::from_str(&json).map_err(|e| corrupt(op, "outbox event", e))?;
-    Ok(OutboxEntry { seq, event })
+    Ok(OutboxEntry { seq, event: event.into() })
 }
 
 /// See [`RedisStateStore::purge`](super::RedisStateStore::purge).
@@ -241,7 +241,7 @@ mod tests {
         let bulk = |s: &str| Value::BulkString(s.as_bytes().to_vec());
         let resp2 = Value::Array(vec![bulk("0-7"), Value::Array(vec![bulk("e"), bulk(&json)])]);
         let entry = outbox_entry("op", resp2).unwrap();
-        assert_eq!((entry.seq, entry.event), (7, event.clone()));
+        assert_eq!((entry.seq, &*entry.event), (7, &event));
         let resp3 = Value::Array(vec![bulk("0-8"), Value::Map(vec![(bulk("e"), bulk(&json))])]);
         assert_eq!(outbox_entry("op", resp3).unwrap().seq, 8);
         assert!(outbox_entry("op", Value::Array(vec![bulk("5-1")])).is_err());

@@ -53,8 +53,8 @@ pub async fn outbox_keeps_step_order(store: &dyn StateStore) -> Result<()> {
         pair("job_ready", Some("b")),
     ];
     ensure_eq!(describe(&pending), expected, "outbox events in commit order");
-    ensure_eq!(pending[1].event, given[0], "an event reads back unchanged");
-    ensure_eq!(pending[2].event, given[1], "a system event reads back unchanged");
+    ensure_eq!(*pending[1].event, given[0], "an event reads back unchanged");
+    ensure_eq!(*pending[2].event, given[1], "a system event reads back unchanged");
     let first_two = store.outbox_pending(2).await?;
     ensure_eq!(first_two, pending[..2].to_vec(), "outbox_pending(2) returns the two oldest");
     Ok(())

@@ -12,7 +12,7 @@ use crate::store::{
 };
 use crate::template::WorkflowTemplate;
 use chrono::{DateTime, TimeDelta, Utc};
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -51,7 +51,8 @@ pub(super) struct Inner {
     pub(super) idempotency: HashMap<String, WorkflowId>,
     /// Finished workflows by the time they finished, for retention.
     pub(super) finished: BTreeSet<(DateTime<Utc>, WorkflowId)>,
-    outbox: BTreeMap<u64, Event>,
+    /// Pending events by increasing `seq` (appended in order; acknowledged mostly from the front).
+    outbox: VecDeque<(u64, Arc<Event>)>,
     next_seq: u64,
     pub(super) index: Indexes,
     /// Dead-lettered jobs by (workflow id, job id).
@@ -66,7 +67,7 @@ impl Inner {
     fn push_events(&mut self, events: impl IntoIterator<Item = Event>) {
         for event in events {
             self.next_seq += 1;
-            self.outbox.insert(self.next_seq, event);
+            self.outbox.push_back((self.next_seq, Arc::new(event)));
         }
     }
 
@@ -353,8 +354,12 @@ impl Inner {
 
     /// See [`StateStore::outbox_ack`](crate::StateStore::outbox_ack).
     pub(super) fn outbox_ack(&mut self, seqs: &[u64]) {
-        for seq in seqs {
-            self.outbox.remove(seq);
+        // The relay acknowledges the oldest entries, in order: pop them off the front.
+        let front = seqs.iter().zip(&self.outbox).take_while(|(seq, (at, _))| *seq == at).count();
+        self.outbox.drain(..front);
+        if front < seqs.len() {
+            let rest: HashSet<u64> = seqs[front..].iter().copied().collect();
+            self.outbox.retain(|(seq, _)| !rest.contains(seq));
         }
     }
 
