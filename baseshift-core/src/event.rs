@@ -183,6 +183,30 @@ impl Event {
     }
 }
 
+/// `job_<status>`, without formatting (events are built on every transition).
+fn job_event_type(status: JobStatus) -> &'static str {
+    match status {
+        JobStatus::Pending => "job_pending",
+        JobStatus::Ready => "job_ready",
+        JobStatus::Running => "job_running",
+        JobStatus::Succeeded => "job_succeeded",
+        JobStatus::Failed => "job_failed",
+        JobStatus::Skipped => "job_skipped",
+        JobStatus::Cancelled => "job_cancelled",
+    }
+}
+
+/// `workflow_<status>`, without formatting.
+fn workflow_event_type(status: WorkflowStatus) -> &'static str {
+    match status {
+        WorkflowStatus::Initialized => "workflow_initialized",
+        WorkflowStatus::Running => "workflow_running",
+        WorkflowStatus::Completed => "workflow_completed",
+        WorkflowStatus::Failed => "workflow_failed",
+        WorkflowStatus::Cancelled => "workflow_cancelled",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -211,29 +235,5 @@ mod tests {
         assert_eq!(v["event_type"], "workflow_completed");
         assert_eq!(v["payload"]["workflow_id"], "w1");
         assert!(v["payload"].get("result").is_none());
-    }
-}
-
-/// `job_<status>`, without formatting (events are built on every transition).
-fn job_event_type(status: JobStatus) -> &'static str {
-    match status {
-        JobStatus::Pending => "job_pending",
-        JobStatus::Ready => "job_ready",
-        JobStatus::Running => "job_running",
-        JobStatus::Succeeded => "job_succeeded",
-        JobStatus::Failed => "job_failed",
-        JobStatus::Skipped => "job_skipped",
-        JobStatus::Cancelled => "job_cancelled",
-    }
-}
-
-/// `workflow_<status>`, without formatting.
-fn workflow_event_type(status: WorkflowStatus) -> &'static str {
-    match status {
-        WorkflowStatus::Initialized => "workflow_initialized",
-        WorkflowStatus::Running => "workflow_running",
-        WorkflowStatus::Completed => "workflow_completed",
-        WorkflowStatus::Failed => "workflow_failed",
-        WorkflowStatus::Cancelled => "workflow_cancelled",
     }
 }

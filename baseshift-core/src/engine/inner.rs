@@ -285,7 +285,7 @@ impl Inner {
         let compensation = rec.compensation_of.is_some();
         let step = plan::complete(&compiled, rec, outcome, job.retry.max_attempts, Utc::now());
         let done = match self.apply(step).await {
-            Ok(applied) => self.after_job(&compiled, &key, compensation, applied).await,
+            Ok(applied) => self.after_job(&compiled, key, compensation, applied).await,
             Err(e) => Err(e),
         };
         if done.as_ref().is_err_and(|e| e.kind() != ErrorKind::Conflict) {

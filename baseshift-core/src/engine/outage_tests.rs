@@ -48,6 +48,9 @@ impl StateStore for Flaky {
     async fn create_workflow(&self, new: NewWorkflow) -> Result<CreateOutcome> {
         self.inner.create_workflow(new).await
     }
+    async fn create_workflows(&self, news: Vec<NewWorkflow>) -> Vec<Result<CreateOutcome>> {
+        self.inner.create_workflows(news).await
+    }
     async fn workflow(&self, id: &WorkflowId) -> Result<WorkflowRecord> {
         self.inner.workflow(id).await
     }

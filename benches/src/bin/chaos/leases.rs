@@ -52,6 +52,10 @@ impl StateStore for LeaseRecording {
         self.inner.create_workflow(new).await
     }
 
+    async fn create_workflows(&self, news: Vec<NewWorkflow>) -> Vec<Result<CreateOutcome>> {
+        self.inner.create_workflows(news).await
+    }
+
     async fn workflow(&self, id: &WorkflowId) -> Result<WorkflowRecord> {
         self.inner.workflow(id).await
     }
