@@ -85,3 +85,22 @@ pub async fn drain(n: usize) -> Result<f64> {
     engine.shutdown().await;
     Ok(elapsed)
 }
+
+/// `memory pending`: `n` single-job workflows started through the batch API on an engine
+/// that is not launched, so every job stays `READY` (its creation events still in the
+/// outbox) — the state a backlog is in. Returns the elapsed seconds; the RSS per pending
+/// job is what the caller measures around it.
+pub async fn pending(n: usize) -> Result<f64> {
+    let engine: Engine = workload::engine(None, CONCURRENCY, vec![shapes::single()]).await?;
+    let t0 = Instant::now();
+    let ids = workload::start_chunked(&engine, shapes::SINGLE, n).await?;
+    let elapsed = secs(t0);
+    if ids.len() != n {
+        return Err(Error::internal(format!("memory pending: {} of {n} starts returned", ids.len())));
+    }
+    let last = engine.state_store().workflow(&ids[n - 1]).await?;
+    if last.status != WorkflowStatus::Running {
+        return Err(Error::internal(format!("memory pending: the last workflow is {}", last.status)));
+    }
+    Ok(elapsed)
+}

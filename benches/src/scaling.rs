@@ -45,6 +45,11 @@ pub async fn run_memory(opts: &Options) -> Result<()> {
     for n in sizes(opts, &[1_000, 10_000, 100_000, 1_000_000], &[100, 300]) {
         measure("memory", "drain", n, || memory::drain(n)).await?;
     }
+    // The drain keeps every finished workflow (and the bus its recent events), so its
+    // peak is history as much as backlog; this is the backlog alone.
+    for n in sizes(opts, &[100_000, 1_000_000], &[100]) {
+        measure("memory", "pending", n, || memory::pending(n)).await?;
+    }
     Ok(())
 }
 

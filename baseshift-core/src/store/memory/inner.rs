@@ -24,12 +24,21 @@ const DEFAULT_PAGE: usize = 100;
 pub(super) struct WorkflowEntry {
     pub(super) header: WorkflowRecord,
     pub(super) jobs: Vec<JobRecord>,
+    /// Job positions by id, for workflows of more than [`SCAN_LIMIT`] jobs; smaller
+    /// ones are scanned (no map per workflow: most workflows are small).
     positions: HashMap<String, usize>,
 }
 
+/// Up to this many jobs, a workflow's jobs are found by a scan rather than a map.
+const SCAN_LIMIT: usize = 16;
+
 impl WorkflowEntry {
     pub(super) fn position(&self, job_id: &str) -> Option<usize> {
-        self.positions.get(job_id).copied()
+        if self.jobs.len() <= SCAN_LIMIT {
+            self.jobs.iter().position(|j| j.job_id == job_id)
+        } else {
+            self.positions.get(job_id).copied()
+        }
     }
 }
 
@@ -85,13 +94,18 @@ impl Inner {
         if self.workflows.contains_key(&id) {
             return Err(ctx(err(ErrorKind::Conflict, OP, "a workflow with this id exists")));
         }
-        let mut positions = HashMap::with_capacity(jobs.len());
+        let mut positions = HashMap::new();
         for (pos, job) in jobs.iter().enumerate() {
             if job.workflow_id != id {
                 return Err(ctx(err(ErrorKind::InvalidInput, OP, "job record belongs to another workflow")
                     .with_job(job.job_id.as_str())));
             }
-            if positions.insert(job.job_id.clone(), pos).is_some() {
+            let duplicate = if jobs.len() <= SCAN_LIMIT {
+                jobs[..pos].iter().any(|j| j.job_id == job.job_id)
+            } else {
+                positions.insert(job.job_id.clone(), pos).is_some()
+            };
+            if duplicate {
                 return Err(ctx(err(ErrorKind::InvalidInput, OP, "duplicate job id").with_job(job.job_id.as_str())));
             }
         }

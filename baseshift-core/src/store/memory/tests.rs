@@ -347,3 +347,29 @@ async fn retention_removes_only_finished_workflows() {
     assert!(store.dead_letters(Default::default()).await.unwrap().is_empty(), "its dead letter went with it");
     engine.shutdown().await;
 }
+
+/// Small workflows find their jobs by a scan and large ones by a map: both answer the
+/// same, and both refuse a duplicate job id without storing anything.
+#[test]
+fn jobs_are_found_and_duplicates_refused_below_and_above_the_scan_limit() {
+    for n in [3, 40] {
+        let mut inner = Inner::default();
+        let id = WorkflowId::new(format!("wf{n}"));
+        let jobs: Vec<JobRecord> = (0..n).map(|i| job(&id, &format!("j{i}"), 0)).collect();
+        inner.create(new_workflow(jobs.clone(), id.clone()), Utc::now()).unwrap();
+        for i in [0, n / 2, n - 1] {
+            let found = inner.job(&JobKey::new(id.clone(), format!("j{i}"))).unwrap();
+            assert_eq!(found.job_id, format!("j{i}"), "n={n}");
+        }
+        let missing = inner.job(&JobKey::new(id.clone(), "nope")).unwrap_err();
+        assert_eq!(missing.kind(), ErrorKind::NotFound, "n={n}");
+
+        let dup_id = WorkflowId::new(format!("dup{n}"));
+        let mut dup: Vec<JobRecord> = (0..n).map(|i| job(&dup_id, &format!("j{i}"), 0)).collect();
+        dup[n - 1].job_id = "j0".into();
+        let err = inner.create(new_workflow(dup, dup_id.clone()), Utc::now()).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidInput, "n={n}");
+        assert!(err.message().contains("duplicate job id"), "n={n}: {err}");
+        assert!(inner.workflow(&dup_id).is_err(), "n={n}: nothing stored");
+    }
+}
