@@ -23,6 +23,7 @@
 //! ```
 
 mod builder;
+mod claim;
 mod flow;
 mod inner;
 pub mod plan;
@@ -206,7 +207,7 @@ impl Engine {
             }
         };
         let mut tasks = self.inner.tasks.lock().unwrap_or_else(|e| e.into_inner());
-        tasks.push(tokio::spawn(worker::claim_loop(self.inner.clone())));
+        tasks.push(tokio::spawn(claim::claim_loop(self.inner.clone())));
         tasks.push(tokio::spawn(relay::relay_loop(self.inner.clone())));
         tasks.push(tokio::spawn(worker::lease_loop(self.inner.clone())));
         tasks.push(tokio::spawn(repair::repair_loop(self.inner.clone())));

@@ -258,7 +258,8 @@ pub fn finalize(mut header: WorkflowRecord, jobs: &[JobRecord], now: DateTime<Ut
                 outputs.insert(j.job_id.clone(), j.output.clone().unwrap_or(Value::Null));
             }
         }
-        let result = json!({ "outputs": outputs });
+        // Built directly: `json!` would serialize the whole map again.
+        let result = Value::Object(Map::from_iter([("outputs".to_owned(), Value::Object(outputs))]));
         close(&mut t, &mut header, jobs, WorkflowStatus::Completed, Some(result), now);
         t.header = Some(header);
         return t;

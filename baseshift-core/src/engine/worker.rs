@@ -1,15 +1,14 @@
-//! The worker side: claiming ready jobs, running them under a lease, recording outcomes.
+//! The worker side: running claimed jobs under a lease, recording outcomes.
 
 use super::flow::BreakerChange;
 use super::inner::RunningJob;
-use super::{Inner, plan};
+use super::{Inner, claim, plan};
 use crate::error::{Error, ErrorKind, Result};
 use crate::event::Event;
 use crate::expr::RenderScope;
 use crate::ids::JobKey;
 use crate::runner::{JobContext, JobError};
 use crate::state::{JobFailure, JobRecord, JobStatus};
-use crate::store::ClaimRequest;
 use crate::template::{CompiledJob, CompiledTemplate};
 use chrono::Utc;
 use serde_json::Value;
@@ -19,104 +18,30 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
-/// Claims jobs while there are free slots, and spawns one task per claimed job.
-pub(crate) async fn claim_loop(inner: Arc<Inner>) {
-    let mut backoff = Duration::from_millis(50);
-    while !inner.stop.is_cancelled() {
-        let free = inner.config.concurrency.saturating_sub(inner.total_running.load(Ordering::SeqCst));
-        if free == 0 {
-            tokio::select! {
-                _ = inner.slot_freed.notified() => {}
-                _ = inner.stop.cancelled() => break,
-                _ = tokio::time::sleep(inner.config.poll_interval) => {}
-            }
-            continue;
-        }
-        let req = ClaimRequest {
-            owner: inner.config.instance_id.clone(),
-            limit: free,
-            lease_ttl: inner.config.lease_ttl,
-            exclude_types: Vec::new(),
-            type_limits: type_room(&inner),
-        };
-        match inner.store.claim(req).await {
-            Ok(claimed) => {
-                backoff = Duration::from_millis(50);
-                inner.outbox_wake.notify_one();
-                let got = claimed.jobs.len();
-                let now = tokio::time::Instant::now();
-                let mut per_type: HashMap<&str, usize> = HashMap::new();
-                for rec in &claimed.jobs {
-                    *per_type.entry(rec.job_type.as_str()).or_default() += 1;
-                }
-                for (ty, n) in per_type {
-                    inner.flow.claimed(ty, n, now);
-                }
-                for rec in claimed.jobs {
-                    inner.total_running.fetch_add(1, Ordering::SeqCst);
-                    *inner.lock(&inner.type_running).entry(rec.job_type.clone()).or_default() += 1;
-                    tokio::spawn(run_claimed(inner.clone(), rec));
-                }
-                if got == 0 {
-                    let mut wait = inner.config.poll_interval;
-                    if let Some(at) = claimed.next_ready_at {
-                        let until = (at - Utc::now()).to_std().unwrap_or(Duration::ZERO);
-                        wait = wait.min(until.max(Duration::from_millis(1)));
-                    }
-                    if let Some(at) = inner.flow.next_change(tokio::time::Instant::now()) {
-                        let until = at.saturating_duration_since(tokio::time::Instant::now());
-                        wait = wait.min(until.max(Duration::from_millis(1)));
-                    }
-                    tokio::select! {
-                        _ = inner.store.wait_for_work(wait) => {}
-                        _ = inner.slot_freed.notified() => {}
-                        _ = inner.stop.cancelled() => break,
-                    }
-                }
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "claiming jobs failed; backing off");
-                tokio::select! {
-                    _ = tokio::time::sleep(backoff) => {}
-                    _ = inner.stop.cancelled() => break,
-                }
-                backoff = (backoff * 2).min(Duration::from_secs(5));
-            }
+/// Runs a claimed job in its own task, then, while each step makes jobs ready, one more
+/// job in the same slot (see [`claim::one_more`]); frees the slot at the end.
+pub(crate) async fn run_claimed(inner: Arc<Inner>, rec: JobRecord) {
+    let mut next = Some(rec);
+    while let Some(rec) = next.take() {
+        if run_one(&inner, rec).await {
+            next = claim::one_more(&inner).await;
         }
     }
+    inner.total_running.fetch_sub(1, Ordering::SeqCst);
+    inner.slot_freed.notify_one();
 }
 
-/// How many more jobs of each limited type this instance may start now: the room under
-/// its concurrency limit, its rate limit and its circuit breaker, whichever is least.
-fn type_room(inner: &Inner) -> HashMap<String, usize> {
-    let running = inner.lock(&inner.type_running);
-    let now = tokio::time::Instant::now();
-    let mut room = HashMap::new();
-    for ty in inner.registry.job_types() {
-        let by_limit =
-            inner.config.type_limits.get(ty).map(|limit| limit.saturating_sub(running.get(ty).copied().unwrap_or(0)));
-        let by_flow = inner.flow.room(ty, now);
-        let least = match (by_limit, by_flow) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        if let Some(n) = least {
-            room.insert(ty.to_owned(), n);
-        }
-    }
-    room
-}
-
-async fn run_claimed(inner: Arc<Inner>, rec: JobRecord) {
+/// Runs one job and its bookkeeping; whether its step made jobs ready.
+async fn run_one(inner: &Arc<Inner>, rec: JobRecord) -> bool {
     let job_type = rec.job_type.clone();
     let key = rec.key();
-    let verdict = match run_job(&inner, rec).await {
+    let (verdict, readied) = match run_job(inner, rec).await {
         Ok(v) => v,
         Err(e) => {
             tracing::error!(job = %key, error = %e, "recording a job outcome failed; its lease will expire and it will be re-claimed");
             // The outcome may have been recorded (a lost reply) without its follow-ups.
             inner.needs_repair(&key.workflow_id);
-            None
+            (None, false)
         }
     };
     let change = match verdict {
@@ -141,14 +66,14 @@ async fn run_claimed(inner: Arc<Inner>, rec: JobRecord) {
     if let Some(n) = inner.lock(&inner.type_running).get_mut(&job_type) {
         *n = n.saturating_sub(1);
     }
-    inner.total_running.fetch_sub(1, Ordering::SeqCst);
-    inner.slot_freed.notify_one();
+    readied
 }
 
 /// Runs one claimed job and records its outcome. Returns the attempt's verdict for the
 /// circuit breaker: `Some(true)` failed (retryable error or timeout), `Some(false)`
-/// succeeded, `None` no verdict (never ran, cancelled, failed permanently).
-async fn run_job(inner: &Arc<Inner>, rec: JobRecord) -> Result<Option<bool>> {
+/// succeeded, `None` no verdict (never ran, cancelled, failed permanently); and whether
+/// the recorded step made jobs ready.
+async fn run_job(inner: &Arc<Inner>, rec: JobRecord) -> Result<(Option<bool>, bool)> {
     let key = rec.key();
     let basics = inner.basics(&rec.workflow_id).await?;
     let compiled = basics.template.clone();
@@ -157,7 +82,7 @@ async fn run_job(inner: &Arc<Inner>, rec: JobRecord) -> Result<Option<bool>> {
             "permanent",
             format!("job `{}` is not in template {}", rec.job_id, compiled.template().template_id),
         );
-        return record(inner, &compiled, None, rec, fail(failure, false)).await.map(|()| None);
+        return record(inner, &compiled, None, rec, fail(failure, false)).await.map(|readied| (None, readied));
     };
     let token = CancellationToken::new();
     let lease_token = rec.lease.as_ref().map(|l| l.token.clone());
@@ -166,7 +91,7 @@ async fn run_job(inner: &Arc<Inner>, rec: JobRecord) -> Result<Option<bool>> {
         Ok(s) => s,
         Err(e) => {
             let f = fail(failure("secret", e.to_string()), e.is_retryable());
-            return record(inner, &compiled, Some(job), rec, f).await.map(|()| None);
+            return record(inner, &compiled, Some(job), rec, f).await.map(|readied| (None, readied));
         }
     };
     let config = match render_config(inner, &compiled, job, &rec, &basics.input, &secrets).await {
@@ -174,12 +99,12 @@ async fn run_job(inner: &Arc<Inner>, rec: JobRecord) -> Result<Option<bool>> {
         Err(e) => {
             let retry = e.kind() != ErrorKind::InvalidInput && e.is_retryable();
             let f = fail(failure("config", e.to_string()), retry);
-            return record(inner, &compiled, Some(job), rec, f).await.map(|()| None);
+            return record(inner, &compiled, Some(job), rec, f).await.map(|readied| (None, readied));
         }
     };
     let Some(runner) = inner.registry.get(&rec.job_type).cloned() else {
         let f = failure("permanent", format!("no runner registered for job type `{}`", rec.job_type));
-        return record(inner, &compiled, Some(job), rec, fail(f, false)).await.map(|()| None);
+        return record(inner, &compiled, Some(job), rec, fail(f, false)).await.map(|readied| (None, readied));
     };
     let deadline = job.timeout.map(|t| tokio::time::Instant::now() + t);
     let ctx = JobContext {
@@ -207,7 +132,7 @@ async fn run_job(inner: &Arc<Inner>, rec: JobRecord) -> Result<Option<bool>> {
         // Cancelled by the workflow or a lost lease: whoever cancelled owns the record now.
         let current = inner.store.job(&key).await?;
         if current.version != rec.version || current.status != JobStatus::Running {
-            return Ok(None);
+            return Ok((None, false));
         }
     }
     let mut audit = Vec::new();
@@ -246,7 +171,7 @@ async fn run_job(inner: &Arc<Inner>, rec: JobRecord) -> Result<Option<bool>> {
         plan::Outcome::Failed { .. } => None,
         _ => Some(false),
     };
-    record_with(inner, &compiled, Some(job), rec, outcome, audit).await.map(|()| verdict)
+    record_with(inner, &compiled, Some(job), rec, outcome, audit).await.map(|readied| (verdict, readied))
 }
 
 async fn record(
@@ -255,11 +180,12 @@ async fn record(
     job: Option<&CompiledJob>,
     rec: JobRecord,
     outcome: plan::Outcome,
-) -> Result<()> {
+) -> Result<bool> {
     record_with(inner, compiled, job, rec, outcome, Vec::new()).await
 }
 
 /// Records an attempt's outcome; `audit` events (`system_events`) go to the outbox in the same step.
+/// Returns whether the step made jobs ready.
 async fn record_with(
     inner: &Inner,
     compiled: &CompiledTemplate,
@@ -267,16 +193,19 @@ async fn record_with(
     rec: JobRecord,
     outcome: plan::Outcome,
     audit: Vec<Event>,
-) -> Result<()> {
+) -> Result<bool> {
     let max_attempts = job.map(|j| j.retry.max_attempts).unwrap_or(1);
     let (key, compensation) = (rec.key(), rec.compensation_of.is_some());
     let mut step = plan::complete(compiled, rec, outcome, max_attempts, Utc::now());
     step.events.extend(audit);
     match inner.apply(step).await {
-        Ok(applied) => inner.after_job(compiled, &key, compensation, applied).await,
+        Ok(applied) => {
+            let readied = !applied.ready.is_empty();
+            inner.after_job(compiled, &key, compensation, applied).await.map(|()| readied)
+        }
         Err(e) if e.kind() == ErrorKind::Conflict => {
             tracing::info!(job = %key, "job changed while running (cancelled or re-claimed); outcome dropped");
-            Ok(())
+            Ok(false)
         }
         Err(e) => Err(e),
     }

@@ -1,0 +1,124 @@
+//! Claiming ready jobs: the claim loop, and the one-more-job continuation of a worker
+//! whose step made jobs ready.
+
+use super::Inner;
+use super::worker::run_claimed;
+use crate::state::JobRecord;
+use crate::store::ClaimRequest;
+use chrono::Utc;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+/// Claims jobs while there are free slots, and spawns one task per claimed job.
+pub(crate) async fn claim_loop(inner: Arc<Inner>) {
+    let mut backoff = Duration::from_millis(50);
+    while !inner.stop.is_cancelled() {
+        let free = inner.config.concurrency.saturating_sub(inner.total_running.load(Ordering::SeqCst));
+        if free == 0 {
+            tokio::select! {
+                _ = inner.slot_freed.notified() => {}
+                _ = inner.stop.cancelled() => break,
+                _ = tokio::time::sleep(inner.config.poll_interval) => {}
+            }
+            continue;
+        }
+        match inner.store.claim(request(&inner, free)).await {
+            Ok(claimed) => {
+                backoff = Duration::from_millis(50);
+                inner.outbox_wake.notify_one();
+                let got = claimed.jobs.len();
+                for rec in taken(&inner, claimed.jobs) {
+                    inner.total_running.fetch_add(1, Ordering::SeqCst);
+                    tokio::spawn(run_claimed(inner.clone(), rec));
+                }
+                if got == 0 {
+                    let mut wait = inner.config.poll_interval;
+                    if let Some(at) = claimed.next_ready_at {
+                        let until = (at - Utc::now()).to_std().unwrap_or(Duration::ZERO);
+                        wait = wait.min(until.max(Duration::from_millis(1)));
+                    }
+                    if let Some(at) = inner.flow.next_change(tokio::time::Instant::now()) {
+                        let until = at.saturating_duration_since(tokio::time::Instant::now());
+                        wait = wait.min(until.max(Duration::from_millis(1)));
+                    }
+                    tokio::select! {
+                        _ = inner.store.wait_for_work(wait) => {}
+                        _ = inner.slot_freed.notified() => {}
+                        _ = inner.stop.cancelled() => break,
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "claiming jobs failed; backing off");
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = inner.stop.cancelled() => break,
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+/// One more job for a worker whose slot is still held: claimed only when its last step
+/// made jobs ready (so a chain runs on in one task, without a round through the claim
+/// loop and a task spawn per job). `None` when nothing was claimed or claiming failed
+/// (the claim loop, woken by the same step, picks the work up).
+pub(crate) async fn one_more(inner: &Arc<Inner>) -> Option<JobRecord> {
+    if inner.stop.is_cancelled() {
+        return None;
+    }
+    let claimed = inner.store.claim(request(inner, 1)).await.ok()?;
+    inner.outbox_wake.notify_one();
+    taken(inner, claimed.jobs).next()
+}
+
+fn request(inner: &Inner, limit: usize) -> ClaimRequest {
+    ClaimRequest {
+        owner: inner.config.instance_id.clone(),
+        limit,
+        lease_ttl: inner.config.lease_ttl,
+        exclude_types: Vec::new(),
+        type_limits: type_room(inner),
+    }
+}
+
+/// Counts claimed jobs against their types' flow control and running totals.
+fn taken(inner: &Inner, jobs: Vec<JobRecord>) -> impl Iterator<Item = JobRecord> {
+    let now = tokio::time::Instant::now();
+    let mut per_type: HashMap<&str, usize> = HashMap::new();
+    for rec in &jobs {
+        *per_type.entry(rec.job_type.as_str()).or_default() += 1;
+    }
+    for (ty, n) in per_type {
+        inner.flow.claimed(ty, n, now);
+    }
+    let mut running = inner.lock(&inner.type_running);
+    for rec in &jobs {
+        *running.entry(rec.job_type.clone()).or_default() += 1;
+    }
+    jobs.into_iter()
+}
+
+/// How many more jobs of each limited type this instance may start now: the room under
+/// its concurrency limit, its rate limit and its circuit breaker, whichever is least.
+fn type_room(inner: &Inner) -> HashMap<String, usize> {
+    let running = inner.lock(&inner.type_running);
+    let now = tokio::time::Instant::now();
+    let mut room = HashMap::new();
+    for ty in inner.registry.job_types() {
+        let by_limit =
+            inner.config.type_limits.get(ty).map(|limit| limit.saturating_sub(running.get(ty).copied().unwrap_or(0)));
+        let by_flow = inner.flow.room(ty, now);
+        let least = match (by_limit, by_flow) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        if let Some(n) = least {
+            room.insert(ty.to_owned(), n);
+        }
+    }
+    room
+}
