@@ -1,5 +1,5 @@
 //! Claiming ready jobs: the claim loop, and the one-more-job continuation of a worker
-//! whose step made jobs ready.
+//! whose step made jobs ready (or that works off a backlog of an in-process store).
 
 use super::Inner;
 use super::worker::run_claimed;
@@ -29,9 +29,12 @@ pub(crate) async fn claim_loop(inner: Arc<Inner>) {
                 backoff = Duration::from_millis(50);
                 inner.outbox_wake.notify_one();
                 let got = claimed.jobs.len();
+                // A full claim on an in-process store means a backlog: its workers claim
+                // on by themselves. Durable stores keep claiming in batches, here.
+                let backlog = got == free && !inner.store.capabilities().durable;
                 for rec in taken(&inner, claimed.jobs) {
                     inner.total_running.fetch_add(1, Ordering::SeqCst);
-                    tokio::spawn(run_claimed(inner.clone(), rec));
+                    tokio::spawn(run_claimed(inner.clone(), rec, backlog));
                 }
                 if got == 0 {
                     let mut wait = inner.config.poll_interval;
@@ -62,10 +65,11 @@ pub(crate) async fn claim_loop(inner: Arc<Inner>) {
     }
 }
 
-/// One more job for a worker whose slot is still held: claimed only when its last step
-/// made jobs ready (so a chain runs on in one task, without a round through the claim
-/// loop and a task spawn per job). `None` when nothing was claimed or claiming failed
-/// (the claim loop, woken by the same step, picks the work up).
+/// One more job for a worker whose slot is still held, asked for when its last step
+/// made jobs ready or it works off a backlog: a chain or a fan-out runs on in the same
+/// tasks, without a round through the claim loop and a task spawn per job. `None` when
+/// nothing was claimed or claiming failed (the claim loop, woken by the same step,
+/// picks the work up).
 pub(crate) async fn one_more(inner: &Arc<Inner>) -> Option<JobRecord> {
     if inner.stop.is_cancelled() {
         return None;

@@ -18,13 +18,17 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
-/// Runs a claimed job in its own task, then, while each step makes jobs ready, one more
-/// job in the same slot (see [`claim::one_more`]); frees the slot at the end.
-pub(crate) async fn run_claimed(inner: Arc<Inner>, rec: JobRecord) {
+/// Runs a claimed job in its own task, then one more job in the same slot (see
+/// [`claim::one_more`]) while each step makes jobs ready or, with `backlog` (the claim
+/// that took it was full, on an in-process store), while claims find jobs; frees the
+/// slot at the end.
+pub(crate) async fn run_claimed(inner: Arc<Inner>, rec: JobRecord, mut backlog: bool) {
     let mut next = Some(rec);
     while let Some(rec) = next.take() {
-        if run_one(&inner, rec).await {
+        let readied = run_one(&inner, rec).await;
+        if readied || backlog {
             next = claim::one_more(&inner).await;
+            backlog &= next.is_some();
         }
     }
     inner.total_running.fetch_sub(1, Ordering::SeqCst);
