@@ -45,17 +45,18 @@ impl<'a> Validator<'a> {
 
     /// Validates `template` and compiles it.
     pub fn compile(&self, template: &WorkflowTemplate) -> Result<CompiledTemplate> {
-        self.check(template).map(|(jobs, schema)| CompiledTemplate::assemble(Arc::new(template.clone()), jobs, schema))
+        self.check(template, true)
+            .map(|(jobs, schema)| CompiledTemplate::assemble(Arc::new(template.clone()), jobs, schema))
     }
 
     /// [`compile`](Self::compile) for a shared template: the compiled form keeps `template`
     /// itself instead of a copy.
     pub fn compile_shared(&self, template: Arc<WorkflowTemplate>) -> Result<CompiledTemplate> {
-        self.check(&template).map(|(jobs, schema)| CompiledTemplate::assemble(template, jobs, schema))
+        self.check(&template, true).map(|(jobs, schema)| CompiledTemplate::assemble(template, jobs, schema))
     }
 
-    fn check(&self, template: &WorkflowTemplate) -> Result<(Vec<CompiledJob>, Option<InputSchema>)> {
-        let mut cx = Checker { v: self, t: template, index: HashMap::new() };
+    fn check(&self, template: &WorkflowTemplate, build: bool) -> Result<(Vec<CompiledJob>, Option<InputSchema>)> {
+        let mut cx = Checker { v: self, t: template, index: HashMap::new(), build };
         cx.index = cx.check_ids()?;
         let parents = cx.resolve_parents()?;
         if let Some(cycle) = find_cycle(&parents) {
@@ -70,7 +71,7 @@ impl<'a> Validator<'a> {
         }
         let schema = cx.compile_schema()?;
         let mut children: Vec<Vec<String>> = vec![Vec::new(); template.jobs.len()];
-        for (i, ps) in parents.iter().enumerate() {
+        for (i, ps) in parents.iter().enumerate().filter(|_| build) {
             for &p in ps {
                 children[p].push(template.jobs[i].id.clone());
             }
@@ -86,7 +87,7 @@ impl<'a> Validator<'a> {
 impl WorkflowTemplate {
     /// Validates the structure: ids, parents, cycles, expressions, schema.
     pub fn validate(&self) -> Result<()> {
-        Validator::new().check(self).map(|_| ())
+        Validator::new().check(self, false).map(|_| ())
     }
 }
 
@@ -119,6 +120,9 @@ struct Checker<'v, 't> {
     t: &'t WorkflowTemplate,
     /// Job index by id (filled once ids are known to be unique).
     index: HashMap<&'t str, usize>,
+    /// Whether the compiled jobs are wanted (else their parent and child lists are left
+    /// empty: [`WorkflowTemplate::validate`] only checks).
+    build: bool,
 }
 
 impl<'t> Checker<'_, 't> {
@@ -262,7 +266,7 @@ impl<'t> Checker<'_, 't> {
         Ok(CompiledJob {
             id: job.id.clone(),
             job_type: job.job_type.clone(),
-            parents: parents[i].iter().map(|&p| self.t.jobs[p].id.clone()).collect(),
+            parents: parents[i].iter().filter(|_| self.build).map(|&p| self.t.jobs[p].id.clone()).collect(),
             children,
             trigger: job.trigger,
             priority: job.priority,
