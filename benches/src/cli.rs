@@ -29,7 +29,7 @@ pub struct Options {
 /// The usage text.
 pub const USAGE: &str = "usage: baseshift-benches [--smoke] [--backend memory|redis|postgres|all]... \
 [--scenario NAME]... [--n N]
-scenarios: fanout chain diamonds enqueue enqueue-bulk process drain latency baseline scaling flow-control";
+scenarios: fanout chain diamonds enqueue enqueue-bulk process drain pending latency baseline scaling flow-control";
 
 impl Options {
     /// Parses the arguments after the program name.

@@ -55,7 +55,7 @@ async fn main() -> ExitCode {
         if opts.scenario("flow-control") {
             record(&mut failures, "memory flow-control", flow::run_memory(&opts).await);
         }
-        if opts.scenario("scaling") || opts.scenario("drain") {
+        if opts.scenario("scaling") || opts.scenario("drain") || opts.scenario("pending") {
             record(&mut failures, "memory scaling", scaling::run_memory(&opts).await);
         }
     }

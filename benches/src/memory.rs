@@ -3,10 +3,16 @@
 use crate::cli::Options;
 use crate::report::{before, note, result, secs};
 use crate::{baselines, shapes, workload};
+use async_trait::async_trait;
 use baseshift_core::engine::Engine;
-use baseshift_core::{Error, Result, WorkflowStatus, WorkflowTemplate};
+use baseshift_core::{
+    Error, JobContext, JobError, JobOutput, JobRunner, JobSpec, JobStatus, Result, WorkflowStatus, WorkflowTemplate,
+};
+use serde_json::Value;
 use serde_json::json;
+use std::sync::Arc;
 use std::time::Instant;
+use tokio::sync::Semaphore;
 
 /// Worker concurrency of the in-memory engine (BENCH.md fixes 16 only for durable backends).
 pub const CONCURRENCY: usize = 64;
@@ -86,21 +92,50 @@ pub async fn drain(n: usize) -> Result<f64> {
     Ok(elapsed)
 }
 
-/// `memory pending`: `n` single-job workflows started through the batch API on an engine
-/// that is not launched, so every job stays `READY` (its creation events still in the
-/// outbox) — the state a backlog is in. Returns the elapsed seconds; the RSS per pending
-/// job is what the caller measures around it.
+/// Holds its job until the gate closes: keeps a backlog waiting behind one running job.
+struct Hold(Arc<Semaphore>);
+
+#[async_trait]
+impl JobRunner for Hold {
+    fn job_type(&self) -> &str {
+        "hold"
+    }
+
+    fn validate_config(&self, _config: &Value) -> Result<()> {
+        Ok(())
+    }
+
+    async fn run(&self, _ctx: JobContext) -> std::result::Result<JobOutput, JobError> {
+        let _ = self.0.acquire().await;
+        Ok(JobOutput::json(Value::Null))
+    }
+}
+
+/// `memory pending`: `n` single-job workflows started through the batch API on a running
+/// engine of concurrency 1 whose one slot is held, so the jobs wait `READY` while the relay
+/// publishes their creation events to the bus (which keeps up to its capacity per topic):
+/// the state of a backlog. Returns the seconds until the outbox is empty; the RSS per
+/// pending job is what the caller measures around it.
 pub async fn pending(n: usize) -> Result<f64> {
-    let engine: Engine = workload::engine(None, CONCURRENCY, vec![shapes::single()]).await?;
+    let gate = Arc::new(Semaphore::new(0));
+    let engine = Engine::builder().concurrency(1).runner(Hold(gate.clone())).build()?;
+    let template = WorkflowTemplate::new("held", semver::Version::new(1, 0, 0)).job(JobSpec::new("job", "hold"));
+    engine.register_template(template).await?;
+    engine.launch().await?;
     let t0 = Instant::now();
-    let ids = workload::start_chunked(&engine, shapes::SINGLE, n).await?;
+    let ids = workload::start_chunked(&engine, "held", n).await?;
+    while !engine.state_store().outbox_pending(1).await?.is_empty() {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
     let elapsed = secs(t0);
     if ids.len() != n {
         return Err(Error::internal(format!("memory pending: {} of {n} starts returned", ids.len())));
     }
-    let last = engine.state_store().workflow(&ids[n - 1]).await?;
-    if last.status != WorkflowStatus::Running {
-        return Err(Error::internal(format!("memory pending: the last workflow is {}", last.status)));
+    let last = engine.state_store().jobs(&ids[n - 1], None).await?;
+    if n > 1 && last.iter().any(|j| j.status != JobStatus::Ready) {
+        return Err(Error::internal("memory pending: a job of the last workflow is not READY".to_owned()));
     }
+    gate.close();
+    engine.shutdown().await;
     Ok(elapsed)
 }

@@ -5,7 +5,7 @@ use crate::cli::Options;
 use crate::durable::{self, Durable};
 use crate::memory;
 use crate::report::{before, note, reset_peak_rss, result, status_kib};
-use baseshift_core::Result;
+use baseshift_core::{Error, Result};
 use std::future::Future;
 
 /// The sizes to run: the `--n` override alone, the smoke sizes, or `full`.
@@ -40,17 +40,46 @@ where
     Ok(())
 }
 
-/// `memory drain` at each size.
+/// `memory drain` at 1k..1M and `memory pending` at 100k and 1M. A full run measures
+/// each point in a fresh process (this program with `--scenario drain|pending --n N`):
+/// memory freed by an earlier point stays in the allocator and would hide the next
+/// point's growth from RSS. The drain keeps every finished workflow (and the bus its
+/// recent events), so its peak is history as much as backlog; `pending` is the backlog
+/// alone.
 pub async fn run_memory(opts: &Options) -> Result<()> {
-    for n in sizes(opts, &[1_000, 10_000, 100_000, 1_000_000], &[100, 300]) {
-        measure("memory", "drain", n, || memory::drain(n)).await?;
+    if opts.n.is_none() && !opts.smoke {
+        for n in [1_000, 10_000, 100_000, 1_000_000] {
+            in_fresh_process("drain", n).await?;
+        }
+        for n in [100_000, 1_000_000] {
+            in_fresh_process("pending", n).await?;
+        }
+        return Ok(());
     }
-    // The drain keeps every finished workflow (and the bus its recent events), so its
-    // peak is history as much as backlog; this is the backlog alone.
-    for n in sizes(opts, &[100_000, 1_000_000], &[100]) {
-        measure("memory", "pending", n, || memory::pending(n)).await?;
+    for n in sizes(opts, &[], &[100, 300]) {
+        if opts.scenario("drain") || opts.scenario("scaling") {
+            measure("memory", "drain", n, || memory::drain(n)).await?;
+        }
+        if opts.scenario("pending") || opts.scenario("scaling") {
+            measure("memory", "pending", n, || memory::pending(n)).await?;
+        }
     }
     Ok(())
+}
+
+/// Runs `--backend memory --scenario <scenario> --n <n>` as a child process, its output
+/// passed through.
+async fn in_fresh_process(scenario: &'static str, n: usize) -> Result<()> {
+    let exe = std::env::current_exe().map_err(|e| Error::internal(format!("scaling: own executable: {e}")))?;
+    let status = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(exe)
+            .args(["--backend", "memory", "--scenario", scenario, "--n", &n.to_string()])
+            .status()
+    })
+    .await
+    .map_err(|e| Error::internal(format!("scaling n={n}: {e}")))?
+    .map_err(|e| Error::internal(format!("scaling n={n}: cannot run the child: {e}")))?;
+    if status.success() { Ok(()) } else { Err(Error::internal(format!("scaling n={n}: the child {status}"))) }
 }
 
 /// `process` on `backend` at each size.
