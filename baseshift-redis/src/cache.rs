@@ -133,6 +133,16 @@ impl<S: TemplateStore> TemplateStore for CachedTemplateStore<S> {
         Ok(template)
     }
 
+    /// Through the cache, as [`get`](TemplateStore::get) (not the inner store's own
+    /// `get_shared`, which would bypass it).
+    async fn get_shared(
+        &self,
+        template_id: &str,
+        version: Option<&semver::Version>,
+    ) -> Result<std::sync::Arc<WorkflowTemplate>> {
+        self.get(template_id, version).await.map(std::sync::Arc::new)
+    }
+
     async fn update(&self, template: &WorkflowTemplate) -> Result<()> {
         self.inner.update(template).await?;
         self.invalidate(&template.template_id, "TemplateStore::update").await

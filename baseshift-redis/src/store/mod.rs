@@ -1,6 +1,7 @@
 //! [`RedisStateStore`]: the [`StateStore`] on Redis.
 
 mod codec;
+mod create;
 mod read;
 mod retention;
 mod write;
@@ -29,7 +30,9 @@ use tokio::sync::Notify;
 /// Each workflow is a header hash and a hash of job records (one JSON value per job), so
 /// a step rewrites only the records it changes. Every step ([`create_workflow`],
 /// [`apply`], [`claim`], [`renew_lease`]) is one Lua script: one round trip, atomic,
-/// checking every version and transition before it writes anything. Claimable jobs sit
+/// checking every version and transition before it writes anything; a batch of creates
+/// ([`create_workflows`](StateStore::create_workflows)) is one pipeline of create
+/// scripts, and a template snapshot this store has stored is not sent again. Claimable jobs sit
 /// in three sorted sets (ready by [`JobRecord::queue_score`], delayed retries by due
 /// time, leases by expiry), so a claim reads the head of the queue, never the keyspace.
 /// Steps that make a job claimable publish on a wake-up channel, which
@@ -49,6 +52,7 @@ pub struct RedisStateStore {
     conn: Conn,
     keys: Keys,
     wake: Arc<Notify>,
+    snapshots: Arc<create::SnapshotCache>,
 }
 
 impl std::fmt::Debug for RedisStateStore {
@@ -67,7 +71,7 @@ impl RedisStateStore {
         let keys = Keys::new(&config.key_prefix);
         let wake = Arc::new(Notify::new());
         let conn = connection::connect_with_wakeups(config, &keys.wake_channel(), wake.clone()).await?;
-        Ok(RedisStateStore { conn, keys, wake })
+        Ok(RedisStateStore { conn, keys, wake, snapshots: Arc::default() })
     }
 
     /// Connects with [`RedisConfig::from_env`] (the URL from `BASESHIFT_REDIS_URL`).
@@ -84,6 +88,7 @@ impl RedisStateStore {
     /// cache entries) and returns how many were removed: for tests and tear-downs. Other
     /// instances using the prefix lose their state too.
     pub async fn purge(&self) -> Result<u64> {
+        self.snapshots.clear();
         read::purge(&self.conn, &self.keys).await
     }
 
@@ -108,7 +113,13 @@ impl StateStore for RedisStateStore {
     }
 
     async fn create_workflow(&self, new: NewWorkflow) -> Result<CreateOutcome> {
-        write::create(&self.conn, &self.keys, new).await
+        create::create(&self.conn, &self.keys, &self.snapshots, new).await
+    }
+
+    /// One pipeline of create scripts (a second round only for creates answered
+    /// `NOSCRIPT` or asked for their template snapshot).
+    async fn create_workflows(&self, news: Vec<NewWorkflow>) -> Vec<Result<CreateOutcome>> {
+        create::create_many(&self.conn, &self.keys, &self.snapshots, news).await
     }
 
     async fn workflow(&self, id: &WorkflowId) -> Result<WorkflowRecord> {

@@ -5,7 +5,7 @@ use crate::connection::Conn;
 use crate::error::bad_reply;
 use crate::keys::Keys;
 use crate::scripts::SCRIPTS;
-use baseshift_core::store::{Applied, ClaimRequest, Claimed, CreateOutcome, NewWorkflow, Transition};
+use baseshift_core::store::{Applied, ClaimRequest, Claimed, Transition};
 use baseshift_core::{Error, JobKey, Result, WorkflowId};
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::Serialize;
@@ -14,7 +14,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 /// The keys every state-changing script gets, in its `KEYS` order.
-fn step_keys(keys: &Keys, id: &WorkflowId) -> Vec<String> {
+pub(super) fn step_keys(keys: &Keys, id: &WorkflowId) -> Vec<String> {
     vec![
         keys.workflow(id),
         keys.jobs(id),
@@ -27,57 +27,12 @@ fn step_keys(keys: &Keys, id: &WorkflowId) -> Vec<String> {
     ]
 }
 
-fn invalid(op: &'static str, id: &WorkflowId, message: impl Into<String>) -> Error {
+pub(super) fn invalid(op: &'static str, id: &WorkflowId, message: impl Into<String>) -> Error {
     Error::invalid_input(message).with_operation(op).with_backend(crate::BACKEND).with_workflow(id.as_str())
 }
 
-fn events_json(events: &[baseshift_core::Event]) -> Result<Vec<String>> {
+pub(super) fn events_json(events: &[baseshift_core::Event]) -> Result<Vec<String>> {
     events.iter().map(|e| serde_json::to_string(e).map_err(Error::from)).collect()
-}
-
-/// See [`StateStore::create_workflow`](baseshift_core::StateStore::create_workflow).
-pub(super) async fn create(conn: &Conn, keys: &Keys, new: NewWorkflow) -> Result<CreateOutcome> {
-    const OP: &str = "StateStore::create_workflow";
-    let NewWorkflow { mut header, jobs, template, events } = new;
-    let id = header.id.clone();
-    let mut seen = HashSet::with_capacity(jobs.len());
-    for job in &jobs {
-        if job.workflow_id != id {
-            return Err(invalid(OP, &id, "job record belongs to another workflow").with_job(job.job_id.as_str()));
-        }
-        if !seen.insert(job.job_id.as_str()) {
-            return Err(invalid(OP, &id, "duplicate job id").with_job(job.job_id.as_str()));
-        }
-    }
-    let now = now();
-    header.version = 1;
-    header.remaining = jobs.iter().filter(|j| j.compensation_of.is_none()).count() as u64;
-    let order: Vec<&str> = jobs.iter().map(|j| j.job_id.as_str()).collect();
-    let order = serde_json::to_string(&order)?;
-    let job_args = jobs.into_iter().map(|j| JobArg::new(j, 1, None, now)).collect::<Result<Vec<_>>>()?;
-    let version = template.version.to_string();
-    let payload = json!({
-        "prefix": keys.prefix(),
-        "wf": id.as_str(),
-        "idem": header.idempotency_key,
-        "tpl_key": keys.template(&template.template_id, &version),
-        "tpl": serde_json::to_string(&template)?,
-        "header": serde_json::to_string(&header)?,
-        "status": header.status.as_str(),
-        "remaining": header.remaining,
-        "order": order,
-        "jobs": job_args,
-        "events": events_json(&events)?,
-    });
-    let payload = payload.to_string();
-    let reply = conn.script(&SCRIPTS.create, &step_keys(keys, &id), &[&payload], OP).await;
-    let items = script_reply(OP, reply.map_err(in_workflow(id.as_str()))?).map_err(in_workflow(id.as_str()))?;
-    let field = |i: usize| items.get(i).and_then(text);
-    match (field(0).as_deref(), field(1)) {
-        (Some("created"), _) => Ok(CreateOutcome::Created(id)),
-        (Some("existing"), Some(existing)) => Ok(CreateOutcome::Existing(WorkflowId::new(existing))),
-        other => Err(bad_reply(OP, format!("{other:?}"))),
-    }
 }
 
 #[derive(Serialize)]
