@@ -333,6 +333,30 @@ async fn a_batch_after_a_script_flush_creates_each_once() -> Result<()> {
     Ok(())
 }
 
+/// A wait right after a claim that found nothing relies on that claim's view (no check of
+/// its own) and still returns when the next retry comes due, not at its timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wait_after_an_empty_claim_returns_when_a_retry_comes_due() -> Result<()> {
+    let store = redis_store_for_test().await;
+    let wf = TestWorkflow::new().job("a", &[]);
+    wf.create(&store).await?;
+    make_ready(&store, wf.id(), &["a"], now_ms() + TimeDelta::milliseconds(300)).await?;
+    // Each empty claim is followed by a wait that relies on it; an early wake-up (the
+    // writes' own) only costs another round. Waiting out the timeout would fail.
+    let t0 = Instant::now();
+    loop {
+        let claimed = store.claim(claim_request("w", 1, Duration::from_secs(30))).await?;
+        if !claimed.jobs.is_empty() {
+            break;
+        }
+        assert!(claimed.next_ready_at.is_some(), "the retry's due time is reported");
+        store.wait_for_work(Duration::from_secs(20)).await;
+        assert!(t0.elapsed() < Duration::from_secs(5), "waited {:?}", t0.elapsed());
+    }
+    assert!(t0.elapsed() >= Duration::from_millis(200), "claimed before it was due: {:?}", t0.elapsed());
+    Ok(())
+}
+
 /// With the `tls` feature, a `rediss://` URL makes a TLS handshake: against the plain
 /// test server it fails with an error (rustls has its crypto provider; nothing panics).
 #[cfg(feature = "tls")]

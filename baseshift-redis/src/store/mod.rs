@@ -21,8 +21,8 @@ use baseshift_core::store::{
 use baseshift_core::template::WorkflowTemplate;
 use baseshift_core::{JobKey, JobRecord, Result, StateStore, WorkflowId, WorkflowRecord};
 use chrono::{DateTime, Utc};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
 /// Durable workflow state on one Redis server (or a sentinel-fronted primary).
@@ -53,7 +53,16 @@ pub struct RedisStateStore {
     keys: Keys,
     wake: Arc<Notify>,
     snapshots: Arc<create::SnapshotCache>,
+    /// When a claim last found nothing, and the next retry due then: a wait right after
+    /// it needs no check of its own (the claim promoted every due retry).
+    empty_claim: Arc<Mutex<Option<EmptyClaim>>>,
 }
+
+/// When a claim found nothing, and the next retry due as it saw it.
+type EmptyClaim = (Instant, Option<DateTime<Utc>>);
+
+/// How recent an empty claim must be for [`StateStore::wait_for_work`] to rely on it.
+const FRESH_CLAIM: Duration = Duration::from_millis(20);
 
 impl std::fmt::Debug for RedisStateStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -71,7 +80,7 @@ impl RedisStateStore {
         let keys = Keys::new(&config.key_prefix);
         let wake = Arc::new(Notify::new());
         let conn = connection::connect_with_wakeups(config, &keys.wake_channel(), wake.clone()).await?;
-        Ok(RedisStateStore { conn, keys, wake, snapshots: Arc::default() })
+        Ok(RedisStateStore { conn, keys, wake, snapshots: Arc::default(), empty_claim: Arc::default() })
     }
 
     /// Connects with [`RedisConfig::from_env`] (the URL from `BASESHIFT_REDIS_URL`).
@@ -143,7 +152,10 @@ impl StateStore for RedisStateStore {
     }
 
     async fn claim(&self, req: ClaimRequest) -> Result<Claimed> {
-        write::claim(&self.conn, &self.keys, req).await
+        let claimed = write::claim(&self.conn, &self.keys, req).await?;
+        let seen = claimed.jobs.is_empty().then(|| (Instant::now(), claimed.next_ready_at));
+        *self.empty_claim.lock().unwrap_or_else(PoisonError::into_inner) = seen;
+        Ok(claimed)
     }
 
     async fn renew_lease(&self, key: &JobKey, token: &str, ttl: Duration) -> Result<DateTime<Utc>> {
@@ -171,7 +183,14 @@ impl StateStore for RedisStateStore {
         let notified = self.wake.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
-        let timeout = match write::promote_due(&self.conn, &self.keys).await {
+        let recent = self.empty_claim.lock().unwrap_or_else(PoisonError::into_inner).take();
+        let checked = match recent {
+            // Right after a claim that found nothing: it promoted what was due and said
+            // when the next retry is due; a retry scheduled since publishes a wake-up.
+            Some((at, next)) if at.elapsed() < FRESH_CLAIM => Ok((0, next)),
+            _ => write::promote_due(&self.conn, &self.keys).await,
+        };
+        let timeout = match checked {
             Ok((promoted, _)) if promoted > 0 => return,
             Ok((_, Some(next))) => {
                 let until = (next - Utc::now()).to_std().unwrap_or(Duration::ZERO);

@@ -42,6 +42,22 @@ struct HeaderArg {
     json: String,
 }
 
+/// The script argument of `apply` (see `apply.lua`).
+#[derive(Serialize)]
+struct ApplyArg<'a> {
+    prefix: &'a str,
+    wf: &'a str,
+    now_ms: i64,
+    now: &'a str,
+    header: Option<HeaderArg>,
+    jobs: Vec<JobArg>,
+    outcomes: Vec<OutcomeArg<'a>>,
+    delta: u64,
+    reopened: u64,
+    replay: bool,
+    events: Vec<String>,
+}
+
 #[derive(Serialize)]
 struct OutcomeArg<'a> {
     child: &'a str,
@@ -102,20 +118,21 @@ pub(super) async fn apply(conn: &Conn, keys: &Keys, step: Transition) -> Result<
         .iter()
         .map(|o| OutcomeArg { child: o.child.as_str(), status: o.status.as_str() })
         .collect();
-    let payload = json!({
-        "prefix": keys.prefix(),
-        "wf": id.as_str(),
-        "now_ms": now.timestamp_millis(),
-        "now": rfc3339(now),
-        "header": header,
-        "jobs": jobs,
-        "outcomes": outcomes,
-        "delta": step.terminal_delta,
-        "reopened": step.reopened,
-        "replay": step.replay,
-        "events": events_json(&step.events)?,
-    })
-    .to_string();
+    let now_text = rfc3339(now);
+    let events = events_json(&step.events)?;
+    let payload = serde_json::to_string(&ApplyArg {
+        prefix: keys.prefix(),
+        wf: id.as_str(),
+        now_ms: now.timestamp_millis(),
+        now: &now_text,
+        header,
+        jobs,
+        outcomes,
+        delta: step.terminal_delta,
+        reopened: step.reopened,
+        replay: step.replay,
+        events,
+    })?;
     let ctx = in_workflow(id.as_str());
     let reply = conn.script(&SCRIPTS.apply, &step_keys(keys, &id), &[&payload], OP).await.map_err(&ctx)?;
     let items = script_reply(OP, reply).map_err(&ctx)?;
@@ -135,24 +152,40 @@ fn lease_expiry(now: DateTime<Utc>, ttl: Duration, op: &'static str) -> Result<D
     })
 }
 
+/// The script argument of `claim` (see `claim.lua`).
+#[derive(Serialize)]
+struct ClaimArg<'a> {
+    prefix: &'a str,
+    now_ms: i64,
+    now: &'a str,
+    limit: usize,
+    exp_ms: i64,
+    exp: &'a str,
+    owner: &'a str,
+    token: &'a str,
+    exclude: &'a [String],
+    caps: &'a std::collections::HashMap<String, usize>,
+}
+
 /// See [`StateStore::claim`](baseshift_core::StateStore::claim).
 pub(super) async fn claim(conn: &Conn, keys: &Keys, req: ClaimRequest) -> Result<Claimed> {
     const OP: &str = "StateStore::claim";
     let now = now();
     let expires_at = lease_expiry(now, req.lease_ttl, OP)?;
-    let payload = json!({
-        "prefix": keys.prefix(),
-        "now_ms": now.timestamp_millis(),
-        "now": rfc3339(now),
-        "limit": req.limit,
-        "exp_ms": expires_at.timestamp_millis(),
-        "exp": rfc3339(expires_at),
-        "owner": req.owner,
-        "token": uuid::Uuid::now_v7().to_string(),
-        "exclude": req.exclude_types,
-        "caps": req.type_limits,
-    })
-    .to_string();
+    let (now_text, exp_text) = (rfc3339(now), rfc3339(expires_at));
+    let token = uuid::Uuid::now_v7().to_string();
+    let payload = serde_json::to_string(&ClaimArg {
+        prefix: keys.prefix(),
+        now_ms: now.timestamp_millis(),
+        now: &now_text,
+        limit: req.limit,
+        exp_ms: expires_at.timestamp_millis(),
+        exp: &exp_text,
+        owner: &req.owner,
+        token: &token,
+        exclude: &req.exclude_types,
+        caps: &req.type_limits,
+    })?;
     let claim_keys = [keys.ready(), keys.delayed(), keys.leases(), keys.outbox(), keys.outbox_seq()];
     let reply = conn.script(&SCRIPTS.claim, &claim_keys, &[&payload], OP).await?;
     let items = array(OP, reply)?;
