@@ -273,90 +273,6 @@ async fn template_cache_hits_and_invalidates_across_instances() -> Result<()> {
     Ok(())
 }
 
-/// Workflows of one template sharing its snapshot: `n` fresh ones, all of template `shared`.
-fn sharing(template: &Arc<WorkflowTemplate>, n: usize) -> Vec<(TestWorkflow, baseshift_core::store::NewWorkflow)> {
-    (0..n)
-        .map(|_| {
-            let wf = TestWorkflow::new().job("a", &[]);
-            let mut new = wf.build();
-            new.header.template_id = template.template_id.clone();
-            new.template = template.clone();
-            (wf, new)
-        })
-        .collect()
-}
-
-/// The snapshot body is left out once the store has stored it; a snapshot deleted behind
-/// the store's back is sent again (one create at a time and in a batch), so every
-/// workflow can still read its template.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_snapshot_missing_after_all_is_sent_again() -> Result<()> {
-    let store = redis_store_for_test().await;
-    let template =
-        Arc::new(WorkflowTemplate::new("snap", semver::Version::new(2, 0, 0)).job(JobSpec::new("a", "noop")));
-    let client = redis::Client::open(RedisConfig::from_env().url.as_str()).expect("redis url");
-    let mut conn = client.get_multiplexed_async_connection().await.expect("redis connection");
-    let snapshot = format!("{}:tpl:snap:2.0.0", store.key_prefix());
-    let mut made = sharing(&template, 5).into_iter();
-    for _ in 0..2 {
-        let (_, new) = made.next().expect("workflow");
-        store.create_workflow(new).await?;
-        let removed: u64 = redis::cmd("DEL").arg(&snapshot).query_async(&mut conn).await.expect("DEL");
-        assert_eq!(removed, 1, "each create stored the snapshot again");
-    }
-    let batch: Vec<_> = made.map(|(_, new)| new).collect();
-    for outcome in store.create_workflows(batch).await {
-        assert!(matches!(outcome?, baseshift_core::store::CreateOutcome::Created(_)));
-    }
-    assert_eq!(store.template("snap", "2.0.0").await?.jobs[0].id, "a");
-    Ok(())
-}
-
-/// A batch sent while the server has no scripts cached (`SCRIPT FLUSH`) loads the create
-/// script and creates every workflow once, in order.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_batch_after_a_script_flush_creates_each_once() -> Result<()> {
-    let store = redis_store_for_test().await;
-    let template =
-        Arc::new(WorkflowTemplate::new("flush", semver::Version::new(1, 0, 0)).job(JobSpec::new("a", "noop")));
-    let client = redis::Client::open(RedisConfig::from_env().url.as_str()).expect("redis url");
-    let mut conn = client.get_multiplexed_async_connection().await.expect("redis connection");
-    let made = sharing(&template, 3);
-    let ids: Vec<_> = made.iter().map(|(wf, _)| wf.id().clone()).collect();
-    let () = redis::cmd("SCRIPT").arg("FLUSH").query_async(&mut conn).await.expect("SCRIPT FLUSH");
-    let outcomes = store.create_workflows(made.into_iter().map(|(_, new)| new).collect()).await;
-    let created = outcomes.into_iter().collect::<Result<Vec<_>>>()?;
-    assert_eq!(created, ids.iter().cloned().map(baseshift_core::store::CreateOutcome::Created).collect::<Vec<_>>());
-    for id in &ids {
-        assert_eq!(store.jobs(id, None).await?.len(), 1);
-    }
-    Ok(())
-}
-
-/// A wait right after a claim that found nothing relies on that claim's view (no check of
-/// its own) and still returns when the next retry comes due, not at its timeout.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_wait_after_an_empty_claim_returns_when_a_retry_comes_due() -> Result<()> {
-    let store = redis_store_for_test().await;
-    let wf = TestWorkflow::new().job("a", &[]);
-    wf.create(&store).await?;
-    make_ready(&store, wf.id(), &["a"], now_ms() + TimeDelta::milliseconds(300)).await?;
-    // Each empty claim is followed by a wait that relies on it; an early wake-up (the
-    // writes' own) only costs another round. Waiting out the timeout would fail.
-    let t0 = Instant::now();
-    loop {
-        let claimed = store.claim(claim_request("w", 1, Duration::from_secs(30))).await?;
-        if !claimed.jobs.is_empty() {
-            break;
-        }
-        assert!(claimed.next_ready_at.is_some(), "the retry's due time is reported");
-        store.wait_for_work(Duration::from_secs(20)).await;
-        assert!(t0.elapsed() < Duration::from_secs(5), "waited {:?}", t0.elapsed());
-    }
-    assert!(t0.elapsed() >= Duration::from_millis(200), "claimed before it was due: {:?}", t0.elapsed());
-    Ok(())
-}
-
 /// With the `tls` feature, a `rediss://` URL makes a TLS handshake: against the plain
 /// test server it fails with an error (rustls has its crypto provider; nothing panics).
 #[cfg(feature = "tls")]
@@ -367,6 +283,9 @@ async fn tls_handshake_against_a_plain_server_fails_cleanly() {
     let err = RedisStateStore::connect(&config).await.expect_err("the test server speaks no TLS");
     assert_ne!(err.kind(), ErrorKind::Internal, "{err}");
 }
+
+#[path = "conformance/batching.rs"]
+mod batching;
 
 mod bus {
     use super::*;
