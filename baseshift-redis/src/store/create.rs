@@ -22,6 +22,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 const OP: &str = "StateStore::create_workflow";
 const BATCH_OP: &str = "StateStore::create_workflows";
 
+/// Creates per pipeline: a batch larger than this is sent as several, one after another.
+const PIPELINE: usize = 500;
+
 /// How many rounds a batch gets: the first, one after a `NOSCRIPT` or `need_tpl`
 /// answer, and one more should both happen.
 const ROUNDS: usize = 3;
@@ -208,15 +211,21 @@ pub(super) async fn create_many(
             Err(e) => results[slot] = Some(Err(e)),
         }
     }
-    for _ in 0..ROUNDS {
-        if pending.is_empty() {
-            break;
+    // One pipeline per chunk, in order, each chunk finished (resends included) before the
+    // next, so no pipeline runs long enough to hit the command timeout.
+    let mut rest = pending.into_iter().peekable();
+    while rest.peek().is_some() {
+        let mut chunk: Vec<_> = rest.by_ref().take(PIPELINE).collect();
+        for _ in 0..ROUNDS {
+            if chunk.is_empty() {
+                break;
+            }
+            chunk = round(conn, cache, chunk, &mut results).await;
         }
-        pending = round(conn, cache, pending, &mut results).await;
-    }
-    for (slot, p) in pending {
-        let e = bad_reply(BATCH_OP, "the script or the template snapshot kept going missing");
-        results[slot] = Some(Err(e.with_workflow(p.id.as_str())));
+        for (slot, p) in chunk {
+            let e = bad_reply(BATCH_OP, "the script or the template snapshot kept going missing");
+            results[slot] = Some(Err(e.with_workflow(p.id.as_str())));
+        }
     }
     results
         .into_iter()

@@ -105,3 +105,21 @@ async fn a_wait_after_an_empty_claim_returns_when_a_retry_comes_due() -> Result<
     assert!(t0.elapsed() >= Duration::from_millis(200), "claimed before it was due: {:?}", t0.elapsed());
     Ok(())
 }
+
+/// A batch of several pipelines' worth (1 200 creates, with one idempotency key used in the
+/// first pipeline and again in the third) answers each create, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_larger_than_one_pipeline_answers_each_in_order() -> Result<()> {
+    use baseshift_core::store::CreateOutcome::{Created, Existing};
+    let store = redis_store_for_test().await;
+    let template =
+        Arc::new(WorkflowTemplate::new("many", semver::Version::new(1, 0, 0)).job(JobSpec::new("a", "noop")));
+    let mut made = sharing(&template, 1_200);
+    made[10].1.header.idempotency_key = Some("many-key".into());
+    made[1_100].1.header.idempotency_key = Some("many-key".into());
+    let mut expected: Vec<_> = made.iter().map(|(wf, _)| Created(wf.id().clone())).collect();
+    expected[1_100] = Existing(made[10].0.id().clone());
+    let outcomes = store.create_workflows(made.into_iter().map(|(_, new)| new).collect()).await;
+    assert_eq!(outcomes.into_iter().collect::<Result<Vec<_>>>()?, expected);
+    Ok(())
+}
