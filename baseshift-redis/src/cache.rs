@@ -133,6 +133,8 @@ impl<S: TemplateStore> TemplateStore for CachedTemplateStore<S> {
         Ok(template)
     }
 
+    /// Through the cache, as [`get`](TemplateStore::get) (not the inner store's own
+    /// `get_shared`, which would bypass it).
     async fn get_shared(
         &self,
         template_id: &str,

@@ -81,10 +81,27 @@ impl Conn {
         invocation.invoke_async(&mut manager).await.map_err(|e| map_redis(e, op))
     }
 
+    /// Loads `script` into the server's script cache (after a `NOSCRIPT` answer).
+    pub(crate) async fn load(&self, script: &Script, op: &'static str) -> Result<()> {
+        let mut manager = self.manager.clone();
+        script.prepare_invoke().load_async(&mut manager).await.map(|_| ()).map_err(|e| map_redis(e, op))
+    }
+
     /// Runs one command.
     pub(crate) async fn query<T: FromRedisValue>(&self, cmd: &redis::Cmd, op: &'static str) -> Result<T> {
         let mut manager = self.manager.clone();
         cmd.query_async(&mut manager).await.map_err(|e| map_redis(e, op))
+    }
+
+    /// Runs a pipeline whose commands may fail one by one: one answer per command.
+    pub(crate) async fn pipeline_each(
+        &self,
+        mut pipe: redis::Pipeline,
+        op: &'static str,
+    ) -> Result<Vec<redis::RedisResult<Value>>> {
+        let mut manager = self.manager.clone();
+        pipe.ignore_errors();
+        pipe.query_async(&mut manager).await.map_err(|e| map_redis(e, op))
     }
 
     /// Runs a pipeline (one round trip, not a transaction).

@@ -1,7 +1,7 @@
 //! The Lua scripts: one atomic round trip per state transition.
 //!
 //! Each script is `lib.lua` (shared helpers) plus its own body, preceded by the legal
-//! transition tables generated from [`JobStatus::can_become`] and
+//! transitions generated from [`JobStatus::can_become`] and
 //! [`WorkflowStatus::can_become`], so Lua and Rust can never disagree on them.
 
 use baseshift_core::{JobStatus, WorkflowStatus};
@@ -62,26 +62,27 @@ pub(crate) fn source(body: &str) -> String {
     format!("{}\n{LIB}\n{body}", transition_tables())
 }
 
-/// `local JOB_NEXT = {...}` and `local WF_NEXT = {...}` from the core state machines, and
-/// `JOB_REPLAY` / `WF_REPLAY`, the transitions a replay step may make besides.
+/// `local JOB_NEXT = ' FROM>TO ... '` and `local WF_NEXT = ...` from the core state
+/// machines, and `JOB_REPLAY` / `WF_REPLAY`, the transitions a replay step may make
+/// besides. Strings rather than tables: a script builds its tables on every call, and
+/// these would be most of the cost of a small one; `lib.lua` searches them for
+/// `' FROM>TO '` (a transition) or `' FROM>'` (a status that is not final).
 pub(crate) fn transition_tables() -> String {
-    fn table<S: Copy>(name: &str, all: &[S], can: impl Fn(S, S) -> bool, label: impl Fn(S) -> &'static str) -> String {
-        let rows: Vec<String> = all
-            .iter()
-            .map(|&from| {
-                let next: Vec<String> =
-                    all.iter().filter(|&&to| can(from, to)).map(|&to| format!("{}=true", label(to))).collect();
-                format!("{}={{{}}}", label(from), next.join(","))
-            })
-            .collect();
-        format!("local {name} = {{{}}}", rows.join(", "))
+    fn edges<S: Copy>(name: &str, all: &[S], can: impl Fn(S, S) -> bool, label: impl Fn(S) -> &'static str) -> String {
+        let mut pairs = Vec::new();
+        for &from in all {
+            for &to in all.iter().filter(|&&to| can(from, to)) {
+                pairs.push(format!("{}>{}", label(from), label(to)));
+            }
+        }
+        format!("local {name} = ' {} '", pairs.join(" "))
     }
     format!(
         "{}\n{}\n{}\n{}",
-        table("JOB_NEXT", &JOB_STATUSES, JobStatus::can_become, JobStatus::as_str),
-        table("WF_NEXT", &WORKFLOW_STATUSES, WorkflowStatus::can_become, WorkflowStatus::as_str),
-        table("JOB_REPLAY", &JOB_STATUSES, JobStatus::can_replay, JobStatus::as_str),
-        table("WF_REPLAY", &WORKFLOW_STATUSES, WorkflowStatus::can_replay, WorkflowStatus::as_str)
+        edges("JOB_NEXT", &JOB_STATUSES, JobStatus::can_become, JobStatus::as_str),
+        edges("WF_NEXT", &WORKFLOW_STATUSES, WorkflowStatus::can_become, WorkflowStatus::as_str),
+        edges("JOB_REPLAY", &JOB_STATUSES, JobStatus::can_replay, JobStatus::as_str),
+        edges("WF_REPLAY", &WORKFLOW_STATUSES, WorkflowStatus::can_replay, WorkflowStatus::as_str)
     )
 }
 
@@ -92,13 +93,21 @@ mod tests {
     #[test]
     fn transition_tables_follow_the_core_state_machines() {
         let tables = transition_tables();
-        assert!(tables.contains("PENDING={READY=true,SKIPPED=true,CANCELLED=true}"), "{tables}");
-        assert!(tables.contains("SUCCEEDED={}"), "{tables}");
-        assert!(tables.contains("INITIALIZED={RUNNING=true,FAILED=true,CANCELLED=true}"), "{tables}");
-        let running = tables.lines().next().unwrap_or_default();
-        assert!(running.contains("RUNNING={READY=true,RUNNING=true,SUCCEEDED=true"), "{running}");
-        assert!(tables.contains("FAILED={RUNNING=true}"), "workflow replay edge: {tables}");
-        assert!(tables.contains("FAILED={PENDING=true,READY=true}"), "job replay edges: {tables}");
+        let mut lines = tables.lines();
+        let jobs = lines.next().unwrap_or_default();
+        for edge in
+            [" PENDING>READY ", " PENDING>SKIPPED ", " PENDING>CANCELLED ", " RUNNING>RUNNING ", " RUNNING>SUCCEEDED "]
+        {
+            assert!(jobs.contains(edge), "{edge} in {jobs}");
+        }
+        assert!(!jobs.contains(" SUCCEEDED>"), "a final status has no edges: {jobs}");
+        let workflows = lines.next().unwrap_or_default();
+        assert!(workflows.contains(" INITIALIZED>RUNNING INITIALIZED>FAILED INITIALIZED>CANCELLED "), "{workflows}");
+        let job_replay = lines.next().unwrap_or_default();
+        assert!(job_replay.contains(" FAILED>PENDING FAILED>READY "), "job replay edges: {job_replay}");
+        let wf_replay = lines.next().unwrap_or_default();
+        assert!(wf_replay.contains(" FAILED>RUNNING "), "workflow replay edge: {wf_replay}");
+        assert!(!workflows.contains(" FAILED>RUNNING "), "not without a replay: {workflows}");
     }
 
     #[test]

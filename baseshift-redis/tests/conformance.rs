@@ -284,6 +284,9 @@ async fn tls_handshake_against_a_plain_server_fails_cleanly() {
     assert_ne!(err.kind(), ErrorKind::Internal, "{err}");
 }
 
+#[path = "conformance/batching.rs"]
+mod batching;
+
 mod bus {
     use super::*;
     use baseshift_redis::RedisEventBus;

@@ -51,9 +51,9 @@ if h ~= cjson.null then
     redis.call('ZREM', p.prefix .. ':idx:' .. stored_status, p.wf)
     redis.call('ZADD', p.prefix .. ':idx:' .. h.status, 0, p.wf)
     -- Finished workflows by finish time, for retention (a replay takes one out again).
-    if next(WF_NEXT[h.status]) == nil then
+    if wf_final(h.status) then
       redis.call('ZADD', p.prefix .. ':finished', p.now_ms, p.wf)
-    elseif next(WF_NEXT[stored_status]) == nil then
+    elseif wf_final(stored_status) then
       redis.call('ZREM', p.prefix .. ':finished', p.wf)
     end
   end

@@ -1,5 +1,7 @@
 -- create_workflow. KEYS: wf, jobs, out, ready, delayed, leases, outbox, seq.
 -- ARGV[1]: JSON {prefix, wf, idem, tpl_key, tpl, header, status, remaining, order, jobs, events}.
+-- `tpl` (the snapshot body) is null when the caller believes it stored: if it is not,
+-- the reply is {'need_tpl'} and nothing is written (the caller sends it again with it).
 local p = cjson.decode(ARGV[1])
 local k_wf, k_jobs, k_out = KEYS[1], KEYS[2], KEYS[3]
 local k_ready, k_delayed, k_leases, k_outbox, k_seq = KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8]
@@ -16,10 +18,17 @@ if redis.call('EXISTS', k_wf) == 1 then
   return fail('conflict', '', 'a workflow with this id exists')
 end
 
+local has_tpl = p.tpl ~= nil and p.tpl ~= cjson.null
+if not has_tpl and redis.call('EXISTS', p.tpl_key) == 0 then
+  return {'need_tpl'}
+end
+
 if k_idem then
   redis.call('SET', k_idem, p.wf)
 end
-redis.call('SET', p.tpl_key, p.tpl, 'NX')
+if has_tpl then
+  redis.call('SET', p.tpl_key, p.tpl, 'NX')
+end
 redis.call('HSET', k_wf, 'h', p.header, 'v', 1, 's', p.status, 'r', p.remaining, 'o', p.order)
 redis.call('ZADD', p.prefix .. ':idx:all', 0, p.wf)
 redis.call('ZADD', p.prefix .. ':idx:' .. p.status, 0, p.wf)

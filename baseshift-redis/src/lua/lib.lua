@@ -6,17 +6,27 @@ local function fail(kind, job, message)
   return {'err', kind, job or '', message}
 end
 
+-- JOB_NEXT etc. are strings of ' FROM>TO ' edges (see scripts.rs).
+local function has_edge(edges, from, to)
+  return string.find(edges, ' ' .. from .. '>' .. to .. ' ', 1, true) ~= nil
+end
+
 -- `replay`: a replay step, which may also make the JOB_REPLAY / WF_REPLAY transitions.
 local function can_job(from, to, replay)
-  local next = JOB_NEXT
-  if replay then next = JOB_REPLAY end
-  return from == to or (next[from] ~= nil and next[from][to] == true)
+  return from == to or has_edge(JOB_NEXT, from, to) or (replay == true and has_edge(JOB_REPLAY, from, to))
 end
 
 local function can_wf(from, to, replay)
-  local next = WF_NEXT
-  if replay then next = WF_REPLAY end
-  return from == to or (next[from] ~= nil and next[from][to] == true)
+  return from == to or has_edge(WF_NEXT, from, to) or (replay == true and has_edge(WF_REPLAY, from, to))
+end
+
+-- A status with no way on (COMPLETED, FAILED, ... ; a replay aside).
+local function wf_final(status)
+  return string.find(WF_NEXT, ' ' .. status .. '>', 1, true) == nil
+end
+
+local function job_final(status)
+  return string.find(JOB_NEXT, ' ' .. status .. '>', 1, true) == nil
 end
 
 -- The queue member of a job: enough to filter by type, to score a due retry and to

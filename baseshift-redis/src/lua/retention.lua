@@ -14,11 +14,11 @@ for _, wf in ipairs(ids) do
   local k_jobs = p.prefix .. ':jobs:{' .. wf .. '}'
   local k_out = p.prefix .. ':out:{' .. wf .. '}'
   local st = redis.call('HMGET', k_wf, 's', 'h')
-  if st[1] and next(WF_NEXT[st[1]]) == nil then
+  if st[1] and wf_final(st[1]) then
     local all = redis.call('HGETALL', k_jobs)
     local final = true
     for i = 2, #all, 2 do
-      if next(JOB_NEXT[cjson.decode(all[i]).status]) ~= nil then
+      if not job_final(cjson.decode(all[i]).status) then
         final = false
         break
       end

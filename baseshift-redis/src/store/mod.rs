@@ -1,6 +1,7 @@
 //! [`RedisStateStore`]: the [`StateStore`] on Redis.
 
 mod codec;
+mod create;
 mod read;
 mod retention;
 mod write;
@@ -20,8 +21,8 @@ use baseshift_core::store::{
 use baseshift_core::template::WorkflowTemplate;
 use baseshift_core::{JobKey, JobRecord, Result, StateStore, WorkflowId, WorkflowRecord};
 use chrono::{DateTime, Utc};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
 /// Durable workflow state on one Redis server (or a sentinel-fronted primary).
@@ -29,7 +30,9 @@ use tokio::sync::Notify;
 /// Each workflow is a header hash and a hash of job records (one JSON value per job), so
 /// a step rewrites only the records it changes. Every step ([`create_workflow`],
 /// [`apply`], [`claim`], [`renew_lease`]) is one Lua script: one round trip, atomic,
-/// checking every version and transition before it writes anything. Claimable jobs sit
+/// checking every version and transition before it writes anything; a batch of creates
+/// ([`create_workflows`](StateStore::create_workflows)) is one pipeline of create
+/// scripts, and a template snapshot this store has stored is not sent again. Claimable jobs sit
 /// in three sorted sets (ready by [`JobRecord::queue_score`], delayed retries by due
 /// time, leases by expiry), so a claim reads the head of the queue, never the keyspace.
 /// Steps that make a job claimable publish on a wake-up channel, which
@@ -49,7 +52,17 @@ pub struct RedisStateStore {
     conn: Conn,
     keys: Keys,
     wake: Arc<Notify>,
+    snapshots: Arc<create::SnapshotCache>,
+    /// When a claim last found nothing, and the next retry due then: a wait right after
+    /// it needs no check of its own (the claim promoted every due retry).
+    empty_claim: Arc<Mutex<Option<EmptyClaim>>>,
 }
+
+/// When a claim found nothing, and the next retry due as it saw it.
+type EmptyClaim = (Instant, Option<DateTime<Utc>>);
+
+/// How recent an empty claim must be for [`StateStore::wait_for_work`] to rely on it.
+const FRESH_CLAIM: Duration = Duration::from_millis(20);
 
 impl std::fmt::Debug for RedisStateStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -67,7 +80,7 @@ impl RedisStateStore {
         let keys = Keys::new(&config.key_prefix);
         let wake = Arc::new(Notify::new());
         let conn = connection::connect_with_wakeups(config, &keys.wake_channel(), wake.clone()).await?;
-        Ok(RedisStateStore { conn, keys, wake })
+        Ok(RedisStateStore { conn, keys, wake, snapshots: Arc::default(), empty_claim: Arc::default() })
     }
 
     /// Connects with [`RedisConfig::from_env`] (the URL from `BASESHIFT_REDIS_URL`).
@@ -84,6 +97,7 @@ impl RedisStateStore {
     /// cache entries) and returns how many were removed: for tests and tear-downs. Other
     /// instances using the prefix lose their state too.
     pub async fn purge(&self) -> Result<u64> {
+        self.snapshots.clear();
         read::purge(&self.conn, &self.keys).await
     }
 
@@ -108,7 +122,13 @@ impl StateStore for RedisStateStore {
     }
 
     async fn create_workflow(&self, new: NewWorkflow) -> Result<CreateOutcome> {
-        write::create(&self.conn, &self.keys, new).await
+        create::create(&self.conn, &self.keys, &self.snapshots, new).await
+    }
+
+    /// One pipeline of create scripts (a second round only for creates answered
+    /// `NOSCRIPT` or asked for their template snapshot).
+    async fn create_workflows(&self, news: Vec<NewWorkflow>) -> Vec<Result<CreateOutcome>> {
+        create::create_many(&self.conn, &self.keys, &self.snapshots, news).await
     }
 
     async fn workflow(&self, id: &WorkflowId) -> Result<WorkflowRecord> {
@@ -132,7 +152,10 @@ impl StateStore for RedisStateStore {
     }
 
     async fn claim(&self, req: ClaimRequest) -> Result<Claimed> {
-        write::claim(&self.conn, &self.keys, req).await
+        let claimed = write::claim(&self.conn, &self.keys, req).await?;
+        let seen = claimed.jobs.is_empty().then(|| (Instant::now(), claimed.next_ready_at));
+        *self.empty_claim.lock().unwrap_or_else(PoisonError::into_inner) = seen;
+        Ok(claimed)
     }
 
     async fn renew_lease(&self, key: &JobKey, token: &str, ttl: Duration) -> Result<DateTime<Utc>> {
@@ -160,7 +183,14 @@ impl StateStore for RedisStateStore {
         let notified = self.wake.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
-        let timeout = match write::promote_due(&self.conn, &self.keys).await {
+        let recent = self.empty_claim.lock().unwrap_or_else(PoisonError::into_inner).take();
+        let checked = match recent {
+            // Right after a claim that found nothing: it promoted what was due and said
+            // when the next retry is due; a retry scheduled since publishes a wake-up.
+            Some((at, next)) if at.elapsed() < FRESH_CLAIM => Ok((0, next)),
+            _ => write::promote_due(&self.conn, &self.keys).await,
+        };
+        let timeout = match checked {
             Ok((promoted, _)) if promoted > 0 => return,
             Ok((_, Some(next))) => {
                 let until = (next - Utc::now()).to_std().unwrap_or(Duration::ZERO);

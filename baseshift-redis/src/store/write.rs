@@ -5,7 +5,7 @@ use crate::connection::Conn;
 use crate::error::bad_reply;
 use crate::keys::Keys;
 use crate::scripts::SCRIPTS;
-use baseshift_core::store::{Applied, ClaimRequest, Claimed, CreateOutcome, NewWorkflow, Transition};
+use baseshift_core::store::{Applied, ClaimRequest, Claimed, Transition};
 use baseshift_core::{Error, JobKey, Result, WorkflowId};
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::Serialize;
@@ -14,7 +14,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 /// The keys every state-changing script gets, in its `KEYS` order.
-fn step_keys(keys: &Keys, id: &WorkflowId) -> Vec<String> {
+pub(super) fn step_keys(keys: &Keys, id: &WorkflowId) -> Vec<String> {
     vec![
         keys.workflow(id),
         keys.jobs(id),
@@ -27,57 +27,12 @@ fn step_keys(keys: &Keys, id: &WorkflowId) -> Vec<String> {
     ]
 }
 
-fn invalid(op: &'static str, id: &WorkflowId, message: impl Into<String>) -> Error {
+pub(super) fn invalid(op: &'static str, id: &WorkflowId, message: impl Into<String>) -> Error {
     Error::invalid_input(message).with_operation(op).with_backend(crate::BACKEND).with_workflow(id.as_str())
 }
 
-fn events_json(events: &[baseshift_core::Event]) -> Result<Vec<String>> {
+pub(super) fn events_json(events: &[baseshift_core::Event]) -> Result<Vec<String>> {
     events.iter().map(|e| serde_json::to_string(e).map_err(Error::from)).collect()
-}
-
-/// See [`StateStore::create_workflow`](baseshift_core::StateStore::create_workflow).
-pub(super) async fn create(conn: &Conn, keys: &Keys, new: NewWorkflow) -> Result<CreateOutcome> {
-    const OP: &str = "StateStore::create_workflow";
-    let NewWorkflow { mut header, jobs, template, events } = new;
-    let id = header.id.clone();
-    let mut seen = HashSet::with_capacity(jobs.len());
-    for job in &jobs {
-        if job.workflow_id != id {
-            return Err(invalid(OP, &id, "job record belongs to another workflow").with_job(job.job_id.as_str()));
-        }
-        if !seen.insert(job.job_id.as_str()) {
-            return Err(invalid(OP, &id, "duplicate job id").with_job(job.job_id.as_str()));
-        }
-    }
-    let now = now();
-    header.version = 1;
-    header.remaining = jobs.iter().filter(|j| j.compensation_of.is_none()).count() as u64;
-    let order: Vec<&str> = jobs.iter().map(|j| j.job_id.as_str()).collect();
-    let order = serde_json::to_string(&order)?;
-    let job_args = jobs.into_iter().map(|j| JobArg::new(j, 1, None, now)).collect::<Result<Vec<_>>>()?;
-    let version = template.version.to_string();
-    let payload = json!({
-        "prefix": keys.prefix(),
-        "wf": id.as_str(),
-        "idem": header.idempotency_key,
-        "tpl_key": keys.template(&template.template_id, &version),
-        "tpl": serde_json::to_string(&template)?,
-        "header": serde_json::to_string(&header)?,
-        "status": header.status.as_str(),
-        "remaining": header.remaining,
-        "order": order,
-        "jobs": job_args,
-        "events": events_json(&events)?,
-    });
-    let payload = payload.to_string();
-    let reply = conn.script(&SCRIPTS.create, &step_keys(keys, &id), &[&payload], OP).await;
-    let items = script_reply(OP, reply.map_err(in_workflow(id.as_str()))?).map_err(in_workflow(id.as_str()))?;
-    let field = |i: usize| items.get(i).and_then(text);
-    match (field(0).as_deref(), field(1)) {
-        (Some("created"), _) => Ok(CreateOutcome::Created(id)),
-        (Some("existing"), Some(existing)) => Ok(CreateOutcome::Existing(WorkflowId::new(existing))),
-        other => Err(bad_reply(OP, format!("{other:?}"))),
-    }
 }
 
 #[derive(Serialize)]
@@ -85,6 +40,22 @@ struct HeaderArg {
     expect: u64,
     status: &'static str,
     json: String,
+}
+
+/// The script argument of `apply` (see `apply.lua`).
+#[derive(Serialize)]
+struct ApplyArg<'a> {
+    prefix: &'a str,
+    wf: &'a str,
+    now_ms: i64,
+    now: &'a str,
+    header: Option<HeaderArg>,
+    jobs: Vec<JobArg>,
+    outcomes: Vec<OutcomeArg<'a>>,
+    delta: u64,
+    reopened: u64,
+    replay: bool,
+    events: Vec<String>,
 }
 
 #[derive(Serialize)]
@@ -147,20 +118,21 @@ pub(super) async fn apply(conn: &Conn, keys: &Keys, step: Transition) -> Result<
         .iter()
         .map(|o| OutcomeArg { child: o.child.as_str(), status: o.status.as_str() })
         .collect();
-    let payload = json!({
-        "prefix": keys.prefix(),
-        "wf": id.as_str(),
-        "now_ms": now.timestamp_millis(),
-        "now": rfc3339(now),
-        "header": header,
-        "jobs": jobs,
-        "outcomes": outcomes,
-        "delta": step.terminal_delta,
-        "reopened": step.reopened,
-        "replay": step.replay,
-        "events": events_json(&step.events)?,
-    })
-    .to_string();
+    let now_text = rfc3339(now);
+    let events = events_json(&step.events)?;
+    let payload = serde_json::to_string(&ApplyArg {
+        prefix: keys.prefix(),
+        wf: id.as_str(),
+        now_ms: now.timestamp_millis(),
+        now: &now_text,
+        header,
+        jobs,
+        outcomes,
+        delta: step.terminal_delta,
+        reopened: step.reopened,
+        replay: step.replay,
+        events,
+    })?;
     let ctx = in_workflow(id.as_str());
     let reply = conn.script(&SCRIPTS.apply, &step_keys(keys, &id), &[&payload], OP).await.map_err(&ctx)?;
     let items = script_reply(OP, reply).map_err(&ctx)?;
@@ -180,24 +152,40 @@ fn lease_expiry(now: DateTime<Utc>, ttl: Duration, op: &'static str) -> Result<D
     })
 }
 
+/// The script argument of `claim` (see `claim.lua`).
+#[derive(Serialize)]
+struct ClaimArg<'a> {
+    prefix: &'a str,
+    now_ms: i64,
+    now: &'a str,
+    limit: usize,
+    exp_ms: i64,
+    exp: &'a str,
+    owner: &'a str,
+    token: &'a str,
+    exclude: &'a [String],
+    caps: &'a std::collections::HashMap<String, usize>,
+}
+
 /// See [`StateStore::claim`](baseshift_core::StateStore::claim).
 pub(super) async fn claim(conn: &Conn, keys: &Keys, req: ClaimRequest) -> Result<Claimed> {
     const OP: &str = "StateStore::claim";
     let now = now();
     let expires_at = lease_expiry(now, req.lease_ttl, OP)?;
-    let payload = json!({
-        "prefix": keys.prefix(),
-        "now_ms": now.timestamp_millis(),
-        "now": rfc3339(now),
-        "limit": req.limit,
-        "exp_ms": expires_at.timestamp_millis(),
-        "exp": rfc3339(expires_at),
-        "owner": req.owner,
-        "token": uuid::Uuid::now_v7().to_string(),
-        "exclude": req.exclude_types,
-        "caps": req.type_limits,
-    })
-    .to_string();
+    let (now_text, exp_text) = (rfc3339(now), rfc3339(expires_at));
+    let token = uuid::Uuid::now_v7().to_string();
+    let payload = serde_json::to_string(&ClaimArg {
+        prefix: keys.prefix(),
+        now_ms: now.timestamp_millis(),
+        now: &now_text,
+        limit: req.limit,
+        exp_ms: expires_at.timestamp_millis(),
+        exp: &exp_text,
+        owner: &req.owner,
+        token: &token,
+        exclude: &req.exclude_types,
+        caps: &req.type_limits,
+    })?;
     let claim_keys = [keys.ready(), keys.delayed(), keys.leases(), keys.outbox(), keys.outbox_seq()];
     let reply = conn.script(&SCRIPTS.claim, &claim_keys, &[&payload], OP).await?;
     let items = array(OP, reply)?;
