@@ -143,12 +143,17 @@ impl Inner {
     pub async fn basics_from(&self, header: &WorkflowRecord) -> Result<Arc<WorkflowBasics>> {
         let template = self.compiled_for(header).await?;
         let b = Arc::new(WorkflowBasics { template, input: header.input.clone() });
+        self.remember_basics(&header.id, b.clone());
+        Ok(b)
+    }
+
+    /// Caches a workflow's basics (the cache is emptied when it grows past 100 000).
+    pub fn remember_basics(&self, id: &WorkflowId, basics: Arc<WorkflowBasics>) {
         let mut map = lock(&self.basics);
         if map.len() > 100_000 {
             map.clear();
         }
-        map.insert(header.id.clone(), b.clone());
-        Ok(b)
+        map.insert(id.clone(), basics);
     }
 
     /// `INITIALIZED -> RUNNING`: roots become ready (or skipped by their condition).

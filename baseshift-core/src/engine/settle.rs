@@ -127,9 +127,11 @@ impl Inner {
             if jobs.iter().any(|j| j.compensation_of.is_none() && !j.status.is_terminal()) {
                 return Ok(());
             }
-            match self.apply(plan::finalize(header, &jobs, Utc::now())).await {
+            let step = plan::finalize(header, &jobs, Utc::now());
+            let ended = ends_workflow(&step);
+            match self.apply(step).await {
                 Ok(_) => {
-                    self.after_finalize(id).await?;
+                    self.after_finalize(id, ended);
                     return Ok(());
                 }
                 Err(e) if e.kind() == ErrorKind::Conflict => continue,
@@ -152,9 +154,10 @@ impl Inner {
             let Some(step) = plan::next_compensation(header, &jobs, finished, Utc::now()) else {
                 return Ok(());
             };
+            let ended = ends_workflow(&step);
             match self.apply(step).await {
                 Ok(_) => {
-                    self.after_finalize(id).await?;
+                    self.after_finalize(id, ended);
                     return Ok(());
                 }
                 Err(e) if e.kind() == ErrorKind::Conflict => continue,
@@ -164,13 +167,14 @@ impl Inner {
         Err(conflict(id, finished))
     }
 
-    async fn after_finalize(&self, id: &WorkflowId) -> Result<()> {
-        let header = self.store.workflow(id).await?;
-        if header.status.is_terminal() {
+    /// After an applied finalize or compensation step: a step that `ended` the workflow
+    /// (the store applied it as planned, or it would have been refused) drops its cached
+    /// basics and wakes its waiters, without reading the header back.
+    fn after_finalize(&self, id: &WorkflowId, ended: bool) {
+        if ended {
             self.lock(&self.basics).remove(id);
             let _ = self.finished.send(id.clone());
         }
-        Ok(())
     }
 
     /// Completes the half-done steps of one running workflow (see `Engine::recover`).
@@ -201,6 +205,11 @@ impl Inner {
         }
         Ok(steps)
     }
+}
+
+/// Whether `step` makes its workflow terminal.
+fn ends_workflow(step: &Transition) -> bool {
+    step.header.as_ref().is_some_and(|h| h.status.is_terminal())
 }
 
 fn enqueue(queue: &mut VecDeque<Pending>, applied: Applied) {

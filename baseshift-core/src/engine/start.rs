@@ -1,5 +1,6 @@
 //! Starting workflows: one at a time, or many through one store call.
 
+use super::inner::WorkflowBasics;
 use super::{Inner, StartRequest, plan};
 use crate::error::{Error, Result};
 use crate::event::Event;
@@ -8,20 +9,22 @@ use crate::state::{WorkflowRecord, WorkflowStatus};
 use crate::store::{CreateOutcome, NewWorkflow};
 use chrono::Utc;
 use serde_json::json;
+use std::sync::Arc;
 
-/// A workflow ready to be written, and whether it is created already begun.
+/// A workflow ready to be written, whether it is created already begun, and (on a
+/// durable store, where a read is a round trip) the basics its workers will need.
 struct Prepared {
     new: NewWorkflow,
     begun: bool,
+    basics: Option<Arc<WorkflowBasics>>,
 }
 
 impl Inner {
     pub async fn start(&self, req: StartRequest) -> Result<WorkflowId> {
-        let prepared = self.prepare(req).await?;
-        let begun = prepared.begun;
-        let outcome = self.store.create_workflow(prepared.new).await?;
+        let Prepared { new, begun, basics } = self.prepare(req).await?;
+        let outcome = self.store.create_workflow(new).await?;
         self.outbox_wake.notify_one();
-        self.after_create(outcome, begun).await
+        self.after_create(outcome, begun, basics).await
     }
 
     /// Starts every request with one [`create_workflows`](crate::StateStore::create_workflows)
@@ -34,7 +37,7 @@ impl Inner {
         for req in reqs {
             match self.prepare(req).await {
                 Ok(p) => {
-                    slots.push((results.len(), p.begun));
+                    slots.push((results.len(), p.begun, p.basics));
                     news.push(p.new);
                     results.push(None);
                 }
@@ -44,9 +47,9 @@ impl Inner {
         if !news.is_empty() {
             let outcomes = self.store.create_workflows(news).await;
             self.outbox_wake.notify_one();
-            for ((slot, begun), outcome) in slots.into_iter().zip(outcomes) {
+            for ((slot, begun, basics), outcome) in slots.into_iter().zip(outcomes) {
                 let r = match outcome {
-                    Ok(o) => self.after_create(o, begun).await,
+                    Ok(o) => self.after_create(o, begun, basics).await,
                     Err(e) => Err(e),
                 };
                 results[slot] = Some(r);
@@ -95,17 +98,30 @@ impl Inner {
         let begun_events = plan::begin_at_create(&compiled, &mut header, &mut jobs, Utc::now());
         let begun = begun_events.is_some();
         events.extend(begun_events.into_iter().flatten());
-        Ok(Prepared { new: NewWorkflow { header, jobs, template: compiled.template().clone(), events }, begun })
+        let basics = self
+            .store
+            .capabilities()
+            .durable
+            .then(|| Arc::new(WorkflowBasics { template: compiled.clone(), input: header.input.clone() }));
+        Ok(Prepared { new: NewWorkflow { header, jobs, template: compiled.template().clone(), events }, begun, basics })
     }
 
     /// After the create step: a repeated start (e.g. retried after an error) also begins
     /// the workflow in case the first call created it but could not begin it (`begin` is
     /// a no-op otherwise); a workflow this call created already begun needs nothing more.
-    async fn after_create(&self, outcome: CreateOutcome, begun: bool) -> Result<WorkflowId> {
+    async fn after_create(
+        &self,
+        outcome: CreateOutcome,
+        begun: bool,
+        basics: Option<Arc<WorkflowBasics>>,
+    ) -> Result<WorkflowId> {
         let (id, created) = match outcome {
             CreateOutcome::Created(id) => (id, true),
             CreateOutcome::Existing(id) => (id, false),
         };
+        if created && let Some(b) = basics {
+            self.remember_basics(&id, b);
+        }
         if (!created || !begun)
             && let Err(e) = self.begin(&id).await
         {
