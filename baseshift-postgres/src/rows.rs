@@ -41,7 +41,19 @@ macro_rules! workflow_columns {
     };
 }
 
-pub(crate) use {job_columns, job_unnest, workflow_columns};
+/// The columns of `workflows` as read from the CTE `h`, each renamed `h_<column>` so they
+/// can share a row with a job's columns (decoded by [`WorkflowRow::from_prefixed`]).
+macro_rules! prefixed_workflow_columns {
+    () => {
+        "h.id AS h_id, h.template_id AS h_template_id, h.template_version AS h_template_version, \
+         h.status AS h_status, h.version AS h_version, h.input AS h_input, \
+         h.idempotency_key AS h_idempotency_key, h.parent AS h_parent, h.remaining AS h_remaining, \
+         h.compensation_queue AS h_compensation_queue, h.error AS h_error, h.created_at AS h_created_at, \
+         h.updated_at AS h_updated_at, h.finished_at AS h_finished_at"
+    };
+}
+
+pub(crate) use {job_columns, job_unnest, prefixed_workflow_columns, workflow_columns};
 
 /// The number of parameters [`JobColumns::bind`] uses.
 pub(crate) const JOB_PARAMS: usize = 28;
@@ -201,6 +213,27 @@ pub(crate) struct WorkflowRow {
 }
 
 impl WorkflowRow {
+    /// The header in a row selected with [`prefixed_workflow_columns!`].
+    pub(crate) fn from_prefixed(row: &sqlx::postgres::PgRow) -> sqlx::Result<WorkflowRow> {
+        use sqlx::Row;
+        Ok(WorkflowRow {
+            id: row.try_get("h_id")?,
+            template_id: row.try_get("h_template_id")?,
+            template_version: row.try_get("h_template_version")?,
+            status: row.try_get("h_status")?,
+            version: row.try_get("h_version")?,
+            input: row.try_get("h_input")?,
+            idempotency_key: row.try_get("h_idempotency_key")?,
+            parent: row.try_get("h_parent")?,
+            remaining: row.try_get("h_remaining")?,
+            compensation_queue: row.try_get("h_compensation_queue")?,
+            error: row.try_get("h_error")?,
+            created_at: row.try_get("h_created_at")?,
+            updated_at: row.try_get("h_updated_at")?,
+            finished_at: row.try_get("h_finished_at")?,
+        })
+    }
+
     /// The header this row stores.
     pub(crate) fn into_record(self) -> Result<WorkflowRecord> {
         let mut rec =
