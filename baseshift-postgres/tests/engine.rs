@@ -3,6 +3,8 @@
 //! on the server at `BASESHIFT_POSTGRES_URL`; an unreachable server fails the tests.
 
 mod common;
+#[path = "engine/batching.rs"]
+mod batching;
 
 use async_trait::async_trait;
 use baseshift_core::conformance::fixtures::{TestWorkflow, make_ready, now_ms};
