@@ -83,8 +83,11 @@ fn events_columns(events: &[Event]) -> Result<(Vec<String>, Vec<Value>)> {
     Ok((keys, values))
 }
 
-/// Decodes the rows of [`LOCK`]: the header, and the jobs by id with their ordinals.
-fn decode_locked(rows: &[PgRow]) -> Result<Option<(WorkflowRecord, HashMap<String, (JobRecord, i32)>)>> {
+/// Locked job records by id, with their ordinals.
+type LockedJobs = HashMap<String, (JobRecord, i32)>;
+
+/// Decodes the rows of [`LOCK`]: the header, and the jobs.
+fn decode_locked(rows: &[PgRow]) -> Result<Option<(WorkflowRecord, LockedJobs)>> {
     let Some(first) = rows.first() else { return Ok(None) };
     let header = WorkflowRow::from_prefixed(first).map_err(db(OP))?.into_record()?;
     let mut jobs = HashMap::with_capacity(rows.len());
