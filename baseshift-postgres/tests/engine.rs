@@ -2,9 +2,9 @@
 //! indexes, cross-process wake-ups, retention and analytics. Each test uses a fresh schema
 //! on the server at `BASESHIFT_POSTGRES_URL`; an unreachable server fails the tests.
 
-mod common;
 #[path = "engine/batching.rs"]
 mod batching;
+mod common;
 
 use async_trait::async_trait;
 use baseshift_core::conformance::fixtures::{TestWorkflow, make_ready, now_ms};

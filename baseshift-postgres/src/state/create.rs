@@ -157,7 +157,8 @@ async fn create_in(
 }
 
 /// Creates `items` (prepared, or refused before any I/O) in one transaction, answering
-/// in order. `Err`: the transaction failed and created nothing.
+/// in order. `Err`: the transaction failed before its commit and created nothing. A
+/// failed commit is the error of every item that would have been answered `Ok`.
 async fn create_batch(shared: &Shared, items: Vec<Result<Prepared>>) -> Result<Vec<Result<CreateOutcome>>> {
     let schema = shared.config.schema.as_str();
     // Snapshots written by this transaction (stored for good once it commits).
@@ -179,7 +180,24 @@ async fn create_batch(shared: &Shared, items: Vec<Result<Prepared>>) -> Result<V
             }
         });
     }
-    tx.commit().await.map_err(db(OP))?;
+    if let Err(e) = tx.commit().await.map_err(db(OP)) {
+        // Whether the commit reached the disk is unknown: no item is answered as done, and
+        // none is created again (a retry by the caller finds it, or its id, if it was).
+        let (kind, message) = (e.kind(), e.message().to_owned());
+        let mut first = Some(e);
+        return Ok(outcomes
+            .into_iter()
+            .map(|outcome| {
+                outcome.and_then(|_| {
+                    Err(first.take().unwrap_or_else(|| {
+                        Error::new(kind, format!("commit of the batch failed: {message}"))
+                            .with_operation(OP)
+                            .with_backend(BACKEND)
+                    }))
+                })
+            })
+            .collect());
+    }
     shared.snapshots.remember(written);
     if wake {
         shared.wake();
