@@ -12,8 +12,9 @@
 //! - **Lock order**: a batch runs its steps sorted by workflow id (stable, so steps on one
 //!   workflow keep their arrival order), and each step locks its header before its jobs,
 //!   so two batches never wait for each other in a cycle.
-//! - The writers are tokio tasks: a caller that stops waiting does not abandon the steps
-//!   of others batched with it.
+//! - The writers are tokio tasks: a caller that stops waiting (drops its `apply` future)
+//!   does not abandon the steps of others batched with it, and its own queued step is
+//!   still applied (or refused) as if it had waited.
 
 use super::apply::write_batch;
 use crate::backend::Shared;
