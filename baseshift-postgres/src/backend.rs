@@ -3,6 +3,7 @@
 
 use crate::config::{PostgresConfig, redact};
 use crate::error::{BACKEND, backend_error, db, db_error};
+use crate::state::{Batcher, Snapshots};
 use crate::{PostgresStateStore, PostgresTemplateStore};
 use baseshift_core::{ErrorKind, Result};
 use sqlx::migrate::Migrator;
@@ -27,6 +28,10 @@ pub(crate) struct Shared {
     pub(crate) config: PostgresConfig,
     options: PgConnectOptions,
     pub(crate) work: Arc<Notify>,
+    /// The queue of concurrent `apply` steps (group commit).
+    pub(crate) batcher: Batcher,
+    /// The template snapshots known to be stored.
+    pub(crate) snapshots: Snapshots,
     listener: Option<JoinHandle<()>>,
 }
 
@@ -48,6 +53,13 @@ impl Drop for Shared {
 fn wake(work: &Notify) {
     work.notify_waiters();
     work.notify_one();
+}
+
+/// How many transactions of batched `apply` steps run at once on a pool of
+/// `max_connections`: half the pool (at least one), leaving the rest to claims, creates
+/// and reads.
+fn apply_writers(max_connections: u32) -> usize {
+    usize::try_from(max_connections / 2).unwrap_or(1).max(1)
 }
 
 /// A connection to baseshift's schema in a PostgreSQL database.
@@ -89,7 +101,11 @@ impl Postgres {
             })?;
         let work = Arc::new(Notify::new());
         let listener = if config.listen { Some(start_listener(&options, config, work.clone()).await?) } else { None };
-        Ok(Postgres { shared: Arc::new(Shared { pool, config: config.clone(), options, work, listener }) })
+        let batcher = Batcher::new(apply_writers(config.max_connections));
+        let snapshots = Snapshots::default();
+        Ok(Postgres {
+            shared: Arc::new(Shared { pool, config: config.clone(), options, work, batcher, snapshots, listener }),
+        })
     }
 
     /// Connects with [`PostgresConfig::from_env`] (`BASESHIFT_POSTGRES_URL`).
@@ -142,6 +158,7 @@ impl Postgres {
         let mut conn = self.dedicated(OP).await?;
         let result = migrator.undo(&mut conn, 0).await;
         let _ = conn.close().await;
+        self.shared.snapshots.clear();
         result.map_err(|e| backend_error(ErrorKind::Internal, OP, format!("reverting failed: {e}")).with_source(e))
     }
 
@@ -150,7 +167,9 @@ impl Postgres {
         const OP: &str = "Postgres::drop_schema";
         // The schema name is validated (`[a-z_][a-z0-9_]*`), so quoting it is enough.
         let sql = format!("DROP SCHEMA IF EXISTS \"{}\" CASCADE", self.schema());
-        sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&self.shared.pool).await.map_err(db(OP))?;
+        let dropped = sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&self.shared.pool).await.map_err(db(OP));
+        self.shared.snapshots.clear();
+        dropped?;
         Ok(())
     }
 

@@ -2,6 +2,8 @@
 //! indexes, cross-process wake-ups, retention and analytics. Each test uses a fresh schema
 //! on the server at `BASESHIFT_POSTGRES_URL`; an unreachable server fails the tests.
 
+#[path = "engine/batching.rs"]
+mod batching;
 mod common;
 
 use async_trait::async_trait;

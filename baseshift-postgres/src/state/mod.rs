@@ -1,80 +1,34 @@
 //! [`PostgresStateStore`]: workflow state in PostgreSQL tables.
 
+mod apply;
+mod batch;
 mod claim;
+mod create;
 mod dead;
 mod plan;
 
+pub(crate) use batch::Batcher;
+pub(crate) use create::Snapshots;
+
 use crate::backend::Shared;
-use crate::error::{BACKEND, backend_error, db, db_error};
-use crate::rows::{
-    JOB_PARAMS, JobColumns, JobRow, WorkflowRow, WorkflowValues, job_columns, job_unnest, micros, normalize_job,
-    workflow_columns,
-};
+use crate::error::{BACKEND, backend_error, db};
+use crate::rows::{JobRow, WorkflowRow, job_columns, micros, workflow_columns};
 use async_trait::async_trait;
 use baseshift_core::store::{
     Applied, ClaimRequest, Claimed, CreateOutcome, DeadLetterFilter, NewWorkflow, OutboxEntry, StateStore,
     StoreCapabilities, Transition, WorkflowFilter,
 };
 use baseshift_core::{
-    Error, ErrorKind, Event, JobKey, JobRecord, JobStatus, Result, WorkflowId, WorkflowRecord, WorkflowTemplate,
+    Error, ErrorKind, Event, JobKey, JobRecord, Result, WorkflowId, WorkflowRecord, WorkflowTemplate,
 };
 use chrono::{DateTime, TimeDelta, Utc};
-use serde_json::Value;
-use sqlx::Row;
 use sqlx::types::Json;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 const DEFAULT_PAGE: i64 = 100;
 
-const _: () = assert!(JOB_PARAMS == 28, "the SQL below numbers the job arrays $1..$28");
-
-/// Workflow, jobs ($1..$28), snapshot, events and wake-up of a new workflow, in one statement.
-const CREATE: &str = concat!(
-    "WITH w AS (INSERT INTO workflows (",
-    workflow_columns!(),
-    ") VALUES ($29, $30, $31, $32, $33, $34, $35, $36, $37, $38, $39, $40, $41, $42)), ",
-    "j AS (INSERT INTO jobs (",
-    job_columns!(),
-    ") SELECT * FROM ",
-    job_unnest!(),
-    "), t AS (INSERT INTO template_snapshots (template_id, version, body) VALUES ($43, $44, $45) \
-       ON CONFLICT DO NOTHING), \
-     o AS (INSERT INTO outbox (workflow_id, event) \
-       SELECT e.w, e.ev FROM unnest($46::text[], $47::jsonb[]) WITH ORDINALITY AS e(w, ev, n) ORDER BY e.n) \
-     SELECT pg_notify('baseshift_work', $49::text) WHERE $48::bool"
-);
-
-/// The writes of one step: header ($29..$43), jobs ($1..$28), events, wake-up.
-const APPLY: &str = concat!(
-    "WITH h AS (UPDATE workflows SET template_id = $30, template_version = $31, status = $32, version = $33, \
-       input = $34, idempotency_key = $35, parent = $36, remaining = $37, compensation_queue = $38, error = $39, \
-       created_at = $40, updated_at = $41, finished_at = $42 WHERE id = $29 AND $43::bool RETURNING 1), \
-     j AS (UPDATE jobs SET job_type = r.job_type, status = r.status, version = r.version, attempt = r.attempt, \
-       priority = r.priority, join_rule = r.join_rule, has_condition = r.has_condition, \
-       deps_total = r.deps_total, deps_succeeded = r.deps_succeeded, deps_failed = r.deps_failed, \
-       deps_skipped = r.deps_skipped, eligible = r.eligible, propagated = r.propagated, ready_at = r.ready_at, \
-       queue_score = r.queue_score, lease_owner = r.lease_owner, lease_token = r.lease_token, \
-       lease_expires_at = r.lease_expires_at, awaiting_external = r.awaiting_external, output = r.output, \
-       error = r.error, compensation_of = r.compensation_of, started_at = r.started_at, \
-       finished_at = r.finished_at, concurrency = r.concurrency FROM ",
-    job_unnest!(),
-    " WHERE jobs.workflow_id = r.workflow_id AND jobs.job_id = r.job_id AND jobs.version = r.version - 1 \
-       RETURNING 1), \
-     o AS (INSERT INTO outbox (workflow_id, event) \
-       SELECT e.w, e.ev FROM unnest($44::text[], $45::jsonb[]) WITH ORDINALITY AS e(w, ev, n) ORDER BY e.n), \
-     n AS (SELECT pg_notify('baseshift_work', $47::text) WHERE $46::bool) \
-     SELECT (SELECT count(*) FROM j) AS jobs_written, (SELECT count(*) FROM h) AS headers, \
-       (SELECT count(*) FROM n) AS notified"
-);
-
-const LOCK_HEADER: &str = concat!("SELECT ", workflow_columns!(), " FROM workflows WHERE id = $1 FOR UPDATE");
-const LOCK_JOBS: &str = concat!(
-    "SELECT ",
-    job_columns!(),
-    " FROM jobs WHERE workflow_id = $1 AND job_id = ANY($2::text[]) ORDER BY job_id FOR UPDATE"
-);
 const HEADER: &str = concat!("SELECT ", workflow_columns!(), " FROM workflows WHERE id = $1");
 const JOB: &str = concat!("SELECT ", job_columns!(), " FROM jobs WHERE workflow_id = $1 AND job_id = $2");
 const ALL_JOBS: &str = concat!("SELECT ", job_columns!(), " FROM jobs WHERE workflow_id = $1 ORDER BY ordinal");
@@ -93,10 +47,16 @@ const LIST: &str = concat!(
 /// - **Versions** are checked on rows locked with `SELECT ... FOR UPDATE` (the header
 ///   first, then the jobs by id, so concurrent steps on one workflow never deadlock);
 ///   a stale version is a `Conflict` and the transaction writes nothing.
-/// - **`apply`** is one transaction of four statements: lock the header, lock the jobs
-///   (written ones and children), then one statement writing the header, the jobs, the
-///   events and the wake-up. Children's counters and `ChildDecision`s are computed in Rust
-///   on the locked rows.
+/// - **`apply`** is two statements per step: one locking read of the header and then the
+///   jobs (written ones and children), then one statement writing the header, the jobs,
+///   the events and the wake-up. Children's counters and `ChildDecision`s are computed in
+///   Rust on the locked rows. Concurrent steps are group-committed: while every writer
+///   is busy, steps queue up and the next free writer applies all queued steps (up to 64)
+///   in one transaction with one commit; each caller still gets its own result, and only
+///   after the commit. A lone step is applied at once (no timer).
+/// - **`create_workflow(s)`** is one statement per workflow; a batch shares one
+///   transaction (up to 1 000 workflows), each workflow failing or succeeding alone. A
+///   template snapshot this process already stored is not sent again.
 /// - **`claim`** locks candidates with `FOR UPDATE SKIP LOCKED` through the partial
 ///   indexes `jobs_leases` (expired leases) and `jobs_ready` (ready jobs by
 ///   `queue_score`), so concurrent claims never wait for each other nor share a job.
@@ -118,21 +78,7 @@ impl std::fmt::Debug for PostgresStateStore {
     }
 }
 
-fn events_columns(events: &[Event]) -> Result<(Vec<String>, Vec<Value>)> {
-    let mut keys = Vec::with_capacity(events.len());
-    let mut values = Vec::with_capacity(events.len());
-    for event in events {
-        keys.push(event.key().to_owned());
-        values.push(serde_json::to_value(event)?);
-    }
-    Ok((keys, values))
-}
-
 impl PostgresStateStore {
-    fn schema(&self) -> &str {
-        &self.shared.config.schema
-    }
-
     async fn workflow_exists(&self, id: &WorkflowId, op: &'static str) -> Result<()> {
         let found: Option<i32> = sqlx::query_scalar("SELECT 1 FROM workflows WHERE id = $1")
             .bind(id.as_str())
@@ -144,131 +90,6 @@ impl PostgresStateStore {
             None => Err(backend_error(ErrorKind::NotFound, op, "no such workflow").with_workflow(id.as_str())),
         }
     }
-
-    async fn create(&self, new: NewWorkflow) -> Result<CreateOutcome> {
-        const OP: &str = "StateStore::create_workflow";
-        let NewWorkflow { mut header, jobs, template, events } = new;
-        let id = header.id.clone();
-        let ctx = |e: Error| e.with_workflow(id.as_str()).with_operation(OP).with_backend(BACKEND);
-        let mut seen = HashSet::with_capacity(jobs.len());
-        let mut columns = JobColumns::default();
-        let mut wake = false;
-        let mut main_jobs = 0u64;
-        for (ordinal, job) in jobs.into_iter().enumerate() {
-            if job.workflow_id != id {
-                return Err(ctx(Error::invalid_input("job record belongs to another workflow").with_job(job.job_id)));
-            }
-            if !seen.insert(job.job_id.clone()) {
-                return Err(ctx(Error::invalid_input("duplicate job id").with_job(job.job_id)));
-            }
-            let mut job = normalize_job(job);
-            job.version = 1;
-            wake |= job.status == JobStatus::Ready;
-            main_jobs += u64::from(job.compensation_of.is_none());
-            let ordinal = i32::try_from(ordinal).map_err(|_| ctx(Error::invalid_input("too many jobs")))?;
-            columns.push(&job, ordinal).map_err(ctx)?;
-        }
-        header.version = 1;
-        header.remaining = main_jobs;
-        let header = WorkflowValues::new(&header).map_err(ctx)?;
-        let (event_keys, event_values) = events_columns(&events)?;
-        let body = serde_json::to_value(&template)?;
-
-        let mut tx = self.shared.pool.begin().await.map_err(db(OP))?;
-        if let Some(key) = header.idempotency_key() {
-            let won: Option<String> = sqlx::query_scalar(
-                "INSERT INTO idempotency_keys (key, workflow_id) VALUES ($1, $2) \
-                 ON CONFLICT (key) DO NOTHING RETURNING workflow_id",
-            )
-            .bind(key)
-            .bind(id.as_str())
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(db(OP))?;
-            if won.is_none() {
-                let existing: String = sqlx::query_scalar("SELECT workflow_id FROM idempotency_keys WHERE key = $1")
-                    .bind(key)
-                    .fetch_one(&mut *tx)
-                    .await
-                    .map_err(db(OP))?;
-                return Ok(CreateOutcome::Existing(WorkflowId::new(existing)));
-            }
-        }
-        let q = header.bind(columns.bind(sqlx::query(CREATE)));
-        q.bind(template.template_id.as_str())
-            .bind(template.version.to_string())
-            .bind(body)
-            .bind(event_keys)
-            .bind(event_values)
-            .bind(wake)
-            .bind(self.schema())
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| match db_error(OP, e) {
-                e if e.kind() == ErrorKind::Conflict => ctx(Error::conflict("a workflow with this id exists")),
-                e => ctx(e),
-            })?;
-        tx.commit().await.map_err(db(OP)).map_err(ctx)?;
-        if wake {
-            self.shared.wake();
-        }
-        Ok(CreateOutcome::Created(id))
-    }
-
-    async fn apply_step(&self, step: Transition) -> Result<Applied> {
-        const OP: &str = "StateStore::apply";
-        let wf_id = step.workflow_id.clone();
-        let ctx = |e: Error| e.with_workflow(wf_id.as_str()).with_operation(OP).with_backend(BACKEND);
-        let now = micros(Utc::now());
-        let mut tx = self.shared.pool.begin().await.map_err(db(OP))?;
-        let stored: Option<WorkflowRow> =
-            sqlx::query_as(LOCK_HEADER).bind(wf_id.as_str()).fetch_optional(&mut *tx).await.map_err(db(OP))?;
-        let stored = stored.ok_or_else(|| ctx(Error::not_found("no such workflow")))?.into_record()?;
-
-        let mut ids: Vec<&str> = step.jobs.iter().map(|j| j.job_id.as_str()).collect();
-        ids.extend(step.parent_outcomes.iter().map(|o| o.child.as_str()));
-        ids.sort_unstable();
-        ids.dedup();
-        let mut rows = HashMap::with_capacity(ids.len());
-        if !ids.is_empty() {
-            let locked: Vec<JobRow> =
-                sqlx::query_as(LOCK_JOBS).bind(wf_id.as_str()).bind(&ids).fetch_all(&mut *tx).await.map_err(db(OP))?;
-            for row in locked {
-                let ordinal = row.ordinal;
-                let rec = row.into_record()?;
-                rows.insert(rec.job_id.clone(), (rec, ordinal));
-            }
-        }
-
-        let planned = plan::plan(stored, rows, step, now).map_err(ctx)?;
-        let mut columns = JobColumns::default();
-        for (job, ordinal) in &planned.jobs {
-            columns.push(job, *ordinal).map_err(ctx)?;
-        }
-        let expected = columns.len() as i64;
-        let header = WorkflowValues::new(&planned.header).map_err(ctx)?;
-        let (event_keys, event_values) = events_columns(&planned.events)?;
-        let row = header
-            .bind(columns.bind(sqlx::query(APPLY)))
-            .bind(planned.touch_header)
-            .bind(event_keys)
-            .bind(event_values)
-            .bind(planned.wake)
-            .bind(self.schema())
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(db(OP))
-            .map_err(ctx)?;
-        let written: i64 = row.try_get("jobs_written").map_err(db(OP))?;
-        if written != expected {
-            return Err(ctx(Error::conflict("a job row changed during the step")));
-        }
-        tx.commit().await.map_err(db(OP)).map_err(ctx)?;
-        if planned.wake {
-            self.shared.wake();
-        }
-        Ok(planned.applied)
-    }
 }
 
 #[async_trait]
@@ -279,6 +100,10 @@ impl StateStore for PostgresStateStore {
 
     async fn create_workflow(&self, new: NewWorkflow) -> Result<CreateOutcome> {
         self.create(new).await
+    }
+
+    async fn create_workflows(&self, news: Vec<NewWorkflow>) -> Vec<Result<CreateOutcome>> {
+        self.create_many(news).await
     }
 
     async fn workflow(&self, id: &WorkflowId) -> Result<WorkflowRecord> {
@@ -341,7 +166,7 @@ impl StateStore for PostgresStateStore {
     }
 
     async fn apply(&self, step: Transition) -> Result<Applied> {
-        self.apply_step(step).await
+        batch::apply(&self.shared, step).await
     }
 
     async fn claim(&self, req: ClaimRequest) -> Result<Claimed> {
