@@ -4,7 +4,7 @@
 use super::Inner;
 use super::worker::run_claimed;
 use crate::state::JobRecord;
-use crate::store::ClaimRequest;
+use crate::store::{ClaimRequest, Claimed};
 use chrono::Utc;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -24,15 +24,15 @@ pub(crate) async fn claim_loop(inner: Arc<Inner>) {
             }
             continue;
         }
-        match inner.store.claim(request(&inner, free)).await {
-            Ok(claimed) => {
+        match claim(&inner, free).await {
+            Ok((claimed, jobs)) => {
                 backoff = Duration::from_millis(50);
                 inner.outbox_wake.notify_one();
-                let got = claimed.jobs.len();
+                let got = jobs.len();
                 // A full claim on an in-process store means a backlog: its workers claim
                 // on by themselves. Durable stores keep claiming in batches, here.
                 let backlog = got == free && !inner.store.capabilities().durable;
-                for rec in taken(&inner, claimed.jobs) {
+                for rec in jobs {
                     inner.total_running.fetch_add(1, Ordering::SeqCst);
                     tokio::spawn(run_claimed(inner.clone(), rec, backlog));
                 }
@@ -74,9 +74,18 @@ pub(crate) async fn one_more(inner: &Arc<Inner>) -> Option<JobRecord> {
     if inner.stop.is_cancelled() {
         return None;
     }
-    let claimed = inner.store.claim(request(inner, 1)).await.ok()?;
+    let (_, mut jobs) = claim(inner, 1).await.ok()?;
     inner.outbox_wake.notify_one();
-    taken(inner, claimed.jobs).next()
+    jobs.pop()
+}
+
+/// Claims up to `limit` jobs within the room of this instance's type and rate limits, and
+/// counts them, as one critical section (see `Inner::claiming`).
+async fn claim(inner: &Inner, limit: usize) -> crate::Result<(Claimed, Vec<JobRecord>)> {
+    let _turn = inner.claiming.lock().await;
+    let mut claimed = inner.store.claim(request(inner, limit)).await?;
+    let jobs = taken(inner, std::mem::take(&mut claimed.jobs));
+    Ok((claimed, jobs))
 }
 
 fn request(inner: &Inner, limit: usize) -> ClaimRequest {
@@ -90,7 +99,7 @@ fn request(inner: &Inner, limit: usize) -> ClaimRequest {
 }
 
 /// Counts claimed jobs against their types' flow control and running totals.
-fn taken(inner: &Inner, jobs: Vec<JobRecord>) -> impl Iterator<Item = JobRecord> {
+fn taken(inner: &Inner, jobs: Vec<JobRecord>) -> Vec<JobRecord> {
     let now = tokio::time::Instant::now();
     let mut per_type: HashMap<&str, usize> = HashMap::new();
     for rec in &jobs {
@@ -103,7 +112,8 @@ fn taken(inner: &Inner, jobs: Vec<JobRecord>) -> impl Iterator<Item = JobRecord>
     for rec in &jobs {
         *running.entry(rec.job_type.clone()).or_default() += 1;
     }
-    jobs.into_iter()
+    drop(running);
+    jobs
 }
 
 /// How many more jobs of each limited type this instance may start now: the room under

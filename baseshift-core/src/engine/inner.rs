@@ -50,6 +50,10 @@ pub(crate) struct Inner {
     pub running: Mutex<HashMap<JobKey, RunningJob>>,
     pub type_running: Mutex<HashMap<String, usize>>,
     pub total_running: AtomicUsize,
+    /// Held across a claim's room computation, the claim and its counting, so two
+    /// claimers of this instance (the claim loop, a worker claiming on) never both spend
+    /// the same room under a type limit or rate limit.
+    pub claiming: tokio::sync::Mutex<()>,
     pub slot_freed: Notify,
     pub finished: broadcast::Sender<WorkflowId>,
     pub outbox_wake: Notify,
@@ -85,6 +89,7 @@ impl Inner {
             running: Mutex::new(HashMap::new()),
             type_running: Mutex::new(HashMap::new()),
             total_running: AtomicUsize::new(0),
+            claiming: tokio::sync::Mutex::new(()),
             slot_freed: Notify::new(),
             finished: broadcast::channel(1024).0,
             outbox_wake: Notify::new(),
