@@ -29,9 +29,9 @@ pub(crate) async fn claim_loop(inner: Arc<Inner>) {
                 backoff = Duration::from_millis(50);
                 inner.outbox_wake.notify_one();
                 let got = jobs.len();
-                // A full claim on an in-process store means a backlog: its workers claim
-                // on by themselves. Durable stores keep claiming in batches, here.
-                let backlog = got == free && !inner.store.capabilities().durable;
+                // A full claim means a backlog: on an in-process store its workers claim
+                // on by themselves (see `run_claimed`).
+                let backlog = got == free;
                 for rec in jobs {
                     inner.total_running.fetch_add(1, Ordering::SeqCst);
                     tokio::spawn(run_claimed(inner.clone(), rec, backlog));

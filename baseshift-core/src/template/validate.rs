@@ -71,9 +71,11 @@ impl<'a> Validator<'a> {
         }
         let schema = cx.compile_schema()?;
         let mut children: Vec<Vec<String>> = vec![Vec::new(); template.jobs.len()];
-        for (i, ps) in parents.iter().enumerate().filter(|_| build) {
-            for &p in ps {
-                children[p].push(template.jobs[i].id.clone());
+        if build {
+            for (i, ps) in parents.iter().enumerate() {
+                for &p in ps {
+                    children[p].push(template.jobs[i].id.clone());
+                }
             }
         }
         let mut jobs = Vec::with_capacity(template.jobs.len());
@@ -266,7 +268,11 @@ impl<'t> Checker<'_, 't> {
         Ok(CompiledJob {
             id: job.id.clone(),
             job_type: job.job_type.clone(),
-            parents: parents[i].iter().filter(|_| self.build).map(|&p| self.t.jobs[p].id.clone()).collect(),
+            parents: if self.build {
+                parents[i].iter().map(|&p| self.t.jobs[p].id.clone()).collect()
+            } else {
+                Vec::new()
+            },
             children,
             trigger: job.trigger,
             priority: job.priority,
