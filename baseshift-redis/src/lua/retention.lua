@@ -1,12 +1,13 @@
 -- retention. No KEYS (the keys are derived from the prefix, as in apply's indexes).
 -- ARGV[1]: JSON {prefix, cutoff_ms, limit}. Removes up to `limit` workflows that finished
--- before cutoff_ms (score of <prefix>:finished), with their job records, outputs,
+-- by cutoff_ms (score of <prefix>:finished, inclusive: scores are whole milliseconds, so
+-- one that finished in the cutoff's millisecond, before the cutoff, counts), with their job records, outputs,
 -- indexes, dead letters and idempotency key. A workflow that is not terminal, or holds a
 -- job that is not, is only taken out of the finished index (a replay re-adds it).
 -- Returns {workflows removed, jobs removed, index entries taken}.
 local p = cjson.decode(ARGV[1])
 local k_fin = p.prefix .. ':finished'
-local ids = redis.call('ZRANGEBYSCORE', k_fin, '-inf', '(' .. p.cutoff_ms, 'LIMIT', 0, p.limit)
+local ids = redis.call('ZRANGEBYSCORE', k_fin, '-inf', p.cutoff_ms, 'LIMIT', 0, p.limit)
 local removed, jobs = 0, 0
 for _, wf in ipairs(ids) do
   redis.call('ZREM', k_fin, wf)
