@@ -223,6 +223,10 @@ impl StateStore for Counting {
         self.calls.count(&self.calls.header);
         self.inner.workflow(id).await
     }
+    async fn workflows(&self, ids: &[WorkflowId]) -> Result<Vec<WorkflowRecord>> {
+        self.calls.count(&self.calls.header);
+        self.inner.workflows(ids).await
+    }
     async fn job(&self, key: &JobKey) -> Result<JobRecord> {
         self.calls.count(&self.calls.records);
         self.inner.job(key).await

@@ -105,6 +105,7 @@ macro_rules! state_store_conformance {
             create_workflows_answers_each_in_order,
             missing_records_are_not_found,
             jobs_by_id_in_order_asked,
+            workflows_by_id_in_order_asked,
             template_snapshot_round_trip,
             list_workflows_pages_and_filters,
             write_bumps_version_by_one,
@@ -136,6 +137,8 @@ macro_rules! state_store_conformance {
             outbox_ack_removes_events,
             dead_letters_list_failed_jobs,
             replay_step_reopens_a_failed_workflow,
+            complete_at_zero_completes_in_the_step,
+            complete_at_zero_waits_for_failures_and_skips,
             claim_respects_concurrency_keys,
             concurrent_claims_respect_concurrency_keys,
         );

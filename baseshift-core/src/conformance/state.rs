@@ -2,6 +2,7 @@
 //! clause of its contract. Each takes a fresh, empty store.
 
 mod claims;
+mod completion;
 mod dead;
 mod deps;
 mod keys;
@@ -10,6 +11,7 @@ mod records;
 mod writes;
 
 pub use claims::*;
+pub use completion::*;
 pub use dead::*;
 pub use deps::*;
 pub use keys::*;

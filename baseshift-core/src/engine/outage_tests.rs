@@ -54,6 +54,9 @@ impl StateStore for Flaky {
     async fn workflow(&self, id: &WorkflowId) -> Result<WorkflowRecord> {
         self.inner.workflow(id).await
     }
+    async fn workflows(&self, ids: &[WorkflowId]) -> Result<Vec<WorkflowRecord>> {
+        self.inner.workflows(ids).await
+    }
     async fn job(&self, key: &JobKey) -> Result<JobRecord> {
         self.inner.job(key).await
     }

@@ -106,6 +106,17 @@ pub fn begin_at_create(
     Some(events)
 }
 
+/// A step on a workflow of `compiled`, at `now`: on a template without compensations the
+/// store completes the workflow in the same step when the step leaves it done
+/// (`Transition::complete_at_zero`); with compensations the engine's finalize decides.
+fn step_on(compiled: &CompiledTemplate, workflow_id: WorkflowId, now: DateTime<Utc>) -> Transition {
+    let mut t = Transition::new(workflow_id);
+    if !compiled.has_compensations() {
+        t.complete_at_zero = Some(now);
+    }
+    t
+}
+
 /// Marks `rec` terminal with `status` and adds its outcome to its children's counters.
 fn finish(t: &mut Transition, compiled: &CompiledTemplate, mut rec: JobRecord, status: JobStatus, now: DateTime<Utc>) {
     let main = rec.compensation_of.is_none();
@@ -135,7 +146,7 @@ pub fn start(
     root_conditions: &dyn Fn(&str) -> bool,
     now: DateTime<Utc>,
 ) -> Transition {
-    let mut t = Transition::new(header.id.clone());
+    let mut t = step_on(compiled, header.id.clone(), now);
     header.status = WorkflowStatus::Running;
     header.updated_at = now;
     t.events.push(Event::workflow(&header.id, WorkflowStatus::Running, None));
@@ -165,7 +176,7 @@ pub fn complete(
     max_attempts: u32,
     now: DateTime<Utc>,
 ) -> Transition {
-    let mut t = Transition::new(rec.workflow_id.clone());
+    let mut t = step_on(compiled, rec.workflow_id.clone(), now);
     let (wf, id, attempt) = (rec.workflow_id.clone(), rec.job_id.clone(), rec.attempt);
     match outcome {
         Outcome::Succeeded(output) => {
@@ -215,8 +226,8 @@ fn timed(ev: &mut Event, rec: &JobRecord, now: DateTime<Utc>) {
 }
 
 /// Delivers the outcome of a job the store skipped to its children.
-pub fn propagate(compiled: &CompiledTemplate, rec: JobRecord) -> Transition {
-    let mut t = Transition::new(rec.workflow_id.clone());
+pub fn propagate(compiled: &CompiledTemplate, rec: JobRecord, now: DateTime<Utc>) -> Transition {
+    let mut t = step_on(compiled, rec.workflow_id.clone(), now);
     if let Some(job) = compiled.job(&rec.job_id) {
         for child in &job.children {
             t.parent_outcomes.push(ParentOutcome { child: child.clone(), status: rec.status });
@@ -230,7 +241,7 @@ pub fn propagate(compiled: &CompiledTemplate, rec: JobRecord) -> Transition {
 
 /// Decides an eligible job whose condition evaluated to `run`.
 pub fn decide_eligible(compiled: &CompiledTemplate, mut rec: JobRecord, run: bool, now: DateTime<Utc>) -> Transition {
-    let mut t = Transition::new(rec.workflow_id.clone());
+    let mut t = step_on(compiled, rec.workflow_id.clone(), now);
     rec.eligible = false;
     if run {
         rec.status = JobStatus::Ready;

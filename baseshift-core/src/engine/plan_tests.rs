@@ -144,7 +144,7 @@ async fn settle(
     assert!(applied.eligible.is_empty(), "no conditions in these DAGs");
     while let Some(job) = queue.pop_front() {
         let rec = store.job(&JobKey::new(id.clone(), job)).await.unwrap();
-        let a = store.apply(plan::propagate(compiled, rec)).await.unwrap();
+        let a = store.apply(plan::propagate(compiled, rec, chrono::Utc::now())).await.unwrap();
         *remaining = a.remaining;
         queue.extend(a.skipped);
     }

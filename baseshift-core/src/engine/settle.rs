@@ -48,7 +48,7 @@ impl Inner {
     /// Processes what a step left to do until nothing is left; finalizes at zero remaining.
     pub async fn settle(&self, compiled: &CompiledTemplate, id: &WorkflowId, applied: Applied) -> Result<()> {
         let mut queue: VecDeque<Pending> = VecDeque::new();
-        let mut remaining = applied.remaining;
+        let (mut remaining, mut completed) = (applied.remaining, applied.completed);
         enqueue(&mut queue, applied);
         while let Some(item) = queue.pop_front() {
             let next = match item {
@@ -57,10 +57,14 @@ impl Inner {
             };
             if let Some(a) = next {
                 remaining = a.remaining;
+                completed |= a.completed;
                 enqueue(&mut queue, a);
             }
         }
-        if remaining == 0 {
+        if completed {
+            // The store completed the workflow in the step (`Transition::complete_at_zero`).
+            self.after_finalize(id, true);
+        } else if remaining == 0 {
             self.finalize(id).await?;
         }
         Ok(())
@@ -72,7 +76,7 @@ impl Inner {
             if !rec.status.is_terminal() || rec.propagated {
                 return Ok(None);
             }
-            match self.apply(plan::propagate(compiled, rec)).await {
+            match self.apply(plan::propagate(compiled, rec, Utc::now())).await {
                 Ok(a) => return Ok(Some(a)),
                 Err(e) if e.kind() == ErrorKind::Conflict => continue,
                 Err(e) => return Err(e),

@@ -97,6 +97,10 @@ pub struct Transition {
     pub replay: bool,
     /// Events to append to the outbox.
     pub events: Vec<Event>,
+    /// Completes the workflow in this same step, at this time, if the step leaves it
+    /// done (see the contract's *Completion at zero*). The planner sets it on the steps
+    /// of templates without compensations; it saves the engine a separate finalize step.
+    pub complete_at_zero: Option<DateTime<Utc>>,
 }
 
 impl Transition {
@@ -111,6 +115,7 @@ impl Transition {
             reopened: 0,
             replay: false,
             events: Vec::new(),
+            complete_at_zero: None,
         }
     }
 }
@@ -126,6 +131,55 @@ pub struct Applied {
     pub eligible: Vec<String>,
     /// Children the store moved to `SKIPPED` (their own children still need the outcome).
     pub skipped: Vec<String>,
+    /// The step also completed the workflow (see [`Transition::complete_at_zero`]).
+    pub completed: bool,
+}
+
+/// The completion a step with [`Transition::complete_at_zero`] makes, given the header and
+/// every job record of the workflow as they are after the step's own writes: `None`
+/// unless `remaining` is 0, the header is `RUNNING` with no compensation queue, and every
+/// record is a main job that `SUCCEEDED` or was `SKIPPED` with its outcome propagated.
+/// Otherwise the completed header (status and times exactly as the engine's finalize
+/// step sets them; its `version` still the stored one) and the `workflow_completed`
+/// event, whose result holds the outputs, to append after the step's other events.
+///
+/// ```
+/// use baseshift_core::state::{JobRecord, JobStatus, WorkflowRecord, WorkflowStatus};
+/// use baseshift_core::store::completion;
+/// use baseshift_core::WorkflowId;
+/// use serde_json::json;
+///
+/// let id = WorkflowId::new("w1");
+/// let mut header = WorkflowRecord::initialized(id.clone(), "t", "1.0.0", json!({}));
+/// header.status = WorkflowStatus::Running;
+/// header.remaining = 0;
+/// let mut job = JobRecord::pending(id, "a", "noop", 0);
+/// job.status = JobStatus::Succeeded;
+/// job.propagated = true;
+/// job.output = Some(json!(7));
+/// let (done, event) = completion(&header, &[job.clone()], chrono::Utc::now()).unwrap();
+/// assert_eq!(done.status, WorkflowStatus::Completed);
+/// assert_eq!(event.event_type, "workflow_completed");
+/// assert_eq!(event.payload.result, Some(json!({ "outputs": { "a": 7 } })));
+///
+/// job.status = JobStatus::Failed; // the engine's finalize decides (compensation, FAILED)
+/// assert!(completion(&header, &[job], chrono::Utc::now()).is_none());
+/// ```
+pub fn completion(header: &WorkflowRecord, jobs: &[JobRecord], at: DateTime<Utc>) -> Option<(WorkflowRecord, Event)> {
+    let done = |j: &JobRecord| {
+        j.compensation_of.is_none() && j.propagated && matches!(j.status, JobStatus::Succeeded | JobStatus::Skipped)
+    };
+    if header.remaining != 0
+        || header.status != WorkflowStatus::Running
+        || !header.compensation_queue.is_empty()
+        || !jobs.iter().all(done)
+    {
+        return None;
+    }
+    let mut step = crate::engine::plan::finalize(header.clone(), jobs, at);
+    let header = step.header.take()?;
+    let event = step.events.pop()?;
+    Some((header, event))
 }
 
 /// A request for ready jobs.
@@ -238,6 +292,12 @@ pub fn retention_cutoff(older_than: Duration) -> Result<DateTime<Utc>> {
 /// - **Remaining.** `remaining` starts as the number of main jobs and drops by
 ///   `terminal_delta` plus the store-made skips, and grows by `reopened`; `apply` returns
 ///   the value after the step.
+/// - **Completion at zero.** A step with [`Transition::complete_at_zero`] set to `at`
+///   that leaves the workflow done, as [`completion`] decides it on the header and every
+///   job record after the step's writes, also writes the completed header [`completion`]
+///   returns (version + 1) and appends its `workflow_completed` event after the step's
+///   other events, and returns `completed: true`. Otherwise it changes nothing more
+///   (`completed: false`): the engine finalizes in a step of its own.
 /// - **Replay.** A step with `replay` set may also make the transitions of
 ///   [`JobStatus::can_replay`] and [`WorkflowStatus::can_replay`] (`FAILED -> READY`,
 ///   `FAILED | SKIPPED -> PENDING`, workflow `FAILED -> RUNNING`); any other step making
@@ -287,6 +347,21 @@ pub trait StateStore: Send + Sync + 'static {
 
     /// Reads a workflow header (`NotFound` if absent).
     async fn workflow(&self, id: &WorkflowId) -> Result<WorkflowRecord>;
+
+    /// Reads several workflow headers, in the order asked; absent ids are left out.
+    /// Backends override it to read them in one round trip; the default reads them one
+    /// by one.
+    async fn workflows(&self, ids: &[WorkflowId]) -> Result<Vec<WorkflowRecord>> {
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            match self.workflow(id).await {
+                Ok(h) => out.push(h),
+                Err(e) if e.kind() == crate::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
+    }
 
     /// Reads one job record (`NotFound` if absent).
     async fn job(&self, key: &JobKey) -> Result<JobRecord>;

@@ -133,6 +133,11 @@ impl CompiledTemplate {
         self.jobs.iter().filter(|j| j.parents.is_empty())
     }
 
+    /// Whether any job has a compensation job.
+    pub fn has_compensations(&self) -> bool {
+        self.index.len() > self.jobs.len()
+    }
+
     /// The compensation jobs, in template order of the jobs they compensate (run them in
     /// reverse completion order).
     pub fn compensation_jobs(&self) -> impl Iterator<Item = &CompiledJob> + '_ {

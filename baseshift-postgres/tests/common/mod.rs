@@ -84,6 +84,9 @@ impl StateStore for Scoped {
     async fn workflow(&self, id: &WorkflowId) -> Result<WorkflowRecord> {
         self.pg.state_store().workflow(id).await
     }
+    async fn workflows(&self, ids: &[WorkflowId]) -> Result<Vec<WorkflowRecord>> {
+        self.pg.state_store().workflows(ids).await
+    }
     async fn job(&self, key: &JobKey) -> Result<JobRecord> {
         self.pg.state_store().job(key).await
     }

@@ -141,7 +141,13 @@ pub(super) async fn apply(conn: &Conn, keys: &Keys, step: Transition) -> Result<
     let counts = [number(2)?, number(3)?, number(4)?].map(|n| usize::try_from(n).unwrap_or(0));
     let mut ids = items.iter().skip(5).filter_map(text);
     let mut take = |n: usize| ids.by_ref().take(n).collect::<Vec<_>>();
-    Ok(Applied { remaining, ready: take(counts[0]), eligible: take(counts[1]), skipped: take(counts[2]) })
+    Ok(Applied {
+        remaining,
+        ready: take(counts[0]),
+        eligible: take(counts[1]),
+        skipped: take(counts[2]),
+        completed: false,
+    })
 }
 
 fn lease_expiry(now: DateTime<Utc>, ttl: Duration, op: &'static str) -> Result<DateTime<Utc>> {

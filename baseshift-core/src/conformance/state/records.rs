@@ -132,6 +132,22 @@ pub async fn jobs_by_id_in_order_asked(store: &dyn StateStore) -> Result<()> {
     Ok(())
 }
 
+/// `workflows(ids)` returns the headers asked for, each equal to what `workflow` reads,
+/// in the order asked (a repeated id twice), leaving out absent ids.
+pub async fn workflows_by_id_in_order_asked(store: &dyn StateStore) -> Result<()> {
+    let (one, two) = (TestWorkflow::new().job("a", &[]), TestWorkflow::new().job("a", &[]).job("b", &["a"]));
+    one.create(store).await?;
+    two.create(store).await?;
+    let absent = crate::ids::WorkflowId::generate();
+    let ask = [two.id().clone(), absent, one.id().clone(), two.id().clone()];
+    let got = store.workflows(&ask).await?;
+    let expected =
+        vec![store.workflow(two.id()).await?, store.workflow(one.id()).await?, store.workflow(two.id()).await?];
+    ensure_eq!(got, expected, "headers returned");
+    ensure!(store.workflows(&[]).await?.is_empty(), "workflows(&[]) returns nothing");
+    Ok(())
+}
+
 /// The template snapshot stored with a workflow reads back equal, by id and version.
 pub async fn template_snapshot_round_trip(store: &dyn StateStore) -> Result<()> {
     let wf = TestWorkflow::new().job("a", &[]).job("b", &["a"]).with_job("b", |j| j.priority = 3);

@@ -8,7 +8,7 @@ use crate::ids::{JobKey, WorkflowId};
 use crate::state::{JobRecord, JobStatus, Lease, WorkflowRecord};
 use crate::store::{
     Applied, ClaimRequest, Claimed, CreateOutcome, DeadLetterFilter, NewWorkflow, OutboxEntry, Transition,
-    WorkflowFilter,
+    WorkflowFilter, completion,
 };
 use crate::template::WorkflowTemplate;
 use chrono::{DateTime, TimeDelta, Utc};
@@ -182,7 +182,7 @@ impl Inner {
             .ok_or_else(|| ctx(err(ErrorKind::NotFound, OP, "no such workflow")))?;
         validate_step(wf, &step).map_err(|e| ctx(e.with_operation(OP).with_backend(BACKEND)))?;
 
-        let Transition { header, jobs, parent_outcomes, terminal_delta, reopened, events, .. } = step;
+        let Transition { header, jobs, parent_outcomes, terminal_delta, reopened, events, complete_at_zero, .. } = step;
         if let Some(mut header) = header {
             header.remaining = wf.header.remaining;
             header.version = wf.header.version + 1;
@@ -231,6 +231,13 @@ impl Inner {
         wf.header.remaining =
             (wf.header.remaining + reopened).saturating_sub(skipped_main).saturating_sub(terminal_delta);
         applied.remaining = wf.header.remaining;
+        if let Some((mut done, event)) = complete_at_zero.and_then(|at| completion(&wf.header, &wf.jobs, at)) {
+            done.version = wf.header.version + 1;
+            finished.insert((done.finished_at.unwrap_or(now), done.id.clone()));
+            wf.header = done;
+            derived.push(event);
+            applied.completed = true;
+        }
         // The step's own events (e.g. the parent's `job_succeeded`) precede the changes they caused.
         self.push_events(events);
         self.push_events(derived);

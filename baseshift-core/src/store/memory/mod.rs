@@ -134,6 +134,11 @@ impl StateStore for MemoryStateStore {
         self.lock().workflow(id)
     }
 
+    async fn workflows(&self, ids: &[WorkflowId]) -> Result<Vec<WorkflowRecord>> {
+        let inner = self.lock();
+        Ok(ids.iter().filter_map(|id| inner.workflow(id).ok()).collect())
+    }
+
     async fn job(&self, key: &JobKey) -> Result<JobRecord> {
         self.lock().job(key)
     }

@@ -60,6 +60,10 @@ impl StateStore for LeaseRecording {
         self.inner.workflow(id).await
     }
 
+    async fn workflows(&self, ids: &[WorkflowId]) -> Result<Vec<WorkflowRecord>> {
+        self.inner.workflows(ids).await
+    }
+
     async fn job(&self, key: &JobKey) -> Result<JobRecord> {
         self.inner.job(key).await
     }
