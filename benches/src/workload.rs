@@ -47,15 +47,12 @@ pub async fn start_chunked(engine: &Engine, template: &str, n: usize) -> Result<
     Ok(ids)
 }
 
-/// Waits for every workflow (reading the store) and fails unless all completed.
-///
-/// Waiting in start order keeps the waiter just behind the engine, so the last read
-/// happens right after the last completion.
+/// Waits for every workflow ([`Engine::wait_all`]: batched header reads) and fails unless
+/// all completed.
 pub async fn wait_all(engine: &Engine, ids: &[WorkflowId]) -> Result<()> {
-    for id in ids {
-        let done = engine.wait(id).await?;
+    for done in engine.wait_all(ids).await? {
         if done.status != WorkflowStatus::Completed {
-            return Err(Error::internal(format!("workflow {id} ended {}", done.status)));
+            return Err(Error::internal(format!("workflow {} ended {}", done.id, done.status)));
         }
     }
     Ok(())

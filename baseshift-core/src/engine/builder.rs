@@ -31,6 +31,17 @@ pub struct EngineConfig {
     /// The longest an idle worker sleeps before asking the store again.
     #[serde(with = "duration_serde")]
     pub poll_interval: Duration,
+    /// On a durable store (a claim is a round trip), how long the claim loop waits, while
+    /// jobs run and fewer than half the slots are free, for more slots to free up, so that
+    /// one claim fills several. Zero claims for every freed slot at once.
+    #[serde(with = "duration_serde")]
+    pub claim_linger: Duration,
+    /// On a durable store, how long the event relay waits after relaying a partial batch
+    /// before reading the outbox again, so that one read and one acknowledgement carry the
+    /// events of several steps. Events reach the bus at most this much later. Zero reads
+    /// again at once.
+    #[serde(with = "duration_serde")]
+    pub relay_linger: Duration,
     /// Largest accepted workflow input, in bytes of JSON.
     pub max_input_bytes: usize,
     /// Largest accepted job output, in bytes of JSON (larger fails the job).
@@ -54,6 +65,8 @@ impl Default for EngineConfig {
             type_limits: HashMap::new(),
             lease_ttl: Duration::from_secs(30),
             poll_interval: Duration::from_millis(500),
+            claim_linger: Duration::from_millis(2),
+            relay_linger: Duration::from_millis(2),
             max_input_bytes: 1 << 20,
             max_output_bytes: 1 << 20,
             env_allowlist: HashSet::new(),

@@ -14,6 +14,7 @@ use std::time::Duration;
 /// Claims jobs while there are free slots, and spawns one task per claimed job.
 pub(crate) async fn claim_loop(inner: Arc<Inner>) {
     let mut backoff = Duration::from_millis(50);
+    let lingers = inner.store.capabilities().durable && !inner.config.claim_linger.is_zero();
     while !inner.stop.is_cancelled() {
         let free = inner.config.concurrency.saturating_sub(inner.total_running.load(Ordering::SeqCst));
         if free == 0 {
@@ -24,6 +25,7 @@ pub(crate) async fn claim_loop(inner: Arc<Inner>) {
             }
             continue;
         }
+        let free = if lingers { linger(&inner, free).await } else { free };
         match claim(&inner, free).await {
             Ok((claimed, jobs)) => {
                 backoff = Duration::from_millis(50);
@@ -63,6 +65,23 @@ pub(crate) async fn claim_loop(inner: Arc<Inner>) {
             }
         }
     }
+}
+
+/// On a durable store a claim is a round trip: while jobs run and fewer than half the
+/// slots are free, waits up to `claim_linger` for more to free, so that one claim fills
+/// several. Returns the free slots then.
+async fn linger(inner: &Inner, mut free: usize) -> usize {
+    let concurrency = inner.config.concurrency;
+    let deadline = tokio::time::Instant::now() + inner.config.claim_linger;
+    while free < concurrency.div_ceil(2) && free < concurrency {
+        tokio::select! {
+            _ = inner.slot_freed.notified() => {}
+            _ = tokio::time::sleep_until(deadline) => break,
+            _ = inner.stop.cancelled() => break,
+        }
+        free = concurrency.saturating_sub(inner.total_running.load(Ordering::SeqCst));
+    }
+    concurrency.saturating_sub(inner.total_running.load(Ordering::SeqCst))
 }
 
 /// One more job for a worker whose slot is still held, asked for when its last step

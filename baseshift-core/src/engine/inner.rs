@@ -194,49 +194,6 @@ impl Inner {
         }
     }
 
-    pub async fn wait(&self, id: &WorkflowId, timeout: Option<Duration>) -> Result<WorkflowRecord> {
-        let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
-        let mut rx = self.finished.subscribe();
-        let mut poll = Duration::from_millis(20);
-        loop {
-            let header = self.store.workflow(id).await?;
-            if header.status.is_terminal() {
-                return Ok(header);
-            }
-            let sleep_for = match deadline {
-                Some(d) => {
-                    let left = d.saturating_duration_since(tokio::time::Instant::now());
-                    if left.is_zero() {
-                        return Err(Error::new(ErrorKind::Timeout, format!("workflow {id} did not finish in time"))
-                            .with_workflow(id.as_str()));
-                    }
-                    poll.min(left)
-                }
-                None => poll,
-            };
-            // Another workflow finishing is no reason to read this one again: with many
-            // concurrent waiters that would cost a read per waiter per finished workflow.
-            let sleep = tokio::time::sleep(sleep_for);
-            tokio::pin!(sleep);
-            loop {
-                tokio::select! {
-                    r = rx.recv() => match r {
-                        Ok(done) if &done != id => continue,
-                        Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => break,
-                        Err(broadcast::error::RecvError::Closed) => {
-                            (&mut sleep).await;
-                            break;
-                        }
-                    },
-                    _ = &mut sleep => {
-                        poll = (poll * 2).min(Duration::from_millis(500));
-                        break;
-                    }
-                }
-            }
-        }
-    }
-
     pub async fn cancel(&self, id: &WorkflowId, reason: &str) -> Result<()> {
         for _ in 0..50 {
             let header = self.store.workflow(id).await?;

@@ -32,6 +32,7 @@ mod repair;
 mod replay;
 mod settle;
 mod start;
+mod wait;
 mod worker;
 
 #[cfg(test)]
@@ -286,6 +287,34 @@ impl Engine {
     /// Like [`wait`](Self::wait), giving up with [`ErrorKind::Timeout`] after `timeout`.
     pub async fn wait_timeout(&self, id: &WorkflowId, timeout: Duration) -> Result<WorkflowRecord> {
         self.inner.wait(id, Some(timeout)).await
+    }
+
+    /// Waits until every workflow of `ids` is terminal and returns their headers, in the
+    /// order of `ids`. It reads the headers in batches (one store call for up to 1 000),
+    /// not one call per workflow: the way to wait for a batch from
+    /// [`start_many`](Self::start_many). `NotFound` names the first id that does not exist.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+    /// use baseshift_core::engine::{Engine, StartRequest};
+    /// use baseshift_core::{JobSpec, WorkflowStatus, WorkflowTemplate};
+    /// use serde_json::json;
+    ///
+    /// let engine = Engine::builder().build()?;
+    /// engine.register_template(WorkflowTemplate::new("one", semver::Version::new(1, 0, 0))
+    ///     .job(JobSpec::new("a", "noop"))).await?;
+    /// engine.launch().await?;
+    /// let requests = (0..3).map(|i| StartRequest::new("one").input(json!({ "i": i })));
+    /// let ids = engine.start_many(requests).await.into_iter().collect::<Result<Vec<_>, _>>()?;
+    /// let done = engine.wait_all(&ids).await?;
+    /// assert!(done.iter().all(|h| h.status == WorkflowStatus::Completed));
+    /// assert_eq!(done[2].id, ids[2]);
+    /// engine.shutdown().await;
+    /// # Ok::<(), baseshift_core::Error>(())
+    /// # }).unwrap();
+    /// ```
+    pub async fn wait_all(&self, ids: &[WorkflowId]) -> Result<Vec<WorkflowRecord>> {
+        self.inner.wait_all(ids, None).await
     }
 
     /// Cancels a workflow: no new job starts, running jobs are told to stop, every

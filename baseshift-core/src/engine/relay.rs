@@ -7,14 +7,31 @@ use std::time::Duration;
 const BATCH: usize = 512;
 
 /// Drains the store's outbox to the event bus until the engine stops (then one last drain).
+/// A partial batch means the outbox was empty at that read: the relay then waits for the
+/// next step's wake-up (a wake-up sent meanwhile is kept) instead of reading again at once,
+/// and on a durable store first lingers (`relay_linger`) so one read and one
+/// acknowledgement carry several steps' events.
 pub(crate) async fn relay_loop(inner: Arc<Inner>) {
     let mut backoff = Duration::from_millis(50);
+    let linger = if inner.store.capabilities().durable { inner.config.relay_linger } else { Duration::ZERO };
     loop {
         match drain(&inner).await {
-            Ok(0) => {
+            Ok(n) => {
                 backoff = Duration::from_millis(50);
+                if n == BATCH {
+                    continue;
+                }
                 if inner.stop.is_cancelled() {
-                    return;
+                    if n == 0 {
+                        return;
+                    }
+                    continue;
+                }
+                if n > 0 && !linger.is_zero() {
+                    tokio::select! {
+                        _ = tokio::time::sleep(linger) => {}
+                        _ = inner.stop.cancelled() => continue,
+                    }
                 }
                 tokio::select! {
                     _ = inner.outbox_wake.notified() => {}
@@ -22,7 +39,6 @@ pub(crate) async fn relay_loop(inner: Arc<Inner>) {
                     _ = inner.stop.cancelled() => {}
                 }
             }
-            Ok(_) => {}
             Err(e) => {
                 tracing::warn!(error = %e, "relaying events failed; retrying");
                 if inner.stop.is_cancelled() {

@@ -1,0 +1,176 @@
+//! Waiting for workflows to finish: batched header reads, woken by this instance's
+//! finished workflows, polling (backing off) for those other instances finish.
+
+use super::Inner;
+use crate::error::{Error, ErrorKind, Result};
+use crate::ids::WorkflowId;
+use crate::state::WorkflowRecord;
+use std::collections::HashMap;
+use std::time::Duration;
+use tokio::sync::broadcast::{self, error::TryRecvError};
+
+/// Headers read per store call while waiting.
+const READ_CHUNK: usize = 1000;
+/// The first poll interval; it doubles up to [`MAX_POLL`] while nothing finishes.
+const FIRST_POLL: Duration = Duration::from_millis(20);
+const MAX_POLL: Duration = Duration::from_millis(500);
+
+impl Inner {
+    /// Waits until every workflow of `ids` is terminal; their headers, in the order of
+    /// `ids`. Reads the headers in batches (`StateStore::workflows`): first all of them,
+    /// then, as this instance finishes some, those (a batch of whatever finished since the
+    /// last read); every poll interval, all that are still open. `NotFound` names the first
+    /// id that does not exist; `Timeout` when `timeout` passes first.
+    pub async fn wait_all(&self, ids: &[WorkflowId], timeout: Option<Duration>) -> Result<Vec<WorkflowRecord>> {
+        let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
+        let mut rx = self.finished.subscribe();
+        let mut done: Vec<Option<WorkflowRecord>> = vec![None; ids.len()];
+        let mut open: HashMap<&WorkflowId, Vec<usize>> = HashMap::with_capacity(ids.len());
+        for (i, id) in ids.iter().enumerate() {
+            open.entry(id).or_default().push(i);
+        }
+        let mut to_read: Vec<WorkflowId> = open.keys().map(|id| (*id).clone()).collect();
+        let mut poll = FIRST_POLL;
+        loop {
+            for chunk in to_read.chunks(READ_CHUNK) {
+                let headers = self.store.workflows(chunk).await?;
+                if headers.len() < chunk.len() {
+                    let absent = chunk.iter().find(|id| !headers.iter().any(|h| &h.id == *id)).unwrap_or(&chunk[0]);
+                    return Err(Error::new(ErrorKind::NotFound, format!("no such workflow: {absent}"))
+                        .with_workflow(absent.as_str()));
+                }
+                for header in headers.into_iter().filter(|h| h.status.is_terminal()) {
+                    for i in open.remove(&header.id).unwrap_or_default() {
+                        done[i] = Some(header.clone());
+                    }
+                }
+            }
+            if open.is_empty() {
+                return Ok(done.into_iter().flatten().collect());
+            }
+            let sleep_for = match deadline {
+                Some(d) => {
+                    let left = d.saturating_duration_since(tokio::time::Instant::now());
+                    if left.is_zero() {
+                        let first = open.keys().next().map_or("", |id| id.as_str());
+                        return Err(Error::new(ErrorKind::Timeout, format!("workflow {first} did not finish in time"))
+                            .with_workflow(first));
+                    }
+                    poll.min(left)
+                }
+                None => poll,
+            };
+            to_read = self.next_finished(&mut rx, &open, sleep_for).await;
+            if to_read.is_empty() {
+                poll = (poll * 2).min(MAX_POLL);
+                to_read = open.keys().map(|id| (*id).clone()).collect();
+            }
+        }
+    }
+
+    /// The open workflows this instance finished within `within`, with any that finished
+    /// right after them; empty when none did (time to poll them all). Another workflow
+    /// finishing is no reason to read: with many concurrent waiters that would cost a read
+    /// per waiter per finished workflow.
+    async fn next_finished(
+        &self,
+        rx: &mut broadcast::Receiver<WorkflowId>,
+        open: &HashMap<&WorkflowId, Vec<usize>>,
+        within: Duration,
+    ) -> Vec<WorkflowId> {
+        let sleep = tokio::time::sleep(within);
+        tokio::pin!(sleep);
+        let mut found = Vec::new();
+        loop {
+            tokio::select! {
+                r = rx.recv() => match r {
+                    Ok(id) if open.contains_key(&id) => {
+                        found.push(id);
+                        break;
+                    }
+                    Ok(_) => continue,
+                    // Missed some: read every open one.
+                    Err(broadcast::error::RecvError::Lagged(_)) => return open.keys().map(|id| (*id).clone()).collect(),
+                    Err(broadcast::error::RecvError::Closed) => {
+                        (&mut sleep).await;
+                        return found;
+                    }
+                },
+                _ = &mut sleep => return found,
+            }
+        }
+        loop {
+            match rx.try_recv() {
+                Ok(id) if open.contains_key(&id) => found.push(id),
+                Ok(_) => {}
+                Err(TryRecvError::Lagged(_)) => return open.keys().map(|id| (*id).clone()).collect(),
+                Err(TryRecvError::Empty | TryRecvError::Closed) => return found,
+            }
+        }
+    }
+
+    /// Waits until workflow `id` is terminal (see [`wait_all`](Self::wait_all)).
+    pub async fn wait(&self, id: &WorkflowId, timeout: Option<Duration>) -> Result<WorkflowRecord> {
+        let mut headers = self.wait_all(std::slice::from_ref(id), timeout).await?;
+        headers.pop().ok_or_else(|| Error::internal(format!("waiting for workflow {id} returned no header")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::engine::{Engine, StartRequest};
+    use crate::error::ErrorKind;
+    use crate::ids::WorkflowId;
+    use crate::state::WorkflowStatus;
+    use crate::template::{JobSpec, WorkflowTemplate};
+    use serde_json::json;
+    use std::time::Duration;
+
+    async fn engine() -> Engine {
+        let engine = Engine::builder().build().unwrap();
+        let one = WorkflowTemplate::new("one", semver::Version::new(1, 0, 0)).job(JobSpec::new("a", "noop"));
+        let manual = WorkflowTemplate::new("manual", semver::Version::new(1, 0, 0)).job(JobSpec::new("m", "manual"));
+        engine.register_template(one).await.unwrap();
+        engine.register_template(manual).await.unwrap();
+        engine
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn wait_all_returns_headers_in_the_order_asked() {
+        let engine = engine().await;
+        // Started before the workers run: the first read finds them open, and the
+        // finished notifications (or the poll) bring them in.
+        let ids: Vec<WorkflowId> = engine
+            .start_many((0..50).map(|i| StartRequest::new("one").input(json!({ "i": i }))))
+            .await
+            .into_iter()
+            .collect::<crate::Result<_>>()
+            .unwrap();
+        engine.launch().await.unwrap();
+        let ask = [ids[7].clone(), ids[0].clone(), ids[7].clone(), ids[49].clone()];
+        let done = engine.wait_all(&ask).await.unwrap();
+        let got: Vec<&WorkflowId> = done.iter().map(|h| &h.id).collect();
+        assert_eq!(got, ask.iter().collect::<Vec<_>>());
+        assert!(done.iter().all(|h| h.status == WorkflowStatus::Completed));
+        assert_eq!(engine.wait_all(&ids).await.unwrap().len(), 50);
+        assert!(engine.wait_all(&[]).await.unwrap().is_empty());
+        engine.shutdown().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn wait_all_names_an_absent_workflow_and_times_out() {
+        let engine = engine().await;
+        engine.launch().await.unwrap();
+        let done = engine.start("one", json!({})).await.unwrap();
+        let absent = WorkflowId::new("no-such-workflow");
+        let err = engine.wait_all(&[done.clone(), absent.clone()]).await.unwrap_err();
+        assert_eq!((err.kind(), err.workflow_id()), (ErrorKind::NotFound, Some("no-such-workflow")));
+
+        let open = engine.start("manual", json!({})).await.unwrap();
+        let err = engine.inner.wait_all(&[done, open.clone()], Some(Duration::from_millis(100))).await.unwrap_err();
+        assert_eq!((err.kind(), err.workflow_id()), (ErrorKind::Timeout, Some(open.as_str())));
+        engine.complete_job(&open, "m", json!(1)).await.unwrap();
+        assert_eq!(engine.wait(&open).await.unwrap().status, WorkflowStatus::Completed);
+        engine.shutdown().await;
+    }
+}
