@@ -118,7 +118,11 @@ fn request(inner: &Inner, limit: usize) -> ClaimRequest {
 }
 
 /// Counts claimed jobs against their types' flow control and running totals.
+/// Nothing to count without type limits, rate limits or a breaker (see `Inner::limits_types`).
 fn taken(inner: &Inner, jobs: Vec<JobRecord>) -> Vec<JobRecord> {
+    if !inner.limits_types() {
+        return jobs;
+    }
     let now = tokio::time::Instant::now();
     let mut per_type: HashMap<&str, usize> = HashMap::new();
     for rec in &jobs {
@@ -138,6 +142,9 @@ fn taken(inner: &Inner, jobs: Vec<JobRecord>) -> Vec<JobRecord> {
 /// How many more jobs of each limited type this instance may start now: the room under
 /// its concurrency limit, its rate limit and its circuit breaker, whichever is least.
 fn type_room(inner: &Inner) -> HashMap<String, usize> {
+    if !inner.limits_types() {
+        return HashMap::new();
+    }
     let running = inner.lock(&inner.type_running);
     let now = tokio::time::Instant::now();
     let mut room = HashMap::new();

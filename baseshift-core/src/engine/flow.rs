@@ -84,6 +84,11 @@ impl FlowControl {
         FlowControl { rates, breaker, state: Mutex::new(State::default()) }
     }
 
+    /// Whether no rate limit and no breaker is configured: nothing ever holds a job back.
+    pub fn is_inactive(&self) -> bool {
+        self.rates.is_empty() && self.breaker.is_none()
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }

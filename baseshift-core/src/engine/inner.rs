@@ -262,8 +262,14 @@ impl Inner {
         done
     }
 
+    /// Whether anything limits job types on this instance (type limits, rate limits, a
+    /// breaker): without, claims and workers skip the per-type bookkeeping.
+    pub fn limits_types(&self) -> bool {
+        !self.config.type_limits.is_empty() || !self.flow.is_inactive()
+    }
+
     pub fn check_output_size(&self, v: &Value) -> Result<()> {
-        let size = serde_json::to_vec(v).map(|b| b.len()).unwrap_or(usize::MAX);
+        let size = json_size(v);
         if size > self.config.max_output_bytes {
             return Err(Error::invalid_input(format!(
                 "job output is {size} bytes; the limit is {} (EngineConfig.max_output_bytes)",
@@ -353,5 +359,24 @@ impl ChildStarter for Inner {
             Err(e) if e.kind() == ErrorKind::IllegalTransition => Ok(()),
             other => other,
         }
+    }
+}
+
+/// The length of `v` serialized as JSON, counted without building the text.
+fn json_size(v: &Value) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    match serde_json::to_writer(&mut count, v) {
+        Ok(()) => count.0,
+        Err(_) => usize::MAX,
     }
 }

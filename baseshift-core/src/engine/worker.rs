@@ -70,7 +70,9 @@ async fn run_one(inner: &Arc<Inner>, rec: JobRecord) -> bool {
         }
     }
     inner.lock(&inner.running).remove(&key);
-    if let Some(n) = inner.lock(&inner.type_running).get_mut(&job_type) {
+    if inner.limits_types()
+        && let Some(n) = inner.lock(&inner.type_running).get_mut(&job_type)
+    {
         *n = n.saturating_sub(1);
     }
     readied
