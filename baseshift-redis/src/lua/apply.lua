@@ -2,7 +2,8 @@
 -- ARGV[1]: JSON {prefix, wf, now_ms, now, header, jobs, outcomes, delta, reopened, replay, events,
 -- at, at_ms}; `at` (RFC 3339, or null) asks for completion at zero (see complete.lua).
 -- Dead letters are kept in the sorted set <prefix>:dead (score 0, member "<wf>\0<job>").
--- Every precondition is checked before the first write, so a failed step writes nothing.
+-- Every precondition is checked before the first write, so a failed step writes nothing
+-- (completion at zero comes after the writes, and only ever declines, never fails).
 local p = cjson.decode(ARGV[1])
 local k_wf, k_jobs, k_out = KEYS[1], KEYS[2], KEYS[3]
 local k_ready, k_delayed, k_leases, k_outbox, k_seq = KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8]
