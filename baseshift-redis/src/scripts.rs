@@ -43,7 +43,7 @@ pub(crate) struct Scripts {
 
 pub(crate) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     create: build(include_str!("lua/create.lua")),
-    apply: build(include_str!("lua/apply.lua")),
+    apply: build(concat!(include_str!("lua/complete.lua"), "\n", include_str!("lua/apply.lua"))),
     claim: build(include_str!("lua/claim.lua")),
     renew: build(include_str!("lua/renew.lua")),
     read: build(include_str!("lua/read.lua")),

@@ -287,6 +287,9 @@ async fn tls_handshake_against_a_plain_server_fails_cleanly() {
 #[path = "conformance/batching.rs"]
 mod batching;
 
+#[path = "conformance/completion.rs"]
+mod completion;
+
 mod bus {
     use super::*;
     use baseshift_redis::RedisEventBus;

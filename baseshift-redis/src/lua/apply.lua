@@ -1,7 +1,9 @@
 -- apply. KEYS: wf, jobs, out, ready, delayed, leases, outbox, seq.
--- ARGV[1]: JSON {prefix, wf, now_ms, now, header, jobs, outcomes, delta, reopened, replay, events}.
+-- ARGV[1]: JSON {prefix, wf, now_ms, now, header, jobs, outcomes, delta, reopened, replay, events,
+-- at, at_ms}; `at` (RFC 3339, or null) asks for completion at zero (see complete.lua).
 -- Dead letters are kept in the sorted set <prefix>:dead (score 0, member "<wf>\0<job>").
--- Every precondition is checked before the first write, so a failed step writes nothing.
+-- Every precondition is checked before the first write, so a failed step writes nothing
+-- (completion at zero comes after the writes, and only ever declines, never fails).
 local p = cjson.decode(ARGV[1])
 local k_wf, k_jobs, k_out = KEYS[1], KEYS[2], KEYS[3]
 local k_ready, k_delayed, k_leases, k_outbox, k_seq = KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8]
@@ -129,6 +131,20 @@ end
 remaining = math.max(0, remaining + p.reopened - skipped_main - p.delta)
 redis.call('HSET', k_wf, 'r', remaining)
 
+-- Completion at zero: the header (the stored one, or the one written above) and every job
+-- record as they are now; the event goes after the step's other events.
+local completed = nil
+if remaining == 0 and type(p.at) == 'string' then
+  local status = stored_status
+  local version = stored_version
+  if h ~= cjson.null then
+    status, version = h.status, stored_version + 1
+  end
+  if status == 'RUNNING' then
+    completed = complete(k_wf, k_jobs, k_out, p, version)
+  end
+end
+
 -- The step's own events (e.g. the parent's `job_succeeded`) precede the changes they caused.
 for _, e in ipairs(p.events) do
   push_event(k_outbox, k_seq, e)
@@ -136,10 +152,13 @@ end
 for _, e in ipairs(derived) do
   push_event(k_outbox, k_seq, e)
 end
+if completed then
+  push_event(k_outbox, k_seq, completed)
+end
 if wake then
   redis.call('PUBLISH', p.prefix .. ':wake', '1')
 end
-local reply = {'ok', remaining, #ready, #eligible, #skipped}
+local reply = {'ok', remaining, #ready, #eligible, #skipped, completed and 1 or 0}
 for _, list in ipairs({ready, eligible, skipped}) do
   for _, id in ipairs(list) do
     reply[#reply + 1] = id

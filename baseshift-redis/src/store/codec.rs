@@ -191,6 +191,40 @@ mod tests {
         assert_eq!(back, rec);
     }
 
+    /// `complete.lua` edits the stored header as text: it needs serde's field order of
+    /// `WorkflowRecord` exactly as below (a field added or moved must update the script),
+    /// and `rfc3339` to write times as chrono's serde does.
+    #[test]
+    fn completed_header_layout() {
+        let odd = r#"x","status":"RUNNING","version":1,"input":{"compensation_queue":[]}"#;
+        let input = json!({"status": "RUNNING", "version": 1, "compensation_queue": [], "finished_at": null});
+        let mut h = WorkflowRecord::initialized(WorkflowId::new(odd), odd, "1.0.0", input.clone());
+        h.status = baseshift_core::WorkflowStatus::Running;
+        h.version = 7;
+        h.remaining = 2;
+        h.idempotency_key = Some(odd.into());
+        h.parent = Some(baseshift_core::state::ParentRef { workflow_id: WorkflowId::new(odd), job_id: odd.into() });
+        h.error = Some(odd.into());
+        h.created_at = Utc::now();
+        let s = |v: &str| serde_json::to_string(v).unwrap();
+        let expected = format!(
+            r#"{{"id":{},"template_id":{},"template_version":"1.0.0","status":"RUNNING","version":7,"input":{},"idempotency_key":{},"parent":{},"remaining":2,"compensation_queue":[],"error":{},"created_at":"{}","updated_at":"{}","finished_at":null}}"#,
+            s(odd),
+            s(odd),
+            input,
+            s(odd),
+            serde_json::to_string(&h.parent).unwrap(),
+            s(odd),
+            rfc3339(h.created_at),
+            rfc3339(h.updated_at),
+        );
+        assert_eq!(serde_json::to_string(&h).unwrap(), expected);
+        h.finished_at = Some(h.created_at);
+        assert!(
+            serde_json::to_string(&h).unwrap().ends_with(&format!(r#","finished_at":"{}"}}"#, rfc3339(h.created_at)))
+        );
+    }
+
     #[test]
     fn script_errors_become_core_errors() {
         let reply = Value::Array(vec![

@@ -30,7 +30,9 @@ use tokio::sync::Notify;
 /// Each workflow is a header hash and a hash of job records (one JSON value per job), so
 /// a step rewrites only the records it changes. Every step ([`create_workflow`],
 /// [`apply`], [`claim`], [`renew_lease`]) is one Lua script: one round trip, atomic,
-/// checking every version and transition before it writes anything; a batch of creates
+/// checking every version and transition before it writes anything (a step that leaves
+/// its workflow done also completes it, in the same script: *completion at zero*, with the
+/// stored header and outputs edited and joined as text, never re-encoded); a batch of creates
 /// ([`create_workflows`](StateStore::create_workflows)) is one pipeline of create
 /// scripts, and a template snapshot this store has stored is not sent again. Claimable jobs sit
 /// in three sorted sets (ready by [`JobRecord::queue_score`], delayed retries by due
@@ -133,6 +135,11 @@ impl StateStore for RedisStateStore {
 
     async fn workflow(&self, id: &WorkflowId) -> Result<WorkflowRecord> {
         read::workflow(&self.conn, &self.keys, id).await
+    }
+
+    /// One pipeline of `HMGET`s (one round trip) per 1 000 ids.
+    async fn workflows(&self, ids: &[WorkflowId]) -> Result<Vec<WorkflowRecord>> {
+        read::workflows(&self.conn, &self.keys, ids).await
     }
 
     async fn job(&self, key: &JobKey) -> Result<JobRecord> {

@@ -114,22 +114,38 @@ pub(super) async fn list(conn: &Conn, keys: &Keys, filter: WorkflowFilter) -> Re
     if ids.is_empty() {
         return Ok(Vec::new());
     }
-    let mut pipe = redis::pipe();
-    for id in &ids {
-        pipe.cmd("HMGET").arg(keys.workflow(&WorkflowId::new(id.as_str()))).arg("h").arg("v").arg("r");
-    }
-    let rows: Vec<Vec<Option<String>>> = conn.pipeline(&pipe, OP).await?;
-    let mut headers = Vec::with_capacity(rows.len());
-    for row in rows {
-        // A workflow removed or re-filed between the two round trips is left out.
-        if let [Some(h), Some(v), Some(r)] = row.as_slice() {
-            let header = decode_header(OP, h, v, r)?;
-            if filter.statuses.is_empty() || filter.statuses.contains(&header.status) {
-                headers.push(header);
+    let ids: Vec<WorkflowId> = ids.iter().map(|id| WorkflowId::new(id.as_str())).collect();
+    // A workflow removed or re-filed between the two round trips is left out.
+    let mut headers = headers(conn, keys, &ids, OP).await?;
+    headers.retain(|h| filter.statuses.is_empty() || filter.statuses.contains(&h.status));
+    Ok(headers)
+}
+
+/// Headers read per pipeline by [`headers`]: bounds the size of one request and reply.
+const HEADERS_PER_PIPELINE: usize = 1000;
+
+/// The headers of `ids`, in that order, absent ones left out: one pipeline of `HMGET`s
+/// (one round trip) per [`HEADERS_PER_PIPELINE`] ids.
+async fn headers(conn: &Conn, keys: &Keys, ids: &[WorkflowId], op: &'static str) -> Result<Vec<WorkflowRecord>> {
+    let mut headers = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(HEADERS_PER_PIPELINE) {
+        let mut pipe = redis::pipe();
+        for id in chunk {
+            pipe.cmd("HMGET").arg(keys.workflow(id)).arg("h").arg("v").arg("r");
+        }
+        let rows: Vec<Vec<Option<String>>> = conn.pipeline(&pipe, op).await?;
+        for row in rows {
+            if let [Some(h), Some(v), Some(r)] = row.as_slice() {
+                headers.push(decode_header(op, h, v, r)?);
             }
         }
     }
     Ok(headers)
+}
+
+/// See [`StateStore::workflows`](baseshift_core::StateStore::workflows).
+pub(super) async fn workflows(conn: &Conn, keys: &Keys, ids: &[WorkflowId]) -> Result<Vec<WorkflowRecord>> {
+    headers(conn, keys, ids, "StateStore::workflows").await
 }
 
 /// See [`StateStore::dead_letters`](baseshift_core::StateStore::dead_letters).

@@ -56,6 +56,10 @@ struct ApplyArg<'a> {
     reopened: u64,
     replay: bool,
     events: Vec<String>,
+    /// Completion at zero: the time asked (RFC 3339, as chrono serializes it), or null.
+    at: Option<String>,
+    /// The same time in epoch milliseconds (the finish-time index's score).
+    at_ms: Option<i64>,
 }
 
 #[derive(Serialize)]
@@ -132,6 +136,8 @@ pub(super) async fn apply(conn: &Conn, keys: &Keys, step: Transition) -> Result<
         reopened: step.reopened,
         replay: step.replay,
         events,
+        at: step.complete_at_zero.map(rfc3339),
+        at_ms: step.complete_at_zero.map(|at| at.timestamp_millis()),
     })?;
     let ctx = in_workflow(id.as_str());
     let reply = conn.script(&SCRIPTS.apply, &step_keys(keys, &id), &[&payload], OP).await.map_err(&ctx)?;
@@ -139,15 +145,10 @@ pub(super) async fn apply(conn: &Conn, keys: &Keys, step: Transition) -> Result<
     let number = |i: usize| items.get(i).map_or(Err(bad_reply(OP, "short apply reply")), |v| int(OP, v));
     let remaining = u64::try_from(number(1)?).unwrap_or(0);
     let counts = [number(2)?, number(3)?, number(4)?].map(|n| usize::try_from(n).unwrap_or(0));
-    let mut ids = items.iter().skip(5).filter_map(text);
+    let completed = number(5)? == 1;
+    let mut ids = items.iter().skip(6).filter_map(text);
     let mut take = |n: usize| ids.by_ref().take(n).collect::<Vec<_>>();
-    Ok(Applied {
-        remaining,
-        ready: take(counts[0]),
-        eligible: take(counts[1]),
-        skipped: take(counts[2]),
-        completed: false,
-    })
+    Ok(Applied { remaining, ready: take(counts[0]), eligible: take(counts[1]), skipped: take(counts[2]), completed })
 }
 
 fn lease_expiry(now: DateTime<Utc>, ttl: Duration, op: &'static str) -> Result<DateTime<Utc>> {
