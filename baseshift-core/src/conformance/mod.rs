@@ -122,6 +122,7 @@ macro_rules! state_store_conformance {
             skips_count_in_remaining,
             conditional_child_becomes_eligible,
             jobs_created_ready_are_claimable,
+            jobs_created_running_keep_their_lease,
             claim_marks_job_running_under_lease,
             claim_orders_by_priority_then_age,
             claim_respects_limit_and_exclude_types,

@@ -42,6 +42,13 @@ pub struct EngineConfig {
     /// again at once.
     #[serde(with = "duration_serde")]
     pub relay_linger: Duration,
+    /// On a durable store, a workflow this instance starts while it has free slots and its
+    /// last claim found no backlog has its ready roots claimed in the create step itself and
+    /// run here, saving the claim round trip. They are leased as a claim would lease them
+    /// (another instance re-claims them if this one dies). Off: every job goes through a
+    /// claim. Never used for jobs with a concurrency key or when type limits, rate limits
+    /// or a breaker are set.
+    pub local_dispatch: bool,
     /// Largest accepted workflow input, in bytes of JSON.
     pub max_input_bytes: usize,
     /// Largest accepted job output, in bytes of JSON (larger fails the job).
@@ -67,6 +74,7 @@ impl Default for EngineConfig {
             poll_interval: Duration::from_millis(500),
             claim_linger: Duration::from_millis(2),
             relay_linger: Duration::from_millis(2),
+            local_dispatch: true,
             max_input_bytes: 1 << 20,
             max_output_bytes: 1 << 20,
             env_allowlist: HashSet::new(),

@@ -31,6 +31,7 @@ pub(crate) async fn claim_loop(inner: Arc<Inner>) {
                 backoff = Duration::from_millis(50);
                 inner.outbox_wake.notify_one();
                 let got = jobs.len();
+                inner.drained.store(got < free, Ordering::SeqCst);
                 // A full claim means a backlog: on an in-process store its workers claim
                 // on by themselves (see `run_claimed`).
                 let backlog = got == free;

@@ -59,6 +59,9 @@ pub(crate) struct Inner {
     pub outbox_wake: Notify,
     pub stop: CancellationToken,
     pub launched: AtomicBool,
+    /// The last claim found fewer ready jobs than it asked for: no backlog waits, so the
+    /// roots of a workflow this instance starts may run here at once (`local_dispatch`).
+    pub drained: AtomicBool,
     pub tasks: Mutex<Vec<JoinHandle<()>>>,
     pub flow: FlowControl,
     /// Workflows whose follow-up steps may be half done (see `repair.rs`).
@@ -95,6 +98,7 @@ impl Inner {
             outbox_wake: Notify::new(),
             stop: CancellationToken::new(),
             launched: AtomicBool::new(false),
+            drained: AtomicBool::new(false),
             tasks: Mutex::new(Vec::new()),
             flow: FlowControl::new(config.rate_limits.clone(), config.circuit_breaker),
             repairs: Mutex::new(HashSet::new()),

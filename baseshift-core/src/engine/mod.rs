@@ -24,6 +24,7 @@
 
 mod builder;
 mod claim;
+mod dispatch;
 mod flow;
 mod inner;
 pub mod plan;
@@ -235,12 +236,12 @@ impl Engine {
 
     /// Starts the latest version of `template_id` with `input`.
     pub async fn start(&self, template_id: &str, input: Value) -> Result<WorkflowId> {
-        self.inner.start(StartRequest::new(template_id).input(input)).await
+        Inner::start_here(&self.inner, StartRequest::new(template_id).input(input)).await
     }
 
     /// Starts a workflow as `request` says (version, idempotency key).
     pub async fn start_with(&self, request: StartRequest) -> Result<WorkflowId> {
-        self.inner.start(request).await
+        Inner::start_here(&self.inner, request).await
     }
 
     /// Starts many workflows in one store call (one pipeline on Redis, one transaction on

@@ -1,5 +1,6 @@
 //! The engine when the store fails: a launch whose recovery failed can be retried, and a
-//! step applied whose reply was lost still gets its follow-up steps.
+//! step applied whose reply was lost still gets its follow-up steps. Also local dispatch,
+//! on the same store posing as a durable one.
 
 use super::*;
 use crate::state::WorkflowStatus;
@@ -15,12 +16,15 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 /// The memory store, except that `list_workflows` fails while `down` is set (as an
 /// unreachable backend does during `recover`), the `lose_reply`-th `apply` from now is
 /// applied but answers `Unavailable` (a connection cut before the reply), and the
-/// `refuse`-th is not applied and answers `Unavailable`.
+/// `refuse`-th is not applied and answers `Unavailable`. With `durable` it reports itself
+/// durable; `claimed` counts the jobs its claims returned.
 struct Flaky {
     inner: MemoryStateStore,
     down: AtomicBool,
     lose_reply: AtomicUsize,
     refuse: AtomicUsize,
+    durable: AtomicBool,
+    claimed: AtomicUsize,
 }
 
 /// Counts `n` down; true when it reaches zero now.
@@ -35,6 +39,8 @@ impl Flaky {
             down: AtomicBool::new(down),
             lose_reply: AtomicUsize::new(0),
             refuse: AtomicUsize::new(0),
+            durable: AtomicBool::new(false),
+            claimed: AtomicUsize::new(0),
         })
     }
 }
@@ -43,7 +49,8 @@ impl Flaky {
 #[deny(clippy::missing_trait_methods)]
 impl StateStore for Flaky {
     fn capabilities(&self) -> StoreCapabilities {
-        self.inner.capabilities()
+        let caps = self.inner.capabilities();
+        if self.durable.load(Ordering::SeqCst) { StoreCapabilities::new(caps.name, true, caps.shared) } else { caps }
     }
     async fn create_workflow(&self, new: NewWorkflow) -> Result<CreateOutcome> {
         self.inner.create_workflow(new).await
@@ -77,7 +84,9 @@ impl StateStore for Flaky {
         Ok(applied)
     }
     async fn claim(&self, req: ClaimRequest) -> Result<Claimed> {
-        self.inner.claim(req).await
+        let claimed = self.inner.claim(req).await?;
+        self.claimed.fetch_add(claimed.jobs.len(), Ordering::SeqCst);
+        Ok(claimed)
     }
     async fn renew_lease(&self, key: &JobKey, token: &str, ttl: Duration) -> Result<DateTime<Utc>> {
         self.inner.renew_lease(key, token, ttl).await
@@ -154,4 +163,42 @@ async fn a_start_retried_with_its_key_begins_the_workflow_the_first_could_not() 
     let done = engine.wait_timeout(&id, Duration::from_secs(10)).await.unwrap();
     assert_eq!(done.status, WorkflowStatus::Completed);
     engine.shutdown().await;
+}
+
+/// Runs `n` one-job workflows, one after another, on a store posing as durable; returns
+/// how many jobs claims returned, and checks every job ran once.
+async fn run_started_here(local_dispatch: bool, n: usize) -> usize {
+    let store = Flaky::new(false);
+    store.durable.store(true, Ordering::SeqCst);
+    let config = EngineConfig { local_dispatch, ..EngineConfig::default() };
+    let engine = Engine::builder().config(config).state_store(store.clone()).build().unwrap();
+    let t = WorkflowTemplate::new("one", semver::Version::new(1, 0, 0)).job(JobSpec::new("a", "noop"));
+    engine.register_template(t).await.unwrap();
+    engine.launch().await.unwrap();
+    // Local dispatch waits for a claim that found no backlog.
+    while !engine.inner.drained.load(Ordering::SeqCst) {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    for _ in 0..n {
+        let id = engine.start("one", serde_json::json!({})).await.unwrap();
+        let done = engine.wait_timeout(&id, Duration::from_secs(10)).await.unwrap();
+        assert_eq!(done.status, WorkflowStatus::Completed);
+        let job = store.inner.job(&crate::JobKey::new(id.clone(), "a")).await.unwrap();
+        assert_eq!((job.status, job.attempt), (crate::JobStatus::Succeeded, 1), "{id}");
+    }
+    // The waiter may wake before the worker frees its slot.
+    let freed = tokio::time::timeout(Duration::from_secs(5), async {
+        while engine.inner.total_running.load(Ordering::SeqCst) != 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    });
+    assert!(freed.await.is_ok(), "every reserved slot was freed");
+    engine.shutdown().await;
+    store.claimed.load(Ordering::SeqCst)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_dispatch_runs_the_roots_a_start_claimed_without_a_claim() {
+    assert_eq!(run_started_here(true, 5).await, 0, "with local dispatch no claim returned a job");
+    assert_eq!(run_started_here(false, 5).await, 5, "without it every job came from a claim");
 }

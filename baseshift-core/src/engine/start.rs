@@ -1,6 +1,7 @@
 //! Starting workflows: one at a time, or many through one store call.
 
 use super::inner::WorkflowBasics;
+use super::worker::run_claimed;
 use super::{Inner, StartRequest, plan};
 use crate::error::{Error, Result};
 use crate::event::Event;
@@ -25,6 +26,32 @@ impl Inner {
         let outcome = self.store.create_workflow(new).await?;
         self.outbox_wake.notify_one();
         self.after_create(outcome, begun, basics).await
+    }
+
+    /// [`start`](Self::start), with local dispatch (see `EngineConfig::local_dispatch`):
+    /// roots claimed in the create step run on this instance (`here`), without a claim.
+    pub async fn start_here(here: &Arc<Inner>, req: StartRequest) -> Result<WorkflowId> {
+        let Prepared { mut new, begun, basics } = here.prepare(req).await?;
+        let mut local = if begun { here.claim_at_create(&mut new) } else { Vec::new() };
+        let outcome = match here.store.create_workflow(new).await {
+            Ok(o) => o,
+            Err(e) => {
+                // Had the create been applied after all, the leases lapse and a claim
+                // takes the jobs up.
+                here.release_slots(local.len());
+                return Err(e);
+            }
+        };
+        here.outbox_wake.notify_one();
+        if !matches!(outcome, CreateOutcome::Created(_)) {
+            here.release_slots(local.len());
+            local.clear();
+        }
+        let result = here.after_create(outcome, begun, basics).await;
+        for rec in local {
+            tokio::spawn(run_claimed(here.clone(), rec, false));
+        }
+        result
     }
 
     /// Starts every request with one [`create_workflows`](crate::StateStore::create_workflows)

@@ -141,7 +141,8 @@ pub struct Applied {
 /// record is a main job that `SUCCEEDED` or was `SKIPPED` with its outcome propagated.
 /// Otherwise the completed header (status and times exactly as the engine's finalize
 /// step sets them; its `version` still the stored one) and the `workflow_completed`
-/// event, whose result holds the outputs, to append after the step's other events.
+/// event (stamped `at`), whose result holds the outputs, to append after the step's
+/// other events.
 ///
 /// ```
 /// use baseshift_core::state::{JobRecord, JobStatus, WorkflowRecord, WorkflowStatus};
@@ -178,7 +179,8 @@ pub fn completion(header: &WorkflowRecord, jobs: &[JobRecord], at: DateTime<Utc>
     }
     let mut step = crate::engine::plan::finalize(header.clone(), jobs, at);
     let header = step.header.take()?;
-    let event = step.events.pop()?;
+    let mut event = step.events.pop()?;
+    event.timestamp = at;
     Some((header, event))
 }
 

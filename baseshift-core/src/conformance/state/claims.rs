@@ -78,6 +78,66 @@ pub async fn jobs_created_ready_are_claimable(store: &dyn StateStore) -> Result<
     Ok(())
 }
 
+/// A workflow may be created with roots already `RUNNING` under a lease (the engine's
+/// local dispatch claims them in the create step): such a job reads back as written
+/// (version 1), is not claimable while its lease is valid, renews with its token, is
+/// re-claimed once the lease expired (attempt + 1, a new token), and its holder's
+/// completion write, carrying version 1, applies.
+pub async fn jobs_created_running_keep_their_lease(store: &dyn StateStore) -> Result<()> {
+    let now = now_ms();
+    let lease = |token: &str, ms: i64| crate::state::Lease {
+        owner: "creator".into(),
+        token: token.into(),
+        expires_at: now + chrono::Duration::milliseconds(ms),
+    };
+    let running = |j: &mut JobRecord, l: crate::state::Lease| {
+        j.status = JobStatus::Running;
+        j.attempt = 1;
+        j.ready_at = Some(now);
+        j.started_at = Some(now);
+        j.lease = Some(l);
+    };
+    let wf = TestWorkflow::new()
+        .job("a", &[])
+        .job("b", &[])
+        .with_job("a", |j| running(j, lease("token-a", 60_000)))
+        .with_job("b", |j| running(j, lease("token-b", 300)));
+    let mut new = wf.build();
+    new.header.status = WorkflowStatus::Running;
+    let expected = new.jobs[0].clone();
+    store.create_workflow(new).await?;
+    let mut a = store.job(&wf.key("a")).await?;
+    let mut want = expected;
+    want.version = 1;
+    ensure_eq!(a, want, "a job created RUNNING reads back as written");
+    ensure!(store.claim(claim_request("other", 5, LONG)).await?.jobs.is_empty(), "leases valid: nothing to claim");
+    store.renew_lease(&wf.key("a"), "token-a", LONG).await?;
+    expect_kind(
+        store.renew_lease(&wf.key("b"), "token-a", LONG).await,
+        ErrorKind::Conflict,
+        "renew with another job's token",
+    )?;
+
+    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    let claimed = store.claim(claim_request("other", 5, LONG)).await?;
+    ensure_eq!(ids(&claimed.jobs), vec!["b"], "the job whose lease expired, re-claimed");
+    let b = &claimed.jobs[0];
+    ensure!(
+        b.attempt == 2 && b.lease.as_ref().is_some_and(|l| l.token != "token-b" && l.owner == "other"),
+        "re-claim of b: {b:?}"
+    );
+
+    a.status = JobStatus::Succeeded;
+    a.lease = None;
+    a.propagated = true;
+    a.finished_at = Some(now_ms());
+    let mut step = write_job(a);
+    step.terminal_delta = 1;
+    store.apply(step).await?;
+    ensure_eq!(store.job(&wf.key("a")).await?.status, JobStatus::Succeeded, "the holder's completion applied");
+    Ok(())
+}
+
 /// Ready jobs are claimed by priority, then by age (older `ready_at` first), across
 /// workflows: the order of [`JobRecord::queue_score`].
 pub async fn claim_orders_by_priority_then_age(store: &dyn StateStore) -> Result<()> {

@@ -87,6 +87,7 @@ pub async fn complete_at_zero_completes_in_the_step(store: &dyn StateStore) -> R
     let done = &events[events.len() - 1].event;
     ensure_eq!(done.payload.workflow_id, *wf.id(), "workflow_completed names its workflow");
     ensure_eq!(done.payload.status, "COMPLETED", "workflow_completed status");
+    ensure_eq!(done.timestamp, at, "workflow_completed is stamped with the completion time");
     let result = json!({"outputs": {"a": {"big": 12345678901234567890u64, "f": 0.1}, "b": ["x", {}]}});
     ensure_eq!(done.payload.result, Some(result), "workflow_completed result");
     Ok(())
