@@ -60,6 +60,10 @@ const LIST: &str = concat!(
 /// - **`create_workflow(s)`** is one statement per workflow; a batch shares one
 ///   transaction (up to 1 000 workflows), each workflow failing or succeeding alone. A
 ///   template snapshot this process already stored is not sent again.
+/// - **Completion at zero**: a step asking for it whose stored `remaining` it can bring
+///   to 0 locks every job row of the workflow in that same read, so the step that
+///   finishes a workflow's last job also stores the completed header and its
+///   `workflow_completed` event in its one write (no separate finalize transaction).
 /// - **`workflows`** reads any number of headers in one statement per 10 000 ids.
 /// - **`claim`** locks candidates with `FOR UPDATE SKIP LOCKED` through the partial
 ///   indexes `jobs_leases` (expired leases) and `jobs_ready` (ready jobs by
