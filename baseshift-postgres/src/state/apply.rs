@@ -1,6 +1,8 @@
 //! The writes of [`StateStore::apply`](baseshift_core::StateStore::apply): two statements
 //! per step (one locking read of the header and the jobs, one write), and one commit for
-//! every batch of steps the [`Batcher`](super::batch::Batcher) hands over.
+//! every batch of steps the [`Batcher`](super::batch::Batcher) hands over. A step that may
+//! complete its workflow at zero reads every job of it in the same locking read, and its
+//! write stores the completed header and appends `workflow_completed` too.
 //!
 //! A step's preconditions are checked in Rust on the rows it locked, before it writes
 //! anything, so a refused step (`Conflict`, `NotFound`, `InvalidInput`) leaves the
@@ -28,18 +30,26 @@ const OP: &str = "StateStore::apply";
 const _: () = assert!(JOB_PARAMS == 28, "the SQL below numbers the job arrays $1..$28");
 
 /// Locks and reads the header (`$1`) and then the named jobs (`$2`, in id order, so two
-/// steps on one workflow never deadlock), in one statement. No row: no such workflow;
+/// steps on one workflow never deadlock), in one statement. With `$3` (a step asking for
+/// completion at zero) and a stored `remaining` of at most `$4` (see
+/// [`plan::read_all_below`]), the workflow's other jobs too, locked as well so they are
+/// read as the last step committed them: `all_jobs` says so. No row: no such workflow;
 /// one row with a null `job_id`: the header alone.
 const LOCK: &str = concat!(
     "WITH h AS MATERIALIZED (SELECT ",
     workflow_columns!(),
     " FROM workflows WHERE id = $1 FOR UPDATE), \
+     a AS MATERIALIZED (SELECT $3::bool AND remaining <= $4::int8 AS all_jobs FROM h), \
      j AS MATERIALIZED (SELECT ",
     job_columns!(),
-    " FROM jobs WHERE workflow_id = (SELECT id FROM h) AND job_id = ANY($2::text[]) ORDER BY job_id FOR UPDATE) \
+    " FROM jobs WHERE workflow_id = (SELECT id FROM h) AND job_id = ANY($2::text[]) ORDER BY job_id FOR UPDATE), \
+     r AS MATERIALIZED (SELECT ",
+    job_columns!(),
+    " FROM jobs WHERE (SELECT all_jobs FROM a) AND workflow_id = (SELECT id FROM h) \
+       AND job_id <> ALL($2::text[]) ORDER BY job_id FOR UPDATE) \
      SELECT ",
     prefixed_workflow_columns!(),
-    ", j.* FROM h LEFT JOIN j ON true"
+    ", (SELECT all_jobs FROM a) AS all_jobs, j.* FROM h LEFT JOIN (SELECT * FROM j UNION ALL SELECT * FROM r) j ON true"
 );
 
 /// The writes of one step: header ($29..$43), jobs ($1..$28), events, wake-up.
@@ -86,10 +96,19 @@ fn events_columns(events: &[Event]) -> Result<(Vec<String>, Vec<Value>)> {
 /// Locked job records by id, with their ordinals.
 type LockedJobs = HashMap<String, (JobRecord, i32)>;
 
+/// The rows of [`LOCK`], decoded.
+struct Locked {
+    header: WorkflowRecord,
+    jobs: LockedJobs,
+    /// `jobs` holds every job of the workflow.
+    all_jobs: bool,
+}
+
 /// Decodes the rows of [`LOCK`]: the header, and the jobs.
-fn decode_locked(rows: &[PgRow]) -> Result<Option<(WorkflowRecord, LockedJobs)>> {
+fn decode_locked(rows: &[PgRow]) -> Result<Option<Locked>> {
     let Some(first) = rows.first() else { return Ok(None) };
     let header = WorkflowRow::from_prefixed(first).map_err(db(OP))?.into_record()?;
+    let all_jobs: Option<bool> = first.try_get("all_jobs").map_err(db(OP))?;
     let mut jobs = HashMap::with_capacity(rows.len());
     for row in rows {
         let job_id: Option<String> = row.try_get("job_id").map_err(db(OP))?;
@@ -101,7 +120,7 @@ fn decode_locked(rows: &[PgRow]) -> Result<Option<(WorkflowRecord, LockedJobs)>>
         let rec = row.into_record()?;
         jobs.insert(rec.job_id.clone(), (rec, ordinal));
     }
-    Ok(Some((header, jobs)))
+    Ok(Some(Locked { header, jobs, all_jobs: all_jobs.unwrap_or(false) }))
 }
 
 /// One step inside the open transaction `conn`: `Ok(StepEnd)` leaves the transaction
@@ -113,18 +132,21 @@ async fn step_in(conn: &mut PgConnection, schema: &str, step: Transition, now: D
     ids.extend(step.parent_outcomes.iter().map(|o| o.child.as_str()));
     ids.sort_unstable();
     ids.dedup();
+    let read_all = plan::read_all_below(&step);
     let rows = sqlx::query(LOCK)
         .bind(step.workflow_id.as_str())
         .bind(&ids)
+        .bind(read_all.is_some())
+        .bind(read_all.unwrap_or(0))
         .fetch_all(&mut *conn)
         .await
         .map_err(db(OP))
         .map_err(&ctx)?;
-    let Some((stored, locked)) = decode_locked(&rows).map_err(&ctx)? else {
+    let Some(locked) = decode_locked(&rows).map_err(&ctx)? else {
         return Ok(StepEnd::Refused(ctx(Error::not_found("no such workflow"))));
     };
     drop(ids);
-    let planned = match plan::plan(stored, locked, step, now) {
+    let planned = match plan::plan(locked.header, locked.jobs, step, now, locked.all_jobs) {
         Ok(planned) => planned,
         Err(e) => return Ok(StepEnd::Refused(ctx(e))),
     };

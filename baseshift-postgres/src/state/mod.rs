@@ -30,6 +30,9 @@ use std::time::Duration;
 const DEFAULT_PAGE: i64 = 100;
 
 const HEADER: &str = concat!("SELECT ", workflow_columns!(), " FROM workflows WHERE id = $1");
+const HEADERS: &str = concat!("SELECT ", workflow_columns!(), " FROM workflows WHERE id = ANY($1::text[])");
+/// The most ids one `workflows` statement asks for (a longer list takes several).
+const HEADERS_CHUNK: usize = 10_000;
 const JOB: &str = concat!("SELECT ", job_columns!(), " FROM jobs WHERE workflow_id = $1 AND job_id = $2");
 const ALL_JOBS: &str = concat!("SELECT ", job_columns!(), " FROM jobs WHERE workflow_id = $1 ORDER BY ordinal");
 const SOME_JOBS: &str =
@@ -57,6 +60,11 @@ const LIST: &str = concat!(
 /// - **`create_workflow(s)`** is one statement per workflow; a batch shares one
 ///   transaction (up to 1 000 workflows), each workflow failing or succeeding alone. A
 ///   template snapshot this process already stored is not sent again.
+/// - **Completion at zero**: a step asking for it whose stored `remaining` it can bring
+///   to 0 locks every job row of the workflow in that same read, so the step that
+///   finishes a workflow's last job also stores the completed header and its
+///   `workflow_completed` event in its one write (no separate finalize transaction).
+/// - **`workflows`** reads any number of headers in one statement per 10 000 ids.
 /// - **`claim`** locks candidates with `FOR UPDATE SKIP LOCKED` through the partial
 ///   indexes `jobs_leases` (expired leases) and `jobs_ready` (ready jobs by
 ///   `queue_score`), so concurrent claims never wait for each other nor share a job.
@@ -112,6 +120,23 @@ impl StateStore for PostgresStateStore {
             sqlx::query_as(HEADER).bind(id.as_str()).fetch_optional(&self.shared.pool).await.map_err(db(OP))?;
         row.ok_or_else(|| backend_error(ErrorKind::NotFound, OP, "no such workflow").with_workflow(id.as_str()))?
             .into_record()
+    }
+
+    async fn workflows(&self, ids: &[WorkflowId]) -> Result<Vec<WorkflowRecord>> {
+        const OP: &str = "StateStore::workflows";
+        let mut found: HashMap<String, WorkflowRecord> = HashMap::with_capacity(ids.len().min(HEADERS_CHUNK));
+        for chunk in ids.chunks(HEADERS_CHUNK) {
+            let mut asked: Vec<&str> = chunk.iter().map(WorkflowId::as_str).collect();
+            asked.sort_unstable();
+            asked.dedup();
+            let rows: Vec<WorkflowRow> =
+                sqlx::query_as(HEADERS).bind(asked).fetch_all(&self.shared.pool).await.map_err(db(OP))?;
+            for row in rows {
+                let rec = row.into_record()?;
+                found.insert(rec.id.as_str().to_owned(), rec);
+            }
+        }
+        Ok(ids.iter().filter_map(|id| found.get(id.as_str()).cloned()).collect())
     }
 
     async fn job(&self, key: &JobKey) -> Result<JobRecord> {

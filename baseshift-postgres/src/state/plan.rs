@@ -1,9 +1,10 @@
 //! The decisions of [`StateStore::apply`](baseshift_core::StateStore::apply), made in Rust
 //! on the rows the transaction locked: every precondition first, then the new records,
-//! the children's counters and the events, exactly as the contract says.
+//! the children's counters and the events, exactly as the contract says, and the
+//! completion at zero when the step leaves the workflow done.
 
-use crate::rows::normalize_job;
-use baseshift_core::store::{Applied, Transition};
+use crate::rows::{micros, normalize_job};
+use baseshift_core::store::{Applied, Transition, completion};
 use baseshift_core::{Error, Event, JobRecord, JobStatus, Result, WorkflowRecord};
 use chrono::{DateTime, Utc};
 use std::collections::{HashMap, HashSet};
@@ -25,16 +26,32 @@ pub(crate) struct Planned {
     pub(crate) wake: bool,
 }
 
+/// For a step asking for [completion at zero](Transition::complete_at_zero): the largest
+/// stored `remaining` the step can bring to 0 (`terminal_delta` plus one skip per child
+/// it sends an outcome to, less `reopened`). The locking read takes every job row of the
+/// workflow when the stored `remaining` is at most this, so that [`plan`] can decide the
+/// completion on all of them; any other step cannot leave the workflow done and reads
+/// only the rows it names. `None` for a step not asking for completion.
+pub(crate) fn read_all_below(step: &Transition) -> Option<i64> {
+    step.complete_at_zero?;
+    let children: HashSet<&str> = step.parent_outcomes.iter().map(|o| o.child.as_str()).collect();
+    let drop = i128::from(step.terminal_delta) + children.len() as i128 - i128::from(step.reopened);
+    Some(i64::try_from(drop).unwrap_or(if drop < 0 { i64::MIN } else { i64::MAX }))
+}
+
 /// Checks `step` against the locked header and job rows, then computes every write.
-/// A failed check returns the error and nothing is written.
+/// `all_jobs`: `rows` holds every job of the workflow (see [`read_all_below`]), so a step
+/// asking for completion at zero can complete it. A failed check returns the error and
+/// nothing is written.
 pub(crate) fn plan(
     stored: WorkflowRecord,
     mut rows: HashMap<String, (JobRecord, i32)>,
     step: Transition,
     now: DateTime<Utc>,
+    all_jobs: bool,
 ) -> Result<Planned> {
     validate(&stored, &rows, &step)?;
-    let Transition { header, jobs, parent_outcomes, terminal_delta, reopened, events, .. } = step;
+    let Transition { header, jobs, parent_outcomes, terminal_delta, reopened, events, complete_at_zero, .. } = step;
 
     let mut changed: Vec<String> = Vec::with_capacity(jobs.len() + parent_outcomes.len());
     let mut written = HashSet::with_capacity(changed.capacity());
@@ -79,11 +96,43 @@ pub(crate) fn plan(
             (header, touch)
         }
     };
+    let (header, touch_header) = match complete_at_zero.filter(|_| all_jobs).and_then(|at| complete(&header, &rows, at))
+    {
+        Some((done, event)) => {
+            derived.push(event);
+            applied.completed = true;
+            (done, true)
+        }
+        None => (header, touch_header),
+    };
     let jobs: Vec<(JobRecord, i32)> = changed.iter().filter_map(|id| rows.remove(id)).collect();
     let wake = released || jobs.iter().any(|(j, _)| j.status == JobStatus::Ready);
     let mut all_events = events;
     all_events.extend(derived);
     Ok(Planned { header, touch_header, jobs, events: all_events, applied, wake })
+}
+
+/// The completion at zero of a workflow whose header (after the step) is `header` and
+/// whose every job record (after the step) is in `rows`: the completed header, version
+/// bumped, and its `workflow_completed` event; `None` if the workflow is not done.
+fn complete(
+    header: &WorkflowRecord,
+    rows: &HashMap<String, (JobRecord, i32)>,
+    at: DateTime<Utc>,
+) -> Option<(WorkflowRecord, Event)> {
+    // Cheap checks first: the records are copied only for a workflow that may be done.
+    let done = |j: &JobRecord| {
+        j.compensation_of.is_none() && j.propagated && matches!(j.status, JobStatus::Succeeded | JobStatus::Skipped)
+    };
+    if header.remaining != 0 || !rows.values().all(|(j, _)| done(j)) {
+        return None;
+    }
+    let mut ordered: Vec<&(JobRecord, i32)> = rows.values().collect();
+    ordered.sort_unstable_by_key(|(_, ordinal)| *ordinal);
+    let records: Vec<JobRecord> = ordered.into_iter().map(|(j, _)| j.clone()).collect();
+    let (mut done, event) = completion(header, &records, micros(at))?;
+    done.version = header.version + 1;
+    Some((done, event))
 }
 
 /// Every precondition of the step, checked before anything is computed.
