@@ -49,9 +49,12 @@ pub(crate) async fn claim_loop(inner: Arc<Inner>) {
                         let until = at.saturating_duration_since(tokio::time::Instant::now());
                         wait = wait.min(until.max(Duration::from_millis(1)));
                     }
+                    // Nothing was claimable: a freed slot makes nothing claimable unless a
+                    // per-type limit held jobs back; new work wakes `wait_for_work`.
+                    let held_back = inner.limits_types();
                     tokio::select! {
                         _ = inner.store.wait_for_work(wait) => {}
-                        _ = inner.slot_freed.notified() => {}
+                        _ = inner.slot_freed.notified(), if held_back => {}
                         _ = inner.stop.cancelled() => break,
                     }
                 }
