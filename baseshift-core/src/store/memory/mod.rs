@@ -1,5 +1,6 @@
 //! [`MemoryStateStore`]: the in-memory [`StateStore`], the embedded default.
 
+mod entry;
 mod index;
 mod inner;
 mod retention;
