@@ -354,15 +354,18 @@ impl Inner {
         self.outbox.iter().take(limit).map(|(seq, event)| OutboxEntry { seq: *seq, event: event.clone() }).collect()
     }
 
-    /// See [`StateStore::outbox_ack`](crate::StateStore::outbox_ack).
-    pub(super) fn outbox_ack(&mut self, seqs: &[u64]) {
+    /// See [`StateStore::outbox_ack`](crate::StateStore::outbox_ack). Returns the front
+    /// entries removed, for the caller to drop once the lock is released (the outbox often
+    /// holds an event's last reference: freeing a batch is not work to hold the lock for).
+    pub(super) fn outbox_ack(&mut self, seqs: &[u64]) -> Vec<(u64, Arc<Event>)> {
         // The relay acknowledges the oldest entries, in order: pop them off the front.
         let front = seqs.iter().zip(&self.outbox).take_while(|(seq, (at, _))| *seq == at).count();
-        self.outbox.drain(..front);
+        let acked: Vec<_> = self.outbox.drain(..front).collect();
         if front < seqs.len() {
             let rest: HashSet<u64> = seqs[front..].iter().copied().collect();
             self.outbox.retain(|(seq, _)| !rest.contains(seq));
         }
+        acked
     }
 
     /// Moves due delayed jobs to the ready queue: whether any moved, and when the next is due.
