@@ -1,7 +1,9 @@
 //! Workflow and job states, their legal transitions, and the records a [`StateStore`](crate::StateStore) keeps.
 
+mod compact;
 mod status;
 
+pub(crate) use compact::CompactValue;
 pub use status::{JobStatus, WorkflowStatus};
 
 use crate::ids::{JobKey, WorkflowId};

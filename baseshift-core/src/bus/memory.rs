@@ -7,6 +7,7 @@ use async_trait::async_trait;
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::pin::pin;
 use std::sync::{Arc, Mutex, MutexGuard};
+use stored::StoredEvent;
 use tokio::sync::Notify;
 
 /// The in-memory [`EventBus`]: consumer groups, acknowledgement and redelivery in process.
@@ -17,8 +18,9 @@ use tokio::sync::Notify;
 /// next offset to hand out and the offsets released without acknowledgement, which are handed
 /// out again first. A subscriber receives the events of all its topics in publish order.
 ///
-/// Events are kept in process memory only: they are lost when the process exits. Cloning the
-/// bus gives another handle to the same logs and groups.
+/// Events are kept in process memory only: they are lost when the process exits. A log keeps
+/// each event in a compact form (JSON results as text) and a delivery rebuilds an equal
+/// [`Event`]. Cloning the bus gives another handle to the same logs and groups.
 ///
 /// ```
 /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
@@ -60,7 +62,8 @@ struct State {
 struct TopicLog {
     /// The offset of `entries[0]`.
     base: u64,
-    entries: VecDeque<(u64, Arc<Event>)>,
+    /// Each event with its global publish sequence number.
+    entries: VecDeque<Box<StoredEvent>>,
 }
 
 impl TopicLog {
@@ -68,9 +71,9 @@ impl TopicLog {
         self.base + self.entries.len() as u64
     }
 
-    fn entry(&self, offset: u64) -> Option<&(u64, Arc<Event>)> {
+    fn entry(&self, offset: u64) -> Option<&StoredEvent> {
         let index = usize::try_from(offset.checked_sub(self.base)?).ok()?;
-        self.entries.get(index)
+        self.entries.get(index).map(|e| &**e)
     }
 }
 
@@ -154,7 +157,7 @@ impl Inner {
             let Some(offset) = cursors.entry(topic).or_default().candidate(log) else {
                 continue;
             };
-            let Some(&(seq, _)) = log.entry(offset) else {
+            let Some(seq) = log.entry(offset).map(|e| e.seq) else {
                 continue;
             };
             if best.is_none_or(|(best_seq, ..)| seq < best_seq) {
@@ -162,7 +165,7 @@ impl Inner {
             }
         }
         let (_, topic, offset) = best?;
-        let event = Event::clone(&logs.get(&topic)?.entry(offset)?.1);
+        let event = logs.get(&topic)?.entry(offset)?.event();
         cursors.entry(topic).or_default().take(offset);
         let handle = MemoryAck { inner: Arc::clone(self), group: Arc::clone(group), topic, offset, done: false };
         Some(Delivery::new(topic, event, Box::new(handle)))
@@ -198,16 +201,18 @@ impl EventBus for MemoryEventBus {
 
     async fn publish_shared(&self, event: Arc<Event>) -> Result<()> {
         let topic = event.topic();
+        let mut stored = StoredEvent::new(0, &event);
+        drop(event);
         {
             let mut state = self.inner.lock();
-            let seq = state.seq;
+            stored.seq = state.seq;
             state.seq += 1;
             let log = state.logs.entry(topic).or_default();
             if log.entries.len() >= self.inner.capacity {
                 log.entries.pop_front();
                 log.base += 1;
             }
-            log.entries.push_back((seq, event));
+            log.entries.push_back(stored);
         }
         self.inner.changed.notify_waiters();
         Ok(())
@@ -286,6 +291,9 @@ impl Drop for MemoryAck {
         }
     }
 }
+
+#[path = "memory_stored.rs"]
+mod stored;
 
 #[cfg(test)]
 #[path = "memory_tests.rs"]

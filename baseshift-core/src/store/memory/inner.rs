@@ -1,5 +1,6 @@
 //! The memory store's data and its atomic steps, run under the store's lock.
 
+use super::entry::{SCAN_LIMIT, WorkflowEntry};
 use super::index::{Indexes, Placement};
 use super::validate::validate_step;
 use crate::error::{Error, ErrorKind, Result};
@@ -19,29 +20,6 @@ use std::time::Duration;
 const BACKEND: &str = "memory";
 const DEFAULT_PAGE: usize = 100;
 
-/// One workflow: its header and its job records in template order.
-#[derive(Debug)]
-pub(super) struct WorkflowEntry {
-    pub(super) header: WorkflowRecord,
-    pub(super) jobs: Vec<JobRecord>,
-    /// Job positions by id, for workflows of more than [`SCAN_LIMIT`] jobs; smaller
-    /// ones are scanned (no map per workflow: most workflows are small).
-    positions: HashMap<String, usize>,
-}
-
-/// Up to this many jobs, a workflow's jobs are found by a scan rather than a map.
-const SCAN_LIMIT: usize = 16;
-
-impl WorkflowEntry {
-    pub(super) fn position(&self, job_id: &str) -> Option<usize> {
-        if self.jobs.len() <= SCAN_LIMIT {
-            self.jobs.iter().position(|j| j.job_id == job_id)
-        } else {
-            self.positions.get(job_id).copied()
-        }
-    }
-}
-
 /// Whether a step put jobs where a waiting engine should look again.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(super) struct Wake(pub(super) bool);
@@ -55,7 +33,9 @@ impl Wake {
 /// Everything the memory store holds.
 #[derive(Debug, Default)]
 pub(super) struct Inner {
-    pub(super) workflows: BTreeMap<WorkflowId, WorkflowEntry>,
+    /// Boxed: a B-tree node holds up to 11 entries and is often half full, so entries
+    /// the size of a workflow would leave much of each node empty.
+    pub(super) workflows: BTreeMap<WorkflowId, Box<WorkflowEntry>>,
     templates: HashMap<(String, String), Arc<WorkflowTemplate>>,
     pub(super) idempotency: HashMap<String, WorkflowId>,
     /// Finished workflows by the time they finished, for retention.
@@ -125,19 +105,20 @@ impl Inner {
             self.idempotency.insert(key.clone(), id.clone());
         }
         self.templates.entry((template.template_id.clone(), template.version.to_string())).or_insert(template);
-        self.workflows.insert(id.clone(), WorkflowEntry { header, jobs, positions });
+        self.workflows.insert(id.clone(), WorkflowEntry::new(header, jobs, positions));
         self.push_events(events);
         Ok((CreateOutcome::Created(id), wake))
     }
 
     /// See [`StateStore::workflow`](crate::StateStore::workflow).
     pub(super) fn workflow(&self, id: &WorkflowId) -> Result<WorkflowRecord> {
-        self.entry(id, "StateStore::workflow").map(|wf| wf.header.clone())
+        self.entry(id, "StateStore::workflow").map(|wf| wf.record())
     }
 
     fn entry(&self, id: &WorkflowId, op: &'static str) -> Result<&WorkflowEntry> {
         self.workflows
             .get(id)
+            .map(|wf| &**wf)
             .ok_or_else(|| err(ErrorKind::NotFound, op, "no such workflow").with_workflow(id.as_str()))
     }
 
@@ -189,7 +170,7 @@ impl Inner {
             if header.status.is_terminal() && !wf.header.status.is_terminal() {
                 finished.insert((header.finished_at.unwrap_or(now), header.id.clone()));
             }
-            wf.header = header;
+            wf.set_header(header);
         }
         let mut wake = Wake::default();
         let mut written = HashSet::with_capacity(jobs.len() + parent_outcomes.len());
@@ -343,10 +324,10 @@ impl Inner {
         let lower = filter.after.as_ref().map_or(Bound::Unbounded, Bound::Excluded);
         self.workflows
             .range::<WorkflowId, _>((lower, Bound::Unbounded))
-            .map(|(_, wf)| &wf.header)
-            .filter(|h| filter.statuses.is_empty() || filter.statuses.contains(&h.status))
+            .map(|(_, wf)| wf)
+            .filter(|wf| filter.statuses.is_empty() || filter.statuses.contains(&wf.header.status))
             .take(limit)
-            .cloned()
+            .map(|wf| wf.record())
             .collect()
     }
 
@@ -373,15 +354,18 @@ impl Inner {
         self.outbox.iter().take(limit).map(|(seq, event)| OutboxEntry { seq: *seq, event: event.clone() }).collect()
     }
 
-    /// See [`StateStore::outbox_ack`](crate::StateStore::outbox_ack).
-    pub(super) fn outbox_ack(&mut self, seqs: &[u64]) {
+    /// See [`StateStore::outbox_ack`](crate::StateStore::outbox_ack). Returns the front
+    /// entries removed, for the caller to drop once the lock is released (the outbox often
+    /// holds an event's last reference: freeing a batch is not work to hold the lock for).
+    pub(super) fn outbox_ack(&mut self, seqs: &[u64]) -> Vec<(u64, Arc<Event>)> {
         // The relay acknowledges the oldest entries, in order: pop them off the front.
         let front = seqs.iter().zip(&self.outbox).take_while(|(seq, (at, _))| *seq == at).count();
-        self.outbox.drain(..front);
+        let acked: Vec<_> = self.outbox.drain(..front).collect();
         if front < seqs.len() {
             let rest: HashSet<u64> = seqs[front..].iter().copied().collect();
             self.outbox.retain(|(seq, _)| !rest.contains(seq));
         }
+        acked
     }
 
     /// Moves due delayed jobs to the ready queue: whether any moved, and when the next is due.
@@ -392,12 +376,15 @@ impl Inner {
     }
 }
 
-fn lookup<'a>(workflows: &'a BTreeMap<WorkflowId, WorkflowEntry>, key: &JobKey) -> Option<&'a JobRecord> {
+fn lookup<'a>(workflows: &'a BTreeMap<WorkflowId, Box<WorkflowEntry>>, key: &JobKey) -> Option<&'a JobRecord> {
     let wf = workflows.get(&key.workflow_id)?;
     wf.position(&key.job_id).map(|pos| &wf.jobs[pos])
 }
 
-fn lookup_mut<'a>(workflows: &'a mut BTreeMap<WorkflowId, WorkflowEntry>, key: &JobKey) -> Option<&'a mut JobRecord> {
+fn lookup_mut<'a>(
+    workflows: &'a mut BTreeMap<WorkflowId, Box<WorkflowEntry>>,
+    key: &JobKey,
+) -> Option<&'a mut JobRecord> {
     let wf = workflows.get_mut(&key.workflow_id)?;
     let pos = wf.position(&key.job_id)?;
     wf.jobs.get_mut(pos)

@@ -1,5 +1,6 @@
 //! [`MemoryStateStore`]: the in-memory [`StateStore`], the embedded default.
 
+mod entry;
 mod index;
 mod inner;
 mod retention;
@@ -178,7 +179,8 @@ impl StateStore for MemoryStateStore {
     }
 
     async fn outbox_ack(&self, seqs: &[u64]) -> Result<()> {
-        self.lock().outbox_ack(seqs);
+        let acked = self.lock().outbox_ack(seqs);
+        drop(acked);
         Ok(())
     }
 

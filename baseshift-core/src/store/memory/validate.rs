@@ -1,7 +1,7 @@
 //! The preconditions of [`StateStore::apply`](crate::StateStore::apply), all checked
 //! before anything is written.
 
-use super::inner::WorkflowEntry;
+use super::entry::WorkflowEntry;
 use crate::error::{Error, Result};
 use crate::store::Transition;
 use std::collections::HashSet;

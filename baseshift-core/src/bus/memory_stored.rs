@@ -1,0 +1,145 @@
+//! How the memory bus's logs keep an event: without its shared `Event` allocation, with
+//! the common names as indexes and JSON results as text (see [`CompactValue`]).
+//!
+//! A log holds up to its capacity of events per topic, so their size is most of what an
+//! idle bus costs; a delivery rebuilds an equal [`Event`].
+
+use crate::event::{Event, EventPayload};
+use crate::ids::WorkflowId;
+use crate::state::CompactValue;
+use chrono::{DateTime, Utc};
+
+/// Event types and statuses the engine publishes, kept as an index.
+const KNOWN: [&str; 29] = [
+    "job_pending",
+    "job_ready",
+    "job_running",
+    "job_succeeded",
+    "job_failed",
+    "job_skipped",
+    "job_cancelled",
+    "job_retrying",
+    "job_dead_lettered",
+    "job_discarded",
+    "job_replayed",
+    "workflow_initialized",
+    "workflow_running",
+    "workflow_completed",
+    "workflow_failed",
+    "workflow_cancelled",
+    "workflow_compensating",
+    "policy_violation",
+    "instance_started",
+    "PENDING",
+    "READY",
+    "RUNNING",
+    "SUCCEEDED",
+    "FAILED",
+    "SKIPPED",
+    "CANCELLED",
+    "INITIALIZED",
+    "COMPLETED",
+    "INFO",
+];
+
+/// A name: one of [`KNOWN`] or its own text.
+#[derive(Debug)]
+enum Name {
+    Known(u8),
+    Other(Box<str>),
+}
+
+impl Name {
+    fn new(name: &str) -> Name {
+        match KNOWN.iter().position(|k| *k == name) {
+            Some(i) => Name::Known(i as u8),
+            None => Name::Other(name.into()),
+        }
+    }
+
+    fn as_str(&self) -> &str {
+        match self {
+            Name::Known(i) => KNOWN.get(usize::from(*i)).copied().unwrap_or_default(),
+            Name::Other(s) => s,
+        }
+    }
+}
+
+/// One logged event.
+#[derive(Debug)]
+pub(super) struct StoredEvent {
+    /// The bus's global publish sequence number.
+    pub(super) seq: u64,
+    event_type: Name,
+    status: Name,
+    timestamp: DateTime<Utc>,
+    workflow_id: WorkflowId,
+    job_id: Option<Box<str>>,
+    result: Option<CompactValue>,
+    resource_usage: Option<CompactValue>,
+    attempt: Option<u32>,
+    duration_ms: Option<i64>,
+}
+
+impl StoredEvent {
+    /// `event` as published with sequence number `seq`.
+    pub(super) fn new(seq: u64, event: &Event) -> Box<StoredEvent> {
+        let p = &event.payload;
+        Box::new(StoredEvent {
+            seq,
+            event_type: Name::new(&event.event_type),
+            status: Name::new(&p.status),
+            timestamp: event.timestamp,
+            workflow_id: p.workflow_id.clone(),
+            job_id: p.job_id.as_deref().map(Box::from),
+            result: p.result.as_ref().map(CompactValue::from_ref),
+            resource_usage: p.resource_usage.as_ref().map(CompactValue::from_ref),
+            attempt: p.attempt,
+            duration_ms: p.duration_ms,
+        })
+    }
+
+    /// The event, equal to the one published.
+    pub(super) fn event(&self) -> Event {
+        Event {
+            event_type: self.event_type.as_str().to_owned(),
+            timestamp: self.timestamp,
+            payload: EventPayload {
+                workflow_id: self.workflow_id.clone(),
+                job_id: self.job_id.as_deref().map(str::to_owned),
+                status: self.status.as_str().to_owned(),
+                result: self.result.as_ref().map(CompactValue::to_value),
+                attempt: self.attempt,
+                duration_ms: self.duration_ms,
+                resource_usage: self.resource_usage.as_ref().map(CompactValue::to_value),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::{JobStatus, WorkflowStatus};
+    use serde_json::json;
+
+    #[test]
+    fn stored_events_read_back_equal() {
+        let id = WorkflowId::new("w1");
+        let mut custom = Event::system("custom_thing", json!({ "a": [1, 2] }));
+        custom.payload.status = "SOMETHING".into();
+        custom.payload.duration_ms = Some(12);
+        custom.payload.resource_usage = Some(json!({ "cpu_ms": 3 }));
+        let events = [
+            Event::job(&id, "a", JobStatus::Ready, 0, None),
+            Event::job(&id, "a", JobStatus::Succeeded, 2, Some(json!(null))),
+            Event::job(&id, "a", JobStatus::Succeeded, 1, Some(json!({ "out": [1, "x"] }))),
+            Event::workflow(&id, WorkflowStatus::Initialized, Some(json!({ "template_id": "t" }))),
+            Event::job_retrying(&id, "b", 1, json!("boom")),
+            custom,
+        ];
+        for e in events {
+            assert_eq!(StoredEvent::new(7, &e).event(), e);
+        }
+    }
+}

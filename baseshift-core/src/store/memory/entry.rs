@@ -1,0 +1,55 @@
+//! One workflow as the memory store keeps it.
+
+use crate::state::{CompactValue, JobRecord, WorkflowRecord};
+use std::collections::HashMap;
+
+/// One workflow: its header and its job records in template order.
+///
+/// The header is kept with a `null` input; the input itself is kept apart in its compact
+/// form (a one-entry JSON object costs a 640-byte B-tree node as a `Value`, its length as
+/// text) and put back by [`WorkflowEntry::record`]: a backlog of waiting workflows is
+/// mostly inputs nobody reads until the workflow's first job runs.
+#[derive(Debug)]
+pub(super) struct WorkflowEntry {
+    pub(super) header: WorkflowRecord,
+    input: CompactValue,
+    pub(super) jobs: Vec<JobRecord>,
+    /// Job positions by id, for workflows of more than [`SCAN_LIMIT`] jobs; smaller
+    /// ones are scanned (no map per workflow: most workflows are small).
+    positions: HashMap<String, usize>,
+}
+
+/// Up to this many jobs, a workflow's jobs are found by a scan rather than a map.
+pub(super) const SCAN_LIMIT: usize = 16;
+
+impl WorkflowEntry {
+    pub(super) fn new(
+        mut header: WorkflowRecord,
+        jobs: Vec<JobRecord>,
+        positions: HashMap<String, usize>,
+    ) -> Box<Self> {
+        let input = CompactValue::new(std::mem::take(&mut header.input));
+        Box::new(WorkflowEntry { header, input, jobs, positions })
+    }
+
+    /// The header as written, input included.
+    pub(super) fn record(&self) -> WorkflowRecord {
+        let mut header = self.header.clone();
+        header.input = self.input.to_value();
+        header
+    }
+
+    /// Replaces the header (and the input with the one it carries).
+    pub(super) fn set_header(&mut self, mut header: WorkflowRecord) {
+        self.input = CompactValue::new(std::mem::take(&mut header.input));
+        self.header = header;
+    }
+
+    pub(super) fn position(&self, job_id: &str) -> Option<usize> {
+        if self.jobs.len() <= SCAN_LIMIT {
+            self.jobs.iter().position(|j| j.job_id == job_id)
+        } else {
+            self.positions.get(job_id).copied()
+        }
+    }
+}
