@@ -5,7 +5,9 @@
 //! These tests fail (never skip) when Redis is unreachable: run `scripts/services.sh`.
 
 use async_trait::async_trait;
-use baseshift_core::conformance::fixtures::{TestWorkflow, claim_request, finish, make_ready, now_ms, write_job};
+use baseshift_core::conformance::fixtures::{
+    TestWorkflow, claim_request, finish, make_ready, now_ms, succeed_step, write_job,
+};
 use baseshift_core::state::JobFailure;
 use baseshift_core::store::{ParentOutcome, WorkflowFilter};
 use baseshift_core::templates::TemplateSummary;

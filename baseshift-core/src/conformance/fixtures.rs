@@ -192,3 +192,32 @@ pub async fn finish(
     step.terminal_delta = u64::from(main);
     store.apply(step).await
 }
+
+/// Moves job `job_id` of `wf` to `RUNNING` along legal writes, then returns (unapplied)
+/// the step making it `SUCCEEDED` with `output`, counted in `terminal_delta`, with
+/// `complete_at_zero` set to `at`: the last step of a workflow whose other jobs are done.
+pub async fn succeed_step(
+    store: &dyn StateStore,
+    wf: &TestWorkflow,
+    job_id: &str,
+    output: Option<serde_json::Value>,
+    at: DateTime<Utc>,
+) -> Result<Transition> {
+    let mut job = store.job(&wf.key(job_id)).await?;
+    for next in [JobStatus::Ready, JobStatus::Running] {
+        if job.status != next && job.status.can_become(next) {
+            job.status = next;
+            job.ready_at = Some(at);
+            store.apply(write_job(job)).await?;
+            job = store.job(&wf.key(job_id)).await?;
+        }
+    }
+    job.status = JobStatus::Succeeded;
+    job.output = output;
+    job.propagated = true;
+    job.finished_at = Some(at);
+    let mut step = write_job(job);
+    step.terminal_delta = 1;
+    step.complete_at_zero = Some(at);
+    Ok(step)
+}

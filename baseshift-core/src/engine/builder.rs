@@ -42,9 +42,10 @@ pub struct EngineConfig {
     /// again at once.
     #[serde(with = "duration_serde")]
     pub relay_linger: Duration,
-    /// On a durable store, a workflow this instance starts while it has free slots and its
-    /// last claim found no backlog has its ready roots claimed in the create step itself and
-    /// run here, saving the claim round trip. They are leased as a claim would lease them
+    /// On a durable store, a workflow this instance starts while it has free slots, its
+    /// last claim found no backlog and none of its steps has queued jobs since, has its
+    /// ready roots claimed in the create step itself and run here, saving the claim round
+    /// trip. They are leased as a claim would lease them
     /// (another instance re-claims them if this one dies). Off: every job goes through a
     /// claim. Never used for jobs with a concurrency key or when type limits, rate limits
     /// or a breaker are set.

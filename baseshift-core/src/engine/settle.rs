@@ -22,10 +22,15 @@ enum Pending {
 }
 
 impl Inner {
-    /// Applies a step and wakes the relay.
+    /// Applies a step and wakes the relay. A step that made jobs ready queued work: local
+    /// dispatch waits until a claim finds the queue drained again, so new workflows do not
+    /// pass those jobs over.
     pub async fn apply(&self, step: Transition) -> Result<Applied> {
         let r = self.store.apply(step).await;
         self.outbox_wake.notify_one();
+        if r.as_ref().is_ok_and(|a| !a.ready.is_empty()) {
+            self.drained.store(false, std::sync::atomic::Ordering::SeqCst);
+        }
         r
     }
 

@@ -8,30 +8,6 @@ use baseshift_core::{WorkflowId, WorkflowRecord, WorkflowStatus};
 /// Text that looks like header fields, to catch an edit of the wrong place.
 const ODD: &str = r#"x","status":"RUNNING","version":1,"input":{},"compensation_queue":[],"finished_at":null}"#;
 
-/// Drives job `job_id` to `RUNNING` and returns the step making it `SUCCEEDED` with
-/// `output`, with `complete_at_zero` set to `at`.
-async fn last_step(
-    store: &RedisStateStore,
-    wf: &TestWorkflow,
-    job_id: &str,
-    output: Option<serde_json::Value>,
-    at: chrono::DateTime<chrono::Utc>,
-) -> Result<Transition> {
-    make_ready(store, wf.id(), &[job_id], at).await?;
-    let mut job = store.job(&wf.key(job_id)).await?;
-    job.status = JobStatus::Running;
-    store.apply(write_job(job)).await?;
-    let mut job = store.job(&wf.key(job_id)).await?;
-    job.status = JobStatus::Succeeded;
-    job.output = output;
-    job.propagated = true;
-    job.finished_at = Some(at);
-    let mut step = write_job(job);
-    step.terminal_delta = 1;
-    step.complete_at_zero = Some(at);
-    Ok(step)
-}
-
 /// A header step making the workflow `RUNNING` with `edit` applied.
 async fn run(store: &RedisStateStore, id: &WorkflowId, edit: impl FnOnce(&mut WorkflowRecord)) -> Result<()> {
     let mut header = store.workflow(id).await?;
@@ -61,12 +37,12 @@ async fn completion_keeps_odd_headers_and_outputs_exact() -> Result<()> {
     store.create_workflow(new).await?;
     run(&store, wf.id(), |h| h.error = Some(ODD.into())).await?;
     for (job, output) in [(odd_job, json!({"big": -1234567890123456789i64, "s": ODD})), (none_job, json!(null))] {
-        let applied = store.apply(last_step(&store, &wf, job, Some(output), now_ms()).await?).await?;
+        let applied = store.apply(succeed_step(&store, &wf, job, Some(output), now_ms()).await?).await?;
         assert!(!applied.completed, "{job} left a job to run");
     }
 
     let at = now_ms();
-    let mut step = last_step(&store, &wf, "empty", Some(json!({})), at).await?;
+    let mut step = succeed_step(&store, &wf, "empty", Some(json!({})), at).await?;
     let mut header = store.workflow(wf.id()).await?;
     header.error = Some(format!("{ODD} again"));
     header.updated_at = at;
@@ -114,7 +90,7 @@ async fn compensations_hold_completion_back() -> Result<()> {
     run(&store, with_undo.id(), |_| {}).await?;
     for wf in [&queued, &with_undo] {
         let before = store.workflow(wf.id()).await?;
-        let applied = store.apply(last_step(&store, wf, "a", Some(json!(1)), now_ms()).await?).await?;
+        let applied = store.apply(succeed_step(&store, wf, "a", Some(json!(1)), now_ms()).await?).await?;
         assert_eq!((applied.remaining, applied.completed), (0, false));
         assert_eq!(store.workflow(wf.id()).await?, WorkflowRecord { remaining: 0, ..before });
     }

@@ -1,11 +1,11 @@
 //! Completion at zero: the step that leaves a workflow done also completes it.
 
 use crate::conformance::check::{ensure, ensure_eq};
-use crate::conformance::fixtures::{TestWorkflow, finish, now_ms, write_job};
+use crate::conformance::fixtures::{TestWorkflow, finish, now_ms, succeed_step, write_job};
 use crate::error::Result;
 use crate::state::{JobStatus, WorkflowStatus};
 use crate::store::{StateStore, Transition};
-use serde_json::{Value, json};
+use serde_json::json;
 
 /// Makes the header `RUNNING`; returns its version after the write.
 async fn run(store: &dyn StateStore, wf: &TestWorkflow) -> Result<u64> {
@@ -15,35 +15,6 @@ async fn run(store: &dyn StateStore, wf: &TestWorkflow) -> Result<u64> {
     step.header = Some(header);
     store.apply(step).await?;
     Ok(store.workflow(wf.id()).await?.version)
-}
-
-/// Moves job `job_id` to `RUNNING` along legal writes, then returns (unapplied) the step
-/// making it `SUCCEEDED` with `output`, counted in `terminal_delta`, with
-/// `complete_at_zero` set to `at`.
-async fn last_step(
-    store: &dyn StateStore,
-    wf: &TestWorkflow,
-    job_id: &str,
-    output: Option<Value>,
-    at: chrono::DateTime<chrono::Utc>,
-) -> Result<Transition> {
-    let mut job = store.job(&wf.key(job_id)).await?;
-    for next in [JobStatus::Ready, JobStatus::Running] {
-        if job.status != next && job.status.can_become(next) {
-            job.status = next;
-            job.ready_at = Some(at);
-            store.apply(write_job(job)).await?;
-            job = store.job(&wf.key(job_id)).await?;
-        }
-    }
-    job.status = JobStatus::Succeeded;
-    job.output = output;
-    job.propagated = true;
-    job.finished_at = Some(at);
-    let mut step = write_job(job);
-    step.terminal_delta = 1;
-    step.complete_at_zero = Some(at);
-    Ok(step)
 }
 
 /// A step with `complete_at_zero` that leaves `remaining` at 0 on a `RUNNING` workflow
@@ -56,7 +27,7 @@ pub async fn complete_at_zero_completes_in_the_step(store: &dyn StateStore) -> R
     wf.create(store).await?;
     run(store, &wf).await?;
     let mut first =
-        last_step(store, &wf, "a", Some(json!({"big": 12345678901234567890u64, "f": 0.1})), now_ms()).await?;
+        succeed_step(store, &wf, "a", Some(json!({"big": 12345678901234567890u64, "f": 0.1})), now_ms()).await?;
     first.parent_outcomes.push(crate::store::ParentOutcome { child: "b".into(), status: JobStatus::Succeeded });
     let applied = store.apply(first).await?;
     ensure_eq!((applied.remaining, applied.completed), (1, false), "a step leaving a job to run");
@@ -64,7 +35,7 @@ pub async fn complete_at_zero_completes_in_the_step(store: &dyn StateStore) -> R
     ensure_eq!(running, WorkflowStatus::Running, "header after a step leaving a job to run");
 
     let at = now_ms();
-    let step = last_step(store, &wf, "b", Some(json!(["x", {}])), at).await?;
+    let step = succeed_step(store, &wf, "b", Some(json!(["x", {}])), at).await?;
     let before = store.workflow(wf.id()).await?;
     let seen = store.outbox_pending(1000).await?.len();
     let applied = store.apply(step).await?;
@@ -116,7 +87,7 @@ pub async fn complete_at_zero_waits_for_failures_and_skips(store: &dyn StateStor
     let wf = TestWorkflow::new().job("a", &[]);
     wf.create(store).await?;
     let version = run(store, &wf).await?;
-    let mut step = last_step(store, &wf, "a", None, now_ms()).await?;
+    let mut step = succeed_step(store, &wf, "a", None, now_ms()).await?;
     step.complete_at_zero = None;
     let applied = store.apply(step).await?;
     ensure_eq!((applied.remaining, applied.completed), (0, false), "a step without complete_at_zero");
@@ -134,7 +105,7 @@ pub async fn complete_at_zero_waits_for_failures_and_skips(store: &dyn StateStor
     let mut step = write_job(skipped);
     step.terminal_delta = 1;
     store.apply(step).await?;
-    let applied = store.apply(last_step(store, &wf, "b", Some(json!(1)), now_ms()).await?).await?;
+    let applied = store.apply(succeed_step(store, &wf, "b", Some(json!(1)), now_ms()).await?).await?;
     ensure_eq!((applied.remaining, applied.completed), (0, false), "a step while a skip is unpropagated");
     ensure_eq!(store.workflow(wf.id()).await?.status, WorkflowStatus::Running, "header while a skip is unpropagated");
     let mut propagated = store.job(&wf.key("a")).await?;
