@@ -278,6 +278,17 @@ pub struct JobRecord {
 }
 
 impl JobRecord {
+    /// Starts an attempt the way a claim does: `RUNNING`, `attempt + 1`, `started_at = now`
+    /// and a lease of `owner` until `expires_at` with a fresh token; returns the attempt's
+    /// `job_running` event. The version is the caller's to bump.
+    pub fn start_attempt(&mut self, owner: &str, expires_at: DateTime<Utc>, now: DateTime<Utc>) -> crate::Event {
+        self.status = JobStatus::Running;
+        self.attempt += 1;
+        self.started_at = Some(now);
+        self.lease = Some(Lease { owner: owner.to_owned(), token: uuid::Uuid::now_v7().to_string(), expires_at });
+        crate::Event::job(&self.workflow_id, &self.job_id, JobStatus::Running, self.attempt, None)
+    }
+
     /// A `PENDING` job record with `parents` parents and every other field at its start value.
     pub fn pending(
         workflow_id: WorkflowId,

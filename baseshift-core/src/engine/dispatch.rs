@@ -3,8 +3,7 @@
 //! run here, without the claim round trip (see `EngineConfig::local_dispatch`).
 
 use super::Inner;
-use crate::event::Event;
-use crate::state::{JobRecord, JobStatus, Lease};
+use crate::state::{JobRecord, JobStatus};
 use crate::store::NewWorkflow;
 use chrono::Utc;
 use std::sync::atomic::Ordering;
@@ -73,15 +72,7 @@ impl Inner {
                 continue;
             }
             left -= 1;
-            job.status = JobStatus::Running;
-            job.attempt += 1;
-            job.started_at = Some(now);
-            job.lease = Some(Lease {
-                owner: self.config.instance_id.clone(),
-                token: uuid::Uuid::now_v7().to_string(),
-                expires_at: now + ttl,
-            });
-            new.events.push(Event::job(&job.workflow_id, &job.job_id, JobStatus::Running, job.attempt, None));
+            new.events.push(job.start_attempt(&self.config.instance_id, now + ttl, now));
             let mut rec = job.clone();
             rec.version = 1;
             claimed.push(rec);

@@ -167,14 +167,7 @@ pub struct Applied {
 /// assert!(completion(&header, &[job], chrono::Utc::now()).is_none());
 /// ```
 pub fn completion(header: &WorkflowRecord, jobs: &[JobRecord], at: DateTime<Utc>) -> Option<(WorkflowRecord, Event)> {
-    let done = |j: &JobRecord| {
-        j.compensation_of.is_none() && j.propagated && matches!(j.status, JobStatus::Succeeded | JobStatus::Skipped)
-    };
-    if header.remaining != 0
-        || header.status != WorkflowStatus::Running
-        || !header.compensation_queue.is_empty()
-        || !jobs.iter().all(done)
-    {
+    if !completes(header, jobs) {
         return None;
     }
     let mut step = crate::engine::plan::finalize(header.clone(), jobs, at);
@@ -182,6 +175,19 @@ pub fn completion(header: &WorkflowRecord, jobs: &[JobRecord], at: DateTime<Utc>
     let mut event = step.events.pop()?;
     event.timestamp = at;
     Some((header, event))
+}
+
+/// Whether [`completion`] completes a workflow with this header and these job records
+/// (all of them, in any order): the check alone, for a store that wants it before it
+/// gathers the records in template order.
+pub fn completes<'a>(header: &WorkflowRecord, jobs: impl IntoIterator<Item = &'a JobRecord>) -> bool {
+    let done = |j: &JobRecord| {
+        j.compensation_of.is_none() && j.propagated && matches!(j.status, JobStatus::Succeeded | JobStatus::Skipped)
+    };
+    header.remaining == 0
+        && header.status == WorkflowStatus::Running
+        && header.compensation_queue.is_empty()
+        && jobs.into_iter().all(done)
 }
 
 /// A request for ready jobs.

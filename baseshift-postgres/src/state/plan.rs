@@ -4,7 +4,7 @@
 //! completion at zero when the step leaves the workflow done.
 
 use crate::rows::{micros, normalize_job};
-use baseshift_core::store::{Applied, Transition, completion};
+use baseshift_core::store::{Applied, Transition, completes, completion};
 use baseshift_core::{Error, Event, JobRecord, JobStatus, Result, WorkflowRecord};
 use chrono::{DateTime, Utc};
 use std::collections::{HashMap, HashSet};
@@ -120,11 +120,8 @@ fn complete(
     rows: &HashMap<String, (JobRecord, i32)>,
     at: DateTime<Utc>,
 ) -> Option<(WorkflowRecord, Event)> {
-    // Cheap checks first: the records are copied only for a workflow that may be done.
-    let done = |j: &JobRecord| {
-        j.compensation_of.is_none() && j.propagated && matches!(j.status, JobStatus::Succeeded | JobStatus::Skipped)
-    };
-    if header.remaining != 0 || !rows.values().all(|(j, _)| done(j)) {
+    // The check first: the records are copied only for a workflow that is done.
+    if !completes(header, rows.values().map(|(j, _)| j)) {
         return None;
     }
     let mut ordered: Vec<&(JobRecord, i32)> = rows.values().collect();

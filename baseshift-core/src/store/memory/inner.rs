@@ -6,7 +6,7 @@ use super::validate::validate_step;
 use crate::error::{Error, ErrorKind, Result};
 use crate::event::Event;
 use crate::ids::{JobKey, WorkflowId};
-use crate::state::{JobRecord, JobStatus, Lease, WorkflowRecord};
+use crate::state::{JobRecord, JobStatus, WorkflowRecord};
 use crate::store::{
     Applied, ClaimRequest, Claimed, CreateOutcome, DeadLetterFilter, NewWorkflow, OutboxEntry, Transition,
     WorkflowFilter, completion,
@@ -277,13 +277,9 @@ impl Inner {
                 continue;
             };
             index.remove(job);
-            job.status = JobStatus::Running;
-            job.attempt += 1;
-            job.lease = Some(Lease { owner: req.owner.clone(), token: uuid::Uuid::now_v7().to_string(), expires_at });
-            job.started_at = Some(now);
+            events.push(job.start_attempt(&req.owner, expires_at, now));
             job.version += 1;
             index.insert(job, now);
-            events.push(Event::job(&job.workflow_id, &job.job_id, JobStatus::Running, job.attempt, None));
             claimed.push(job.clone());
         }
         let next_ready_at = index.next_due();
