@@ -17,12 +17,13 @@ use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::{Notify, broadcast};
+use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::EngineConfig;
 use super::flow::FlowControl;
+use super::waiters::Waiters;
 
 /// A job this instance is running: how to stop it and which lease it holds.
 #[derive(Debug, Clone)]
@@ -55,7 +56,8 @@ pub(crate) struct Inner {
     /// the same room under a type limit or rate limit.
     pub claiming: tokio::sync::Mutex<()>,
     pub slot_freed: Notify,
-    pub finished: broadcast::Sender<WorkflowId>,
+    /// Who waits for which workflow this instance may finish.
+    pub waiters: Waiters,
     pub outbox_wake: Notify,
     pub stop: CancellationToken,
     pub launched: AtomicBool,
@@ -94,7 +96,7 @@ impl Inner {
             total_running: AtomicUsize::new(0),
             claiming: tokio::sync::Mutex::new(()),
             slot_freed: Notify::new(),
-            finished: broadcast::channel(1024).0,
+            waiters: Waiters::default(),
             outbox_wake: Notify::new(),
             stop: CancellationToken::new(),
             launched: AtomicBool::new(false),
@@ -221,7 +223,7 @@ impl Inner {
                         }
                     }
                     drop(running);
-                    let _ = self.finished.send(id.clone());
+                    self.waiters.finished(id);
                     return Ok(());
                 }
                 Err(e) if e.kind() == ErrorKind::Conflict => tokio::task::yield_now().await,

@@ -34,6 +34,7 @@ mod replay;
 mod settle;
 mod start;
 mod wait;
+mod waiters;
 mod worker;
 
 #[cfg(test)]

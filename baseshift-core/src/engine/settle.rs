@@ -182,7 +182,7 @@ impl Inner {
     fn after_finalize(&self, id: &WorkflowId, ended: bool) {
         if ended {
             self.lock(&self.basics).remove(id);
-            let _ = self.finished.send(id.clone());
+            self.waiters.finished(id);
         }
     }
 

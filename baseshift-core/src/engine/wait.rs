@@ -1,5 +1,6 @@
 //! Waiting for workflows to finish: batched header reads, woken by this instance's
-//! finished workflows, polling (backing off) for those other instances finish.
+//! finished workflows (see `waiters.rs`), polling (backing off) for those other
+//! instances finish.
 
 use super::Inner;
 use crate::error::{Error, ErrorKind, Result};
@@ -7,23 +8,24 @@ use crate::ids::WorkflowId;
 use crate::state::WorkflowRecord;
 use std::collections::HashMap;
 use std::time::Duration;
-use tokio::sync::broadcast::{self, error::TryRecvError};
 
 /// Headers read per store call while waiting.
 const READ_CHUNK: usize = 1000;
-/// The first poll interval; it doubles up to [`MAX_POLL`] while nothing finishes.
+/// The first poll interval; it doubles up to [`MAX_POLL`] while nothing finishes here.
 const FIRST_POLL: Duration = Duration::from_millis(20);
 const MAX_POLL: Duration = Duration::from_millis(500);
 
 impl Inner {
     /// Waits until every workflow of `ids` is terminal; their headers, in the order of
     /// `ids`. Reads the headers in batches (`StateStore::workflows`): first all of them,
-    /// then, as this instance finishes some, those (a batch of whatever finished since the
-    /// last read); every poll interval, all that are still open. `NotFound` names the first
-    /// id that does not exist; `Timeout` when `timeout` passes first.
+    /// then those this instance finishes, as it finishes them; and, once a poll interval
+    /// passes with none finished here, all that are still open (another instance may be
+    /// finishing them). `NotFound` names the first id that does not exist; `Timeout` when
+    /// `timeout` passes first.
     pub async fn wait_all(&self, ids: &[WorkflowId], timeout: Option<Duration>) -> Result<Vec<WorkflowRecord>> {
         let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
-        let mut rx = self.finished.subscribe();
+        // Registered before the first read: what finishes after it is handed over.
+        let registration = self.waiters.register(ids);
         let mut done: Vec<Option<WorkflowRecord>> = vec![None; ids.len()];
         let mut open: HashMap<&WorkflowId, Vec<usize>> = HashMap::with_capacity(ids.len());
         for (i, id) in ids.iter().enumerate() {
@@ -60,51 +62,11 @@ impl Inner {
                 }
                 None => poll,
             };
-            to_read = self.next_finished(&mut rx, &open, sleep_for).await;
+            to_read = tokio::time::timeout(sleep_for, registration.inbox().next()).await.unwrap_or_default();
+            to_read.retain(|id| open.contains_key(id));
             if to_read.is_empty() {
                 poll = (poll * 2).min(MAX_POLL);
                 to_read = open.keys().map(|id| (*id).clone()).collect();
-            }
-        }
-    }
-
-    /// The open workflows this instance finished within `within`, with any that finished
-    /// right after them; empty when none did (time to poll them all). Another workflow
-    /// finishing is no reason to read: with many concurrent waiters that would cost a read
-    /// per waiter per finished workflow.
-    async fn next_finished(
-        &self,
-        rx: &mut broadcast::Receiver<WorkflowId>,
-        open: &HashMap<&WorkflowId, Vec<usize>>,
-        within: Duration,
-    ) -> Vec<WorkflowId> {
-        let sleep = tokio::time::sleep(within);
-        tokio::pin!(sleep);
-        let mut found = Vec::new();
-        loop {
-            tokio::select! {
-                r = rx.recv() => match r {
-                    Ok(id) if open.contains_key(&id) => {
-                        found.push(id);
-                        break;
-                    }
-                    Ok(_) => continue,
-                    // Missed some: read every open one.
-                    Err(broadcast::error::RecvError::Lagged(_)) => return open.keys().map(|id| (*id).clone()).collect(),
-                    Err(broadcast::error::RecvError::Closed) => {
-                        (&mut sleep).await;
-                        return found;
-                    }
-                },
-                _ = &mut sleep => return found,
-            }
-        }
-        loop {
-            match rx.try_recv() {
-                Ok(id) if open.contains_key(&id) => found.push(id),
-                Ok(_) => {}
-                Err(TryRecvError::Lagged(_)) => return open.keys().map(|id| (*id).clone()).collect(),
-                Err(TryRecvError::Empty | TryRecvError::Closed) => return found,
             }
         }
     }
