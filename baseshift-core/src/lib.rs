@@ -12,6 +12,7 @@ pub mod engine;
 pub mod error;
 pub mod event;
 pub mod expr;
+mod hash;
 pub mod ids;
 pub mod runner;
 pub mod state;

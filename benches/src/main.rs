@@ -50,6 +50,7 @@ async fn main() -> ExitCode {
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         report::load_average()
     ));
+    note("allocator: mimalloc (this program's global allocator; the baselines run under it too)");
     let tag = format!(
         "bench{}x{}",
         std::process::id(),

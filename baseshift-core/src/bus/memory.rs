@@ -3,8 +3,9 @@
 use super::{AckHandle, BusCapabilities, Delivery, EventBus, Subscription};
 use crate::error::{Error, Result};
 use crate::event::{Event, Topic};
+use crate::hash::FastMap;
 use async_trait::async_trait;
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, VecDeque};
 use std::pin::pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use stored::StoredEvent;
@@ -54,8 +55,8 @@ struct Inner {
 struct State {
     /// The next global publish sequence number, used to merge topics in publish order.
     seq: u64,
-    logs: HashMap<Topic, TopicLog>,
-    groups: HashMap<Arc<str>, HashMap<Topic, Cursor>>,
+    logs: FastMap<Topic, TopicLog>,
+    groups: FastMap<Arc<str>, FastMap<Topic, Cursor>>,
 }
 
 #[derive(Debug, Default)]
@@ -200,22 +201,35 @@ impl EventBus for MemoryEventBus {
     }
 
     async fn publish_shared(&self, event: Arc<Event>) -> Result<()> {
-        let topic = event.topic();
-        let mut stored = StoredEvent::new(0, &event);
-        drop(event);
+        self.publish_batch(vec![event]).await.1
+    }
+
+    /// One lock and one wake-up for the whole batch; the events are made compact first,
+    /// outside the lock, and the evicted ones are freed after it.
+    async fn publish_batch(&self, events: Vec<Arc<Event>>) -> (usize, Result<()>) {
+        let n = events.len();
+        let stored: Vec<(Topic, Box<StoredEvent>)> =
+            events.iter().map(|e| (e.topic(), StoredEvent::new(0, e))).collect();
+        drop(events);
+        let mut evicted = Vec::new();
         {
             let mut state = self.inner.lock();
-            stored.seq = state.seq;
-            state.seq += 1;
-            let log = state.logs.entry(topic).or_default();
-            if log.entries.len() >= self.inner.capacity {
-                log.entries.pop_front();
-                log.base += 1;
+            for (topic, mut event) in stored {
+                event.seq = state.seq;
+                state.seq += 1;
+                let log = state.logs.entry(topic).or_default();
+                if log.entries.len() >= self.inner.capacity {
+                    evicted.extend(log.entries.pop_front());
+                    log.base += 1;
+                }
+                log.entries.push_back(event);
             }
-            log.entries.push_back(stored);
         }
-        self.inner.changed.notify_waiters();
-        Ok(())
+        drop(evicted);
+        if n > 0 {
+            self.inner.changed.notify_waiters();
+        }
+        (n, Ok(()))
     }
 
     async fn subscribe(&self, topics: &[Topic], group: &str) -> Result<Subscription> {

@@ -56,6 +56,21 @@ pub trait EventBus: Send + Sync + 'static {
         self.publish(&event).await
     }
 
+    /// Publishes `events` in order, stopping at the first failure: how many were
+    /// published, and the failure if one stopped it (the relay acknowledges the
+    /// published ones). A bus may take them in one operation; the default calls
+    /// [`publish_shared`](Self::publish_shared) for each.
+    async fn publish_batch(&self, events: Vec<std::sync::Arc<Event>>) -> (usize, Result<()>) {
+        let mut published = 0;
+        for event in events {
+            if let Err(e) = self.publish_shared(event).await {
+                return (published, Err(e));
+            }
+            published += 1;
+        }
+        (published, Ok(()))
+    }
+
     /// Joins `group` as a consumer of `topics`.
     async fn subscribe(&self, topics: &[Topic], group: &str) -> Result<Subscription>;
 }

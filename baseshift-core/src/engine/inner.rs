@@ -24,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 use super::EngineConfig;
 use super::flow::FlowControl;
 use super::waiters::Waiters;
+use crate::hash::FastMap;
 
 /// A job this instance is running: how to stop it and which lease it holds.
 #[derive(Debug, Clone)]
@@ -46,10 +47,10 @@ pub(crate) struct Inner {
     pub templates: Arc<dyn TemplateStore>,
     pub registry: RunnerRegistry,
     pub secrets: Option<Arc<dyn SecretResolver>>,
-    pub compiled: Mutex<HashMap<(String, String), Arc<CompiledTemplate>>>,
-    pub basics: Mutex<HashMap<WorkflowId, Arc<WorkflowBasics>>>,
-    pub running: Mutex<HashMap<JobKey, RunningJob>>,
-    pub type_running: Mutex<HashMap<String, usize>>,
+    pub compiled: Mutex<FastMap<(String, String), Arc<CompiledTemplate>>>,
+    pub basics: Mutex<FastMap<WorkflowId, Arc<WorkflowBasics>>>,
+    pub running: Mutex<FastMap<JobKey, RunningJob>>,
+    pub type_running: Mutex<FastMap<String, usize>>,
     pub total_running: AtomicUsize,
     /// Held across a claim's room computation, the claim and its counting, so two
     /// claimers of this instance (the claim loop, a worker claiming on) never both spend
@@ -89,10 +90,10 @@ impl Inner {
             templates,
             registry,
             secrets,
-            compiled: Mutex::new(HashMap::new()),
-            basics: Mutex::new(HashMap::new()),
-            running: Mutex::new(HashMap::new()),
-            type_running: Mutex::new(HashMap::new()),
+            compiled: Mutex::default(),
+            basics: Mutex::default(),
+            running: Mutex::default(),
+            type_running: Mutex::default(),
             total_running: AtomicUsize::new(0),
             claiming: tokio::sync::Mutex::new(()),
             slot_freed: Notify::new(),

@@ -54,22 +54,11 @@ pub(crate) async fn relay_loop(inner: Arc<Inner>) {
 /// Publishes one batch in order; acknowledges what was published even if a later event failed.
 async fn drain(inner: &Inner) -> crate::Result<usize> {
     let batch = inner.store.outbox_pending(BATCH).await?;
-    let mut done = Vec::with_capacity(batch.len());
-    let mut failure = None;
-    for entry in batch {
-        match inner.bus.publish_shared(entry.event).await {
-            Ok(()) => done.push(entry.seq),
-            Err(e) => {
-                failure = Some(e);
-                break;
-            }
-        }
+    let (mut seqs, events): (Vec<u64>, Vec<_>) = batch.into_iter().map(|entry| (entry.seq, entry.event)).unzip();
+    let (published, outcome) = inner.bus.publish_batch(events).await;
+    seqs.truncate(published);
+    if !seqs.is_empty() {
+        inner.store.outbox_ack(&seqs).await?;
     }
-    if !done.is_empty() {
-        inner.store.outbox_ack(&done).await?;
-    }
-    match failure {
-        Some(e) => Err(e),
-        None => Ok(done.len()),
-    }
+    outcome.map(|()| seqs.len())
 }

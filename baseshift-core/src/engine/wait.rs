@@ -4,9 +4,9 @@
 
 use super::Inner;
 use crate::error::{Error, ErrorKind, Result};
+use crate::hash::{FastMap, map_with_capacity};
 use crate::ids::WorkflowId;
 use crate::state::WorkflowRecord;
-use std::collections::HashMap;
 use std::time::Duration;
 
 /// Headers read per store call while waiting.
@@ -27,7 +27,7 @@ impl Inner {
         // Registered before the first read: what finishes after it is handed over.
         let registration = self.waiters.register(ids);
         let mut done: Vec<Option<WorkflowRecord>> = vec![None; ids.len()];
-        let mut open: HashMap<&WorkflowId, Vec<usize>> = HashMap::with_capacity(ids.len());
+        let mut open: FastMap<&WorkflowId, Vec<usize>> = map_with_capacity(ids.len());
         for (i, id) in ids.iter().enumerate() {
             open.entry(id).or_default().push(i);
         }

@@ -5,8 +5,8 @@
 //! waiter that falls behind a bounded channel could only re-read all it waits for: with
 //! many open workflows, one re-read per lag.
 
+use crate::hash::FastMap;
 use crate::ids::WorkflowId;
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::Notify;
 
@@ -35,7 +35,7 @@ impl Inbox {
 /// The registry of [`Inbox`]es by workflow id.
 #[derive(Debug, Default)]
 pub(crate) struct Waiters {
-    by_id: Mutex<HashMap<WorkflowId, Vec<Arc<Inbox>>>>,
+    by_id: Mutex<FastMap<WorkflowId, Vec<Arc<Inbox>>>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {

@@ -1,13 +1,13 @@
 use super::JobRunner;
 use crate::error::{Error, ErrorKind, Result};
-use std::collections::HashMap;
+use crate::hash::FastMap;
 use std::fmt;
 use std::sync::Arc;
 
 /// The job types an engine can run, by name.
 #[derive(Clone, Default)]
 pub struct RunnerRegistry {
-    runners: HashMap<String, Arc<dyn JobRunner>>,
+    runners: FastMap<String, Arc<dyn JobRunner>>,
 }
 
 impl fmt::Debug for RunnerRegistry {

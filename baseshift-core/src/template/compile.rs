@@ -3,8 +3,8 @@
 use super::{RetryPolicy, Trigger, WorkflowTemplate};
 use crate::error::{Error, ErrorKind, Location, Result};
 use crate::expr::{Condition, ConfigTemplate};
+use crate::hash::{FastMap, map_with_capacity};
 use serde_json::Value;
-use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,7 +14,7 @@ use std::time::Duration;
 pub struct CompiledTemplate {
     template: Arc<WorkflowTemplate>,
     jobs: Vec<CompiledJob>,
-    index: HashMap<String, Slot>,
+    index: FastMap<String, Slot>,
     schema: Option<InputSchema>,
 }
 
@@ -95,7 +95,7 @@ impl CompiledTemplate {
         jobs: Vec<CompiledJob>,
         schema: Option<InputSchema>,
     ) -> Self {
-        let mut index = HashMap::with_capacity(jobs.len());
+        let mut index = map_with_capacity(jobs.len());
         for (i, job) in jobs.iter().enumerate() {
             index.insert(job.id.clone(), Slot::Main(i));
             if let Some(c) = &job.compensation {

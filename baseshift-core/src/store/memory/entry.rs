@@ -1,7 +1,7 @@
 //! One workflow as the memory store keeps it.
 
+use crate::hash::FastMap;
 use crate::state::{CompactValue, JobRecord, WorkflowRecord};
-use std::collections::HashMap;
 
 /// One workflow: its header and its job records in template order.
 ///
@@ -16,7 +16,7 @@ pub(super) struct WorkflowEntry {
     pub(super) jobs: Vec<JobRecord>,
     /// Job positions by id, for workflows of more than [`SCAN_LIMIT`] jobs; smaller
     /// ones are scanned (no map per workflow: most workflows are small).
-    positions: HashMap<String, usize>,
+    positions: FastMap<String, usize>,
 }
 
 /// Up to this many jobs, a workflow's jobs are found by a scan rather than a map.
@@ -26,7 +26,7 @@ impl WorkflowEntry {
     pub(super) fn new(
         mut header: WorkflowRecord,
         jobs: Vec<JobRecord>,
-        positions: HashMap<String, usize>,
+        positions: FastMap<String, usize>,
     ) -> Box<Self> {
         let input = CompactValue::new(std::mem::take(&mut header.input));
         Box::new(WorkflowEntry { header, input, jobs, positions })

@@ -5,11 +5,12 @@
 //! invariant: [`Indexes::remove`] with the stored record before changing it,
 //! [`Indexes::insert`] with the record after.
 
+use crate::hash::FastMap;
 use crate::ids::JobKey;
 use crate::state::{JobRecord, JobStatus};
 use chrono::{DateTime, Utc};
 use std::cmp::Ordering;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 
 /// A queue score, totally ordered (`f64::total_cmp`).
 #[derive(Clone, Copy, Debug)]
@@ -75,7 +76,7 @@ pub(super) struct Indexes {
     /// `RUNNING` jobs under a lease, by `(expires_at, key)`.
     pub(super) leased: BTreeSet<(DateTime<Utc>, JobKey)>,
     /// `RUNNING` jobs (leased or awaiting an external call) per concurrency key.
-    pub(super) running_keys: HashMap<String, usize>,
+    pub(super) running_keys: FastMap<String, usize>,
 }
 
 impl Indexes {

@@ -3,8 +3,10 @@
 use super::entry::{SCAN_LIMIT, WorkflowEntry};
 use super::index::{Indexes, Placement};
 use super::validate::validate_step;
+use super::workflows::Workflows;
 use crate::error::{Error, ErrorKind, Result};
 use crate::event::Event;
+use crate::hash::{FastMap, FastSet, set_with_capacity};
 use crate::ids::{JobKey, WorkflowId};
 use crate::state::{JobRecord, JobStatus, WorkflowRecord};
 use crate::store::{
@@ -13,7 +15,7 @@ use crate::store::{
 };
 use crate::template::WorkflowTemplate;
 use chrono::{DateTime, TimeDelta, Utc};
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -33,11 +35,9 @@ impl Wake {
 /// Everything the memory store holds.
 #[derive(Debug, Default)]
 pub(super) struct Inner {
-    /// Boxed: a B-tree node holds up to 11 entries and is often half full, so entries
-    /// the size of a workflow would leave much of each node empty.
-    pub(super) workflows: BTreeMap<WorkflowId, Box<WorkflowEntry>>,
+    pub(super) workflows: Workflows,
     templates: HashMap<(String, String), Arc<WorkflowTemplate>>,
-    pub(super) idempotency: HashMap<String, WorkflowId>,
+    pub(super) idempotency: FastMap<String, WorkflowId>,
     /// Finished workflows by the time they finished, for retention.
     pub(super) finished: BTreeSet<(DateTime<Utc>, WorkflowId)>,
     /// Pending events by increasing `seq` (appended in order; acknowledged mostly from the front).
@@ -74,7 +74,7 @@ impl Inner {
         if self.workflows.contains_key(&id) {
             return Err(ctx(err(ErrorKind::Conflict, OP, "a workflow with this id exists")));
         }
-        let mut positions = HashMap::new();
+        let mut positions = FastMap::default();
         for (pos, job) in jobs.iter().enumerate() {
             if job.workflow_id != id {
                 return Err(ctx(err(ErrorKind::InvalidInput, OP, "job record belongs to another workflow")
@@ -118,7 +118,6 @@ impl Inner {
     fn entry(&self, id: &WorkflowId, op: &'static str) -> Result<&WorkflowEntry> {
         self.workflows
             .get(id)
-            .map(|wf| &**wf)
             .ok_or_else(|| err(ErrorKind::NotFound, op, "no such workflow").with_workflow(id.as_str()))
     }
 
@@ -173,7 +172,7 @@ impl Inner {
             wf.set_header(header);
         }
         let mut wake = Wake::default();
-        let mut written = HashSet::with_capacity(jobs.len() + parent_outcomes.len());
+        let mut written: FastSet<usize> = set_with_capacity(jobs.len() + parent_outcomes.len());
         for mut job in jobs {
             let Some(pos) = wf.position(&job.job_id) else {
                 continue;
@@ -315,12 +314,9 @@ impl Inner {
 
     /// See [`StateStore::list_workflows`](crate::StateStore::list_workflows).
     pub(super) fn list(&self, filter: &WorkflowFilter) -> Vec<WorkflowRecord> {
-        use std::ops::Bound;
         let limit = if filter.limit == 0 { DEFAULT_PAGE } else { filter.limit };
-        let lower = filter.after.as_ref().map_or(Bound::Unbounded, Bound::Excluded);
         self.workflows
-            .range::<WorkflowId, _>((lower, Bound::Unbounded))
-            .map(|(_, wf)| wf)
+            .after(filter.after.as_ref())
             .filter(|wf| filter.statuses.is_empty() || filter.statuses.contains(&wf.header.status))
             .take(limit)
             .map(|wf| wf.record())
@@ -372,15 +368,12 @@ impl Inner {
     }
 }
 
-fn lookup<'a>(workflows: &'a BTreeMap<WorkflowId, Box<WorkflowEntry>>, key: &JobKey) -> Option<&'a JobRecord> {
+fn lookup<'a>(workflows: &'a Workflows, key: &JobKey) -> Option<&'a JobRecord> {
     let wf = workflows.get(&key.workflow_id)?;
     wf.position(&key.job_id).map(|pos| &wf.jobs[pos])
 }
 
-fn lookup_mut<'a>(
-    workflows: &'a mut BTreeMap<WorkflowId, Box<WorkflowEntry>>,
-    key: &JobKey,
-) -> Option<&'a mut JobRecord> {
+fn lookup_mut<'a>(workflows: &'a mut Workflows, key: &JobKey) -> Option<&'a mut JobRecord> {
     let wf = workflows.get_mut(&key.workflow_id)?;
     let pos = wf.position(&key.job_id)?;
     wf.jobs.get_mut(pos)

@@ -5,6 +5,7 @@ mod index;
 mod inner;
 mod retention;
 mod validate;
+mod workflows;
 
 pub use retention::MemoryRetention;
 

@@ -42,7 +42,7 @@ fn write(job: JobRecord) -> Transition {
 /// hold nothing else.
 fn check_indexes(inner: &Inner) {
     let mut expected = 0;
-    for wf in inner.workflows.values() {
+    for wf in inner.workflows.after(None) {
         for job in &wf.jobs {
             let key = job.key();
             let in_ready = inner.index.ready.iter().any(|(_, k)| *k == key);
@@ -124,7 +124,7 @@ fn indexes_stay_consistent_under_random_operations() {
                 }
                 3..=4 => {
                     let before: HashMap<JobKey, JobRecord> =
-                        inner.workflows.values().flat_map(|wf| wf.jobs.iter().map(|j| (j.key(), j.clone()))).collect();
+                        inner.workflows.after(None).flat_map(|wf| wf.jobs.iter().map(|j| (j.key(), j.clone()))).collect();
                     let exclude: &[&str] = if rng.bool() { &["slow"] } else { &[] };
                     let claimed = inner.claim(request(rng.usize(0..4), rng.u64(0..400), exclude), now).unwrap();
                     for j in &claimed.jobs {
@@ -150,7 +150,7 @@ fn indexes_stay_consistent_under_random_operations() {
                     // Finish, retry or park a running job.
                     let running: Vec<JobRecord> = inner
                         .workflows
-                        .values()
+                        .after(None)
                         .flat_map(|wf| wf.jobs.iter().filter(|j| j.status == JobStatus::Running).cloned())
                         .collect();
                     if running.is_empty() {
@@ -180,7 +180,7 @@ fn indexes_stay_consistent_under_random_operations() {
                 7 => {
                     let leased: Vec<(JobKey, String)> = inner
                         .workflows
-                        .values()
+                        .after(None)
                         .flat_map(|wf| wf.jobs.iter())
                         .filter(|j| j.status == JobStatus::Running)
                         .filter_map(|j| j.lease.as_ref().map(|l| (j.key(), l.token.clone())))
