@@ -227,10 +227,11 @@ impl Engine {
     /// created; a known id gets the new, greater version).
     pub async fn register_template(&self, template: WorkflowTemplate) -> Result<()> {
         let template = Arc::new(template);
-        self.inner.compile(&template)?;
-        match self.inner.templates.get(&template.template_id, None).await {
-            Ok(_) => self.inner.templates.update(&template).await,
-            Err(e) if e.kind() == ErrorKind::NotFound => self.inner.templates.create(&template).await,
+        let compiled = self.inner.compile(&template)?;
+        // Compiling validated it: the template store need not validate it again.
+        match self.inner.templates.get_shared(&template.template_id, None).await {
+            Ok(_) => self.inner.templates.update_compiled(&compiled).await,
+            Err(e) if e.kind() == ErrorKind::NotFound => self.inner.templates.create_compiled(&compiled).await,
             Err(e) => Err(e),
         }
     }

@@ -263,12 +263,13 @@ pub fn finalize(mut header: WorkflowRecord, jobs: &[JobRecord], now: DateTime<Ut
     let failed: Vec<&&JobRecord> = mains.iter().filter(|j| j.status == JobStatus::Failed).collect();
     header.updated_at = now;
     if failed.is_empty() {
-        let mut outputs = Map::new();
-        for j in &mains {
-            if j.status == JobStatus::Succeeded {
-                outputs.insert(j.job_id.clone(), j.output.clone().unwrap_or(Value::Null));
-            }
-        }
+        // Collected rather than inserted one by one: the map sorts the pairs once and
+        // builds its tree in bulk.
+        let outputs: Map<String, Value> = mains
+            .iter()
+            .filter(|j| j.status == JobStatus::Succeeded)
+            .map(|j| (j.job_id.clone(), j.output.clone().unwrap_or(Value::Null)))
+            .collect();
         // Built directly: `json!` would serialize the whole map again.
         let result = Value::Object(Map::from_iter([("outputs".to_owned(), Value::Object(outputs))]));
         close(&mut t, &mut header, jobs, WorkflowStatus::Completed, Some(result), now);

@@ -7,6 +7,7 @@ use super::graph::{find_cycle, missing_ancestors};
 use super::{CompensationSpec, CompiledTemplate, DurationSpec, JobSpec, RetryPolicy, WorkflowTemplate};
 use crate::error::{Error, Location, Result};
 use crate::expr::{Condition, ConfigTemplate, Reference};
+use crate::hash::{FastMap, map_with_capacity};
 use crate::runner::RunnerRegistry;
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
@@ -56,7 +57,7 @@ impl<'a> Validator<'a> {
     }
 
     fn check(&self, template: &WorkflowTemplate, build: bool) -> Result<(Vec<CompiledJob>, Option<InputSchema>)> {
-        let mut cx = Checker { v: self, t: template, index: HashMap::new(), build };
+        let mut cx = Checker { v: self, t: template, index: FastMap::default(), build };
         cx.index = cx.check_ids()?;
         let parents = cx.resolve_parents()?;
         if let Some(cycle) = find_cycle(&parents) {
@@ -121,7 +122,7 @@ struct Checker<'v, 't> {
     v: &'v Validator<'v>,
     t: &'t WorkflowTemplate,
     /// Job index by id (filled once ids are known to be unique).
-    index: HashMap<&'t str, usize>,
+    index: FastMap<&'t str, usize>,
     /// Whether the compiled jobs are wanted (else their parent and child lists are left
     /// empty: [`WorkflowTemplate::validate`] only checks).
     build: bool,
@@ -150,7 +151,7 @@ impl<'t> Checker<'_, 't> {
     }
 
     /// Checks every id and returns the job index by id.
-    fn check_ids(&self) -> Result<HashMap<&'t str, usize>> {
+    fn check_ids(&self) -> Result<FastMap<&'t str, usize>> {
         let t = self.t;
         if !valid_id(&t.template_id) {
             return Err(self.top_err(
@@ -164,7 +165,7 @@ impl<'t> Checker<'_, 't> {
         if t.jobs.is_empty() {
             return Err(self.top_err("jobs", "a template needs at least one job"));
         }
-        let mut seen: HashMap<&'t str, usize> = HashMap::with_capacity(t.jobs.len());
+        let mut seen: FastMap<&'t str, usize> = map_with_capacity(t.jobs.len());
         for (i, job) in t.jobs.iter().enumerate() {
             if !valid_id(&job.id) {
                 return Err(self.err(

@@ -2,7 +2,7 @@
 
 use super::{TemplateStore, TemplateSummary};
 use crate::error::{Error, Result};
-use crate::template::WorkflowTemplate;
+use crate::template::{CompiledTemplate, WorkflowTemplate};
 use async_trait::async_trait;
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -45,6 +45,43 @@ impl MemoryTemplateStore {
     }
 }
 
+impl MemoryTemplateStore {
+    /// Stores the first version of a template (`Conflict` if its id exists).
+    fn insert_first(&self, template: Arc<WorkflowTemplate>) -> Result<()> {
+        let op = "TemplateStore::create";
+        let mut templates = self.write();
+        if templates.contains_key(&template.template_id) {
+            return Err(context(Error::conflict(format!("template `{}` already exists", template.template_id)), op));
+        }
+        let versions = BTreeMap::from([(template.version.clone(), template.clone())]);
+        templates.insert(template.template_id.clone(), versions);
+        Ok(())
+    }
+
+    /// Stores a new version, greater than the latest (`NotFound` for an unknown id).
+    fn insert_next(&self, template: Arc<WorkflowTemplate>) -> Result<()> {
+        let op = "TemplateStore::update";
+        let id = &template.template_id;
+        let mut templates = self.write();
+        let versions = templates
+            .get_mut(id)
+            .ok_or_else(|| context(Error::not_found(format!("template `{id}` does not exist")), op))?;
+        if let Some(latest) = versions.keys().next_back()
+            && template.version <= *latest
+        {
+            return Err(context(
+                Error::conflict(format!(
+                    "template `{id}`: version {} is not greater than the latest version {latest}",
+                    template.version
+                )),
+                op,
+            ));
+        }
+        versions.insert(template.version.clone(), template.clone());
+        Ok(())
+    }
+}
+
 fn context(err: Error, op: &'static str) -> Error {
     err.with_operation(op).with_backend("memory")
 }
@@ -52,15 +89,17 @@ fn context(err: Error, op: &'static str) -> Error {
 #[async_trait]
 impl TemplateStore for MemoryTemplateStore {
     async fn create(&self, template: &WorkflowTemplate) -> Result<()> {
-        let op = "TemplateStore::create";
-        template.validate().map_err(|e| context(e, op))?;
-        let mut templates = self.write();
-        if templates.contains_key(&template.template_id) {
-            return Err(context(Error::conflict(format!("template `{}` already exists", template.template_id)), op));
-        }
-        let versions = BTreeMap::from([(template.version.clone(), Arc::new(template.clone()))]);
-        templates.insert(template.template_id.clone(), versions);
-        Ok(())
+        template.validate().map_err(|e| context(e, "TemplateStore::create"))?;
+        self.insert_first(Arc::new(template.clone()))
+    }
+
+    /// Keeps the compiled template's own `Arc`, unvalidated again and uncopied.
+    async fn create_compiled(&self, compiled: &CompiledTemplate) -> Result<()> {
+        self.insert_first(compiled.template().clone())
+    }
+
+    async fn update_compiled(&self, compiled: &CompiledTemplate) -> Result<()> {
+        self.insert_next(compiled.template().clone())
     }
 
     async fn get(&self, template_id: &str, version: Option<&semver::Version>) -> Result<WorkflowTemplate> {
@@ -84,26 +123,8 @@ impl TemplateStore for MemoryTemplateStore {
     }
 
     async fn update(&self, template: &WorkflowTemplate) -> Result<()> {
-        let op = "TemplateStore::update";
-        template.validate().map_err(|e| context(e, op))?;
-        let id = &template.template_id;
-        let mut templates = self.write();
-        let versions = templates
-            .get_mut(id)
-            .ok_or_else(|| context(Error::not_found(format!("template `{id}` does not exist")), op))?;
-        if let Some(latest) = versions.keys().next_back()
-            && template.version <= *latest
-        {
-            return Err(context(
-                Error::conflict(format!(
-                    "template `{id}`: version {} is not greater than the latest version {latest}",
-                    template.version
-                )),
-                op,
-            ));
-        }
-        versions.insert(template.version.clone(), Arc::new(template.clone()));
-        Ok(())
+        template.validate().map_err(|e| context(e, "TemplateStore::update"))?;
+        self.insert_next(Arc::new(template.clone()))
     }
 
     async fn list(&self) -> Result<Vec<TemplateSummary>> {
@@ -144,6 +165,25 @@ mod tests {
         let mut t = WorkflowTemplate::new(id, version).job(JobSpec::new("a", "noop"));
         t.name = name.to_owned();
         t
+    }
+
+    #[tokio::test]
+    async fn compiled_templates_are_kept_shared_under_the_same_rules() {
+        let store = MemoryTemplateStore::new();
+        let compile = |t: WorkflowTemplate| crate::template::Validator::new().compile_shared(Arc::new(t)).unwrap();
+        let first = compile(template("t", Version::new(1, 0, 0), "one"));
+        store.create_compiled(&first).await.unwrap();
+        let kept = store.get_shared("t", None).await.unwrap();
+        assert!(Arc::ptr_eq(&kept, first.template()), "the compiled template's own Arc is kept");
+        let again = store.create_compiled(&first).await.unwrap_err();
+        assert_eq!(again.kind(), ErrorKind::Conflict);
+        let not_greater = store.update_compiled(&first).await.unwrap_err();
+        assert_eq!(not_greater.kind(), ErrorKind::Conflict);
+        let unknown = store.update_compiled(&compile(template("u", Version::new(1, 0, 0), "u"))).await.unwrap_err();
+        assert_eq!(unknown.kind(), ErrorKind::NotFound);
+        store.update_compiled(&compile(template("t", Version::new(1, 1, 0), "two"))).await.unwrap();
+        assert_eq!(store.get("t", None).await.unwrap().name, "two");
+        assert_eq!(store.get("t", Some(&Version::new(1, 0, 0))).await.unwrap().name, "one");
     }
 
     #[tokio::test]

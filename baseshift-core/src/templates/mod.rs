@@ -5,7 +5,7 @@ mod memory;
 pub use memory::MemoryTemplateStore;
 
 use crate::error::Result;
-use crate::template::WorkflowTemplate;
+use crate::template::{CompiledTemplate, WorkflowTemplate};
 use async_trait::async_trait;
 
 /// One template in a listing.
@@ -75,6 +75,19 @@ pub trait TemplateStore: Send + Sync + 'static {
 
     /// Stores a new, greater version.
     async fn update(&self, template: &WorkflowTemplate) -> Result<()>;
+
+    /// [`create`](Self::create) for a template that `compiled` was made from: compiling
+    /// validated it (a superset of [`WorkflowTemplate::validate`]), so a store may skip
+    /// its own validation and keep the shared template. The default calls `create`.
+    async fn create_compiled(&self, compiled: &CompiledTemplate) -> Result<()> {
+        self.create(compiled.template()).await
+    }
+
+    /// [`update`](Self::update) for a template that `compiled` was made from (see
+    /// [`create_compiled`](Self::create_compiled)). The default calls `update`.
+    async fn update_compiled(&self, compiled: &CompiledTemplate) -> Result<()> {
+        self.update(compiled.template()).await
+    }
 
     /// Lists the stored templates.
     async fn list(&self) -> Result<Vec<TemplateSummary>>;

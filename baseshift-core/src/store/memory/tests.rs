@@ -123,8 +123,11 @@ fn indexes_stay_consistent_under_random_operations() {
                     }
                 }
                 3..=4 => {
-                    let before: HashMap<JobKey, JobRecord> =
-                        inner.workflows.after(None).flat_map(|wf| wf.jobs.iter().map(|j| (j.key(), j.clone()))).collect();
+                    let before: HashMap<JobKey, JobRecord> = inner
+                        .workflows
+                        .after(None)
+                        .flat_map(|wf| wf.jobs.iter().map(|j| (j.key(), j.clone())))
+                        .collect();
                     let exclude: &[&str] = if rng.bool() { &["slow"] } else { &[] };
                     let claimed = inner.claim(request(rng.usize(0..4), rng.u64(0..400), exclude), now).unwrap();
                     for j in &claimed.jobs {
