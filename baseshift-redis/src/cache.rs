@@ -6,6 +6,7 @@ use crate::keys::Keys;
 use crate::scripts::SCRIPTS;
 use crate::store::{array, text};
 use async_trait::async_trait;
+use baseshift_core::template::CompiledTemplate;
 use baseshift_core::templates::{TemplateStore, TemplateSummary};
 use baseshift_core::{Error, ErrorKind, Result, WorkflowTemplate};
 use std::time::Duration;
@@ -146,6 +147,18 @@ impl<S: TemplateStore> TemplateStore for CachedTemplateStore<S> {
     async fn update(&self, template: &WorkflowTemplate) -> Result<()> {
         self.inner.update(template).await?;
         self.invalidate(&template.template_id, "TemplateStore::update").await
+    }
+
+    /// The inner store's own `create_compiled`, then the cache is invalidated.
+    async fn create_compiled(&self, compiled: &CompiledTemplate) -> Result<()> {
+        self.inner.create_compiled(compiled).await?;
+        self.invalidate(&compiled.template().template_id, "TemplateStore::create").await
+    }
+
+    /// The inner store's own `update_compiled`, then the cache is invalidated.
+    async fn update_compiled(&self, compiled: &CompiledTemplate) -> Result<()> {
+        self.inner.update_compiled(compiled).await?;
+        self.invalidate(&compiled.template().template_id, "TemplateStore::update").await
     }
 
     async fn list(&self) -> Result<Vec<TemplateSummary>> {
