@@ -70,6 +70,9 @@ impl StateStore for Flaky {
     async fn jobs(&self, id: &WorkflowId, ids: Option<&[String]>) -> Result<Vec<JobRecord>> {
         self.inner.jobs(id, ids).await
     }
+    async fn jobs_of(&self, ids: &[WorkflowId]) -> Result<Vec<Vec<JobRecord>>> {
+        self.inner.jobs_of(ids).await
+    }
     async fn template(&self, template_id: &str, version: &str) -> Result<WorkflowTemplate> {
         self.inner.template(template_id, version).await
     }
