@@ -117,7 +117,7 @@ fn trigger(s: &str) -> Result<Trigger> {
 /// One row of `jobs`.
 #[derive(sqlx::FromRow)]
 pub(crate) struct JobRow {
-    workflow_id: String,
+    pub(crate) workflow_id: String,
     job_id: String,
     pub(crate) ordinal: i32,
     job_type: String,

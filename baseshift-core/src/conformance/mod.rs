@@ -106,6 +106,7 @@ macro_rules! state_store_conformance {
             missing_records_are_not_found,
             jobs_by_id_in_order_asked,
             workflows_by_id_in_order_asked,
+            jobs_of_many_in_order_asked,
             template_snapshot_round_trip,
             list_workflows_pages_and_filters,
             write_bumps_version_by_one,

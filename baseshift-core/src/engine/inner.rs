@@ -6,7 +6,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::expr::{ConditionVars, SecretResolver};
 use crate::ids::{JobKey, WorkflowId};
 use crate::runner::RunnerRegistry;
-use crate::state::{JobFailure, ParentRef, WorkflowRecord, WorkflowStatus};
+use crate::state::{JobFailure, JobRecord, ParentRef, WorkflowRecord, WorkflowStatus};
 use crate::store::{StateStore, WorkflowFilter};
 use crate::template::{CompiledTemplate, Validator, WorkflowTemplate};
 use crate::templates::TemplateStore;
@@ -300,13 +300,23 @@ impl Inner {
                 .await?;
             let Some(last) = page.last() else { break };
             after = Some(last.id.clone());
+            let mut jobs = self.jobs_of_running(&page).await?.into_iter();
             for header in page {
                 report.examined += 1;
                 // One workflow that cannot be resumed must not stop the others (or the launch).
                 let outcome = if header.status == WorkflowStatus::Initialized {
                     self.begin(&header.id).await.map(|()| report.started += 1)
                 } else {
-                    self.resume(&header).await.map(|n| report.resumed_steps += n)
+                    match jobs.next() {
+                        Some(Ok(jobs)) if jobs.is_empty() => {
+                            tracing::debug!(workflow = %header.id, "workflow removed since it was listed; skipped");
+                            Ok(())
+                        }
+                        Some(Ok(jobs)) => self.resume(&header, &jobs).await.map(|n| report.resumed_steps += n),
+                        Some(Err(e)) => Err(e),
+                        None => Err(Error::internal("the job reads of a recovery page came back short")
+                            .with_workflow(header.id.as_str())),
+                    }
                 };
                 if let Err(e) = outcome {
                     if e.kind() == ErrorKind::Unavailable || e.kind() == ErrorKind::Timeout {
@@ -318,6 +328,37 @@ impl Inner {
             }
         }
         Ok(report)
+    }
+
+    /// The job records of the `RUNNING` workflows of a recovery page, in page order: one
+    /// [`StateStore::jobs_of`] call. Should it fail other than by an outage
+    /// (`Unavailable`, `Timeout`: returned), e.g. on one corrupt record, each workflow's
+    /// jobs are read alone, so only the workflows that cannot be read fail (an absent one
+    /// reads as an empty list, as in `jobs_of`).
+    async fn jobs_of_running(&self, page: &[WorkflowRecord]) -> Result<Vec<Result<Vec<JobRecord>>>> {
+        let running: Vec<WorkflowId> =
+            page.iter().filter(|h| h.status == WorkflowStatus::Running).map(|h| h.id.clone()).collect();
+        if running.is_empty() {
+            return Ok(Vec::new());
+        }
+        match self.store.jobs_of(&running).await {
+            Ok(all) if all.len() == running.len() => return Ok(all.into_iter().map(Ok).collect()),
+            Ok(all) => tracing::warn!(
+                asked = running.len(),
+                answered = all.len(),
+                "the store answered a batch job read with the wrong number of lists; reading one by one"
+            ),
+            Err(e) if e.kind() == ErrorKind::Unavailable || e.kind() == ErrorKind::Timeout => return Err(e),
+            Err(e) => tracing::warn!(error = %e, "reading a recovery page's jobs at once failed; reading one by one"),
+        }
+        let mut out = Vec::with_capacity(running.len());
+        for id in &running {
+            out.push(match self.store.jobs(id, None).await {
+                Err(e) if e.kind() == ErrorKind::NotFound => Ok(Vec::new()),
+                other => other,
+            });
+        }
+        Ok(out)
     }
 
     pub async fn shutdown(&self) {

@@ -11,13 +11,17 @@ use crate::store::{
 use crate::template::JobSpec;
 use crate::{MemoryStateStore, WorkflowId};
 use chrono::{DateTime, Utc};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 /// The memory store, except that `list_workflows` fails while `down` is set (as an
 /// unreachable backend does during `recover`), the `lose_reply`-th `apply` from now is
 /// applied but answers `Unavailable` (a connection cut before the reply), and the
 /// `refuse`-th is not applied and answers `Unavailable`. With `durable` it reports itself
-/// durable; `claimed` counts the jobs its claims returned.
+/// durable; `claimed` counts the jobs its claims returned. `jobs_of` fails with
+/// `batch_error` while it is set; `vanished` workflows read as absent in `jobs_of` and
+/// `jobs` (removed after they were listed); `batch_reads` and `job_reads` count the
+/// `jobs_of` and `jobs` calls.
 struct Flaky {
     inner: MemoryStateStore,
     down: AtomicBool,
@@ -25,6 +29,10 @@ struct Flaky {
     refuse: AtomicUsize,
     durable: AtomicBool,
     claimed: AtomicUsize,
+    batch_error: Mutex<Option<ErrorKind>>,
+    vanished: Mutex<Vec<WorkflowId>>,
+    batch_reads: AtomicUsize,
+    job_reads: AtomicUsize,
 }
 
 /// Counts `n` down; true when it reaches zero now.
@@ -41,7 +49,15 @@ impl Flaky {
             refuse: AtomicUsize::new(0),
             durable: AtomicBool::new(false),
             claimed: AtomicUsize::new(0),
+            batch_error: Mutex::new(None),
+            vanished: Mutex::new(Vec::new()),
+            batch_reads: AtomicUsize::new(0),
+            job_reads: AtomicUsize::new(0),
         })
+    }
+
+    fn vanished(&self, id: &WorkflowId) -> bool {
+        self.vanished.lock().unwrap().contains(id)
     }
 }
 
@@ -68,7 +84,24 @@ impl StateStore for Flaky {
         self.inner.job(key).await
     }
     async fn jobs(&self, id: &WorkflowId, ids: Option<&[String]>) -> Result<Vec<JobRecord>> {
+        self.job_reads.fetch_add(1, Ordering::SeqCst);
+        if self.vanished(id) {
+            return Err(Error::not_found("no such workflow").with_workflow(id.as_str()));
+        }
         self.inner.jobs(id, ids).await
+    }
+    async fn jobs_of(&self, ids: &[WorkflowId]) -> Result<Vec<Vec<JobRecord>>> {
+        self.batch_reads.fetch_add(1, Ordering::SeqCst);
+        if let Some(kind) = *self.batch_error.lock().unwrap() {
+            return Err(Error::new(kind, "the batch read failed"));
+        }
+        let mut all = self.inner.jobs_of(ids).await?;
+        for (id, jobs) in ids.iter().zip(&mut all) {
+            if self.vanished(id) {
+                jobs.clear();
+            }
+        }
+        Ok(all)
     }
     async fn template(&self, template_id: &str, version: &str) -> Result<WorkflowTemplate> {
         self.inner.template(template_id, version).await
@@ -201,4 +234,110 @@ async fn run_started_here(local_dispatch: bool, n: usize) -> usize {
 async fn local_dispatch_runs_the_roots_a_start_claimed_without_a_claim() {
     assert_eq!(run_started_here(true, 5).await, 0, "with local dispatch no claim returned a job");
     assert_eq!(run_started_here(false, 5).await, 5, "without it every job came from a claim");
+}
+
+/// Writes `rec` (with its stored version) as a step of its own, counting a main job that
+/// becomes terminal.
+async fn write(store: &Flaky, rec: JobRecord) {
+    let mut step = Transition::new(rec.workflow_id.clone());
+    step.terminal_delta = u64::from(rec.status.is_terminal() && rec.compensation_of.is_none());
+    step.jobs.push(rec);
+    store.inner.apply(step).await.unwrap();
+}
+
+/// A workflow of `two` (`a -> b`) begun on `engine` (not launched) whose root then
+/// `SUCCEEDED` without its outcome delivered to `b`: the half-done step `recover` finishes.
+async fn half_done(engine: &Engine, store: &Flaky) -> WorkflowId {
+    let id = engine.start("two", serde_json::json!({})).await.unwrap();
+    let key = crate::JobKey::new(id.clone(), "a");
+    let mut a = store.inner.job(&key).await.unwrap();
+    assert_eq!(a.status, crate::JobStatus::Ready, "begun, not run: the engine is not launched");
+    a.status = crate::JobStatus::Running;
+    write(store, a).await;
+    let mut a = store.inner.job(&key).await.unwrap();
+    a.status = crate::JobStatus::Succeeded;
+    a.output = Some(serde_json::json!(1));
+    a.finished_at = Some(Utc::now());
+    write(store, a).await;
+    id
+}
+
+/// A `RUNNING` workflow whose template snapshot no longer compiles (its job type has no
+/// runner): `resume` fails on it.
+async fn unresumable(store: &Flaky) -> WorkflowId {
+    let id = WorkflowId::generate();
+    let template =
+        WorkflowTemplate::new("broken", semver::Version::new(1, 0, 0)).job(JobSpec::new("a", "no-such-type"));
+    let mut header = WorkflowRecord::initialized(id.clone(), "broken", "1.0.0", serde_json::json!({}));
+    header.remaining = 1;
+    let jobs = vec![JobRecord::pending(id.clone(), "a", "no-such-type", 0)];
+    let new = NewWorkflow { header, jobs, template: Arc::new(template), events: vec![] };
+    store.inner.create_workflow(new).await.unwrap();
+    let mut header = store.inner.workflow(&id).await.unwrap();
+    header.status = WorkflowStatus::Running;
+    let mut step = Transition::new(id.clone());
+    step.header = Some(header);
+    store.inner.apply(step).await.unwrap();
+    id
+}
+
+/// An engine on `store` with the `two` template registered, not launched.
+async fn engine_on(store: &Arc<Flaky>) -> Engine {
+    let engine = Engine::builder().state_store(store.clone()).build().unwrap();
+    let t = WorkflowTemplate::new("two", semver::Version::new(1, 0, 0))
+        .job(JobSpec::new("a", "noop"))
+        .job(JobSpec::new("b", "noop").depends_on(["a"]));
+    engine.register_template(t).await.unwrap();
+    engine
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recovery_reads_a_pages_jobs_at_once_and_skips_what_it_cannot_resume() {
+    let store = Flaky::new(false);
+    let starter = engine_on(&store).await;
+    let (first, broken, gone, last) = (
+        half_done(&starter, &store).await,
+        unresumable(&store).await,
+        half_done(&starter, &store).await,
+        half_done(&starter, &store).await,
+    );
+    store.vanished.lock().unwrap().push(gone.clone());
+    let engine = engine_on(&store).await;
+    let report = engine.launch().await.unwrap();
+    assert_eq!((report.examined, report.started, report.failed), (4, 0, 1), "{report:?}");
+    assert_eq!(report.resumed_steps, 2, "one propagation in each half-done workflow left: {report:?}");
+    assert_eq!(store.batch_reads.load(Ordering::SeqCst), 1, "one batch read for the page");
+    assert_eq!(store.job_reads.load(Ordering::SeqCst), 0, "no job read of its own per workflow");
+    for id in [&first, &last] {
+        let done = engine.wait_timeout(id, Duration::from_secs(10)).await.unwrap();
+        assert_eq!(done.status, WorkflowStatus::Completed, "{id} was resumed and ran `b`");
+    }
+    for id in [&broken, &gone] {
+        assert_eq!(store.inner.workflow(id).await.unwrap().status, WorkflowStatus::Running, "{id} left alone");
+    }
+    engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_batch_read_stops_recovery_only_when_the_store_is_out() {
+    let store = Flaky::new(false);
+    let starter = engine_on(&store).await;
+    let (one, two) = (half_done(&starter, &store).await, half_done(&starter, &store).await);
+    let engine = engine_on(&store).await;
+    for kind in [ErrorKind::Unavailable, ErrorKind::Timeout] {
+        *store.batch_error.lock().unwrap() = Some(kind);
+        let err = engine.launch().await.unwrap_err();
+        assert_eq!(err.kind(), kind, "{err}");
+        assert_eq!(store.job_reads.load(Ordering::SeqCst), 0, "no workflow read alone after {kind:?}");
+    }
+    // Any other failure of the batch: each workflow is read alone and resumed.
+    *store.batch_error.lock().unwrap() = Some(ErrorKind::Internal);
+    let report = engine.launch().await.unwrap();
+    assert_eq!((report.examined, report.failed, report.resumed_steps), (2, 0, 2), "{report:?}");
+    assert_eq!(store.job_reads.load(Ordering::SeqCst), 2, "each workflow read alone");
+    for id in [&one, &two] {
+        let done = engine.wait_timeout(id, Duration::from_secs(10)).await.unwrap();
+        assert_eq!(done.status, WorkflowStatus::Completed);
+    }
+    engine.shutdown().await;
 }

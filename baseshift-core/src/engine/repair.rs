@@ -35,7 +35,10 @@ impl Inner {
         match header.status {
             WorkflowStatus::Initialized => self.begin(id).await,
             s if s.is_terminal() => Ok(()),
-            _ => self.resume(&header).await.map(|_| ()),
+            _ => {
+                let jobs = self.store.jobs(id, None).await?;
+                self.resume(&header, &jobs).await.map(|_| ())
+            }
         }
     }
 }

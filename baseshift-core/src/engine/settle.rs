@@ -186,13 +186,13 @@ impl Inner {
         }
     }
 
-    /// Completes the half-done steps of one running workflow (see `Engine::recover`).
-    pub async fn resume(&self, header: &WorkflowRecord) -> Result<usize> {
+    /// Completes the half-done steps of one running workflow (see `Engine::recover`), given
+    /// its job records as read after `header` (all of them, in template order).
+    pub async fn resume(&self, header: &WorkflowRecord, jobs: &[JobRecord]) -> Result<usize> {
         let compiled = self.compiled_for(header).await?;
-        let jobs = self.store.jobs(&header.id, None).await?;
         let mut applied = Applied { remaining: u64::MAX, ..Default::default() };
         let mut steps = 0;
-        for j in &jobs {
+        for j in jobs {
             if j.status.is_terminal() && !j.propagated {
                 applied.skipped.push(j.job_id.clone());
                 steps += 1;

@@ -331,6 +331,12 @@ pub fn retention_cutoff(older_than: Duration) -> Result<DateTime<Utc>> {
 ///   version it claimed) still applies; a re-claim or cancellation does change it.
 /// - **Idempotency.** `create_workflow` with a key already used returns `Existing` with
 ///   the first workflow's id and writes nothing, even under concurrent calls.
+/// - **Batch reads.** [`workflows`](Self::workflows) and [`jobs_of`](Self::jobs_of) read
+///   what [`workflow`](Self::workflow) and [`jobs(id, None)`](Self::jobs) would, for many
+///   ids at once, answering in the order asked (a repeated id each time it is asked);
+///   `workflows` leaves absent ids out, `jobs_of` answers an empty list for them. Each
+///   workflow's records are read as of one moment; different workflows may be read at
+///   different moments.
 /// - **Outbox.** Events of a step are appended in the step, in order; `outbox_pending`
 ///   returns them by increasing `seq`; `outbox_ack` removes them.
 #[async_trait]
@@ -377,6 +383,25 @@ pub trait StateStore: Send + Sync + 'static {
     /// Reads job records of a workflow: all of them (`ids = None`, in template order) or
     /// the named ones (in the order asked; absent ids are left out).
     async fn jobs(&self, id: &WorkflowId, ids: Option<&[String]>) -> Result<Vec<JobRecord>>;
+
+    /// Reads every job record of several workflows: one list per id, in the order of
+    /// `ids` (a repeated id gets its list each time), each list exactly what
+    /// [`jobs(id, None)`](Self::jobs) returns (template order). An absent workflow gets an
+    /// empty list rather than an error, so a reader can skip one removed since it listed
+    /// it (workflows the engine creates always have jobs). Backends override it to read
+    /// them in one round trip; the default reads them one by one. Errors name the
+    /// workflow whose read failed where the backend can tell.
+    async fn jobs_of(&self, ids: &[WorkflowId]) -> Result<Vec<Vec<JobRecord>>> {
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            match self.jobs(id, None).await {
+                Ok(jobs) => out.push(jobs),
+                Err(e) if e.kind() == crate::ErrorKind::NotFound => out.push(Vec::new()),
+                Err(e) => return Err(e.with_workflow(id.as_str())),
+            }
+        }
+        Ok(out)
+    }
 
     /// Reads the template snapshot a workflow runs.
     async fn template(&self, template_id: &str, version: &str) -> Result<WorkflowTemplate>;

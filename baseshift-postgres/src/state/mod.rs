@@ -35,6 +35,10 @@ const HEADERS: &str = concat!("SELECT ", workflow_columns!(), " FROM workflows W
 const HEADERS_CHUNK: usize = 10_000;
 const JOB: &str = concat!("SELECT ", job_columns!(), " FROM jobs WHERE workflow_id = $1 AND job_id = $2");
 const ALL_JOBS: &str = concat!("SELECT ", job_columns!(), " FROM jobs WHERE workflow_id = $1 ORDER BY ordinal");
+const JOBS_OF: &str =
+    concat!("SELECT ", job_columns!(), " FROM jobs WHERE workflow_id = ANY($1::text[]) ORDER BY workflow_id, ordinal");
+/// The most workflows one `jobs_of` statement asks for (a longer list takes several).
+const JOBS_OF_CHUNK: usize = 1000;
 const SOME_JOBS: &str =
     concat!("SELECT ", job_columns!(), " FROM jobs WHERE workflow_id = $1 AND job_id = ANY($2::text[])");
 const LIST: &str = concat!(
@@ -64,7 +68,9 @@ const LIST: &str = concat!(
 ///   to 0 locks every job row of the workflow in that same read, so the step that
 ///   finishes a workflow's last job also stores the completed header and its
 ///   `workflow_completed` event in its one write (no separate finalize transaction).
-/// - **`workflows`** reads any number of headers in one statement per 10 000 ids.
+/// - **`workflows`** reads any number of headers in one statement per 10 000 ids;
+///   **`jobs_of`** reads every job of any number of workflows in one statement per 1 000
+///   distinct ids.
 /// - **`claim`** locks candidates with `FOR UPDATE SKIP LOCKED` through the partial
 ///   indexes `jobs_leases` (expired leases) and `jobs_ready` (ready jobs by
 ///   `queue_score`), so concurrent claims never wait for each other nor share a job.
@@ -174,6 +180,26 @@ impl StateStore for PostgresStateStore {
                 ids.iter().filter_map(|j| by_id.remove(j)).collect()
             }
         })
+    }
+
+    /// One statement (`workflow_id = ANY($1)`) per 1 000 distinct ids, its rows grouped
+    /// back per id; a workflow without rows (absent) gets an empty list.
+    async fn jobs_of(&self, ids: &[WorkflowId]) -> Result<Vec<Vec<JobRecord>>> {
+        const OP: &str = "StateStore::jobs_of";
+        let mut asked: Vec<&str> = ids.iter().map(WorkflowId::as_str).collect();
+        asked.sort_unstable();
+        asked.dedup();
+        let mut found: HashMap<String, Vec<JobRecord>> = HashMap::with_capacity(asked.len().min(JOBS_OF_CHUNK));
+        for chunk in asked.chunks(JOBS_OF_CHUNK) {
+            let rows: Vec<JobRow> =
+                sqlx::query_as(JOBS_OF).bind(chunk).fetch_all(&self.shared.pool).await.map_err(db(OP))?;
+            for row in rows {
+                let workflow = row.workflow_id.clone();
+                let rec = row.into_record().map_err(|e| e.with_workflow(workflow.as_str()))?;
+                found.entry(workflow).or_default().push(rec);
+            }
+        }
+        Ok(ids.iter().map(|id| found.get(id.as_str()).cloned().unwrap_or_default()).collect())
     }
 
     async fn template(&self, template_id: &str, version: &str) -> Result<WorkflowTemplate> {

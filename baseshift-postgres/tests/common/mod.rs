@@ -93,6 +93,9 @@ impl StateStore for Scoped {
     async fn jobs(&self, id: &WorkflowId, ids: Option<&[String]>) -> Result<Vec<JobRecord>> {
         self.pg.state_store().jobs(id, ids).await
     }
+    async fn jobs_of(&self, ids: &[WorkflowId]) -> Result<Vec<Vec<JobRecord>>> {
+        self.pg.state_store().jobs_of(ids).await
+    }
     async fn template(&self, template_id: &str, version: &str) -> Result<WorkflowTemplate> {
         self.pg.state_store().template(template_id, version).await
     }

@@ -1,5 +1,5 @@
 //! Batched writes: group-committed `apply` steps and `create_workflows` transactions,
-//! each answering every caller with its own result.
+//! each answering every caller with its own result; and batched reads (`jobs_of`).
 
 use crate::common::fresh;
 use baseshift_core::conformance::fixtures::{TestWorkflow, write_job};
@@ -133,4 +133,35 @@ async fn template_snapshots_are_stored_again_after_the_schema_is_recreated() {
     assert!(matches!(created, Ok(CreateOutcome::Created(_))), "{created:?}");
     let snapshot = store.template(&template_id, &version).await.unwrap();
     assert_eq!(snapshot.template_id, template_id, "the snapshot was written again in the new schema");
+}
+
+/// More distinct ids than one `jobs_of` statement asks for, absent and repeated ones
+/// among them: every list in the order asked, as `jobs` reads it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_of_spans_statements() {
+    let scoped = fresh(4).await;
+    let store = scoped.pg.state_store();
+    // Ids are time-ordered: `two` sorts first, `one` after the first 1 500 absent ids, so
+    // the two land in different statements.
+    let two = TestWorkflow::new().job("b", &[]).job("a", &["b"]);
+    let mut ask: Vec<WorkflowId> = (0..1500).map(|_| WorkflowId::generate()).collect();
+    let one = TestWorkflow::new().job("a", &[]);
+    ask.extend((0..1000).map(|_| WorkflowId::generate()));
+    for wf in [&one, &two] {
+        wf.create(&store).await.unwrap();
+    }
+    ask[10] = two.id().clone();
+    ask[2000] = one.id().clone();
+    ask.push(two.id().clone());
+    let (one_jobs, two_jobs) = (store.jobs(one.id(), None).await.unwrap(), store.jobs(two.id(), None).await.unwrap());
+    let got = store.jobs_of(&ask).await.unwrap();
+    assert_eq!(got.len(), ask.len(), "one list per id asked");
+    for (i, jobs) in got.iter().enumerate() {
+        let expected: &[baseshift_core::JobRecord] = match i {
+            10 | 2500 => &two_jobs,
+            2000 => &one_jobs,
+            _ => &[],
+        };
+        assert_eq!(jobs.as_slice(), expected, "list {i} (of {})", ask[i]);
+    }
 }

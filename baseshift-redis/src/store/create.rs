@@ -150,7 +150,8 @@ fn answer(op: &'static str, reply: Value) -> Result<Answer> {
     }
 }
 
-fn no_script(e: &RedisError) -> bool {
+/// Whether the server answered `NOSCRIPT` (the script is not in its cache).
+pub(super) fn no_script(e: &RedisError) -> bool {
     e.kind() == RedisKind::Server(ServerErrorKind::NoScript)
 }
 

@@ -34,7 +34,9 @@ use tokio::sync::Notify;
 /// its workflow done also completes it, in the same script: *completion at zero*, with the
 /// stored header and outputs edited and joined as text, never re-encoded); a batch of creates
 /// ([`create_workflows`](StateStore::create_workflows)) is one pipeline of create
-/// scripts, and a template snapshot this store has stored is not sent again. Claimable jobs sit
+/// scripts, and a template snapshot this store has stored is not sent again. Batch reads
+/// ([`workflows`](StateStore::workflows), [`jobs_of`](StateStore::jobs_of)) are one
+/// pipeline per 1 000 ids, each workflow's jobs read by one read script. Claimable jobs sit
 /// in three sorted sets (ready by [`JobRecord::queue_score`], delayed retries by due
 /// time, leases by expiry), so a claim reads the head of the queue, never the keyspace.
 /// Steps that make a job claimable publish on a wake-up channel, which
@@ -148,6 +150,12 @@ impl StateStore for RedisStateStore {
 
     async fn jobs(&self, id: &WorkflowId, ids: Option<&[String]>) -> Result<Vec<JobRecord>> {
         read::jobs(&self.conn, &self.keys, id, ids).await
+    }
+
+    /// One pipeline of read scripts (one round trip) per 1 000 ids, each workflow read
+    /// atomically as [`jobs`](StateStore::jobs) reads it.
+    async fn jobs_of(&self, ids: &[WorkflowId]) -> Result<Vec<Vec<JobRecord>>> {
+        read::jobs_of(&self.conn, &self.keys, ids).await
     }
 
     async fn template(&self, template_id: &str, version: &str) -> Result<WorkflowTemplate> {

@@ -2,7 +2,7 @@
 
 use super::codec::{array, decode_header, decode_job, text};
 use crate::connection::Conn;
-use crate::error::{bad_reply, corrupt};
+use crate::error::{bad_reply, corrupt, map_redis};
 use crate::keys::Keys;
 use crate::scripts::SCRIPTS;
 use baseshift_core::store::{DeadLetterFilter, OutboxEntry, WorkflowFilter};
@@ -44,8 +44,17 @@ async fn read_jobs(
             args.extend(ids.iter().map(String::as_str));
         }
     }
-    let read_keys = [keys.workflow(id), keys.jobs(id), keys.outputs(id)];
-    let reply = conn.script(&SCRIPTS.read, &read_keys, &args, op).await?;
+    let reply = conn.script(&SCRIPTS.read, &read_keys(keys, id), &args, op).await?;
+    decode_read(op, reply)
+}
+
+/// The keys of the read script for workflow `id`.
+fn read_keys(keys: &Keys, id: &WorkflowId) -> [String; 3] {
+    [keys.workflow(id), keys.jobs(id), keys.outputs(id)]
+}
+
+/// Decodes the read script's reply: `None` if the workflow is absent, else its records.
+fn decode_read(op: &'static str, reply: Value) -> Result<Option<Vec<JobRecord>>> {
     if matches!(reply, Value::Nil) {
         return Ok(None);
     }
@@ -58,6 +67,51 @@ async fn read_jobs(
         })
         .collect::<Result<Vec<_>>>()?;
     Ok(Some(records))
+}
+
+/// Workflows whose jobs [`jobs_of`] reads per pipeline: bounds the size of one request.
+const JOB_LISTS_PER_PIPELINE: usize = 1000;
+
+/// See [`StateStore::jobs_of`](baseshift_core::StateStore::jobs_of): one pipeline (one
+/// round trip) of read scripts per [`JOB_LISTS_PER_PIPELINE`] ids, each reading one
+/// workflow atomically exactly as [`jobs`] does; a second round only for scripts the
+/// server answered `NOSCRIPT` (after loading the script).
+pub(super) async fn jobs_of(conn: &Conn, keys: &Keys, ids: &[WorkflowId]) -> Result<Vec<Vec<JobRecord>>> {
+    const OP: &str = "StateStore::jobs_of";
+    let mut out = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(JOB_LISTS_PER_PIPELINE) {
+        let mut replies: Vec<Option<Value>> = vec![None; chunk.len()];
+        let mut pending: Vec<usize> = (0..chunk.len()).collect();
+        for round in 0..2 {
+            let mut pipe = redis::pipe();
+            for &i in &pending {
+                pipe.cmd("EVALSHA").arg(SCRIPTS.read.get_hash()).arg(3).arg(&read_keys(keys, &chunk[i])).arg("all");
+            }
+            let answers = conn.pipeline_each(pipe, OP).await?;
+            if answers.len() != pending.len() {
+                return Err(bad_reply(OP, format!("{} answers to {} reads", answers.len(), pending.len())));
+            }
+            let mut again = Vec::new();
+            for (i, answer) in pending.into_iter().zip(answers) {
+                match answer {
+                    Ok(reply) => replies[i] = Some(reply),
+                    Err(e) if round == 0 && super::create::no_script(&e) => again.push(i),
+                    Err(e) => return Err(map_redis(e, OP).with_workflow(chunk[i].as_str())),
+                }
+            }
+            if again.is_empty() {
+                break;
+            }
+            conn.load(&SCRIPTS.read, OP).await?;
+            pending = again;
+        }
+        for (id, reply) in chunk.iter().zip(replies) {
+            let ctx = |e: Error| e.with_workflow(id.as_str());
+            let reply = reply.ok_or_else(|| ctx(bad_reply(OP, "no answer to a read")))?;
+            out.push(decode_read(OP, reply).map_err(ctx)?.unwrap_or_default());
+        }
+    }
+    Ok(out)
 }
 
 /// See [`StateStore::job`](baseshift_core::StateStore::job).

@@ -82,6 +82,37 @@ async fn a_batch_after_a_script_flush_creates_each_once() -> Result<()> {
     Ok(())
 }
 
+/// More ids than one pipeline of read scripts holds, absent and repeated ones among them,
+/// asked while the server has no scripts cached (`SCRIPT FLUSH`): the read script is
+/// loaded and every list comes back in the order asked, as `jobs` reads it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_of_spans_pipelines_after_a_script_flush() -> Result<()> {
+    use baseshift_core::WorkflowId;
+    let store = redis_store_for_test().await;
+    let (one, two) = (TestWorkflow::new().job("a", &[]), TestWorkflow::new().job("b", &[]).job("a", &["b"]));
+    one.create(&store).await?;
+    two.create(&store).await?;
+    let mut ask: Vec<WorkflowId> = (0..2500).map(|_| WorkflowId::generate()).collect();
+    ask[999] = two.id().clone();
+    ask[1000] = one.id().clone();
+    ask.push(two.id().clone());
+    let (one_jobs, two_jobs) = (store.jobs(one.id(), None).await?, store.jobs(two.id(), None).await?);
+    let client = redis::Client::open(RedisConfig::from_env().url.as_str()).expect("redis url");
+    let mut conn = client.get_multiplexed_async_connection().await.expect("redis connection");
+    let () = redis::cmd("SCRIPT").arg("FLUSH").query_async(&mut conn).await.expect("SCRIPT FLUSH");
+    let got = store.jobs_of(&ask).await?;
+    assert_eq!(got.len(), ask.len(), "one list per id asked");
+    for (i, jobs) in got.iter().enumerate() {
+        let expected: &[baseshift_core::JobRecord] = match i {
+            999 | 2500 => &two_jobs,
+            1000 => &one_jobs,
+            _ => &[],
+        };
+        assert_eq!(jobs.as_slice(), expected, "list {i} (of {})", ask[i]);
+    }
+    Ok(())
+}
+
 /// A wait right after a claim that found nothing relies on that claim's view (no check of
 /// its own) and still returns when the next retry comes due, not at its timeout.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

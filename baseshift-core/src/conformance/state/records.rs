@@ -1,7 +1,7 @@
 //! Creating workflows and reading them back: records, idempotency, snapshots, listing.
 
 use crate::conformance::check::{ensure, ensure_eq, expect_kind, failure};
-use crate::conformance::fixtures::{TestWorkflow, write_job};
+use crate::conformance::fixtures::{TestWorkflow, now_ms, succeed_step, write_job};
 use crate::error::{ErrorKind, Result};
 use crate::ids::{JobKey, WorkflowId};
 use crate::state::WorkflowStatus;
@@ -145,6 +145,47 @@ pub async fn workflows_by_id_in_order_asked(store: &dyn StateStore) -> Result<()
         vec![store.workflow(two.id()).await?, store.workflow(one.id()).await?, store.workflow(two.id()).await?];
     ensure_eq!(got, expected, "headers returned");
     ensure!(store.workflows(&[]).await?.is_empty(), "workflows(&[]) returns nothing");
+    Ok(())
+}
+
+/// `jobs_of(ids)` returns, per id asked and in that order (a repeated id twice), every
+/// job record of the workflow exactly as `jobs(id, None)` reads it (template order, a
+/// written job's new version and output included), and an empty list for an absent id.
+pub async fn jobs_of_many_in_order_asked(store: &dyn StateStore) -> Result<()> {
+    let one = TestWorkflow::new().job("a", &[]);
+    // Template order is neither alphabetical nor the order of the children's ids.
+    let three = TestWorkflow::new()
+        .job("fetch", &[])
+        .job("resize", &["fetch"])
+        .job("archive", &["fetch"])
+        .job("fetch.compensate", &[])
+        .with_job("fetch.compensate", |j| j.compensation_of = Some("fetch".into()));
+    let two = TestWorkflow::new().job("b", &[]).job("a", &["b"]);
+    for wf in [&one, &three, &two] {
+        wf.create(store).await?;
+    }
+    let output = serde_json::json!({ "size": 3 });
+    store.apply(succeed_step(store, &three, "fetch", Some(output.clone()), now_ms()).await?).await?;
+
+    let absent = WorkflowId::generate();
+    let ask = [three.id().clone(), absent.clone(), one.id().clone(), three.id().clone(), two.id().clone()];
+    let got = store.jobs_of(&ask).await?;
+    let ids = |jobs: &[crate::state::JobRecord]| jobs.iter().map(|j| j.job_id.clone()).collect::<Vec<_>>();
+    ensure_eq!(got.len(), ask.len(), "one list per id asked");
+    ensure_eq!(ids(&got[0]), vec!["fetch", "resize", "archive", "fetch.compensate"], "job ids in template order");
+    ensure_eq!(ids(&got[4]), vec!["b", "a"], "job ids of the last workflow in template order");
+    let fetch = &got[0][0];
+    ensure!(fetch.version > 1 && fetch.output == Some(output), "the written job as written: {fetch:?}");
+    let expected = vec![
+        store.jobs(three.id(), None).await?,
+        Vec::new(),
+        store.jobs(one.id(), None).await?,
+        store.jobs(three.id(), None).await?,
+        store.jobs(two.id(), None).await?,
+    ];
+    ensure_eq!(got, expected, "the lists returned");
+    ensure_eq!(store.jobs_of(std::slice::from_ref(&absent)).await?, vec![Vec::new()], "an absent id alone");
+    ensure!(store.jobs_of(&[]).await?.is_empty(), "jobs_of(&[]) returns nothing");
     Ok(())
 }
 

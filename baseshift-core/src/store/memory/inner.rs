@@ -139,6 +139,12 @@ impl Inner {
         })
     }
 
+    /// See [`StateStore::jobs_of`](crate::StateStore::jobs_of): an absent workflow's list
+    /// is empty.
+    pub(super) fn jobs_of(&self, ids: &[WorkflowId]) -> Vec<Vec<JobRecord>> {
+        ids.iter().map(|id| self.workflows.get(id).map(|wf| wf.jobs.clone()).unwrap_or_default()).collect()
+    }
+
     /// See [`StateStore::template`](crate::StateStore::template).
     pub(super) fn template(&self, template_id: &str, version: &str) -> Result<WorkflowTemplate> {
         self.templates.get(&(template_id.to_owned(), version.to_owned())).map(|t| t.as_ref().clone()).ok_or_else(|| {

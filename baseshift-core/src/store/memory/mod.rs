@@ -149,6 +149,11 @@ impl StateStore for MemoryStateStore {
         self.lock().jobs(id, ids)
     }
 
+    /// Every list under one lock.
+    async fn jobs_of(&self, ids: &[WorkflowId]) -> Result<Vec<Vec<JobRecord>>> {
+        Ok(self.lock().jobs_of(ids))
+    }
+
     async fn template(&self, template_id: &str, version: &str) -> Result<WorkflowTemplate> {
         self.lock().template(template_id, version)
     }

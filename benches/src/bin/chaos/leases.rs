@@ -72,6 +72,10 @@ impl StateStore for LeaseRecording {
         self.inner.jobs(id, ids).await
     }
 
+    async fn jobs_of(&self, ids: &[WorkflowId]) -> Result<Vec<Vec<JobRecord>>> {
+        self.inner.jobs_of(ids).await
+    }
+
     async fn template(&self, template_id: &str, version: &str) -> Result<WorkflowTemplate> {
         self.inner.template(template_id, version).await
     }
