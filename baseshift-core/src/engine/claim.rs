@@ -111,7 +111,7 @@ async fn claim(inner: &Inner, limit: usize) -> crate::Result<(Claimed, Vec<JobRe
     Ok((claimed, jobs))
 }
 
-fn request(inner: &Inner, limit: usize) -> ClaimRequest {
+pub(crate) fn request(inner: &Inner, limit: usize) -> ClaimRequest {
     ClaimRequest {
         owner: inner.config.instance_id.clone(),
         limit,

@@ -18,18 +18,22 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
-/// Runs a claimed job in its own task, then, on an in-process store, one more job in the
-/// same slot (see [`claim::one_more`]) while each step makes jobs ready or, with `backlog`
-/// (the claim that took it was full), while claims find jobs; frees the slot at the end.
-/// On a durable store a claim is a round trip, and the claim loop's batched claims cost
-/// fewer of them than claims of one job each.
+/// Runs a claimed job in its own task, then, on an in-process store, more jobs in the
+/// same slot while there are ready ones: each step claims the next in its own apply
+/// (`Transition::claim_after`), or, under type limits, the worker claims one (see
+/// [`claim::one_more`]) when its step made jobs ready or, with `backlog` (the claim that
+/// took it was full), while claims find jobs. Frees the slot at the end. On a durable
+/// store a claim is a round trip, and the claim loop's batched claims cost fewer of them
+/// than claims of one job each.
 pub(crate) async fn run_claimed(inner: Arc<Inner>, rec: JobRecord, backlog: bool) {
     let in_process = !inner.store.capabilities().durable;
     let mut backlog = backlog && in_process;
     let mut next = Some(rec);
     while let Some(rec) = next.take() {
-        let readied = run_one(&inner, rec).await;
-        if in_process && (readied || backlog) {
+        let in_step = claims_in_step(&inner);
+        let readied = run_one(&inner, rec, in_step.then_some(&mut next)).await;
+        // A step that claimed in its apply took what was ready (or found nothing).
+        if !in_step && in_process && (readied || backlog) {
             next = claim::one_more(&inner).await;
             backlog &= next.is_some();
         }
@@ -38,11 +42,23 @@ pub(crate) async fn run_claimed(inner: Arc<Inner>, rec: JobRecord, backlog: bool
     inner.slot_freed.notify_one();
 }
 
-/// Runs one job and its bookkeeping; whether its step made jobs ready.
-async fn run_one(inner: &Arc<Inner>, rec: JobRecord) -> bool {
+/// Whether a worker's steps claim its next job themselves (`Transition::claim_after`): on
+/// an in-process store, with no per-type limits (whose room a claim must count under
+/// `Inner::claiming`), while the engine runs.
+fn claims_in_step(inner: &Inner) -> bool {
+    !inner.store.capabilities().durable && !inner.limits_types() && !inner.stop.is_cancelled()
+}
+
+/// Where a step puts the job it claims for its worker (`Transition::claim_after`); `None`:
+/// the step claims nothing.
+type NextJob<'a> = Option<&'a mut Option<JobRecord>>;
+
+/// Runs one job and its bookkeeping; whether its step made jobs ready. With `next`, the
+/// step claims the worker's next job into it.
+async fn run_one(inner: &Arc<Inner>, rec: JobRecord, next: NextJob<'_>) -> bool {
     let job_type = rec.job_type.clone();
     let key = rec.key();
-    let (verdict, readied) = match run_job(inner, rec).await {
+    let (verdict, readied) = match run_job(inner, rec, next).await {
         Ok(v) => v,
         Err(e) => {
             tracing::error!(job = %key, error = %e, "recording a job outcome failed; its lease will expire and it will be re-claimed");
@@ -82,7 +98,7 @@ async fn run_one(inner: &Arc<Inner>, rec: JobRecord) -> bool {
 /// circuit breaker: `Some(true)` failed (retryable error or timeout), `Some(false)`
 /// succeeded, `None` no verdict (never ran, cancelled, failed permanently); and whether
 /// the recorded step made jobs ready.
-async fn run_job(inner: &Arc<Inner>, rec: JobRecord) -> Result<(Option<bool>, bool)> {
+async fn run_job(inner: &Arc<Inner>, rec: JobRecord, next: NextJob<'_>) -> Result<(Option<bool>, bool)> {
     let key = rec.key();
     let basics = inner.basics(&rec.workflow_id).await?;
     let compiled = basics.template.clone();
@@ -91,7 +107,7 @@ async fn run_job(inner: &Arc<Inner>, rec: JobRecord) -> Result<(Option<bool>, bo
             "permanent",
             format!("job `{}` is not in template {}", rec.job_id, compiled.template().template_id),
         );
-        return record(inner, &compiled, None, rec, fail(failure, false)).await.map(|readied| (None, readied));
+        return record(inner, &compiled, None, rec, fail(failure, false), next).await.map(|readied| (None, readied));
     };
     let token = CancellationToken::new();
     let lease_token = rec.lease.as_ref().map(|l| l.token.clone());
@@ -100,7 +116,7 @@ async fn run_job(inner: &Arc<Inner>, rec: JobRecord) -> Result<(Option<bool>, bo
         Ok(s) => s,
         Err(e) => {
             let f = fail(failure("secret", e.to_string()), e.is_retryable());
-            return record(inner, &compiled, Some(job), rec, f).await.map(|readied| (None, readied));
+            return record(inner, &compiled, Some(job), rec, f, next).await.map(|readied| (None, readied));
         }
     };
     let config = match render_config(inner, &compiled, job, &rec, &basics.input, &secrets).await {
@@ -108,12 +124,12 @@ async fn run_job(inner: &Arc<Inner>, rec: JobRecord) -> Result<(Option<bool>, bo
         Err(e) => {
             let retry = e.kind() != ErrorKind::InvalidInput && e.is_retryable();
             let f = fail(failure("config", e.to_string()), retry);
-            return record(inner, &compiled, Some(job), rec, f).await.map(|readied| (None, readied));
+            return record(inner, &compiled, Some(job), rec, f, next).await.map(|readied| (None, readied));
         }
     };
     let Some(runner) = inner.registry.get(&rec.job_type).cloned() else {
         let f = failure("permanent", format!("no runner registered for job type `{}`", rec.job_type));
-        return record(inner, &compiled, Some(job), rec, fail(f, false)).await.map(|readied| (None, readied));
+        return record(inner, &compiled, Some(job), rec, fail(f, false), next).await.map(|readied| (None, readied));
     };
     let deadline = job.timeout.map(|t| tokio::time::Instant::now() + t);
     let ctx = JobContext {
@@ -180,7 +196,7 @@ async fn run_job(inner: &Arc<Inner>, rec: JobRecord) -> Result<(Option<bool>, bo
         plan::Outcome::Failed { .. } => None,
         _ => Some(false),
     };
-    record_with(inner, &compiled, Some(job), rec, outcome, audit).await.map(|readied| (verdict, readied))
+    record_with(inner, &compiled, Some(job), rec, outcome, audit, next).await.map(|readied| (verdict, readied))
 }
 
 async fn record(
@@ -189,12 +205,14 @@ async fn record(
     job: Option<&CompiledJob>,
     rec: JobRecord,
     outcome: plan::Outcome,
+    next: NextJob<'_>,
 ) -> Result<bool> {
-    record_with(inner, compiled, job, rec, outcome, Vec::new()).await
+    record_with(inner, compiled, job, rec, outcome, Vec::new(), next).await
 }
 
 /// Records an attempt's outcome; `audit` events (`system_events`) go to the outbox in the same step.
-/// Returns whether the step made jobs ready.
+/// Returns whether the step made jobs ready. With `next`, the step also claims one ready
+/// job into it (before its follow-ups, so a failing follow-up does not lose the claim).
 async fn record_with(
     inner: &Inner,
     compiled: &CompiledTemplate,
@@ -202,13 +220,20 @@ async fn record_with(
     rec: JobRecord,
     outcome: plan::Outcome,
     audit: Vec<Event>,
+    next: NextJob<'_>,
 ) -> Result<bool> {
     let max_attempts = job.map(|j| j.retry.max_attempts).unwrap_or(1);
     let (key, compensation) = (rec.key(), rec.compensation_of.is_some());
     let mut step = plan::complete(compiled, rec, outcome, max_attempts, Utc::now());
     step.events.extend(audit);
+    if next.is_some() {
+        step.claim_after = Some(claim::request(inner, 1));
+    }
     match inner.apply(step).await {
-        Ok(applied) => {
+        Ok(mut applied) => {
+            if let Some(slot) = next {
+                *slot = applied.claimed.pop();
+            }
             let readied = !applied.ready.is_empty();
             inner.after_job(compiled, &key, compensation, applied).await.map(|()| readied)
         }

@@ -101,6 +101,13 @@ pub struct Transition {
     /// done (see the contract's *Completion at zero*). The planner sets it on the steps
     /// of templates without compensations; it saves the engine a separate finalize step.
     pub complete_at_zero: Option<DateTime<Utc>>,
+    /// Claims ready jobs as this request says in the same atomic step, after its writes:
+    /// whichever are first in the ready queue, as [`StateStore::claim`] would pick them,
+    /// not only those the step made ready. A worker whose step made work ready runs on
+    /// without a claim call of its own. A store may ignore it (then
+    /// [`Applied::claimed`] is empty and the engine claims as usual); the memory store
+    /// honours it, and no step that is refused claims anything.
+    pub claim_after: Option<ClaimRequest>,
 }
 
 impl Transition {
@@ -116,12 +123,13 @@ impl Transition {
             replay: false,
             events: Vec::new(),
             complete_at_zero: None,
+            claim_after: None,
         }
     }
 }
 
 /// What [`StateStore::apply`] did beyond the writes it was given.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Applied {
     /// Main jobs of the workflow not yet terminal, after this step.
     pub remaining: u64,
@@ -133,6 +141,9 @@ pub struct Applied {
     pub skipped: Vec<String>,
     /// The step also completed the workflow (see [`Transition::complete_at_zero`]).
     pub completed: bool,
+    /// The jobs claimed for [`Transition::claim_after`]: `RUNNING` under the request's
+    /// lease, as [`StateStore::claim`] returns them (empty when the store ignores it).
+    pub claimed: Vec<JobRecord>,
 }
 
 /// The completion a step with [`Transition::complete_at_zero`] makes, given the header and

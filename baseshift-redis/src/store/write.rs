@@ -148,7 +148,14 @@ pub(super) async fn apply(conn: &Conn, keys: &Keys, step: Transition) -> Result<
     let completed = number(5)? == 1;
     let mut ids = items.iter().skip(6).filter_map(text);
     let mut take = |n: usize| ids.by_ref().take(n).collect::<Vec<_>>();
-    Ok(Applied { remaining, ready: take(counts[0]), eligible: take(counts[1]), skipped: take(counts[2]), completed })
+    Ok(Applied {
+        remaining,
+        ready: take(counts[0]),
+        eligible: take(counts[1]),
+        skipped: take(counts[2]),
+        completed,
+        claimed: Vec::new(),
+    })
 }
 
 fn lease_expiry(now: DateTime<Utc>, ttl: Duration, op: &'static str) -> Result<DateTime<Utc>> {

@@ -158,8 +158,17 @@ impl StateStore for MemoryStateStore {
         self.lock().template(template_id, version)
     }
 
-    async fn apply(&self, step: Transition) -> Result<Applied> {
-        let (applied, wake) = self.lock().apply(step, Utc::now())?;
+    async fn apply(&self, mut step: Transition) -> Result<Applied> {
+        let claim = step.claim_after.take();
+        let now = Utc::now();
+        let mut inner = self.lock();
+        let (mut applied, wake) = inner.apply(step, now)?;
+        if let Some(req) = claim {
+            // The step is applied: a claim that cannot be made (a lease TTL out of range)
+            // claims nothing rather than failing it.
+            applied.claimed = inner.claim(req, now).map(|c| c.jobs).unwrap_or_default();
+        }
+        drop(inner);
         self.wake(wake);
         Ok(applied)
     }

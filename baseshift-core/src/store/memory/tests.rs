@@ -376,3 +376,56 @@ fn jobs_are_found_and_duplicates_refused_below_and_above_the_scan_limit() {
         assert!(inner.workflow(&dup_id).is_err(), "n={n}: nothing stored");
     }
 }
+
+#[tokio::test]
+async fn claim_after_claims_in_the_step_and_a_refused_step_claims_nothing() {
+    let store = MemoryStateStore::new();
+    let id = WorkflowId::generate();
+    let mut root = job(&id, "a", 0);
+    root.status = JobStatus::Ready;
+    root.ready_at = Some(Utc::now());
+    store.create_workflow(new_workflow(vec![root, job(&id, "b", 1)], id.clone())).await.unwrap();
+    let mut a = store.claim(request(1, 60_000, &[])).await.unwrap().jobs.remove(0);
+
+    // A refused step (stale version) claims nothing and changes nothing.
+    let mut stale = a.clone();
+    stale.version -= 1;
+    let mut refused = write(stale);
+    refused.claim_after = Some(request(1, 60_000, &[]));
+    assert_eq!(store.apply(refused).await.unwrap_err().kind(), ErrorKind::Conflict);
+
+    // `a` succeeds, `b` becomes ready and is claimed in the same step.
+    a.status = JobStatus::Succeeded;
+    a.lease = None;
+    a.propagated = true;
+    let mut step = write(a);
+    step.parent_outcomes.push(ParentOutcome { child: "b".into(), status: JobStatus::Succeeded });
+    step.terminal_delta = 1;
+    step.events.push(Event::job(&id, "a", JobStatus::Succeeded, 1, None));
+    step.claim_after = Some(request(1, 60_000, &[]));
+    let applied = store.apply(step).await.unwrap();
+    assert_eq!(applied.ready, vec!["b".to_owned()]);
+    assert_eq!(applied.claimed.len(), 1);
+    let b = &applied.claimed[0];
+    assert_eq!((b.job_id.as_str(), b.status, b.attempt), ("b", JobStatus::Running, 1));
+    assert_eq!(b.lease.as_ref().map(|l| l.owner.as_str()), Some("test"));
+    assert_eq!(&store.job(&b.key()).await.unwrap(), b, "the store holds what the step returned");
+    assert!(store.claim(request(10, 60_000, &[])).await.unwrap().jobs.is_empty(), "nothing left to claim");
+
+    // The claim's event follows the step's own and the readying it caused.
+    let types: Vec<String> =
+        store.outbox_pending(100).await.unwrap().into_iter().map(|e| e.event.event_type.clone()).collect();
+    let at = |t: &str| types.iter().rposition(|x| x == t).unwrap();
+    assert!(at("job_succeeded") < at("job_ready") && at("job_ready") < at("job_running"), "{types:?}");
+
+    // With nothing ready, the step claims nothing.
+    let mut b = applied.claimed[0].clone();
+    b.status = JobStatus::Succeeded;
+    b.lease = None;
+    b.propagated = true;
+    let mut last = write(b);
+    last.terminal_delta = 1;
+    last.claim_after = Some(request(1, 60_000, &[]));
+    let applied = store.apply(last).await.unwrap();
+    assert!(applied.claimed.is_empty() && applied.remaining == 0);
+}
