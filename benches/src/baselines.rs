@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::oneshot;
 
-/// `fanout` with one `tokio::spawn` per job and a oneshot channel per edge.
-pub async fn tokio_fanout(n: usize) {
+/// `fanout` with one `tokio::spawn` per job and a oneshot channel per edge; the seconds.
+pub async fn tokio_fanout(n: usize) -> f64 {
     let t0 = Instant::now();
     let mids = n.saturating_sub(2);
     let (mut to_mid, mut from_src) = (Vec::with_capacity(mids), Vec::with_capacity(mids));
@@ -40,11 +40,11 @@ pub async fn tokio_fanout(n: usize) {
         }
     });
     let _ = sink.await;
-    result("tokio-baseline", "memory", "fanout", n, secs(t0));
+    secs(t0)
 }
 
-/// `chain` as `n` spawned tasks, each released by its predecessor's oneshot.
-pub async fn tokio_chain(n: usize) {
+/// `chain` as `n` spawned tasks, each released by its predecessor's oneshot; the seconds.
+pub async fn tokio_chain(n: usize) -> f64 {
     let t0 = Instant::now();
     let (first_tx, mut prev_rx) = oneshot::channel::<()>();
     for _ in 0..n {
@@ -58,11 +58,11 @@ pub async fn tokio_chain(n: usize) {
     }
     let _ = first_tx.send(());
     let _ = prev_rx.await;
-    result("tokio-baseline", "memory", "chain", n, secs(t0));
+    secs(t0)
 }
 
 /// `diamonds`: per workflow, A releases three tasks whose completions release E.
-pub async fn tokio_diamonds(workflows: usize) {
+pub async fn tokio_diamonds(workflows: usize) -> f64 {
     let t0 = Instant::now();
     let mut ends = Vec::with_capacity(workflows);
     for _ in 0..workflows {
@@ -92,7 +92,7 @@ pub async fn tokio_diamonds(workflows: usize) {
     for e in ends {
         let _ = e.await;
     }
-    result("tokio-baseline", "memory", "diamonds", workflows * 5, secs(t0));
+    secs(t0)
 }
 
 fn redis_err(e: redis::RedisError) -> Error {

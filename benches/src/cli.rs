@@ -24,11 +24,14 @@ pub struct Options {
     pub scenarios: Vec<String>,
     /// Overrides every scenario's item count.
     pub n: Option<usize>,
+    /// Runs of each in-memory DAG scenario and its baseline, alternated; the `RESULT`
+    /// lines give the median run (1 when not set).
+    pub repeat: Option<usize>,
 }
 
 /// The usage text.
 pub const USAGE: &str = "usage: baseshift-benches [--smoke] [--backend memory|redis|postgres|all]... \
-[--scenario NAME]... [--n N]
+[--scenario NAME]... [--n N] [--repeat K]
 scenarios: fanout chain diamonds enqueue enqueue-bulk process drain pending latency baseline scaling flow-control";
 
 impl Options {
@@ -54,6 +57,12 @@ impl Options {
                     let v = value("--n")?;
                     let n = v.parse().ok().filter(|&n: &usize| n > 0);
                     opts.n = Some(n.ok_or_else(|| invalid(format!("--n wants a positive integer, got {v:?}")))?);
+                }
+                "--repeat" => {
+                    let v = value("--repeat")?;
+                    let k = v.parse().ok().filter(|&k: &usize| k > 0);
+                    opts.repeat =
+                        Some(k.ok_or_else(|| invalid(format!("--repeat wants a positive integer, got {v:?}")))?);
                 }
                 "-h" | "--help" => return Err(invalid("help requested".into())),
                 other => return Err(invalid(format!("unknown argument {other:?}"))),
@@ -92,7 +101,8 @@ mod tests {
 
     #[test]
     fn filters_and_sizes() -> Result<()> {
-        let o = parse(&["--smoke", "--backend", "redis", "--scenario", "drain", "--n", "7"])?;
+        let o = parse(&["--smoke", "--backend", "redis", "--scenario", "drain", "--n", "7", "--repeat", "3"])?;
+        assert_eq!(o.repeat, Some(3));
         assert!(o.smoke && o.backend(Backend::Redis) && !o.backend(Backend::Memory));
         assert!(o.scenario("drain") && !o.scenario("process"));
         assert_eq!(o.size(20_000, 10), 7);
@@ -104,7 +114,7 @@ mod tests {
 
     #[test]
     fn rejects_bad_arguments() {
-        for bad in [&["--n", "0"][..], &["--backend", "mysql"], &["--bogus"], &["--n"]] {
+        for bad in [&["--n", "0"][..], &["--backend", "mysql"], &["--bogus"], &["--n"], &["--repeat", "0"]] {
             assert_eq!(parse(bad).map(|_| ()).map_err(|e| e.kind()), Err(ErrorKind::InvalidInput));
         }
     }

@@ -10,6 +10,7 @@ use baseshift_core::{
 };
 use serde_json::Value;
 use serde_json::json;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::Semaphore;
@@ -17,38 +18,82 @@ use tokio::sync::Semaphore;
 /// Worker concurrency of the in-memory engine (BENCH.md fixes 16 only for durable backends).
 pub const CONCURRENCY: usize = 64;
 
-/// Runs the selected in-memory scenarios, each after its tokio baseline.
+/// Runs the selected in-memory scenarios, each beside its tokio baseline (`--repeat` times,
+/// alternated, reporting the medians).
 pub async fn run(opts: &Options) -> Result<()> {
     let n = opts.size(10_000, 50);
+    let repeat = opts.repeat.unwrap_or(1);
     if opts.scenario("fanout") {
-        before("tokio-baseline", "memory", "fanout");
-        baselines::tokio_fanout(n).await;
-        one_workflow("fanout", shapes::fanout(n), n).await?;
+        let base = || baselines::tokio_fanout(n);
+        repeated("fanout", n, repeat, base, || one_workflow("fanout", shapes::fanout(n), n)).await?;
     }
     if opts.scenario("chain") {
-        before("tokio-baseline", "memory", "chain");
-        baselines::tokio_chain(n).await;
-        one_workflow("chain", shapes::chain(n), n).await?;
+        let base = || baselines::tokio_chain(n);
+        repeated("chain", n, repeat, base, || one_workflow("chain", shapes::chain(n), n)).await?;
     }
     if opts.scenario("diamonds") {
         let workflows = (n / 5).max(1);
-        before("tokio-baseline", "memory", "diamonds");
-        baselines::tokio_diamonds(workflows).await;
-        before("baseshift", "memory", "diamonds");
-        let engine = workload::engine(None, CONCURRENCY, vec![shapes::diamond()]).await?;
-        engine.launch().await?;
-        let t0 = Instant::now();
-        let ids = workload::start_sequential(&engine, shapes::DIAMOND, workflows).await?;
-        workload::wait_all(&engine, &ids).await?;
-        result("baseshift", "memory", "diamonds", workflows * 5, secs(t0));
-        engine.shutdown().await;
+        let base = || baselines::tokio_diamonds(workflows);
+        repeated("diamonds", workflows * 5, repeat, base, || diamonds(workflows)).await?;
     }
     Ok(())
 }
 
-/// One workflow of `n` jobs; also notes the template's JSON parse+validate time.
-async fn one_workflow(scenario: &str, template: WorkflowTemplate, n: usize) -> Result<()> {
-    before("baseshift", "memory", scenario);
+/// Runs the tokio baseline and baseshift `repeat` times, alternated so that a change in
+/// the machine's load falls on both; notes each pair and prints the `RESULT` lines of the
+/// median runs.
+async fn repeated<B, BF, S, SF>(scenario: &str, n: usize, repeat: usize, baseline: B, run: S) -> Result<()>
+where
+    B: Fn() -> BF,
+    BF: Future<Output = f64>,
+    S: Fn() -> SF,
+    SF: Future<Output = Result<f64>>,
+{
+    let (mut base, mut ours) = (Vec::with_capacity(repeat), Vec::with_capacity(repeat));
+    for i in 1..=repeat {
+        before("tokio-baseline", "memory", scenario);
+        base.push(baseline().await);
+        before("baseshift", "memory", scenario);
+        ours.push(run().await?);
+        if repeat > 1 {
+            let (b, o) = (base[i - 1], ours[i - 1]);
+            note(format!("run {i}/{repeat} {scenario}: tokio {b:.4} s, baseshift {o:.4} s ({:.1}x)", o / b));
+        }
+    }
+    let (b, o) = (median(&mut base), median(&mut ours));
+    result("tokio-baseline", "memory", scenario, n, b);
+    result("baseshift", "memory", scenario, n, o);
+    note(format!(
+        "{scenario}: baseshift {:.2} us/job, {:.1}x the tokio baseline{}",
+        o * 1e6 / n as f64,
+        o / b,
+        if repeat > 1 { format!(" (medians of {repeat} alternated runs)") } else { String::new() }
+    ));
+    Ok(())
+}
+
+/// The median of `samples` (the upper one of an even count).
+fn median(samples: &mut [f64]) -> f64 {
+    samples.sort_by(f64::total_cmp);
+    samples.get(samples.len() / 2).copied().unwrap_or(0.0)
+}
+
+/// `memory diamonds`: `workflows` five-job diamonds started one by one on a running
+/// engine, until all read back completed. Returns the elapsed seconds.
+async fn diamonds(workflows: usize) -> Result<f64> {
+    let engine = workload::engine(None, CONCURRENCY, vec![shapes::diamond()]).await?;
+    engine.launch().await?;
+    let t0 = Instant::now();
+    let ids = workload::start_sequential(&engine, shapes::DIAMOND, workflows).await?;
+    workload::wait_all(&engine, &ids).await?;
+    let elapsed = secs(t0);
+    engine.shutdown().await;
+    Ok(elapsed)
+}
+
+/// One workflow of `n` jobs; also notes the template's JSON parse+validate time and the
+/// split of the timed part. Returns the timed seconds.
+async fn one_workflow(scenario: &str, template: WorkflowTemplate, n: usize) -> Result<f64> {
     let engine = workload::engine(None, CONCURRENCY, vec![]).await?;
     engine.launch().await?;
     let text = serde_json::to_string(&template).map_err(Error::from)?;
@@ -73,9 +118,8 @@ async fn one_workflow(scenario: &str, template: WorkflowTemplate, n: usize) -> R
     if done.status != WorkflowStatus::Completed {
         return Err(Error::internal(format!("memory {scenario} ended {}", done.status)));
     }
-    result("baseshift", "memory", scenario, n, elapsed);
     engine.shutdown().await;
-    Ok(())
+    Ok(elapsed)
 }
 
 /// `memory drain`: an idle engine, `n` single-job workflows started one by one, until all
