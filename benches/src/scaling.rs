@@ -40,7 +40,9 @@ where
     Ok(())
 }
 
-/// `memory drain` at 1k..1M and `memory pending` at 100k and 1M. A full run measures
+/// `memory drain` at 1k..1M and `memory pending` at 100k and 1M (the whole curve
+/// `--repeat` times, interleaved, so a slow spell of the machine does not fall on one
+/// size only). A full run measures
 /// each point in a fresh process (this program with `--scenario drain|pending --n N`):
 /// memory freed by an earlier point stays in the allocator and would hide the next
 /// point's growth from RSS. The drain keeps every finished workflow (and the bus its
@@ -48,11 +50,14 @@ where
 /// alone.
 pub async fn run_memory(opts: &Options) -> Result<()> {
     if opts.n.is_none() && !opts.smoke {
-        for n in [1_000, 10_000, 100_000, 1_000_000] {
-            in_fresh_process("drain", n).await?;
-        }
-        for n in [100_000, 1_000_000] {
-            in_fresh_process("pending", n).await?;
+        // `--repeat K`: each point K times, each in its own process.
+        for _ in 0..opts.repeat.unwrap_or(1) {
+            for n in [1_000, 10_000, 100_000, 1_000_000] {
+                in_fresh_process("drain", n).await?;
+            }
+            for n in [100_000, 1_000_000] {
+                in_fresh_process("pending", n).await?;
+            }
         }
         return Ok(());
     }
