@@ -1,6 +1,8 @@
 -- apply. KEYS: wf, jobs, out, ready, delayed, leases, outbox, seq.
 -- ARGV[1]: JSON {prefix, wf, now_ms, now, header, jobs, outcomes, delta, reopened, replay, events,
 -- at, at_ms}; `at` (RFC 3339, or null) asks for completion at zero (see complete.lua).
+-- The header's `json`, each job's `json` and `out` and each of `events` are ARGV indexes
+-- of the strings themselves (ARGV[2..]), so cjson never sees them.
 -- Dead letters are kept in the sorted set <prefix>:dead (score 0, member "<wf>\0<job>").
 -- Every precondition is checked before the first write, so a failed step writes nothing
 -- (completion at zero comes after the writes, and only ever declines, never fails).
@@ -8,7 +10,8 @@ local p = cjson.decode(ARGV[1])
 local k_wf, k_jobs, k_out = KEYS[1], KEYS[2], KEYS[3]
 local k_ready, k_delayed, k_leases, k_outbox, k_seq = KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8]
 
-local state = redis.call('HMGET', k_wf, 'v', 's', 'r')
+-- The stored header too when the step may complete the workflow (see complete.lua).
+local state = redis.call('HMGET', k_wf, 'v', 's', 'r', type(p.at) == 'string' and 'h' or 'v')
 if not state[1] then
   return fail('not_found', '', 'no such workflow')
 end
@@ -31,7 +34,7 @@ for _, j in ipairs(p.jobs) do
   if not raw then
     return fail('not_found', j.id, 'no such job')
   end
-  local rec = cjson.decode(raw)
+  local rec = peek_job(raw)
   if rec.version ~= j.expect then
     return fail('conflict', j.id, string.format('stale job version %d (stored %d)', j.expect, rec.version))
   end
@@ -48,7 +51,7 @@ end
 
 -- Writes.
 if h ~= cjson.null then
-  redis.call('HSET', k_wf, 'h', h.json, 'v', stored_version + 1, 's', h.status)
+  redis.call('HSET', k_wf, 'h', ARGV[h.json], 'v', stored_version + 1, 's', h.status)
   if h.status ~= stored_status then
     redis.call('ZREM', p.prefix .. ':idx:' .. stored_status, p.wf)
     redis.call('ZADD', p.prefix .. ':idx:' .. h.status, 0, p.wf)
@@ -63,13 +66,15 @@ end
 
 local wake = false
 local written = {}
+-- What completion at zero needs of the records this step writes, so it decodes only the others.
+local known = {}
 local k_dead = p.prefix .. ':dead'
 for _, j in ipairs(p.jobs) do
   local old = stored[j.id]
-  unplace(k_ready, k_delayed, k_leases, member(p.wf, j.id, old.job_type, old.priority, old.concurrency))
-  redis.call('HSET', k_jobs, j.id, j.json)
+  unplace(k_ready, k_delayed, k_leases, member(p.wf, j.id, old.job_type, old.priority, old.concurrency), old.status)
+  redis.call('HSET', k_jobs, j.id, ARGV[j.json])
   if j.out ~= cjson.null then
-    redis.call('HSET', k_out, j.id, j.out)
+    redis.call('HSET', k_out, j.id, ARGV[j.out])
   else
     redis.call('HDEL', k_out, j.id)
   end
@@ -90,6 +95,7 @@ for _, j in ipairs(p.jobs) do
     redis.call('ZREM', k_dead, p.wf .. '\0' .. j.id)
   end
   written[j.id] = true
+  known[j.id] = {status = j.status, propagated = j.prop, main = not j.comp}
 end
 
 local ready, eligible, skipped, derived = {}, {}, {}, {}
@@ -126,35 +132,41 @@ for _, o in ipairs(p.outcomes) do
     end
   end
   redis.call('HSET', k_jobs, o.child, cjson.encode(child))
+  known[o.child] = {status = child.status, propagated = child.propagated == true,
+    main = child.compensation_of == nil or child.compensation_of == cjson.null}
 end
 
 remaining = math.max(0, remaining + p.reopened - skipped_main - p.delta)
-redis.call('HSET', k_wf, 'r', remaining)
 
 -- Completion at zero: the header (the stored one, or the one written above) and every job
 -- record as they are now; the event goes after the step's other events.
 local completed = nil
 if remaining == 0 and type(p.at) == 'string' then
-  local status = stored_status
-  local version = stored_version
+  local status, version, header = stored_status, stored_version, state[4]
   if h ~= cjson.null then
-    status, version = h.status, stored_version + 1
+    status, version, header = h.status, stored_version + 1, ARGV[h.json]
   end
   if status == 'RUNNING' then
-    completed = complete(k_wf, k_jobs, k_out, p, version)
+    completed = complete(k_wf, k_jobs, k_out, p, version, known, header, remaining)
   end
+end
+-- (A completion wrote the remaining count with the header.)
+if not completed then
+  redis.call('HSET', k_wf, 'r', remaining)
 end
 
 -- The step's own events (e.g. the parent's `job_succeeded`) precede the changes they caused.
+local events = {}
 for _, e in ipairs(p.events) do
-  push_event(k_outbox, k_seq, e)
+  events[#events + 1] = ARGV[e]
 end
 for _, e in ipairs(derived) do
-  push_event(k_outbox, k_seq, e)
+  events[#events + 1] = e
 end
 if completed then
-  push_event(k_outbox, k_seq, completed)
+  events[#events + 1] = completed
 end
+push_events(k_outbox, k_seq, events)
 if wake then
   redis.call('PUBLISH', p.prefix .. ':wake', '1')
 end

@@ -58,12 +58,13 @@ for s, fetch in ipairs(sources) do
 end
 
 local reply = {false}
+local events = {}
 for i, pick in ipairs(picks) do
   local m, e, from = pick[1], pick[2], pick[3]
   local wf, job = e[1], e[2]
   local k_jobs = p.prefix .. ':jobs:{' .. wf .. '}'
   local raw = redis.call('HGET', k_jobs, job)
-  local rec = raw and cjson.decode(raw)
+  local rec = raw and claim_view(raw)
   local claimable = rec and ((from == 2 and rec.status == 'READY')
     or (from == 1 and rec.status == 'RUNNING' and not rec.awaiting_external))
   if from == 1 then
@@ -72,22 +73,19 @@ for i, pick in ipairs(picks) do
     redis.call('ZREM', k_ready, m)
   end
   if claimable then
-    rec.status = 'RUNNING'
-    rec.attempt = rec.attempt + 1
-    rec.lease = {owner = p.owner, token = p.token .. '-' .. i, expires_at = p.exp}
-    rec.started_at = p.now
-    rec.version = rec.version + 1
     if from == 2 and has_key(rec.concurrency) then
       count_key(p.prefix, rec.concurrency.key, 1)
     end
-    local json = cjson.encode(rec)
+    local json = rec.claimed({owner = p.owner, token = p.token .. '-' .. i, expires_at = p.exp}, p.now)
     redis.call('HSET', k_jobs, job, json)
     redis.call('ZADD', k_leases, p.exp_ms, m)
-    push_event(k_outbox, k_seq, job_event(wf, job, 'RUNNING', rec.attempt, p.now))
+    events[#events + 1] = job_event(wf, job, 'RUNNING', rec.attempt, p.now)
     reply[#reply + 1] = json
     reply[#reply + 1] = redis.call('HGET', p.prefix .. ':out:{' .. wf .. '}', job)
   end
 end
+
+push_events(k_outbox, k_seq, events)
 
 local first = redis.call('ZRANGE', k_delayed, 0, 0, 'WITHSCORES')
 if first[2] then

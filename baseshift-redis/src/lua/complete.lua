@@ -43,15 +43,22 @@ end
 
 -- The ids of the SUCCEEDED jobs if every record in the flat HGETALL reply `all` is a main
 -- job that SUCCEEDED or was SKIPPED with its outcome propagated; else nil (a record that
--- does not parse included: the engine's finalize reads it and reports it).
-local function succeeded_ids(all)
+-- does not parse included: the engine's finalize reads it and reports it). `known[id]`
+-- ({status, propagated, main}) stands for the record of a job the step wrote itself,
+-- which then needs no decoding.
+local function succeeded_ids(all, known)
   local ids = {}
   for i = 1, #all, 2 do
-    local ok, rec = pcall(cjson.decode, all[i + 1])
-    if not ok or type(rec) ~= 'table' or rec.propagated ~= true then
-      return nil
+    local rec = known[all[i]]
+    if not rec then
+      local ok, full = pcall(cjson.decode, all[i + 1])
+      if not ok or type(full) ~= 'table' then
+        return nil
+      end
+      rec = {status = full.status, propagated = full.propagated == true,
+        main = full.compensation_of == nil or full.compensation_of == cjson.null}
     end
-    if rec.compensation_of ~= nil and rec.compensation_of ~= cjson.null then
+    if rec.propagated ~= true or not rec.main then
       return nil
     end
     if rec.status == 'SUCCEEDED' then
@@ -66,12 +73,13 @@ end
 -- Completes the RUNNING workflow of `k_wf` (whose header version is `version` now) at
 -- p.at if its job records allow it: writes the header and its indexes, and returns the
 -- `workflow_completed` event JSON (the shape of Event::workflow); else nil, writing nothing.
-local function complete(k_wf, k_jobs, k_out, p, version)
-  local ids = succeeded_ids(redis.call('HGETALL', k_jobs))
+-- `known`: see succeeded_ids; `header`: the header text as the step leaves it; `remaining`:
+-- the count to store with it.
+local function complete(k_wf, k_jobs, k_out, p, version, known, header, remaining)
+  local ids = succeeded_ids(redis.call('HGETALL', k_jobs), known)
   if not ids then
     return nil
   end
-  local header = redis.call('HGET', k_wf, 'h')
   local done = header and completed_header(header, version + 1, p.at)
   if not done then
     return nil
@@ -85,7 +93,7 @@ local function complete(k_wf, k_jobs, k_out, p, version)
   for i, id in ipairs(ids) do
     parts[i] = cjson.encode(id) .. ':' .. (outs[id] or 'null')
   end
-  redis.call('HSET', k_wf, 'h', done, 'v', version + 1, 's', 'COMPLETED')
+  redis.call('HSET', k_wf, 'h', done, 'v', version + 1, 's', 'COMPLETED', 'r', remaining)
   redis.call('ZREM', p.prefix .. ':idx:RUNNING', p.wf)
   redis.call('ZADD', p.prefix .. ':idx:COMPLETED', 0, p.wf)
   redis.call('ZADD', p.prefix .. ':finished', p.at_ms, p.wf)

@@ -1,5 +1,7 @@
 -- create_workflow. KEYS: wf, jobs, out, ready, delayed, leases, outbox, seq.
--- ARGV[1]: JSON {prefix, wf, idem, tpl_key, tpl, header, status, remaining, order, jobs, events}.
+-- ARGV[1]: JSON {prefix, wf, idem, tpl_key, tpl, header, status, remaining, order, jobs, events};
+-- `tpl`, `header`, `order`, each job's `json` and `out` and each of `events` are ARGV
+-- indexes of the strings themselves (ARGV[2..]), so cjson never sees them.
 -- `tpl` (the snapshot body) is null when the caller believes it stored: if it is not,
 -- the reply is {'need_tpl'} and nothing is written (the caller sends it again with it).
 local p = cjson.decode(ARGV[1])
@@ -27,25 +29,27 @@ if k_idem then
   redis.call('SET', k_idem, p.wf)
 end
 if has_tpl then
-  redis.call('SET', p.tpl_key, p.tpl, 'NX')
+  redis.call('SET', p.tpl_key, ARGV[p.tpl], 'NX')
 end
-redis.call('HSET', k_wf, 'h', p.header, 'v', 1, 's', p.status, 'r', p.remaining, 'o', p.order)
+redis.call('HSET', k_wf, 'h', ARGV[p.header], 'v', 1, 's', p.status, 'r', p.remaining, 'o', ARGV[p.order])
 redis.call('ZADD', p.prefix .. ':idx:all', 0, p.wf)
 redis.call('ZADD', p.prefix .. ':idx:' .. p.status, 0, p.wf)
 
 local wake = false
 for _, j in ipairs(p.jobs) do
-  redis.call('HSET', k_jobs, j.id, j.json)
+  redis.call('HSET', k_jobs, j.id, ARGV[j.json])
   if j.out ~= cjson.null then
-    redis.call('HSET', k_out, j.id, j.out)
+    redis.call('HSET', k_out, j.id, ARGV[j.out])
   end
   if place(k_ready, k_delayed, k_leases, member(p.wf, j.id, j.type, j.prio, j.conc), j.place, j.score) then
     wake = true
   end
 end
+local events = {}
 for _, e in ipairs(p.events) do
-  push_event(k_outbox, k_seq, e)
+  events[#events + 1] = ARGV[e]
 end
+push_events(k_outbox, k_seq, events)
 if wake then
   redis.call('PUBLISH', p.prefix .. ':wake', '1')
 end

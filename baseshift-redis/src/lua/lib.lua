@@ -54,9 +54,16 @@ local function queue_score(prio, ready_ms)
   return -(prio - 0.1 * (ready_ms / 1000))
 end
 
-local function push_event(k_outbox, k_seq, json)
-  local seq = redis.call('INCR', k_seq)
-  redis.call('XADD', k_outbox, string.format('0-%d', seq), 'e', json)
+-- Appends the event JSON strings of `list` to the outbox, in order: one INCRBY takes
+-- their sequence numbers at once.
+local function push_events(k_outbox, k_seq, list)
+  if #list == 0 then
+    return
+  end
+  local first = redis.call('INCRBY', k_seq, #list) - #list
+  for i, json in ipairs(list) do
+    redis.call('XADD', k_outbox, string.format('0-%d', first + i), 'e', json)
+  end
 end
 
 -- The shape of baseshift_core::Event::job.
@@ -125,8 +132,67 @@ local function place(k_ready, k_delayed, k_leases, m, where, score)
   return where == 'r' or where == 'd'
 end
 
-local function unplace(k_ready, k_delayed, k_leases, m)
-  redis.call('ZREM', k_ready, m)
-  redis.call('ZREM', k_delayed, m)
-  redis.call('ZREM', k_leases, m)
+-- Takes a record's member out of the queues its stored `status` can have put it in (a
+-- READY one in ready or delayed, a RUNNING one in leases, no other in any: see
+-- `placement` in codec.rs, which every write follows).
+local function unplace(k_ready, k_delayed, k_leases, m, status)
+  if status == 'READY' then
+    redis.call('ZREM', k_ready, m)
+    redis.call('ZREM', k_delayed, m)
+  elseif status == 'RUNNING' then
+    redis.call('ZREM', k_leases, m)
+  end
+end
+
+-- The fields of a stored job record the checks and queue members need: status, version,
+-- job_type, priority and concurrency. A record as serde writes it (fields in the order of
+-- baseshift_core::JobRecord, checked by `peek_job_agrees_with_a_full_decode` in scripts.rs) with plain ids
+-- (no quote or backslash) and no concurrency key is read by one pattern; any other record
+-- (e.g. one cjson wrote, with its keys in any order) is decoded whole. `"concurrency":`
+-- with bare quotes can only be a key (quotes inside strings are escaped): where it is
+-- anywhere, the record is decoded.
+local function peek_job(raw)
+  local job_type, status, version, priority = string.match(raw,
+    '^{"workflow_id":"[^"\\]*","job_id":"[^"\\]*","job_type":"([^"\\]*)","status":"(%u+)","version":(%d+),"attempt":%d+,"priority":(%-?%d+),"trigger":')
+  if job_type and not string.find(raw, '"concurrency":', 1, true) then
+    return {job_type = job_type, status = status, version = tonumber(version), priority = tonumber(priority)}
+  end
+  return cjson.decode(raw)
+end
+
+-- A serde-ordered record (as peek_job reads one) split around the fields a claim writes:
+-- status, version, attempt, lease, awaiting_external, started_at.
+local CLAIM_SPLIT = '^({"workflow_id":"[^"\\]*","job_id":"[^"\\]*","job_type":"[^"\\]*","status":")(%u+)'
+  .. '(","version":)(%d+)(,"attempt":)(%d+)'
+  .. '(,"priority":%-?%d+,"trigger":"[%a_]+","has_condition":%a+,"deps":{[^}]*},"eligible":%a+,"propagated":%a+,"ready_at":[^,]*,"lease":)'
+  .. '(.-)(,"awaiting_external":)(%a+)(,.*,"started_at":)([^,]*)(,"finished_at":[^,]*})$'
+
+-- A job record to claim: {status, awaiting_external, attempt, concurrency} and
+-- `claimed(lease, now)`, the record RUNNING under `lease` ({owner, token, expires_at}) with
+-- attempt and version bumped and started_at = `now`, as JSON. A serde-ordered record
+-- without a concurrency key is edited as text (so it keeps serde's layout and numbers);
+-- any other is decoded and re-encoded whole.
+local function claim_view(raw)
+  local c = {string.match(raw, CLAIM_SPLIT)}
+  if c[1] and not string.find(raw, '"concurrency":', 1, true) then
+    local attempt = tonumber(c[6]) + 1
+    return {status = c[2], awaiting_external = c[10] == 'true', attempt = attempt,
+      claimed = function(lease, now)
+        local l = '{"owner":' .. cjson.encode(lease.owner) .. ',"token":' .. cjson.encode(lease.token)
+          .. ',"expires_at":' .. cjson.encode(lease.expires_at) .. '}'
+        return c[1] .. 'RUNNING' .. c[3] .. string.format('%d', tonumber(c[4]) + 1) .. c[5]
+          .. string.format('%d', attempt) .. c[7] .. l .. c[9] .. c[10] .. c[11] .. cjson.encode(now) .. c[13]
+      end}
+  end
+  local rec = cjson.decode(raw)
+  return {status = rec.status, awaiting_external = rec.awaiting_external, attempt = rec.attempt + 1,
+    concurrency = rec.concurrency,
+    claimed = function(lease, now)
+      rec.status = 'RUNNING'
+      rec.attempt = rec.attempt + 1
+      rec.lease = lease
+      rec.started_at = now
+      rec.version = rec.version + 1
+      return cjson.encode(rec)
+    end}
 end

@@ -33,6 +33,34 @@ pub(crate) fn placement(rec: &JobRecord, now: DateTime<Utc>) -> (&'static str, f
     }
 }
 
+/// The bulk strings of one script call, sent as `ARGV[2..]` after the control JSON in
+/// `ARGV[1]`, which names them by their `ARGV` index: record and event JSON goes to the
+/// script as it is, neither escaped into the control JSON nor decoded there by cjson
+/// (decoding a 2 KB payload of nested JSON cost the scripts more than all their
+/// Redis calls together).
+#[derive(Debug, Default)]
+pub(crate) struct BulkArgs {
+    values: Vec<String>,
+}
+
+impl BulkArgs {
+    /// Adds `value`; returns its index in the script's `ARGV`.
+    pub(crate) fn push(&mut self, value: String) -> usize {
+        self.values.push(value);
+        self.values.len() + 1
+    }
+
+    /// Adds each of `values`; returns their `ARGV` indexes.
+    pub(crate) fn push_all(&mut self, values: Vec<String>) -> Vec<usize> {
+        values.into_iter().map(|v| self.push(v)).collect()
+    }
+
+    /// The whole `ARGV`: `control` first, then the bulk strings in their index order.
+    pub(crate) fn argv<'a>(&'a self, control: &'a str) -> Vec<&'a str> {
+        std::iter::once(control).chain(self.values.iter().map(String::as_str)).collect()
+    }
+}
+
 /// One job record as a script argument.
 #[derive(Debug, Serialize)]
 pub(crate) struct JobArg {
@@ -41,9 +69,10 @@ pub(crate) struct JobArg {
     #[serde(skip_serializing_if = "Option::is_none")]
     expect: Option<u64>,
     status: &'static str,
-    /// The record as it will be stored: its new version, without its output.
-    json: String,
-    out: Option<String>,
+    /// The `ARGV` index of the record as it will be stored: its new version, without its output.
+    json: usize,
+    /// The `ARGV` index of its output JSON, if it has one.
+    out: Option<usize>,
     place: &'static str,
     score: f64,
     #[serde(rename = "type")]
@@ -51,19 +80,30 @@ pub(crate) struct JobArg {
     prio: i32,
     /// Whether the record is a dead letter (kept in the dead-letter set).
     dead: bool,
+    /// Whether it is a compensation job (completion at zero needs none of those).
+    comp: bool,
+    /// Whether its outcome was propagated to its children.
+    prop: bool,
     /// Its concurrency key (in its queue member, and counted while `RUNNING`).
     conc: Option<ConcurrencyKey>,
 }
 
 impl JobArg {
-    /// `rec` to be stored with `version`, the write expecting `expect`.
-    pub(crate) fn new(mut rec: JobRecord, version: u64, expect: Option<u64>, now: DateTime<Utc>) -> Result<Self> {
+    /// `rec` to be stored with `version`, the write expecting `expect`; its JSON and
+    /// output go to `bulk`.
+    pub(crate) fn new(
+        mut rec: JobRecord,
+        version: u64,
+        expect: Option<u64>,
+        now: DateTime<Utc>,
+        bulk: &mut BulkArgs,
+    ) -> Result<Self> {
         let (place, score) = placement(&rec, now);
         let dead = rec.is_dead_letter();
-        let out = rec.output.take().map(|o| serde_json::to_string(&o)).transpose()?;
+        let out = rec.output.take().map(|o| serde_json::to_string(&o)).transpose()?.map(|o| bulk.push(o));
         rec.version = version;
         Ok(JobArg {
-            json: serde_json::to_string(&rec)?,
+            json: bulk.push(serde_json::to_string(&rec)?),
             id: rec.job_id,
             expect,
             status: rec.status.as_str(),
@@ -73,6 +113,8 @@ impl JobArg {
             job_type: rec.job_type,
             prio: rec.priority,
             dead,
+            comp: rec.compensation_of.is_some(),
+            prop: rec.propagated,
             conc: rec.concurrency,
         })
     }
@@ -184,9 +226,14 @@ mod tests {
     fn output_is_stored_apart_and_merged_back() {
         let mut rec = JobRecord::pending(WorkflowId::new("w"), "a", "noop", 0);
         rec.output = Some(json!({"big": 12345678901234567890u64, "fine": 1.0000000000000002, "list": []}));
-        let arg = JobArg::new(rec.clone(), 4, Some(3), now()).unwrap();
-        assert!(!arg.json.contains("12345678901234567890"), "{}", arg.json);
-        let back = decode_job("op", &arg.json, arg.out.as_deref()).unwrap();
+        let mut bulk = BulkArgs::default();
+        let arg = JobArg::new(rec.clone(), 4, Some(3), now(), &mut bulk).unwrap();
+        let argv = bulk.argv("control");
+        let (json, out) = (argv[arg.json - 1], arg.out.map(|i| argv[i - 1]));
+        assert_eq!((argv[0], arg.out, arg.json), ("control", Some(2), 3));
+        assert!(!json.contains("12345678901234567890"), "{json}");
+        assert!(out.is_some_and(|o| o.contains("12345678901234567890")), "{out:?}");
+        let back = decode_job("op", json, out).unwrap();
         rec.version = 4;
         assert_eq!(back, rec);
     }

@@ -5,7 +5,7 @@
 //! leave it out, and the script answers `need_tpl` (writing nothing) if it is missing
 //! after all (e.g. the keys were deleted behind this store's back), so it is sent again.
 
-use super::codec::{JobArg, now, script_reply, text};
+use super::codec::{BulkArgs, JobArg, now, script_reply, text};
 use super::write::{events_json, invalid, step_keys};
 use crate::connection::Conn;
 use crate::error::{bad_reply, map_redis};
@@ -61,7 +61,8 @@ impl SnapshotCache {
     }
 }
 
-/// The script argument of one create.
+/// The control argument of one create (`ARGV[1]`; the numbers are `ARGV` indexes of
+/// the bulk strings).
 #[derive(Serialize)]
 struct CreateArg<'a> {
     prefix: &'a str,
@@ -69,13 +70,13 @@ struct CreateArg<'a> {
     idem: Option<String>,
     tpl_key: String,
     /// The snapshot body, or `None` when it is believed stored.
-    tpl: Option<String>,
-    header: String,
+    tpl: Option<usize>,
+    header: usize,
     status: &'static str,
     remaining: u64,
-    order: String,
+    order: usize,
     jobs: Vec<JobArg>,
-    events: Vec<String>,
+    events: Vec<usize>,
 }
 
 /// One workflow checked and encoded, ready to send (again, if need be).
@@ -83,17 +84,19 @@ struct Prepared<'a> {
     id: WorkflowId,
     keys: Vec<String>,
     arg: CreateArg<'a>,
+    bulk: BulkArgs,
     template: Arc<WorkflowTemplate>,
 }
 
 impl Prepared<'_> {
     fn attach_template(&mut self) -> Result<()> {
         if self.arg.tpl.is_none() {
-            self.arg.tpl = Some(serde_json::to_string(&*self.template)?);
+            self.arg.tpl = Some(self.bulk.push(serde_json::to_string(&*self.template)?));
         }
         Ok(())
     }
 
+    /// The control JSON (`ARGV[1]`); [`BulkArgs::argv`] adds the rest.
     fn payload(&self) -> Result<String> {
         Ok(serde_json::to_string(&self.arg)?)
     }
@@ -121,22 +124,25 @@ fn prepare<'a>(keys: &'a Keys, new: NewWorkflow, op: &'static str) -> Result<Pre
     header.version = 1;
     header.remaining = jobs.iter().filter(|j| j.compensation_of.is_none()).count() as u64;
     let order: Vec<&str> = jobs.iter().map(|j| j.job_id.as_str()).collect();
-    let order = serde_json::to_string(&order)?;
-    let jobs = jobs.into_iter().map(|j| JobArg::new(j, 1, None, now)).collect::<Result<Vec<_>>>()?;
+    let mut bulk = BulkArgs::default();
+    let order = bulk.push(serde_json::to_string(&order)?);
+    let jobs = jobs.into_iter().map(|j| JobArg::new(j, 1, None, now, &mut bulk)).collect::<Result<Vec<_>>>()?;
+    let header_json = bulk.push(serde_json::to_string(&header)?);
+    let events = bulk.push_all(events_json(&events)?);
     let arg = CreateArg {
         prefix: keys.prefix(),
         wf: id.to_string(),
         idem: header.idempotency_key.clone(),
         tpl_key: keys.template(&template.template_id, &template.version.to_string()),
         tpl: None,
-        header: serde_json::to_string(&header)?,
+        header: header_json,
         status: header.status.as_str(),
         remaining: header.remaining,
         order,
         jobs,
-        events: events_json(&events)?,
+        events,
     };
-    Ok(Prepared { keys: step_keys(keys, &id), id, arg, template })
+    Ok(Prepared { keys: step_keys(keys, &id), id, arg, bulk, template })
 }
 
 fn answer(op: &'static str, reply: Value) -> Result<Answer> {
@@ -174,7 +180,7 @@ pub(super) async fn create(conn: &Conn, keys: &Keys, cache: &SnapshotCache, new:
     }
     for _ in 0..2 {
         let payload = p.payload().map_err(ctx)?;
-        let reply = conn.script(&SCRIPTS.create, &p.keys, &[&payload], OP).await.map_err(ctx)?;
+        let reply = conn.script(&SCRIPTS.create, &p.keys, &p.bulk.argv(&payload), OP).await.map_err(ctx)?;
         let answer = answer(OP, reply).map_err(ctx)?;
         learn(cache, &p, &answer);
         match answer {
@@ -250,7 +256,11 @@ async fn round<'a>(
     for (slot, p) in pending {
         match p.payload() {
             Ok(payload) => {
-                pipe.cmd("EVALSHA").arg(SCRIPTS.create.get_hash()).arg(p.keys.len()).arg(&p.keys).arg(payload);
+                pipe.cmd("EVALSHA")
+                    .arg(SCRIPTS.create.get_hash())
+                    .arg(p.keys.len())
+                    .arg(&p.keys)
+                    .arg(p.bulk.argv(&payload));
                 sent.push((slot, p));
             }
             Err(e) => results[slot] = Some(Err(e.with_workflow(p.id.as_str()))),

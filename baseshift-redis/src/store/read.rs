@@ -251,13 +251,24 @@ fn outbox_entry(op: &'static str, entry: Value) -> Result<OutboxEntry> {
         Some(other) => array(op, other)?,
         None => Vec::new(),
     };
+    // Read in place: no copy of the field names or of the event text.
     let json = fields
         .chunks(2)
-        .find(|pair| pair.first().and_then(text).as_deref() == Some("e"))
-        .and_then(|pair| pair.get(1).and_then(text))
+        .find(|pair| pair.first().and_then(bytes) == Some(b"e".as_slice()))
+        .and_then(|pair| pair.get(1).and_then(bytes))
         .ok_or_else(|| bad_reply(op, format!("outbox entry {id} has no event")))?;
-    let event: Event = serde_json::from_str(&json).map_err(|e| corrupt(op, "outbox event", e))?;
+    let event: Event = serde_json::from_slice(json).map_err(|e| corrupt(op, "outbox event", e))?;
     Ok(OutboxEntry { seq, event: event.into() })
+}
+
+/// The bytes of a string reply element, borrowed (`None` for anything else).
+fn bytes(v: &Value) -> Option<&[u8]> {
+    match v {
+        Value::BulkString(b) => Some(b),
+        Value::SimpleString(s) => Some(s.as_bytes()),
+        Value::VerbatimString { text, .. } => Some(text.as_bytes()),
+        _ => None,
+    }
 }
 
 /// See [`RedisStateStore::purge`](super::RedisStateStore::purge).

@@ -1,6 +1,6 @@
 //! The writing steps: each one script, one round trip, all or nothing.
 
-use super::codec::{JobArg, array, in_workflow, int, millis_to_time, now, rfc3339, script_reply, text};
+use super::codec::{BulkArgs, JobArg, array, in_workflow, int, millis_to_time, now, rfc3339, script_reply, text};
 use crate::connection::Conn;
 use crate::error::bad_reply;
 use crate::keys::Keys;
@@ -39,10 +39,11 @@ pub(super) fn events_json(events: &[baseshift_core::Event]) -> Result<Vec<String
 struct HeaderArg {
     expect: u64,
     status: &'static str,
-    json: String,
+    /// The `ARGV` index of the header JSON.
+    json: usize,
 }
 
-/// The script argument of `apply` (see `apply.lua`).
+/// The control argument of `apply` (`ARGV[1]`, see `apply.lua`; `events` are `ARGV` indexes).
 #[derive(Serialize)]
 struct ApplyArg<'a> {
     prefix: &'a str,
@@ -55,7 +56,7 @@ struct ApplyArg<'a> {
     delta: u64,
     reopened: u64,
     replay: bool,
-    events: Vec<String>,
+    events: Vec<usize>,
     /// Completion at zero: the time asked (RFC 3339, as chrono serializes it), or null.
     at: Option<String>,
     /// The same time in epoch milliseconds (the finish-time index's score).
@@ -101,11 +102,12 @@ pub(super) async fn apply(conn: &Conn, keys: &Keys, step: Transition) -> Result<
     check_step(&step)?;
     let now = now();
     let id = step.workflow_id.clone();
+    let mut bulk = BulkArgs::default();
     let header = match step.header {
         Some(mut h) => {
             let expect = h.version;
             h.version = expect + 1;
-            Some(HeaderArg { expect, status: h.status.as_str(), json: serde_json::to_string(&h)? })
+            Some(HeaderArg { expect, status: h.status.as_str(), json: bulk.push(serde_json::to_string(&h)?) })
         }
         None => None,
     };
@@ -114,7 +116,7 @@ pub(super) async fn apply(conn: &Conn, keys: &Keys, step: Transition) -> Result<
         .into_iter()
         .map(|j| {
             let expect = j.version;
-            JobArg::new(j, expect + 1, Some(expect), now)
+            JobArg::new(j, expect + 1, Some(expect), now, &mut bulk)
         })
         .collect::<Result<Vec<_>>>()?;
     let outcomes: Vec<OutcomeArg<'_>> = step
@@ -123,7 +125,7 @@ pub(super) async fn apply(conn: &Conn, keys: &Keys, step: Transition) -> Result<
         .map(|o| OutcomeArg { child: o.child.as_str(), status: o.status.as_str() })
         .collect();
     let now_text = rfc3339(now);
-    let events = events_json(&step.events)?;
+    let events = bulk.push_all(events_json(&step.events)?);
     let payload = serde_json::to_string(&ApplyArg {
         prefix: keys.prefix(),
         wf: id.as_str(),
@@ -140,7 +142,7 @@ pub(super) async fn apply(conn: &Conn, keys: &Keys, step: Transition) -> Result<
         at_ms: step.complete_at_zero.map(|at| at.timestamp_millis()),
     })?;
     let ctx = in_workflow(id.as_str());
-    let reply = conn.script(&SCRIPTS.apply, &step_keys(keys, &id), &[&payload], OP).await.map_err(&ctx)?;
+    let reply = conn.script(&SCRIPTS.apply, &step_keys(keys, &id), &bulk.argv(&payload), OP).await.map_err(&ctx)?;
     let items = script_reply(OP, reply).map_err(&ctx)?;
     let number = |i: usize| items.get(i).map_or(Err(bad_reply(OP, "short apply reply")), |v| int(OP, v));
     let remaining = u64::try_from(number(1)?).unwrap_or(0);
