@@ -238,6 +238,20 @@ impl TemplateStore for CountingTemplates {
     }
 }
 
+/// 2 500 fresh (absent) workflow ids with `second` at index 999, `first` at 1 000 and
+/// `second` again at the end: a batch read spanning three pipelines of 1 000.
+fn spanning_ids(
+    first: &baseshift_core::WorkflowId,
+    second: &baseshift_core::WorkflowId,
+) -> Vec<baseshift_core::WorkflowId> {
+    use baseshift_core::WorkflowId;
+    let mut ask: Vec<WorkflowId> = (0..2500).map(|_| WorkflowId::generate()).collect();
+    ask[999] = second.clone();
+    ask[1000] = first.clone();
+    ask.push(second.clone());
+    ask
+}
+
 fn template(version: semver::Version, name: &str) -> WorkflowTemplate {
     let mut t = WorkflowTemplate::new("cached", version).job(JobSpec::new("a", "noop"));
     t.name = name.to_owned();

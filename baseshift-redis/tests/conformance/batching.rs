@@ -87,15 +87,11 @@ async fn a_batch_after_a_script_flush_creates_each_once() -> Result<()> {
 /// loaded and every list comes back in the order asked, as `jobs` reads it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jobs_of_spans_pipelines_after_a_script_flush() -> Result<()> {
-    use baseshift_core::WorkflowId;
     let store = redis_store_for_test().await;
     let (one, two) = (TestWorkflow::new().job("a", &[]), TestWorkflow::new().job("b", &[]).job("a", &["b"]));
     one.create(&store).await?;
     two.create(&store).await?;
-    let mut ask: Vec<WorkflowId> = (0..2500).map(|_| WorkflowId::generate()).collect();
-    ask[999] = two.id().clone();
-    ask[1000] = one.id().clone();
-    ask.push(two.id().clone());
+    let ask = spanning_ids(one.id(), two.id());
     let (one_jobs, two_jobs) = (store.jobs(one.id(), None).await?, store.jobs(two.id(), None).await?);
     let client = redis::Client::open(RedisConfig::from_env().url.as_str()).expect("redis url");
     let mut conn = client.get_multiplexed_async_connection().await.expect("redis connection");

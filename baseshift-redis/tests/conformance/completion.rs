@@ -104,10 +104,7 @@ async fn workflows_by_id_spans_pipelines() -> Result<()> {
     let (one, two) = (TestWorkflow::new().job("a", &[]), TestWorkflow::new().job("a", &[]));
     one.create(&store).await?;
     two.create(&store).await?;
-    let mut ask: Vec<WorkflowId> = (0..2500).map(|_| WorkflowId::generate()).collect();
-    ask[999] = two.id().clone();
-    ask[1000] = one.id().clone();
-    ask.push(two.id().clone());
+    let ask = spanning_ids(one.id(), two.id());
     let got: Vec<WorkflowId> = store.workflows(&ask).await?.into_iter().map(|h| h.id).collect();
     assert_eq!(got, vec![two.id().clone(), one.id().clone(), two.id().clone()]);
     Ok(())

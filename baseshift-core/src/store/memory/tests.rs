@@ -247,14 +247,20 @@ async fn rejects_malformed_steps_with_context() {
     assert_eq!(store.job(&JobKey::new(id, "b")).await.unwrap().deps.done(), 0);
 }
 
-#[tokio::test]
-async fn ready_jobs_in_a_new_workflow_are_queued() {
+/// A store holding one workflow: root `a`, created `READY`, and its child `b`.
+async fn ready_root_and_child() -> (MemoryStateStore, WorkflowId) {
     let store = MemoryStateStore::new();
     let id = WorkflowId::generate();
     let mut root = job(&id, "a", 0);
     root.status = JobStatus::Ready;
     root.ready_at = Some(Utc::now());
     store.create_workflow(new_workflow(vec![root, job(&id, "b", 1)], id.clone())).await.unwrap();
+    (store, id)
+}
+
+#[tokio::test]
+async fn ready_jobs_in_a_new_workflow_are_queued() {
+    let (store, _) = ready_root_and_child().await;
     let claimed = store.claim(request(10, 60_000, &[])).await.unwrap();
     assert_eq!(claimed.jobs.iter().map(|j| j.job_id.as_str()).collect::<Vec<_>>(), vec!["a"]);
 }
@@ -379,12 +385,7 @@ fn jobs_are_found_and_duplicates_refused_below_and_above_the_scan_limit() {
 
 #[tokio::test]
 async fn claim_after_claims_in_the_step_and_a_refused_step_claims_nothing() {
-    let store = MemoryStateStore::new();
-    let id = WorkflowId::generate();
-    let mut root = job(&id, "a", 0);
-    root.status = JobStatus::Ready;
-    root.ready_at = Some(Utc::now());
-    store.create_workflow(new_workflow(vec![root, job(&id, "b", 1)], id.clone())).await.unwrap();
+    let (store, id) = ready_root_and_child().await;
     let mut a = store.claim(request(1, 60_000, &[])).await.unwrap().jobs.remove(0);
 
     // A refused step (stale version) claims nothing and changes nothing.
