@@ -162,11 +162,14 @@ impl StateStore for MemoryStateStore {
         let claim = step.claim_after.take();
         let now = Utc::now();
         let mut inner = self.lock();
-        let (mut applied, wake) = inner.apply(step, now)?;
+        let (mut applied, mut wake) = inner.apply(step, now)?;
         if let Some(req) = claim {
             // The step is applied: a claim that cannot be made (a lease TTL out of range)
             // claims nothing rather than failing it.
             applied.claimed = inner.claim(req, now).map(|c| c.jobs).unwrap_or_default();
+            // What the step made claimable may all be taken now: a waiting engine need
+            // only look again for jobs still queued or delayed.
+            wake.0 &= !inner.index.ready.is_empty() || inner.index.next_due().is_some();
         }
         drop(inner);
         self.wake(wake);

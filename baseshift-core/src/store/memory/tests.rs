@@ -430,3 +430,32 @@ async fn claim_after_claims_in_the_step_and_a_refused_step_claims_nothing() {
     let applied = store.apply(last).await.unwrap();
     assert!(applied.claimed.is_empty() && applied.remaining == 0);
 }
+
+/// How long `wait_for_work(1 s)` waits (paused time: a wake-up left for it returns at once).
+async fn waited(store: &MemoryStateStore) -> Duration {
+    let t0 = tokio::time::Instant::now();
+    store.wait_for_work(Duration::from_secs(1)).await;
+    t0.elapsed()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_step_that_claims_what_it_readied_wakes_no_one() {
+    for claim_after in [true, false] {
+        let (store, id) = ready_root_and_child().await;
+        let mut a = store.claim(request(1, 60_000, &[])).await.unwrap().jobs.remove(0);
+        assert_eq!(waited(&store).await, Duration::ZERO, "the create left a wake-up");
+        a.status = JobStatus::Succeeded;
+        a.lease = None;
+        a.propagated = true;
+        let mut step = write(a);
+        step.parent_outcomes.push(ParentOutcome { child: "b".into(), status: JobStatus::Succeeded });
+        step.terminal_delta = 1;
+        if claim_after {
+            step.claim_after = Some(request(1, 60_000, &[]));
+        }
+        let applied = store.apply(step).await.unwrap();
+        assert_eq!(applied.claimed.len(), usize::from(claim_after), "workflow {id}");
+        let expected = if claim_after { Duration::from_secs(1) } else { Duration::ZERO };
+        assert_eq!(waited(&store).await, expected, "claim_after: {claim_after}");
+    }
+}
