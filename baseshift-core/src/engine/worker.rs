@@ -30,10 +30,10 @@ pub(crate) async fn run_claimed(inner: Arc<Inner>, rec: JobRecord, backlog: bool
     let mut backlog = backlog && in_process;
     let mut next = Some(rec);
     while let Some(rec) = next.take() {
-        let in_step = claims_in_step(&inner);
+        let in_step = in_process && claims_in_step(&inner);
         let readied = run_one(&inner, rec, in_step.then_some(&mut next)).await;
         // A step that claimed in its apply took what was ready (or found nothing).
-        if !in_step && in_process && (readied || backlog) {
+        if in_process && !in_step && (readied || backlog) {
             next = claim::one_more(&inner).await;
             backlog &= next.is_some();
         }
@@ -42,11 +42,11 @@ pub(crate) async fn run_claimed(inner: Arc<Inner>, rec: JobRecord, backlog: bool
     inner.slot_freed.notify_one();
 }
 
-/// Whether a worker's steps claim its next job themselves (`Transition::claim_after`): on
-/// an in-process store, with no per-type limits (whose room a claim must count under
-/// `Inner::claiming`), while the engine runs.
+/// Whether a worker's steps on an in-process store claim its next job themselves
+/// (`Transition::claim_after`): with no per-type limits (whose room a claim must count
+/// under `Inner::claiming`), while the engine runs.
 fn claims_in_step(inner: &Inner) -> bool {
-    !inner.store.capabilities().durable && !inner.limits_types() && !inner.stop.is_cancelled()
+    !inner.limits_types() && !inner.stop.is_cancelled()
 }
 
 /// Where a step puts the job it claims for its worker (`Transition::claim_after`); `None`:

@@ -43,9 +43,7 @@ impl MemoryTemplateStore {
     fn write(&self) -> RwLockWriteGuard<'_, Catalog> {
         self.templates.write().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
-}
 
-impl MemoryTemplateStore {
     /// Stores the first version of a template (`Conflict` if its id exists).
     fn insert_first(&self, template: Arc<WorkflowTemplate>) -> Result<()> {
         let op = "TemplateStore::create";
