@@ -26,15 +26,17 @@ impl Inner {
         let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
         // Registered before the first read: what finishes after it is handed over.
         let registration = self.waiters.register(ids);
-        let mut done: Vec<Option<WorkflowRecord>> = vec![None; ids.len()];
-        let mut open: FastMap<&WorkflowId, Vec<usize>> = map_with_capacity(ids.len());
-        for (i, id) in ids.iter().enumerate() {
-            open.entry(id).or_default().push(i);
-        }
-        let mut to_read: Vec<WorkflowId> = open.keys().map(|id| (*id).clone()).collect();
+        let mut open = Open::new(ids);
+        let mut done: Vec<Option<WorkflowRecord>> = Vec::new();
+        done.resize_with(ids.len(), || None);
+        // The first read asks for every id: straight from `ids` when none repeats.
+        let mut to_read: Vec<WorkflowId> = if open.len() == ids.len() { Vec::new() } else { open.ids() };
+        let mut first = true;
         let mut poll = FIRST_POLL;
         loop {
-            for chunk in to_read.chunks(READ_CHUNK) {
+            let asked = if first && to_read.is_empty() { ids } else { &to_read[..] };
+            first = false;
+            for chunk in asked.chunks(READ_CHUNK) {
                 let headers = self.store.workflows(chunk).await?;
                 if headers.len() < chunk.len() {
                     let absent = chunk.iter().find(|id| !headers.iter().any(|h| &h.id == *id)).unwrap_or(&chunk[0]);
@@ -42,19 +44,23 @@ impl Inner {
                         .with_workflow(absent.as_str()));
                 }
                 for header in headers.into_iter().filter(|h| h.status.is_terminal()) {
-                    for i in open.remove(&header.id).unwrap_or_default() {
-                        done[i] = Some(header.clone());
-                    }
+                    open.finish(header, &mut done);
                 }
             }
             if open.is_empty() {
-                return Ok(done.into_iter().flatten().collect());
+                // In place: `done` becomes the result without a second allocation.
+                return done
+                    .into_iter()
+                    .map(|h| {
+                        h.ok_or_else(|| Error::internal("a finished workflow's header went missing while waiting"))
+                    })
+                    .collect();
             }
             let sleep_for = match deadline {
                 Some(d) => {
                     let left = d.saturating_duration_since(tokio::time::Instant::now());
                     if left.is_zero() {
-                        let first = open.keys().next().map_or("", |id| id.as_str());
+                        let first = open.first_open().map_or("", |id| id.as_str());
                         return Err(Error::new(ErrorKind::Timeout, format!("workflow {first} did not finish in time"))
                             .with_workflow(first));
                     }
@@ -63,10 +69,10 @@ impl Inner {
                 None => poll,
             };
             to_read = tokio::time::timeout(sleep_for, registration.inbox().next()).await.unwrap_or_default();
-            to_read.retain(|id| open.contains_key(id));
+            to_read.retain(|id| open.contains(id));
             if to_read.is_empty() {
                 poll = (poll * 2).min(MAX_POLL);
-                to_read = open.keys().map(|id| (*id).clone()).collect();
+                to_read = open.ids();
             }
         }
     }
@@ -75,6 +81,68 @@ impl Inner {
     pub async fn wait(&self, id: &WorkflowId, timeout: Option<Duration>) -> Result<WorkflowRecord> {
         let mut headers = self.wait_all(std::slice::from_ref(id), timeout).await?;
         headers.pop().ok_or_else(|| Error::internal(format!("waiting for workflow {id} returned no header")))
+    }
+}
+
+/// The ids a wait still waits for: each distinct id with the first of its positions in
+/// the asked list, the further positions of a repeated id chained in `next` (no list per
+/// id: a wait for a million ids keeps two words per id).
+struct Open<'a> {
+    first: FastMap<&'a WorkflowId, usize>,
+    /// For each position, the next position of the same id (`usize::MAX`: none).
+    next: Vec<usize>,
+}
+
+impl<'a> Open<'a> {
+    fn new(ids: &'a [WorkflowId]) -> Self {
+        let mut first: FastMap<&WorkflowId, usize> = map_with_capacity(ids.len());
+        let mut last: FastMap<usize, usize> = FastMap::default();
+        let mut next = vec![usize::MAX; ids.len()];
+        for (i, id) in ids.iter().enumerate() {
+            match first.get(id) {
+                None => {
+                    first.insert(id, i);
+                }
+                Some(&head) => {
+                    // Appended after the id's last position, so positions stay in order.
+                    let tail = last.get(&head).copied().unwrap_or(head);
+                    next[tail] = i;
+                    last.insert(head, i);
+                }
+            }
+        }
+        Open { first, next }
+    }
+
+    fn len(&self) -> usize {
+        self.first.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.first.is_empty()
+    }
+
+    fn contains(&self, id: &WorkflowId) -> bool {
+        self.first.contains_key(id)
+    }
+
+    fn first_open(&self) -> Option<&WorkflowId> {
+        self.first.keys().next().copied()
+    }
+
+    fn ids(&self) -> Vec<WorkflowId> {
+        self.first.keys().map(|id| (*id).clone()).collect()
+    }
+
+    /// Puts a terminal header at each position of its id (moved into the last), if the
+    /// id is still open.
+    fn finish(&mut self, header: WorkflowRecord, done: &mut [Option<WorkflowRecord>]) {
+        let Some(mut i) = self.first.remove(&header.id) else { return };
+        while self.next[i] != usize::MAX {
+            done[i] = Some(header.clone());
+            i = self.next[i];
+        }
+        done[i] = Some(header);
     }
 }
 
@@ -109,7 +177,7 @@ mod tests {
             .collect::<crate::Result<_>>()
             .unwrap();
         engine.launch().await.unwrap();
-        let ask = [ids[7].clone(), ids[0].clone(), ids[7].clone(), ids[49].clone()];
+        let ask = [ids[7].clone(), ids[0].clone(), ids[7].clone(), ids[49].clone(), ids[7].clone()];
         let done = engine.wait_all(&ask).await.unwrap();
         let got: Vec<&WorkflowId> = done.iter().map(|h| &h.id).collect();
         assert_eq!(got, ask.iter().collect::<Vec<_>>());
