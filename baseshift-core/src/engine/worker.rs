@@ -58,7 +58,7 @@ type NextJob<'a> = Option<&'a mut Option<JobRecord>>;
 async fn run_one(inner: &Arc<Inner>, rec: JobRecord, next: NextJob<'_>) -> bool {
     let job_type = rec.job_type.clone();
     let key = rec.key();
-    let (verdict, readied) = match run_job(inner, rec, next).await {
+    let (verdict, readied) = match run_job(inner, rec, &key, next).await {
         Ok(v) => v,
         Err(e) => {
             tracing::error!(job = %key, error = %e, "recording a job outcome failed; its lease will expire and it will be re-claimed");
@@ -98,8 +98,7 @@ async fn run_one(inner: &Arc<Inner>, rec: JobRecord, next: NextJob<'_>) -> bool 
 /// circuit breaker: `Some(true)` failed (retryable error or timeout), `Some(false)`
 /// succeeded, `None` no verdict (never ran, cancelled, failed permanently); and whether
 /// the recorded step made jobs ready.
-async fn run_job(inner: &Arc<Inner>, rec: JobRecord, next: NextJob<'_>) -> Result<(Option<bool>, bool)> {
-    let key = rec.key();
+async fn run_job(inner: &Arc<Inner>, rec: JobRecord, key: &JobKey, next: NextJob<'_>) -> Result<(Option<bool>, bool)> {
     let basics = inner.basics(&rec.workflow_id).await?;
     let compiled = basics.template.clone();
     let Some(job) = compiled.job(&rec.job_id) else {
@@ -107,7 +106,9 @@ async fn run_job(inner: &Arc<Inner>, rec: JobRecord, next: NextJob<'_>) -> Resul
             "permanent",
             format!("job `{}` is not in template {}", rec.job_id, compiled.template().template_id),
         );
-        return record(inner, &compiled, None, rec, fail(failure, false), next).await.map(|readied| (None, readied));
+        return record(inner, &compiled, None, Attempt { rec, key }, fail(failure, false), next)
+            .await
+            .map(|readied| (None, readied));
     };
     let token = CancellationToken::new();
     let lease_token = rec.lease.as_ref().map(|l| l.token.clone());
@@ -116,7 +117,9 @@ async fn run_job(inner: &Arc<Inner>, rec: JobRecord, next: NextJob<'_>) -> Resul
         Ok(s) => s,
         Err(e) => {
             let f = fail(failure("secret", e.to_string()), e.is_retryable());
-            return record(inner, &compiled, Some(job), rec, f, next).await.map(|readied| (None, readied));
+            return record(inner, &compiled, Some(job), Attempt { rec, key }, f, next)
+                .await
+                .map(|readied| (None, readied));
         }
     };
     let config = match render_config(inner, &compiled, job, &rec, &basics.input, &secrets).await {
@@ -124,12 +127,16 @@ async fn run_job(inner: &Arc<Inner>, rec: JobRecord, next: NextJob<'_>) -> Resul
         Err(e) => {
             let retry = e.kind() != ErrorKind::InvalidInput && e.is_retryable();
             let f = fail(failure("config", e.to_string()), retry);
-            return record(inner, &compiled, Some(job), rec, f, next).await.map(|readied| (None, readied));
+            return record(inner, &compiled, Some(job), Attempt { rec, key }, f, next)
+                .await
+                .map(|readied| (None, readied));
         }
     };
     let Some(runner) = inner.registry.get(&rec.job_type).cloned() else {
         let f = failure("permanent", format!("no runner registered for job type `{}`", rec.job_type));
-        return record(inner, &compiled, Some(job), rec, fail(f, false), next).await.map(|readied| (None, readied));
+        return record(inner, &compiled, Some(job), Attempt { rec, key }, fail(f, false), next)
+            .await
+            .map(|readied| (None, readied));
     };
     let deadline = job.timeout.map(|t| tokio::time::Instant::now() + t);
     let ctx = JobContext {
@@ -155,7 +162,7 @@ async fn run_job(inner: &Arc<Inner>, rec: JobRecord, next: NextJob<'_>) -> Resul
     };
     if token.is_cancelled() && result.is_some() {
         // Cancelled by the workflow or a lost lease: whoever cancelled owns the record now.
-        let current = inner.store.job(&key).await?;
+        let current = inner.store.job(key).await?;
         if current.version != rec.version || current.status != JobStatus::Running {
             return Ok((None, false));
         }
@@ -196,18 +203,26 @@ async fn run_job(inner: &Arc<Inner>, rec: JobRecord, next: NextJob<'_>) -> Resul
         plan::Outcome::Failed { .. } => None,
         _ => Some(false),
     };
-    record_with(inner, &compiled, Some(job), rec, outcome, audit, next).await.map(|readied| (verdict, readied))
+    record_with(inner, &compiled, Some(job), Attempt { rec, key }, outcome, audit, next)
+        .await
+        .map(|readied| (verdict, readied))
+}
+
+/// A claimed job's record and its key (computed once per job by [`run_one`]).
+struct Attempt<'a> {
+    rec: JobRecord,
+    key: &'a JobKey,
 }
 
 async fn record(
     inner: &Inner,
     compiled: &CompiledTemplate,
     job: Option<&CompiledJob>,
-    rec: JobRecord,
+    attempt: Attempt<'_>,
     outcome: plan::Outcome,
     next: NextJob<'_>,
 ) -> Result<bool> {
-    record_with(inner, compiled, job, rec, outcome, Vec::new(), next).await
+    record_with(inner, compiled, job, attempt, outcome, Vec::new(), next).await
 }
 
 /// Records an attempt's outcome; `audit` events (`system_events`) go to the outbox in the same step.
@@ -217,13 +232,13 @@ async fn record_with(
     inner: &Inner,
     compiled: &CompiledTemplate,
     job: Option<&CompiledJob>,
-    rec: JobRecord,
+    Attempt { rec, key }: Attempt<'_>,
     outcome: plan::Outcome,
     audit: Vec<Event>,
     next: NextJob<'_>,
 ) -> Result<bool> {
     let max_attempts = job.map(|j| j.retry.max_attempts).unwrap_or(1);
-    let (key, compensation) = (rec.key(), rec.compensation_of.is_some());
+    let compensation = rec.compensation_of.is_some();
     let mut step = plan::complete(compiled, rec, outcome, max_attempts, Utc::now());
     step.events.extend(audit);
     if next.is_some() {
@@ -235,7 +250,7 @@ async fn record_with(
                 *slot = applied.claimed.pop();
             }
             let readied = !applied.ready.is_empty();
-            inner.after_job(compiled, &key, compensation, applied).await.map(|()| readied)
+            inner.after_job(compiled, key, compensation, applied).await.map(|()| readied)
         }
         Err(e) if e.kind() == ErrorKind::Conflict => {
             tracing::info!(job = %key, "job changed while running (cancelled or re-claimed); outcome dropped");

@@ -4,9 +4,13 @@
 //! by recomputing it from the record as it was before a write. Callers keep the
 //! invariant: [`Indexes::remove`] with the stored record before changing it,
 //! [`Indexes::insert`] with the record after.
+//!
+//! An entry names its job by [`Slot`]: the workflow id (shared) and the job's position in
+//! its workflow's records, which never move. Writing an entry copies no job id, and a
+//! claim finds the record without searching its workflow.
 
 use crate::hash::FastMap;
-use crate::ids::JobKey;
+use crate::ids::WorkflowId;
 use crate::state::{JobRecord, JobStatus};
 use chrono::{DateTime, Utc};
 use std::cmp::Ordering;
@@ -33,6 +37,20 @@ impl PartialOrd for Score {
 impl Ord for Score {
     fn cmp(&self, other: &Self) -> Ordering {
         self.0.total_cmp(&other.0)
+    }
+}
+
+/// Where a job record is: its workflow and its position among the workflow's records.
+/// Entries of equal score are taken in workflow id order, then in template order.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) struct Slot {
+    pub(super) workflow_id: WorkflowId,
+    pub(super) pos: usize,
+}
+
+impl Slot {
+    fn of(record: &JobRecord, pos: usize) -> Slot {
+        Slot { workflow_id: record.workflow_id.clone(), pos }
     }
 }
 
@@ -69,19 +87,20 @@ impl Placement {
 /// The three ordered indexes over claimable jobs.
 #[derive(Debug, Default)]
 pub(super) struct Indexes {
-    /// `READY` jobs that are due, by `(queue_score, key)`.
-    pub(super) ready: BTreeSet<(Score, JobKey)>,
-    /// `READY` jobs not yet due, by `(ready_at, key)`; moved to `ready` once due.
-    pub(super) delayed: BTreeSet<(DateTime<Utc>, JobKey)>,
-    /// `RUNNING` jobs under a lease, by `(expires_at, key)`.
-    pub(super) leased: BTreeSet<(DateTime<Utc>, JobKey)>,
+    /// `READY` jobs that are due, by `(queue_score, slot)`.
+    pub(super) ready: BTreeSet<(Score, Slot)>,
+    /// `READY` jobs not yet due, by `(ready_at, slot)`; moved to `ready` once due.
+    pub(super) delayed: BTreeSet<(DateTime<Utc>, Slot)>,
+    /// `RUNNING` jobs under a lease, by `(expires_at, slot)`.
+    pub(super) leased: BTreeSet<(DateTime<Utc>, Slot)>,
     /// `RUNNING` jobs (leased or awaiting an external call) per concurrency key.
     pub(super) running_keys: FastMap<String, usize>,
 }
 
 impl Indexes {
-    /// Adds `record` to the index its state calls for; returns which one.
-    pub(super) fn insert(&mut self, record: &JobRecord, now: DateTime<Utc>) -> Placement {
+    /// Adds `record`, at position `pos` of its workflow, to the index its state calls
+    /// for; returns which one.
+    pub(super) fn insert(&mut self, record: &JobRecord, pos: usize, now: DateTime<Utc>) -> Placement {
         if record.status == JobStatus::Running
             && let Some(c) = &record.concurrency
         {
@@ -90,22 +109,23 @@ impl Indexes {
         let placement = Placement::of(record, now);
         match placement {
             Placement::Ready => {
-                self.ready.insert((Score(record.queue_score()), record.key()));
+                self.ready.insert((Score(record.queue_score()), Slot::of(record, pos)));
             }
             Placement::Delayed(at) => {
-                self.delayed.insert((at, record.key()));
+                self.delayed.insert((at, Slot::of(record, pos)));
             }
             Placement::Leased(at) => {
-                self.leased.insert((at, record.key()));
+                self.leased.insert((at, Slot::of(record, pos)));
             }
             Placement::None => {}
         }
         placement
     }
 
-    /// Removes `record` (as stored before a write) from every index it may be in.
-    /// Returns whether it held a concurrency key's slot (it was `RUNNING` with a key).
-    pub(super) fn remove(&mut self, record: &JobRecord) -> bool {
+    /// Removes `record` (as stored before a write, at position `pos` of its workflow) from
+    /// every index it may be in. Returns whether it held a concurrency key's slot (it was
+    /// `RUNNING` with a key).
+    pub(super) fn remove(&mut self, record: &JobRecord, pos: usize) -> bool {
         let mut released = false;
         if record.status == JobStatus::Running
             && let Some(c) = &record.concurrency
@@ -121,15 +141,15 @@ impl Indexes {
             // A READY record may sit in `delayed` past its due time until the next claim
             // promotes it, so both sets are tried.
             JobStatus::Ready => {
-                let key = record.key();
+                let slot = Slot::of(record, pos);
                 if let Some(at) = record.ready_at {
-                    self.delayed.remove(&(at, key.clone()));
+                    self.delayed.remove(&(at, slot.clone()));
                 }
-                self.ready.remove(&(Score(record.queue_score()), key));
+                self.ready.remove(&(Score(record.queue_score()), slot));
             }
             JobStatus::Running => {
                 if let Some(lease) = &record.lease {
-                    self.leased.remove(&(lease.expires_at, record.key()));
+                    self.leased.remove(&(lease.expires_at, Slot::of(record, pos)));
                 }
             }
             _ => {}
@@ -144,15 +164,15 @@ impl Indexes {
 
     /// Moves delayed jobs due at `now` to the ready queue; `score` gives each one's score.
     /// Returns whether any moved.
-    pub(super) fn promote_due(&mut self, now: DateTime<Utc>, score: impl Fn(&JobKey) -> Option<f64>) -> bool {
+    pub(super) fn promote_due(&mut self, now: DateTime<Utc>, score: impl Fn(&Slot) -> Option<f64>) -> bool {
         let mut promoted = false;
         while let Some((at, _)) = self.delayed.first()
             && *at <= now
         {
-            if let Some((_, key)) = self.delayed.pop_first()
-                && let Some(s) = score(&key)
+            if let Some((_, slot)) = self.delayed.pop_first()
+                && let Some(s) = score(&slot)
             {
-                self.ready.insert((Score(s), key));
+                self.ready.insert((Score(s), slot));
                 promoted = true;
             }
         }
@@ -165,13 +185,13 @@ impl Indexes {
     }
 
     /// Jobs whose lease expired at `now`, earliest expiry first.
-    pub(super) fn expired(&self, now: DateTime<Utc>) -> impl Iterator<Item = &JobKey> {
-        self.leased.iter().take_while(move |(at, _)| *at <= now).map(|(_, key)| key)
+    pub(super) fn expired(&self, now: DateTime<Utc>) -> impl Iterator<Item = &Slot> {
+        self.leased.iter().take_while(move |(at, _)| *at <= now).map(|(_, slot)| slot)
     }
 
     /// Due ready jobs, best score first.
-    pub(super) fn ready(&self) -> impl Iterator<Item = &JobKey> {
-        self.ready.iter().map(|(_, key)| key)
+    pub(super) fn ready(&self) -> impl Iterator<Item = &Slot> {
+        self.ready.iter().map(|(_, slot)| slot)
     }
 
     /// The number of entries in all indexes.

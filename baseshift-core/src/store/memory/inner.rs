@@ -1,7 +1,7 @@
 //! The memory store's data and its atomic steps, run under the store's lock.
 
 use super::entry::{SCAN_LIMIT, WorkflowEntry};
-use super::index::{Indexes, Placement};
+use super::index::{Indexes, Placement, Slot};
 use super::validate::validate_step;
 use super::workflows::Workflows;
 use crate::error::{Error, ErrorKind, Result};
@@ -95,9 +95,10 @@ impl Inner {
         let mut wake = Wake(true);
         let jobs: Vec<JobRecord> = jobs
             .into_iter()
-            .map(|mut job| {
+            .enumerate()
+            .map(|(pos, mut job)| {
                 job.version = 1;
-                wake.note(self.index.insert(&job, now));
+                wake.note(self.index.insert(&job, pos, now));
                 job
             })
             .collect();
@@ -185,7 +186,7 @@ impl Inner {
             };
             let stored = &mut wf.jobs[pos];
             // A freed concurrency slot may make a held-back job claimable.
-            wake.0 |= index.remove(stored);
+            wake.0 |= index.remove(stored, pos);
             job.version = stored.version + 1;
             *stored = job;
             let dead_key = (stored.workflow_id.clone(), stored.job_id.clone());
@@ -194,7 +195,7 @@ impl Inner {
             } else {
                 dead.remove(&dead_key);
             }
-            wake.note(index.insert(stored, now));
+            wake.note(index.insert(stored, pos, now));
             written.insert(pos);
         }
 
@@ -206,13 +207,13 @@ impl Inner {
                 continue;
             };
             let child = &mut wf.jobs[pos];
-            index.remove(child);
+            index.remove(child, pos);
             let change = child.record_parent(outcome.status, now);
             if written.insert(pos) {
                 child.version += 1;
             }
             skipped_main += change.report(child, &mut applied, &mut derived);
-            wake.note(index.insert(child, now));
+            wake.note(index.insert(child, pos, now));
         }
         wf.header.remaining =
             (wf.header.remaining + reopened).saturating_sub(skipped_main).saturating_sub(terminal_delta);
@@ -235,19 +236,19 @@ impl Inner {
         const OP: &str = "StateStore::claim";
         let expires_at = add(now, req.lease_ttl).map_err(|e| e.with_operation(OP))?;
         let Inner { workflows, index, .. } = self;
-        index.promote_due(now, |key| lookup(workflows, key).map(JobRecord::queue_score));
+        index.promote_due(now, |slot| at(workflows, slot).map(JobRecord::queue_score));
 
-        let excluded = |key: &JobKey| {
+        let excluded = |slot: &Slot| {
             !req.exclude_types.is_empty()
-                && lookup(workflows, key).is_some_and(|job| req.exclude_types.contains(&job.job_type))
+                && at(workflows, slot).is_some_and(|job| req.exclude_types.contains(&job.job_type))
         };
         // A job is taken only if both its type cap and its concurrency key have room. Ready
         // jobs with a key take a slot of it (expired leases already hold one); a key at its
         // limit holds its jobs back, in order.
         let mut taken: HashMap<&str, usize> = HashMap::new();
         let mut key_taken: HashMap<String, usize> = HashMap::new();
-        let mut admit = |key: &JobKey| {
-            let Some(job) = lookup(workflows, key) else { return true };
+        let mut admit = |slot: &Slot| {
+            let Some(job) = at(workflows, slot) else { return true };
             let cap = req.type_limits.get_key_value(&job.job_type);
             if let Some((ty, cap)) = cap
                 && taken.get(ty.as_str()).copied().unwrap_or(0) >= *cap
@@ -267,24 +268,24 @@ impl Inner {
             }
             true
         };
-        let picked: Vec<JobKey> = index
+        let picked: Vec<Slot> = index
             .expired(now)
             .chain(index.ready())
-            .filter(|key| !excluded(key) && admit(key))
+            .filter(|slot| !excluded(slot) && admit(slot))
             .take(req.limit)
             .cloned()
             .collect();
 
         let mut claimed = Vec::with_capacity(picked.len());
         let mut events = Vec::with_capacity(picked.len());
-        for key in picked {
-            let Some(job) = lookup_mut(workflows, &key) else {
+        for slot in picked {
+            let Some(job) = workflows.get_mut(&slot.workflow_id).and_then(|wf| wf.jobs.get_mut(slot.pos)) else {
                 continue;
             };
-            index.remove(job);
+            index.remove(job, slot.pos);
             events.push(job.start_attempt(&req.owner, expires_at, now));
             job.version += 1;
-            index.insert(job, now);
+            index.insert(job, slot.pos, now);
             claimed.push(job.clone());
         }
         let next_ready_at = index.next_due();
@@ -305,16 +306,19 @@ impl Inner {
         let ctx = |e: Error| e.with_operation(OP).with_workflow(key.workflow_id.as_str()).with_job(&key.job_id);
         let expires_at = add(now, ttl).map_err(ctx)?;
         let Inner { workflows, index, .. } = self;
-        let job = lookup_mut(workflows, key).ok_or_else(|| ctx(err(ErrorKind::NotFound, OP, "no such job")))?;
+        let wf = workflows.get_mut(&key.workflow_id);
+        let (pos, job) = wf
+            .and_then(|wf| wf.position(&key.job_id).map(|pos| (pos, &mut wf.jobs[pos])))
+            .ok_or_else(|| ctx(err(ErrorKind::NotFound, OP, "no such job")))?;
         let holds = job.status == JobStatus::Running && job.lease.as_ref().is_some_and(|l| l.token == token);
         if !holds {
             return Err(ctx(err(ErrorKind::Conflict, OP, "the lease is no longer held with this token")));
         }
-        index.remove(job);
+        index.remove(job, pos);
         if let Some(lease) = job.lease.as_mut() {
             lease.expires_at = expires_at;
         }
-        index.insert(job, now);
+        index.insert(job, pos, now);
         Ok(expires_at)
     }
 
@@ -369,7 +373,7 @@ impl Inner {
     /// Moves due delayed jobs to the ready queue: whether any moved, and when the next is due.
     pub(super) fn promote_due(&mut self, now: DateTime<Utc>) -> (bool, Option<DateTime<Utc>>) {
         let Inner { workflows, index, .. } = self;
-        let promoted = index.promote_due(now, |key| lookup(workflows, key).map(JobRecord::queue_score));
+        let promoted = index.promote_due(now, |slot| at(workflows, slot).map(JobRecord::queue_score));
         (promoted, index.next_due())
     }
 }
@@ -379,10 +383,9 @@ fn lookup<'a>(workflows: &'a Workflows, key: &JobKey) -> Option<&'a JobRecord> {
     wf.position(&key.job_id).map(|pos| &wf.jobs[pos])
 }
 
-fn lookup_mut<'a>(workflows: &'a mut Workflows, key: &JobKey) -> Option<&'a mut JobRecord> {
-    let wf = workflows.get_mut(&key.workflow_id)?;
-    let pos = wf.position(&key.job_id)?;
-    wf.jobs.get_mut(pos)
+/// The record an index entry names.
+fn at<'a>(workflows: &'a Workflows, slot: &Slot) -> Option<&'a JobRecord> {
+    workflows.get(&slot.workflow_id)?.jobs.get(slot.pos)
 }
 
 fn add(now: DateTime<Utc>, ttl: Duration) -> Result<DateTime<Utc>> {

@@ -1,4 +1,4 @@
-use super::index::Placement;
+use super::index::{Placement, Slot};
 use super::*;
 use crate::error::ErrorKind;
 use crate::event::Event;
@@ -43,8 +43,8 @@ fn write(job: JobRecord) -> Transition {
 fn check_indexes(inner: &Inner) {
     let mut expected = 0;
     for wf in inner.workflows.after(None) {
-        for job in &wf.jobs {
-            let key = job.key();
+        for (pos, job) in wf.jobs.iter().enumerate() {
+            let key = Slot { workflow_id: job.workflow_id.clone(), pos };
             let in_ready = inner.index.ready.iter().any(|(_, k)| *k == key);
             let in_delayed = inner.index.delayed.iter().any(|(_, k)| *k == key);
             let in_leased = inner.index.leased.iter().any(|(_, k)| *k == key);
@@ -53,17 +53,19 @@ fn check_indexes(inner: &Inner) {
                 Placement::Delayed(at) => {
                     // A READY job: queued, or delayed until `ready_at` (possibly already past).
                     let delayed = inner.index.delayed.contains(&(at, key.clone()));
-                    assert!(in_ready ^ delayed, "{key}: ready={in_ready} delayed={delayed}");
-                    assert!(!in_leased, "{key} is READY but leased");
+                    assert!(in_ready ^ delayed, "{key:?}: ready={in_ready} delayed={delayed}");
+                    assert!(!in_leased, "{key:?} is READY but leased");
                 }
                 Placement::Ready => {
-                    assert!(in_ready && !in_delayed && !in_leased, "{key}: READY without ready_at");
+                    assert!(in_ready && !in_delayed && !in_leased, "{key:?}: READY without ready_at");
                 }
                 Placement::Leased(at) => {
-                    assert!(inner.index.leased.contains(&(at, key.clone())), "{key}: lease not indexed");
-                    assert!(!in_ready && !in_delayed, "{key}: RUNNING but queued");
+                    assert!(inner.index.leased.contains(&(at, key.clone())), "{key:?}: lease not indexed");
+                    assert!(!in_ready && !in_delayed, "{key:?}: RUNNING but queued");
                 }
-                Placement::None => assert!(!in_ready && !in_delayed && !in_leased, "{key}: indexed but not claimable"),
+                Placement::None => {
+                    assert!(!in_ready && !in_delayed && !in_leased, "{key:?}: indexed but not claimable")
+                }
             }
             if placement != Placement::None {
                 expected += 1;
