@@ -91,9 +91,30 @@ impl Event {
         attempt: u32,
         result: Option<Value>,
     ) -> Event {
+        Event::job_at(Utc::now(), workflow_id, job_id, status, attempt, result)
+    }
+
+    /// [`Event::job`] with the time of the transition given: a step that already read the
+    /// clock stamps its events with that reading.
+    ///
+    /// ```
+    /// use baseshift_core::{Event, JobStatus, WorkflowId};
+    ///
+    /// let at = chrono::Utc::now();
+    /// let e = Event::job_at(at, &WorkflowId::new("w1"), "fetch", JobStatus::Ready, 0, None);
+    /// assert_eq!((e.event_type.as_str(), e.timestamp), ("job_ready", at));
+    /// ```
+    pub fn job_at(
+        at: DateTime<Utc>,
+        workflow_id: &WorkflowId,
+        job_id: &str,
+        status: JobStatus,
+        attempt: u32,
+        result: Option<Value>,
+    ) -> Event {
         Event {
             event_type: job_event_type(status).to_owned(),
-            timestamp: Utc::now(),
+            timestamp: at,
             payload: EventPayload {
                 workflow_id: workflow_id.clone(),
                 job_id: Some(job_id.to_owned()),

@@ -121,6 +121,14 @@ impl ChildDecision {
     }
 }
 
+/// A fresh lease token: a random (v4) UUID in its hyphenated form. Tokens are only
+/// compared, never ordered, so they skip the v7 clock and counter; the text is encoded
+/// into a stack buffer rather than through `fmt`.
+fn lease_token() -> String {
+    let mut buf = uuid::Uuid::encode_buffer();
+    uuid::Uuid::new_v4().hyphenated().encode_lower(&mut buf).to_owned()
+}
+
 /// What [`JobRecord::record_parent`] did to a child.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ChildChange {
@@ -146,12 +154,14 @@ impl ChildChange {
                 0
             }
             ChildChange::Ready => {
-                events.push(crate::Event::job(&child.workflow_id, id, JobStatus::Ready, child.attempt, None));
+                let at = child.ready_at.unwrap_or_else(chrono::Utc::now);
+                events.push(crate::Event::job_at(at, &child.workflow_id, id, JobStatus::Ready, child.attempt, None));
                 applied.ready.push(id.clone());
                 0
             }
             ChildChange::Skipped => {
-                events.push(crate::Event::job(&child.workflow_id, id, JobStatus::Skipped, child.attempt, None));
+                let at = child.finished_at.unwrap_or_else(chrono::Utc::now);
+                events.push(crate::Event::job_at(at, &child.workflow_id, id, JobStatus::Skipped, child.attempt, None));
                 applied.skipped.push(id.clone());
                 u64::from(child.compensation_of.is_none())
             }
@@ -285,8 +295,8 @@ impl JobRecord {
         self.status = JobStatus::Running;
         self.attempt += 1;
         self.started_at = Some(now);
-        self.lease = Some(Lease { owner: owner.to_owned(), token: uuid::Uuid::now_v7().to_string(), expires_at });
-        crate::Event::job(&self.workflow_id, &self.job_id, JobStatus::Running, self.attempt, None)
+        self.lease = Some(Lease { owner: owner.to_owned(), token: lease_token(), expires_at });
+        crate::Event::job_at(now, &self.workflow_id, &self.job_id, JobStatus::Running, self.attempt, None)
     }
 
     /// A `PENDING` job record with `parents` parents and every other field at its start value.

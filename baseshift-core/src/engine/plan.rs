@@ -101,7 +101,7 @@ pub fn begin_at_create(
     for rec in jobs.iter_mut().filter(|r| r.compensation_of.is_none() && r.deps.total == 0) {
         rec.status = JobStatus::Ready;
         rec.ready_at = Some(now);
-        events.push(Event::job(&rec.workflow_id, &rec.job_id, JobStatus::Ready, 0, None));
+        events.push(Event::job_at(now, &rec.workflow_id, &rec.job_id, JobStatus::Ready, 0, None));
     }
     Some(events)
 }
@@ -155,12 +155,12 @@ pub fn start(
             continue;
         }
         if rec.has_condition && !root_conditions(&rec.job_id) {
-            t.events.push(Event::job(&rec.workflow_id, &rec.job_id, JobStatus::Skipped, 0, None));
+            t.events.push(Event::job_at(now, &rec.workflow_id, &rec.job_id, JobStatus::Skipped, 0, None));
             finish(&mut t, compiled, rec, JobStatus::Skipped, now);
         } else {
             rec.status = JobStatus::Ready;
             rec.ready_at = Some(now);
-            t.events.push(Event::job(&rec.workflow_id, &rec.job_id, JobStatus::Ready, 0, None));
+            t.events.push(Event::job_at(now, &rec.workflow_id, &rec.job_id, JobStatus::Ready, 0, None));
             t.jobs.push(rec);
         }
     }
@@ -182,7 +182,7 @@ pub fn complete(
         Outcome::Succeeded(output) => {
             rec.output = Some(output.clone());
             rec.error = None;
-            let mut ev = Event::job(&wf, &id, JobStatus::Succeeded, attempt, Some(output.clone()));
+            let mut ev = Event::job_at(now, &wf, &id, JobStatus::Succeeded, attempt, Some(output.clone()));
             timed(&mut ev, &rec, now);
             ev.payload.resource_usage = output.get("resource_usage").filter(|u| u.is_object()).cloned();
             t.events.push(ev);
@@ -205,12 +205,12 @@ pub fn complete(
                 t.events.push(ev);
                 t.jobs.push(rec);
             } else {
-                let mut ev = Event::job(&wf, &id, JobStatus::Failed, attempt, Some(detail.clone()));
+                let mut ev = Event::job_at(now, &wf, &id, JobStatus::Failed, attempt, Some(detail.clone()));
                 timed(&mut ev, &rec, now);
                 rec.error = Some(failure);
                 t.events.push(ev);
                 // Out of attempts or failed for good: the record is now a dead letter.
-                let mut dead = Event::job(&wf, &id, JobStatus::Failed, attempt, Some(detail));
+                let mut dead = Event::job_at(now, &wf, &id, JobStatus::Failed, attempt, Some(detail));
                 dead.event_type = "job_dead_lettered".into();
                 t.events.push(dead);
                 finish(&mut t, compiled, rec, JobStatus::Failed, now);
@@ -246,10 +246,10 @@ pub fn decide_eligible(compiled: &CompiledTemplate, mut rec: JobRecord, run: boo
     if run {
         rec.status = JobStatus::Ready;
         rec.ready_at = Some(now);
-        t.events.push(Event::job(&rec.workflow_id, &rec.job_id, JobStatus::Ready, 0, None));
+        t.events.push(Event::job_at(now, &rec.workflow_id, &rec.job_id, JobStatus::Ready, 0, None));
         t.jobs.push(rec);
     } else {
-        t.events.push(Event::job(&rec.workflow_id, &rec.job_id, JobStatus::Skipped, 0, None));
+        t.events.push(Event::job_at(now, &rec.workflow_id, &rec.job_id, JobStatus::Skipped, 0, None));
         finish(&mut t, compiled, rec, JobStatus::Skipped, now);
     }
     t
@@ -357,7 +357,7 @@ pub fn cancel(mut header: WorkflowRecord, jobs: &[JobRecord], reason: &str, now:
         rec.eligible = false;
         rec.propagated = true;
         rec.finished_at = Some(now);
-        t.events.push(Event::job(&rec.workflow_id, &rec.job_id, JobStatus::Cancelled, rec.attempt, None));
+        t.events.push(Event::job_at(now, &rec.workflow_id, &rec.job_id, JobStatus::Cancelled, rec.attempt, None));
         t.jobs.push(rec);
     }
     header.status = WorkflowStatus::Cancelled;
@@ -371,7 +371,7 @@ pub fn cancel(mut header: WorkflowRecord, jobs: &[JobRecord], reason: &str, now:
 fn ready(mut rec: JobRecord, now: DateTime<Utc>, events: &mut Vec<Event>) -> JobRecord {
     rec.status = JobStatus::Ready;
     rec.ready_at = Some(now);
-    events.push(Event::job(&rec.workflow_id, &rec.job_id, JobStatus::Ready, 0, None));
+    events.push(Event::job_at(now, &rec.workflow_id, &rec.job_id, JobStatus::Ready, 0, None));
     rec
 }
 
@@ -388,7 +388,7 @@ fn close(
         rec.status = JobStatus::Skipped;
         rec.propagated = true;
         rec.finished_at = Some(now);
-        t.events.push(Event::job(&rec.workflow_id, &rec.job_id, JobStatus::Skipped, 0, None));
+        t.events.push(Event::job_at(now, &rec.workflow_id, &rec.job_id, JobStatus::Skipped, 0, None));
         t.jobs.push(rec);
     }
     header.status = status;
