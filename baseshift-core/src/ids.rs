@@ -6,8 +6,23 @@ use std::sync::Arc;
 
 /// The id of one workflow run (a UUIDv7 string unless the host supplies its own).
 /// Shared: a clone is a reference count, not a copy.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+///
+/// Ordered as its text. Two clones of one id compare without reading the text (the
+/// records and index entries of one workflow share it).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct WorkflowId(Arc<str>);
+
+impl Ord for WorkflowId {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        if Arc::ptr_eq(&self.0, &other.0) { std::cmp::Ordering::Equal } else { self.0.cmp(&other.0) }
+    }
+}
+
+impl PartialOrd for WorkflowId {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
 
 impl WorkflowId {
     /// A fresh, time-ordered id.
@@ -76,5 +91,24 @@ impl JobKey {
 impl fmt::Display for JobKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}/{}", self.workflow_id, self.job_id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cmp::Ordering;
+
+    #[test]
+    fn workflow_ids_order_as_their_text_shared_or_not() {
+        let a = WorkflowId::new("a");
+        let b = WorkflowId::new("b");
+        assert_eq!(a.cmp(&a.clone()), Ordering::Equal);
+        assert_eq!(a.cmp(&WorkflowId::new("a")), Ordering::Equal);
+        assert_eq!((a.cmp(&b), b.cmp(&a)), (Ordering::Less, Ordering::Greater));
+        assert_eq!(WorkflowId::new("ab").cmp(&a), "ab".cmp("a"));
+        let mut ids = vec![b.clone(), a.clone(), b.clone(), WorkflowId::new("a")];
+        ids.sort();
+        assert_eq!(ids.iter().map(WorkflowId::as_str).collect::<Vec<_>>(), ["a", "a", "b", "b"]);
     }
 }
