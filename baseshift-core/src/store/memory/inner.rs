@@ -6,7 +6,7 @@ use super::validate::validate_step;
 use super::workflows::Workflows;
 use crate::error::{Error, ErrorKind, Result};
 use crate::event::Event;
-use crate::hash::{FastMap, FastSet, set_with_capacity};
+use crate::hash::{FastMap, SeenSet};
 use crate::ids::{JobKey, WorkflowId};
 use crate::state::{JobRecord, JobStatus, WorkflowRecord};
 use crate::store::{
@@ -179,7 +179,7 @@ impl Inner {
             wf.set_header(header);
         }
         let mut wake = Wake::default();
-        let mut written: FastSet<usize> = set_with_capacity(jobs.len() + parent_outcomes.len());
+        let mut written = SeenSet::with_capacity(jobs.len() + parent_outcomes.len());
         for mut job in jobs {
             let Some(pos) = wf.position(&job.job_id) else {
                 continue;

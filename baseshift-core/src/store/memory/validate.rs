@@ -3,7 +3,7 @@
 
 use super::entry::WorkflowEntry;
 use crate::error::{Error, Result};
-use crate::hash::set_with_capacity;
+use crate::hash::SeenSet;
 use crate::store::Transition;
 
 /// Checks every precondition of `step` against `wf` without writing anything.
@@ -25,7 +25,7 @@ pub(super) fn validate_step(wf: &WorkflowEntry, step: &Transition) -> Result<()>
             wf.header.status.check_step(header.status, step.replay)?;
         }
     }
-    let mut seen = set_with_capacity(step.jobs.len());
+    let mut seen = SeenSet::with_capacity(step.jobs.len());
     for job in &step.jobs {
         let with_job = |e: Error| e.with_job(job.job_id.as_str());
         if job.workflow_id != wf.header.id {
