@@ -107,7 +107,7 @@ mod tests {
         assert_eq!(a.cmp(&WorkflowId::new("a")), Ordering::Equal);
         assert_eq!((a.cmp(&b), b.cmp(&a)), (Ordering::Less, Ordering::Greater));
         assert_eq!(WorkflowId::new("ab").cmp(&a), "ab".cmp("a"));
-        let mut ids = vec![b.clone(), a.clone(), b.clone(), WorkflowId::new("a")];
+        let mut ids = [b.clone(), a.clone(), b.clone(), WorkflowId::new("a")];
         ids.sort();
         assert_eq!(ids.iter().map(WorkflowId::as_str).collect::<Vec<_>>(), ["a", "a", "b", "b"]);
     }
