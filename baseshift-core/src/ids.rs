@@ -27,7 +27,9 @@ impl PartialOrd for WorkflowId {
 impl WorkflowId {
     /// A fresh, time-ordered id.
     pub fn generate() -> Self {
-        WorkflowId(Arc::from(uuid::Uuid::now_v7().to_string()))
+        // Encoded into a stack buffer: `to_string` would go through `fmt`.
+        let mut buf = uuid::Uuid::encode_buffer();
+        WorkflowId(Arc::from(&*uuid::Uuid::now_v7().hyphenated().encode_lower(&mut buf)))
     }
 
     /// Wraps an existing id.

@@ -22,6 +22,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::EngineConfig;
+use super::compiled::CompiledCache;
 use super::flow::FlowControl;
 use super::waiters::Waiters;
 use crate::hash::FastMap;
@@ -47,7 +48,7 @@ pub(crate) struct Inner {
     pub templates: Arc<dyn TemplateStore>,
     pub registry: RunnerRegistry,
     pub secrets: Option<Arc<dyn SecretResolver>>,
-    pub compiled: Mutex<FastMap<(String, String), Arc<CompiledTemplate>>>,
+    pub compiled: Mutex<CompiledCache>,
     pub basics: Mutex<FastMap<WorkflowId, Arc<WorkflowBasics>>>,
     pub running: Mutex<FastMap<JobKey, RunningJob>>,
     pub type_running: Mutex<FastMap<String, usize>>,
@@ -117,8 +118,7 @@ impl Inner {
     /// A cached compilation is reused when it was made from this very template (the same
     /// `Arc`, as the memory template store returns) or an equal one.
     pub fn compile(&self, template: &Arc<WorkflowTemplate>) -> Result<Arc<CompiledTemplate>> {
-        let key = (template.template_id.clone(), template.version.to_string());
-        if let Some(c) = lock(&self.compiled).get(&key)
+        if let Some(c) = lock(&self.compiled).for_template(template)
             && (Arc::ptr_eq(c.template(), template) || c.template() == template)
         {
             return Ok(c.clone());
@@ -129,14 +129,13 @@ impl Inner {
                 .env_allowlist(&self.config.env_allowlist)
                 .compile_shared(template.clone())?,
         );
-        lock(&self.compiled).insert(key, compiled.clone());
+        lock(&self.compiled).insert(compiled.clone());
         Ok(compiled)
     }
 
     /// The compiled template a stored workflow runs (from cache or its snapshot).
     pub async fn compiled_for(&self, header: &WorkflowRecord) -> Result<Arc<CompiledTemplate>> {
-        let key = (header.template_id.clone(), header.template_version.clone());
-        if let Some(c) = lock(&self.compiled).get(&key) {
+        if let Some(c) = lock(&self.compiled).for_stored(&header.template_id, &header.template_version) {
             return Ok(c.clone());
         }
         let template = self.store.template(&header.template_id, &header.template_version).await?;

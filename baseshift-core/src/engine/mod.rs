@@ -24,6 +24,7 @@
 
 mod builder;
 mod claim;
+mod compiled;
 mod dispatch;
 mod flow;
 mod inner;
