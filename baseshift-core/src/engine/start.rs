@@ -11,9 +11,10 @@ use crate::store::{CreateOutcome, NewWorkflow};
 use chrono::Utc;
 use serde_json::json;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
-/// A workflow ready to be written, whether it is created already begun, and (on a
-/// durable store, where a read is a round trip) the basics its workers will need.
+/// A workflow ready to be written, whether it is created already begun, and (see
+/// `Inner::hands_over_basics`) the basics its workers will need.
 struct Prepared {
     new: NewWorkflow,
     begun: bool,
@@ -126,11 +127,19 @@ impl Inner {
         let begun = begun_events.is_some();
         events.extend(begun_events.into_iter().flatten());
         let basics = self
-            .store
-            .capabilities()
-            .durable
+            .hands_over_basics()
             .then(|| Arc::new(WorkflowBasics { template: compiled.clone(), input: header.input.clone() }));
         Ok(Prepared { new: NewWorkflow { header, jobs, template: compiled.template().clone(), events }, begun, basics })
+    }
+
+    /// Whether a start caches the basics its workers will need: on a durable store always
+    /// (their read is a round trip); on an in-process store while the engine runs with a
+    /// free slot, so the job runs soon and the entry is dropped when the workflow settles.
+    /// A backlog's basics are not cached: they would sit in memory until its jobs run.
+    fn hands_over_basics(&self) -> bool {
+        self.store.capabilities().durable
+            || (self.launched.load(Ordering::SeqCst)
+                && self.total_running.load(Ordering::SeqCst) < self.config.concurrency)
     }
 
     /// After the create step: a repeated start (e.g. retried after an error) also begins
