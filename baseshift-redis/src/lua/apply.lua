@@ -107,7 +107,7 @@ local function apply_step(p, k_wf, k_jobs, k_out)
       redis.call('ZREM', k_dead, p.wf .. '\0' .. j.id)
     end
     written[j.id] = true
-    known[j.id] = {status = j.status, propagated = j.prop, main = not j.comp}
+    known[j.id] = {status = j.status, propagated = j.prop, main = not j.comp, out = j.out}
   end
 
   local ready, eligible, skipped, derived = {}, {}, {}, {}
