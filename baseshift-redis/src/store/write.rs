@@ -295,17 +295,21 @@ pub(super) async fn renew(conn: &Conn, keys: &Keys, key: &JobKey, token: &str, t
     Ok(expires_at)
 }
 
-/// See [`StateStore::outbox_ack`](baseshift_core::StateStore::outbox_ack).
+/// See [`StateStore::outbox_ack`](baseshift_core::StateStore::outbox_ack): one script
+/// (`ack.lua`), which trims the outbox's head when the seqs are the consecutive oldest
+/// entries (the relay's case; `XTRIM MINID` drops whole listpack nodes, where `XDEL`
+/// marks entries one by one), and deletes them by id otherwise.
 pub(super) async fn outbox_ack(conn: &Conn, keys: &Keys, seqs: &[u64]) -> Result<()> {
+    const OP: &str = "StateStore::outbox_ack";
     if seqs.is_empty() {
         return Ok(());
     }
-    let mut cmd = redis::cmd("XDEL");
-    cmd.arg(keys.outbox());
-    for seq in seqs {
-        cmd.arg(format!("0-{seq}"));
-    }
-    conn.query::<i64>(&cmd, "StateStore::outbox_ack").await.map(|_| ())
+    let mut sorted = seqs.to_vec();
+    sorted.sort_unstable();
+    sorted.dedup();
+    let args: Vec<String> = sorted.iter().map(u64::to_string).collect();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    conn.script(&SCRIPTS.ack, &[keys.outbox()], &args, OP).await.map(|_| ())
 }
 
 /// Moves due retries to the ready queue: how many moved, and when the next one is due.
@@ -344,6 +348,38 @@ mod tests {
         let mut step = Transition::new(id.clone());
         step.parent_outcomes.push(ParentOutcome { child: "b".into(), status: JobStatus::Running });
         assert!(check_step(&step).unwrap_err().message().contains("not a terminal status"));
+    }
+
+    /// `outbox_ack` removes exactly the seqs given on both of its paths: consecutive seqs
+    /// from the head (trimmed), a consecutive run behind an entry left in place, and
+    /// scattered seqs (deleted by id), given in any order.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn outbox_ack_trims_only_the_acknowledged_head() -> Result<()> {
+        use baseshift_core::StateStore;
+        use baseshift_core::conformance::fixtures::TestWorkflow;
+        let config =
+            crate::RedisConfig::builder().key_prefix(format!("bstest-{}", uuid::Uuid::now_v7().simple())).build()?;
+        let store = crate::RedisStateStore::connect(&config).await?;
+        for _ in 0..8 {
+            TestWorkflow::new().job("a", &[]).create(&store).await?;
+        }
+        let seqs = |entries: Vec<baseshift_core::store::OutboxEntry>| entries.into_iter().map(|e| e.seq).collect();
+        let all: Vec<u64> = seqs(store.outbox_pending(100).await?);
+        assert!(all.len() >= 8, "{all:?}");
+        // A consecutive run behind the head: the head stays.
+        store.outbox_ack(&[all[2], all[1]]).await?;
+        let mut expected: Vec<u64> = all.iter().copied().filter(|s| ![all[1], all[2]].contains(s)).collect();
+        assert_eq!(seqs(store.outbox_pending(100).await?), expected);
+        // The head and the next one present (the gap is below the last): trimmed.
+        store.outbox_ack(&[all[0], all[1], all[2], all[3]]).await?;
+        expected.retain(|s| *s > all[3]);
+        assert_eq!(seqs(store.outbox_pending(100).await?), expected);
+        // Scattered, and one unknown.
+        store.outbox_ack(&[all[6], all[4], all[4], 1 << 40]).await?;
+        expected.retain(|s| ![all[4], all[6]].contains(s));
+        assert_eq!(seqs(store.outbox_pending(100).await?), expected);
+        store.purge().await?;
+        Ok(())
     }
 
     #[test]
