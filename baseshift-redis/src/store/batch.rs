@@ -21,6 +21,7 @@ use crate::connection::Conn;
 use crate::keys::Keys;
 use baseshift_core::store::{Applied, Transition};
 use baseshift_core::{Error, ErrorKind, Result};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use tokio::sync::oneshot;
 
@@ -52,6 +53,8 @@ pub(crate) struct Applier {
     keys: Keys,
     queue: Mutex<Queue>,
     max_writers: usize,
+    /// Script calls sent so far.
+    calls: AtomicU64,
 }
 
 impl Applier {
@@ -62,7 +65,18 @@ impl Applier {
 
     /// An applier with at most `max_writers` (at least 1) calls in flight.
     pub(crate) fn with_writers(conn: Conn, keys: Keys, max_writers: usize) -> Applier {
-        Applier { conn, keys, queue: Mutex::new(Queue::default()), max_writers: max_writers.max(1) }
+        Applier {
+            conn,
+            keys,
+            queue: Mutex::new(Queue::default()),
+            max_writers: max_writers.max(1),
+            calls: AtomicU64::new(0),
+        }
+    }
+
+    /// Apply script calls sent so far.
+    pub(crate) fn calls(&self) -> u64 {
+        self.calls.load(Ordering::Relaxed)
     }
 
     fn lock(&self) -> MutexGuard<'_, Queue> {
@@ -147,6 +161,7 @@ impl Drop for WriterSlot {
 /// Applies one batch and answers each of its callers.
 async fn run(applier: &Applier, batch: Vec<Pending>) {
     let (steps, replies): (Vec<EncodedStep>, Vec<_>) = batch.into_iter().map(|p| (p.step, p.reply)).unzip();
+    applier.calls.fetch_add(1, Ordering::Relaxed);
     let results = apply_steps(&applier.conn, &applier.keys, &steps).await;
     for (reply, result) in replies.into_iter().zip(results) {
         // A caller that stopped waiting does not want its answer.

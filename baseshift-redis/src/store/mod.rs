@@ -111,6 +111,13 @@ impl RedisStateStore {
         read::purge(&self.conn, &self.keys).await
     }
 
+    /// How many apply script calls (round trips) this store and its clones have sent:
+    /// fewer than their [`apply`](StateStore::apply) calls when concurrent steps were
+    /// coalesced. For benchmarks and metrics.
+    pub fn apply_script_calls(&self) -> u64 {
+        self.applier.calls()
+    }
+
     /// Deletes workflows that finished (`COMPLETED`, `FAILED`, `CANCELLED`) more than
     /// `older_than` ago, with their job records, outputs, index entries, dead letters and
     /// idempotency keys, in scripts of 200 workflows each (so no single script blocks the
