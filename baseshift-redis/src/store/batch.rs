@@ -248,6 +248,45 @@ mod tests {
         Ok(())
     }
 
+    /// A runtime error inside one step (a stored child record that does not parse) fails
+    /// that step only, as `Internal`; the step after it in the same call still applies.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_runtime_error_fails_only_its_own_step() -> Result<()> {
+        let store = store().await;
+        let (a, b) = (TestWorkflow::new().job("x", &[]).job("y", &["x"]), TestWorkflow::new().job("x", &[]));
+        a.create(&store).await?;
+        b.create(&store).await?;
+        let config = RedisConfig::from_env();
+        let client = redis::Client::open(config.url.as_str()).unwrap_or_else(|e| panic!("{e}"));
+        let mut raw = client.get_multiplexed_async_connection().await.unwrap_or_else(|e| panic!("{e}"));
+        let _: i64 = redis::cmd("HSET")
+            .arg(store.keys.jobs(a.id()))
+            .arg("y")
+            .arg("not json")
+            .query_async(&mut raw)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut done = store.job(&a.key("x")).await?;
+        done.status = JobStatus::Skipped;
+        done.propagated = true;
+        let mut broken = write_job(done);
+        broken.parent_outcomes.push(ParentOutcome { child: "y".into(), status: JobStatus::Skipped });
+        let mut ready = store.job(&b.key("x")).await?;
+        ready.status = JobStatus::Ready;
+        ready.ready_at = Some(now_ms());
+        let steps =
+            [broken, write_job(ready)].into_iter().map(|s| encode_step(&store.keys, s)).collect::<Result<Vec<_>>>()?;
+        let mut results = apply_steps(&store.conn, &store.keys, &steps).await.into_iter();
+        let err = results.next().expect("two results").expect_err("the child does not parse");
+        assert_eq!(err.kind(), ErrorKind::Internal, "{err}");
+        assert_eq!(err.workflow_id(), Some(a.id().as_str()));
+        assert!(err.message().contains("apply script error"), "{err}");
+        results.next().expect("two results")?;
+        assert_eq!(store.job(&b.key("x")).await?.status, JobStatus::Ready);
+        store.purge().await?;
+        Ok(())
+    }
+
     /// Concurrent applies through the store (queued behind the writers, so batched) each
     /// get their own result: one step per workflow applies, a second stale step per
     /// workflow is refused, whatever batch they shared.
