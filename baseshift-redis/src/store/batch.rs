@@ -6,15 +6,18 @@
 //! argument tables, the shared helpers' definitions) that a batch pays once; it is also one
 //! round trip for all its steps.
 //!
-//! - **No added latency**: a step that finds a writer slot free starts a writer at once;
-//!   there is no timer. Batches form only while every writer has a call in flight.
+//! - **No added latency**: a step that finds nothing queued and a writer slot free is sent
+//!   at once from its caller's task (no task hop); there is no timer. Batches form only
+//!   while every slot has a call in flight, and the first call to finish hands its slot to
+//!   a writer task that takes them.
 //! - **Each caller gets its own result**: the script checks and applies (or refuses) each
 //!   step on its own, in queue order, each seeing the writes of the steps before it, so a
 //!   stale step is refused without disturbing the others. A call that fails as a whole
 //!   (connection, timeout) fails each of its steps with that error.
-//! - The writers are tokio tasks: a caller that stops waiting (drops its `apply` future)
-//!   does not abandon the steps batched with it, and its own queued step is still applied
-//!   (or refused) as if it had waited.
+//! - The writers of batches are tokio tasks: a caller that stops waiting (drops its
+//!   `apply` future) does not abandon the steps batched with it, and its own queued step is
+//!   still applied (or refused) as if it had waited. A step sent from its caller's task
+//!   carries no one else's.
 
 use super::write::{APPLY_OP, EncodedStep, apply_steps, encode_step};
 use crate::connection::Conn;
@@ -102,10 +105,29 @@ impl Applier {
     }
 }
 
-/// Checks and encodes `step`, queues it, starts a writer if a slot is free, and waits for
-/// the step's result.
+/// Checks and encodes `step`; on an idle applier (nothing queued, a writer slot free)
+/// sends it at once from the caller's task, taking the slot for the call; else queues
+/// it, starts a writer if a slot is free, and waits for the step's result.
 pub(crate) async fn apply(applier: &Arc<Applier>, step: Transition) -> Result<Applied> {
     let step = encode_step(&applier.keys, step)?;
+    let inline = {
+        let mut queue = applier.lock();
+        let idle = queue.pending.is_empty() && queue.writers < applier.max_writers;
+        if idle {
+            queue.writers += 1;
+        }
+        idle
+    };
+    if inline {
+        // The slot passes to a new writer if steps queued meanwhile (also if this future
+        // is dropped mid-call; then only this step's outcome is unknown, as for any call).
+        let _slot = WriterSlot(applier.clone());
+        applier.calls.fetch_add(1, Ordering::Relaxed);
+        let mut results = apply_steps(&applier.conn, &applier.keys, std::slice::from_ref(&step)).await;
+        return results
+            .pop()
+            .unwrap_or_else(|| Err(Error::internal("no result for the step").with_operation(APPLY_OP)));
+    }
     let (reply, result) = oneshot::channel();
     let start = {
         let mut queue = applier.lock();
