@@ -42,7 +42,8 @@
 //! - Every step of the [`StateStore`](baseshift_core::StateStore) contract is one Lua
 //!   script: atomic, one round trip, checking every record version and state transition
 //!   before writing (a stale version is `Conflict`, a forbidden transition
-//!   `IllegalTransition`, and nothing is written).
+//!   `IllegalTransition`, and nothing is written). Concurrent applies share one script
+//!   call (up to 64 steps), each step still checked and applied or refused on its own.
 //! - Completing a job, making its successors ready and appending the events is one step;
 //!   events wait in an outbox (a Redis stream) until the engine's relay publishes them.
 //! - Claims take jobs under leases; a lapsed lease makes the job claimable again, so no

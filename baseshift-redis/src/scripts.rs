@@ -39,6 +39,7 @@ pub(crate) struct Scripts {
     pub(crate) dead: Script,
     pub(crate) retention: Script,
     pub(crate) cache_get: Script,
+    pub(crate) ack: Script,
 }
 
 pub(crate) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
@@ -51,6 +52,7 @@ pub(crate) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     dead: Script::new(include_str!("lua/dead.lua")),
     retention: build(include_str!("lua/retention.lua")),
     cache_get: Script::new(include_str!("lua/cache_get.lua")),
+    ack: Script::new(include_str!("lua/ack.lua")),
 });
 
 fn build(body: &str) -> Script {

@@ -103,7 +103,7 @@ impl Fresh for FreshRedis {
     }
 
     async fn close(self: Box<Self>) -> Result<()> {
-        self.store.calls.report(&self.tag, self.pipelined);
+        self.store.calls.report(&self.tag, self.pipelined, self.store.inner.apply_script_calls());
         self.store.inner.purge().await.map(|_| ())
     }
 }
@@ -168,8 +168,10 @@ impl Calls {
     }
 
     /// The notes of one fresh store: round trips per claimed job on the hot path (creates
-    /// left out), and the bound they give with the pipelined rate `pipelined`.
-    fn report(&self, tag: &str, pipelined: f64) {
+    /// left out), and the bound they give with the pipelined rate `pipelined`. Applies
+    /// count as the `apply_scripts` script calls the store sent for them (it coalesces
+    /// concurrent ones), not as one round trip each.
+    fn report(&self, tag: &str, pipelined: f64, apply_scripts: u64) {
         let jobs = self.claimed.load(Ordering::Relaxed);
         let (Some(first), Some(last)) = *self.window.lock().unwrap_or_else(PoisonError::into_inner) else {
             return;
@@ -180,7 +182,7 @@ impl Calls {
         let per = |c: &AtomicU64| c.load(Ordering::Relaxed) as f64 / jobs as f64;
         let parts = [
             ("claim", per(&self.claim)),
-            ("apply", per(&self.apply)),
+            ("apply", apply_scripts as f64 / jobs as f64),
             ("header reads", per(&self.header)),
             ("job reads", per(&self.records)),
             ("outbox pending+ack", per(&self.outbox)),
@@ -189,6 +191,7 @@ impl Calls {
         ];
         let total: f64 = parts.iter().map(|(_, n)| n).sum();
         let list = parts.iter().map(|(k, n)| format!("{k} {n:.2}")).collect::<Vec<_>>().join(", ");
+        let list = format!("{list}; apply calls {:.2} per job, coalesced into those scripts", per(&self.apply));
         note(format!(
             "redis {tag}: {total:.2} round trips per job on the hot path ({list}; creates not counted: the producer makes them, and with local dispatch a create also claims its roots)"
         ));

@@ -1,179 +1,235 @@
--- apply. KEYS: wf, jobs, out, ready, delayed, leases, outbox, seq.
--- ARGV[1]: JSON {prefix, wf, now_ms, now, header, jobs, outcomes, delta, reopened, replay, events,
--- at, at_ms}; `at` (RFC 3339, or null) asks for completion at zero (see complete.lua).
--- The header's `json`, each job's `json` and `out` and each of `events` are ARGV indexes
--- of the strings themselves (ARGV[2..]), so cjson never sees them.
+-- apply: a batch of steps (one or more), each checked and applied, or refused, on its own.
+-- KEYS: ready, delayed, leases, outbox, seq; then wf, jobs, out of each step, in order.
+-- ARGV[1]: the key prefix; then each step's arguments, positional (no control JSON to
+-- decode; see `StepArgs` in write.rs, which writes them):
+--   wf, now_ms, now, header expect ('' = no header), header status, header JSON,
+--   delta, reopened, replay (1/0), at (RFC 3339, '' = no completion at zero), at_ms,
+--   #jobs, #outcomes, #events;
+--   per job: id, expect, status, JSON, output JSON ('' = none), place, score, type,
+--   priority, dead (1/0), compensation (1/0), propagated (1/0), concurrency key and
+--   limit ('' = none);
+--   per parent outcome: child, status; then the events' JSON.
+-- Reply: one reply per step, in order: {'ok', remaining, #ready, #eligible, #skipped,
+-- completed (1/0), ids...} or {'err', kind, job, message}.
 -- Dead letters are kept in the sorted set <prefix>:dead (score 0, member "<wf>\0<job>").
--- Every precondition is checked before the first write, so a failed step writes nothing
--- (completion at zero comes after the writes, and only ever declines, never fails).
-local p = cjson.decode(ARGV[1])
-local k_wf, k_jobs, k_out = KEYS[1], KEYS[2], KEYS[3]
-local k_ready, k_delayed, k_leases, k_outbox, k_seq = KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8]
-
--- The stored header too when the step may complete the workflow (see complete.lua).
-local state = redis.call('HMGET', k_wf, 'v', 's', 'r', type(p.at) == 'string' and 'h' or 'v')
-if not state[1] then
-  return fail('not_found', '', 'no such workflow')
-end
-local stored_version, stored_status = tonumber(state[1]), state[2]
-local remaining = tonumber(state[3])
-
--- Checks, in the order of the in-memory store: header, jobs, parent outcomes.
-local h = p.header
-if h ~= cjson.null then
-  if h.expect ~= stored_version then
-    return fail('conflict', '', string.format('stale workflow version %d (stored %d)', h.expect, stored_version))
-  end
-  if not can_wf(stored_status, h.status, p.replay) then
-    return fail('illegal_transition', '', 'workflow cannot go from ' .. stored_status .. ' to ' .. h.status)
-  end
-end
-local stored = {}
-for _, j in ipairs(p.jobs) do
-  local raw = redis.call('HGET', k_jobs, j.id)
-  if not raw then
-    return fail('not_found', j.id, 'no such job')
-  end
-  local rec = peek_job(raw)
-  if rec.version ~= j.expect then
-    return fail('conflict', j.id, string.format('stale job version %d (stored %d)', j.expect, rec.version))
-  end
-  if not can_job(rec.status, j.status, p.replay) then
-    return fail('illegal_transition', j.id, 'job cannot go from ' .. rec.status .. ' to ' .. j.status)
-  end
-  stored[j.id] = rec
-end
-for _, o in ipairs(p.outcomes) do
-  if redis.call('HEXISTS', k_jobs, o.child) == 0 then
-    return fail('not_found', o.child, 'no such child job')
-  end
-end
-
--- Writes.
-if h ~= cjson.null then
-  redis.call('HSET', k_wf, 'h', ARGV[h.json], 'v', stored_version + 1, 's', h.status)
-  if h.status ~= stored_status then
-    redis.call('ZREM', p.prefix .. ':idx:' .. stored_status, p.wf)
-    redis.call('ZADD', p.prefix .. ':idx:' .. h.status, 0, p.wf)
-    -- Finished workflows by finish time, for retention (a replay takes one out again).
-    if wf_final(h.status) then
-      redis.call('ZADD', p.prefix .. ':finished', p.now_ms, p.wf)
-    elseif wf_final(stored_status) then
-      redis.call('ZREM', p.prefix .. ':finished', p.wf)
-    end
-  end
-end
-
+-- A step checks every precondition before its first write, so a refused step writes
+-- nothing (completion at zero comes after the writes, and only ever declines, never
+-- fails); steps run in their order, each seeing what the ones before it wrote. The
+-- steps' events go to the outbox in step order, and one wake-up is published for all.
+local prefix = ARGV[1]
+local k_ready, k_delayed, k_leases, k_outbox, k_seq = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local k_dead = prefix .. ':dead'
 local wake = false
-local written = {}
--- What completion at zero needs of the records this step writes, so it decodes only the others.
-local known = {}
-local k_dead = p.prefix .. ':dead'
-for _, j in ipairs(p.jobs) do
-  local old = stored[j.id]
-  unplace(k_ready, k_delayed, k_leases, member(p.wf, j.id, old.job_type, old.priority, old.concurrency), old.status)
-  redis.call('HSET', k_jobs, j.id, ARGV[j.json])
-  if j.out ~= cjson.null then
-    redis.call('HSET', k_out, j.id, ARGV[j.out])
-  else
-    redis.call('HDEL', k_out, j.id)
-  end
-  if place(k_ready, k_delayed, k_leases, member(p.wf, j.id, j.type, j.prio, j.conc), j.place, j.score) then
-    wake = true
-  end
-  -- A job leaving RUNNING frees its key's slot (and may let a held-back job run).
-  if old.status == 'RUNNING' and has_key(old.concurrency) then
-    count_key(p.prefix, old.concurrency.key, -1)
-    wake = true
-  end
-  if j.status == 'RUNNING' and has_key(j.conc) then
-    count_key(p.prefix, j.conc.key, 1)
-  end
-  if j.dead then
-    redis.call('ZADD', k_dead, 0, p.wf .. '\0' .. j.id)
-  elseif old.status == 'FAILED' then
-    redis.call('ZREM', k_dead, p.wf .. '\0' .. j.id)
-  end
-  written[j.id] = true
-  known[j.id] = {status = j.status, propagated = j.prop, main = not j.comp}
-end
+local events = {}
 
-local ready, eligible, skipped, derived = {}, {}, {}, {}
-local skipped_main = 0
-for _, o in ipairs(p.outcomes) do
-  local child = cjson.decode(redis.call('HGET', k_jobs, o.child))
-  record_outcome(child.deps, o.status)
-  if not written[o.child] then
-    child.version = child.version + 1
-    written[o.child] = true
+-- One step, `p` as parsed below; returns its reply (and appends its events to `events`).
+local function apply_step(p, k_wf, k_jobs, k_out)
+  -- The stored header too when the step may complete the workflow (see complete.lua).
+  local state = redis.call('HMGET', k_wf, 'v', 's', 'r', p.at and 'h' or 'v')
+  if not state[1] then
+    return fail('not_found', '', 'no such workflow')
   end
-  if child.status == 'PENDING' and not child.eligible then
-    local decision = decide(child.trigger, child.deps)
-    if decision == 'ready' and child.has_condition then
-      child.eligible = true
-      eligible[#eligible + 1] = o.child
-    elseif decision == 'ready' then
-      child.status = 'READY'
-      child.ready_at = p.now
-      ready[#ready + 1] = o.child
-      derived[#derived + 1] = job_event(p.wf, o.child, 'READY', child.attempt, p.now)
-      local m = member(p.wf, o.child, child.job_type, child.priority, child.concurrency)
-      redis.call('ZADD', k_ready, queue_score(child.priority, p.now_ms), m)
-      wake = true
-    elseif decision == 'skip' then
-      child.status = 'SKIPPED'
-      child.propagated = false
-      child.finished_at = p.now
-      if child.compensation_of == cjson.null then
-        skipped_main = skipped_main + 1
-      end
-      skipped[#skipped + 1] = o.child
-      derived[#derived + 1] = job_event(p.wf, o.child, 'SKIPPED', child.attempt, p.now)
+  local stored_version, stored_status = tonumber(state[1]), state[2]
+  local remaining = tonumber(state[3])
+
+  -- Checks, in the order of the in-memory store: header, jobs, parent outcomes.
+  local h = p.header
+  if h then
+    if h.expect ~= stored_version then
+      return fail('conflict', '', string.format('stale workflow version %d (stored %d)', h.expect, stored_version))
+    end
+    if not can_wf(stored_status, h.status, p.replay) then
+      return fail('illegal_transition', '', 'workflow cannot go from ' .. stored_status .. ' to ' .. h.status)
     end
   end
-  redis.call('HSET', k_jobs, o.child, cjson.encode(child))
-  known[o.child] = {status = child.status, propagated = child.propagated == true,
-    main = child.compensation_of == nil or child.compensation_of == cjson.null}
-end
-
-remaining = math.max(0, remaining + p.reopened - skipped_main - p.delta)
-
--- Completion at zero: the header (the stored one, or the one written above) and every job
--- record as they are now; the event goes after the step's other events.
-local completed = nil
-if remaining == 0 and type(p.at) == 'string' then
-  local status, version, header = stored_status, stored_version, state[4]
-  if h ~= cjson.null then
-    status, version, header = h.status, stored_version + 1, ARGV[h.json]
+  local stored = {}
+  for _, j in ipairs(p.jobs) do
+    local raw = redis.call('HGET', k_jobs, j.id)
+    if not raw then
+      return fail('not_found', j.id, 'no such job')
+    end
+    local rec = peek_job(raw)
+    if rec.version ~= j.expect then
+      return fail('conflict', j.id, string.format('stale job version %d (stored %d)', j.expect, rec.version))
+    end
+    if not can_job(rec.status, j.status, p.replay) then
+      return fail('illegal_transition', j.id, 'job cannot go from ' .. rec.status .. ' to ' .. j.status)
+    end
+    stored[j.id] = rec
   end
-  if status == 'RUNNING' then
-    completed = complete(k_wf, k_jobs, k_out, p, version, known, header, remaining)
+  for _, o in ipairs(p.outcomes) do
+    if redis.call('HEXISTS', k_jobs, o.child) == 0 then
+      return fail('not_found', o.child, 'no such child job')
+    end
   end
-end
--- (A completion wrote the remaining count with the header.)
-if not completed then
-  redis.call('HSET', k_wf, 'r', remaining)
+
+  -- Writes.
+  if h then
+    redis.call('HSET', k_wf, 'h', h.json, 'v', stored_version + 1, 's', h.status)
+    if h.status ~= stored_status then
+      redis.call('ZREM', prefix .. ':idx:' .. stored_status, p.wf)
+      redis.call('ZADD', prefix .. ':idx:' .. h.status, 0, p.wf)
+      -- Finished workflows by finish time, for retention (a replay takes one out again).
+      if wf_final(h.status) then
+        redis.call('ZADD', prefix .. ':finished', p.now_ms, p.wf)
+      elseif wf_final(stored_status) then
+        redis.call('ZREM', prefix .. ':finished', p.wf)
+      end
+    end
+  end
+
+  local written = {}
+  -- What completion at zero needs of the records this step writes, so it decodes only the others.
+  local known = {}
+  for _, j in ipairs(p.jobs) do
+    local old = stored[j.id]
+    unplace(k_ready, k_delayed, k_leases, member(p.wf, j.id, old.job_type, old.priority, old.concurrency), old.status)
+    redis.call('HSET', k_jobs, j.id, j.json)
+    if j.out ~= '' then
+      redis.call('HSET', k_out, j.id, j.out)
+    else
+      redis.call('HDEL', k_out, j.id)
+    end
+    if place(k_ready, k_delayed, k_leases, member(p.wf, j.id, j.type, j.prio, j.conc), j.place, j.score) then
+      wake = true
+    end
+    -- A job leaving RUNNING frees its key's slot (and may let a held-back job run).
+    if old.status == 'RUNNING' and has_key(old.concurrency) then
+      count_key(prefix, old.concurrency.key, -1)
+      wake = true
+    end
+    if j.status == 'RUNNING' and has_key(j.conc) then
+      count_key(prefix, j.conc.key, 1)
+    end
+    if j.dead then
+      redis.call('ZADD', k_dead, 0, p.wf .. '\0' .. j.id)
+    elseif old.status == 'FAILED' then
+      redis.call('ZREM', k_dead, p.wf .. '\0' .. j.id)
+    end
+    written[j.id] = true
+    known[j.id] = {status = j.status, propagated = j.prop, main = not j.comp, out = j.out}
+  end
+
+  local ready, eligible, skipped, derived = {}, {}, {}, {}
+  local skipped_main = 0
+  for _, o in ipairs(p.outcomes) do
+    local child = cjson.decode(redis.call('HGET', k_jobs, o.child))
+    record_outcome(child.deps, o.status)
+    if not written[o.child] then
+      child.version = child.version + 1
+      written[o.child] = true
+    end
+    if child.status == 'PENDING' and not child.eligible then
+      local decision = decide(child.trigger, child.deps)
+      if decision == 'ready' and child.has_condition then
+        child.eligible = true
+        eligible[#eligible + 1] = o.child
+      elseif decision == 'ready' then
+        child.status = 'READY'
+        child.ready_at = p.now
+        ready[#ready + 1] = o.child
+        derived[#derived + 1] = job_event(p.wf, o.child, 'READY', child.attempt, p.now)
+        local m = member(p.wf, o.child, child.job_type, child.priority, child.concurrency)
+        redis.call('ZADD', k_ready, queue_score(child.priority, p.now_ms), m)
+        wake = true
+      elseif decision == 'skip' then
+        child.status = 'SKIPPED'
+        child.propagated = false
+        child.finished_at = p.now
+        if child.compensation_of == cjson.null then
+          skipped_main = skipped_main + 1
+        end
+        skipped[#skipped + 1] = o.child
+        derived[#derived + 1] = job_event(p.wf, o.child, 'SKIPPED', child.attempt, p.now)
+      end
+    end
+    redis.call('HSET', k_jobs, o.child, cjson.encode(child))
+    known[o.child] = {status = child.status, propagated = child.propagated == true,
+      main = child.compensation_of == nil or child.compensation_of == cjson.null}
+  end
+
+  remaining = math.max(0, remaining + p.reopened - skipped_main - p.delta)
+
+  -- Completion at zero: the header (the stored one, or the one written above) and every job
+  -- record as they are now; the event goes after the step's other events.
+  local completed = nil
+  if remaining == 0 and p.at then
+    local status, version, header = stored_status, stored_version, state[4]
+    if h then
+      status, version, header = h.status, stored_version + 1, h.json
+    end
+    if status == 'RUNNING' then
+      completed = complete(k_wf, k_jobs, k_out, p, version, known, header, remaining)
+    end
+  end
+  -- (A completion wrote the remaining count with the header.)
+  if not completed then
+    redis.call('HSET', k_wf, 'r', remaining)
+  end
+
+  -- The step's own events (e.g. the parent's `job_succeeded`) precede the changes they caused.
+  for _, e in ipairs(p.events) do
+    events[#events + 1] = e
+  end
+  for _, e in ipairs(derived) do
+    events[#events + 1] = e
+  end
+  if completed then
+    events[#events + 1] = completed
+  end
+  local reply = {'ok', remaining, #ready, #eligible, #skipped, completed and 1 or 0}
+  for _, list in ipairs({ready, eligible, skipped}) do
+    for _, id in ipairs(list) do
+      reply[#reply + 1] = id
+    end
+  end
+  return reply
 end
 
--- The step's own events (e.g. the parent's `job_succeeded`) precede the changes they caused.
-local events = {}
-for _, e in ipairs(p.events) do
-  events[#events + 1] = ARGV[e]
+local replies = {}
+local a = 1 -- the last ARGV read
+for i = 1, (#KEYS - 5) / 3 do
+  local p = {prefix = prefix, wf = ARGV[a + 1], now_ms = tonumber(ARGV[a + 2]), now = ARGV[a + 3],
+    delta = tonumber(ARGV[a + 7]), reopened = tonumber(ARGV[a + 8]), replay = ARGV[a + 9] == '1',
+    jobs = {}, outcomes = {}, events = {}}
+  if ARGV[a + 4] ~= '' then
+    p.header = {expect = tonumber(ARGV[a + 4]), status = ARGV[a + 5], json = ARGV[a + 6]}
+  end
+  if ARGV[a + 10] ~= '' then
+    p.at, p.at_ms = ARGV[a + 10], tonumber(ARGV[a + 11])
+  end
+  local nj, no, ne = tonumber(ARGV[a + 12]), tonumber(ARGV[a + 13]), tonumber(ARGV[a + 14])
+  a = a + 14
+  for j = 1, nj do
+    local conc = nil
+    if ARGV[a + 14] ~= '' then
+      conc = {key = ARGV[a + 13], limit = tonumber(ARGV[a + 14])}
+    end
+    p.jobs[j] = {id = ARGV[a + 1], expect = tonumber(ARGV[a + 2]), status = ARGV[a + 3], json = ARGV[a + 4],
+      out = ARGV[a + 5], place = ARGV[a + 6], score = ARGV[a + 7], type = ARGV[a + 8], prio = tonumber(ARGV[a + 9]),
+      dead = ARGV[a + 10] == '1', comp = ARGV[a + 11] == '1', prop = ARGV[a + 12] == '1', conc = conc}
+    a = a + 14
+  end
+  for o = 1, no do
+    p.outcomes[o] = {child = ARGV[a + 1], status = ARGV[a + 2]}
+    a = a + 2
+  end
+  for e = 1, ne do
+    p.events[e] = ARGV[a + e]
+  end
+  a = a + ne
+  -- A runtime error (e.g. a stored record that does not parse) fails its own step only;
+  -- like any script error it may leave that step's earlier writes in place.
+  local ok, reply = pcall(apply_step, p, KEYS[3 * i + 3], KEYS[3 * i + 4], KEYS[3 * i + 5])
+  if not ok then
+    local message = type(reply) == 'table' and (reply.err or reply.msg) or tostring(reply)
+    reply = fail('internal', '', 'apply script error: ' .. tostring(message))
+  end
+  replies[i] = reply
 end
-for _, e in ipairs(derived) do
-  events[#events + 1] = e
-end
-if completed then
-  events[#events + 1] = completed
-end
+
 push_events(k_outbox, k_seq, events)
 if wake then
-  redis.call('PUBLISH', p.prefix .. ':wake', '1')
+  redis.call('PUBLISH', prefix .. ':wake', '1')
 end
-local reply = {'ok', remaining, #ready, #eligible, #skipped, completed and 1 or 0}
-for _, list in ipairs({ready, eligible, skipped}) do
-  for _, id in ipairs(list) do
-    reply[#reply + 1] = id
-  end
-end
-return reply
+return replies

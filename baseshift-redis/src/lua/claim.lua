@@ -59,6 +59,10 @@ end
 
 local reply = {false}
 local events = {}
+-- The picks leave their queue, and the claimed ones enter the lease index, in one
+-- command per set (not one per job); a member both left and re-entered `leases` (an
+-- expired lease claimed again) is removed before it is added.
+local unready, unleased, leased = {}, {}, {}
 for i, pick in ipairs(picks) do
   local m, e, from = pick[1], pick[2], pick[3]
   local wf, job = e[1], e[2]
@@ -68,9 +72,9 @@ for i, pick in ipairs(picks) do
   local claimable = rec and ((from == 2 and rec.status == 'READY')
     or (from == 1 and rec.status == 'RUNNING' and not rec.awaiting_external))
   if from == 1 then
-    redis.call('ZREM', k_leases, m)
+    unleased[#unleased + 1] = m
   else
-    redis.call('ZREM', k_ready, m)
+    unready[#unready + 1] = m
   end
   if claimable then
     if from == 2 and has_key(rec.concurrency) then
@@ -78,12 +82,22 @@ for i, pick in ipairs(picks) do
     end
     local json = rec.claimed({owner = p.owner, token = p.token .. '-' .. i, expires_at = p.exp}, p.now)
     redis.call('HSET', k_jobs, job, json)
-    redis.call('ZADD', k_leases, p.exp_ms, m)
+    leased[#leased + 1] = p.exp_ms
+    leased[#leased + 1] = m
     events[#events + 1] = job_event(wf, job, 'RUNNING', rec.attempt, p.now)
     reply[#reply + 1] = json
     reply[#reply + 1] = redis.call('HGET', p.prefix .. ':out:{' .. wf .. '}', job)
   end
 end
+-- `cmd key ...list`, 1 000 list items per call (unpack's stack is bounded; pairs stay whole).
+local function in_chunks(cmd, key, list)
+  for i = 1, #list, 1000 do
+    redis.call(cmd, key, unpack(list, i, math.min(i + 999, #list)))
+  end
+end
+in_chunks('ZREM', k_leases, unleased)
+in_chunks('ZREM', k_ready, unready)
+in_chunks('ZADD', k_leases, leased)
 
 push_events(k_outbox, k_seq, events)
 

@@ -44,8 +44,9 @@ end
 -- The ids of the SUCCEEDED jobs if every record in the flat HGETALL reply `all` is a main
 -- job that SUCCEEDED or was SKIPPED with its outcome propagated; else nil (a record that
 -- does not parse included: the engine's finalize reads it and reports it). `known[id]`
--- ({status, propagated, main}) stands for the record of a job the step wrote itself,
--- which then needs no decoding.
+-- ({status, propagated, main, out}) stands for the record of a job the step wrote itself,
+-- which then needs no decoding (`out`: its output JSON, '' for none; nil for a child the
+-- step updated, whose output it does not have).
 local function succeeded_ids(all, known)
   local ids = {}
   for i = 1, #all, 2 do
@@ -84,10 +85,25 @@ local function complete(k_wf, k_jobs, k_out, p, version, known, header, remainin
   if not done then
     return nil
   end
+  -- The outputs: those the step wrote itself (`known[id].out`, '' for none) are at hand;
+  -- only if some other job succeeded is the output hash read.
   local outs = {}
-  local flat = redis.call('HGETALL', k_out)
-  for i = 1, #flat, 2 do
-    outs[flat[i]] = flat[i + 1]
+  local read = false
+  for _, id in ipairs(ids) do
+    local out = known[id] and known[id].out
+    if out == nil then
+      read = true
+      break
+    end
+    if out ~= '' then
+      outs[id] = out
+    end
+  end
+  if read then
+    local flat = redis.call('HGETALL', k_out)
+    for i = 1, #flat, 2 do
+      outs[flat[i]] = flat[i + 1]
+    end
   end
   local parts = {}
   for i, id in ipairs(ids) do

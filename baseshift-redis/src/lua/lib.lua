@@ -66,13 +66,12 @@ local function push_events(k_outbox, k_seq, list)
   end
 end
 
--- The shape of baseshift_core::Event::job.
+-- The shape of baseshift_core::Event::job, joined as text (cjson would build and walk a
+-- table of tables for it); `status` is an upper-case word, the strings are encoded.
 local function job_event(wf, job, status, attempt, now)
-  return cjson.encode({
-    event_type = 'job_' .. string.lower(status),
-    timestamp = now,
-    payload = {workflow_id = wf, job_id = job, status = status, attempt = attempt},
-  })
+  return '{"event_type":"job_' .. string.lower(status) .. '","timestamp":' .. cjson.encode(now)
+    .. ',"payload":{"workflow_id":' .. cjson.encode(wf) .. ',"job_id":' .. cjson.encode(job)
+    .. ',"status":"' .. status .. '","attempt":' .. string.format('%d', attempt) .. '}}'
 end
 
 -- baseshift_core::state::DepCounts::record

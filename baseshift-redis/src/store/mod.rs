@@ -1,5 +1,6 @@
 //! [`RedisStateStore`]: the [`StateStore`] on Redis.
 
+mod batch;
 mod codec;
 mod create;
 mod read;
@@ -32,7 +33,9 @@ use tokio::sync::Notify;
 /// [`apply`], [`claim`], [`renew_lease`]) is one Lua script: one round trip, atomic,
 /// checking every version and transition before it writes anything (a step that leaves
 /// its workflow done also completes it, in the same script: *completion at zero*, with the
-/// stored header and outputs edited and joined as text, never re-encoded); a batch of creates
+/// stored header and outputs edited and joined as text, never re-encoded). Concurrent
+/// applies are coalesced into one script call (up to 64 steps; see [`apply`]), each step
+/// still checked and applied or refused on its own. A batch of creates
 /// ([`create_workflows`](StateStore::create_workflows)) is one pipeline of create
 /// scripts, and a template snapshot this store has stored is not sent again. Batch reads
 /// ([`workflows`](StateStore::workflows), [`jobs_of`](StateStore::jobs_of)) are one
@@ -57,6 +60,8 @@ pub struct RedisStateStore {
     keys: Keys,
     wake: Arc<Notify>,
     snapshots: Arc<create::SnapshotCache>,
+    /// The queue coalescing concurrent applies into one script call.
+    applier: Arc<batch::Applier>,
     /// When a claim last found nothing, and the next retry due then: a wait right after
     /// it needs no check of its own (the claim promoted every due retry).
     empty_claim: Arc<Mutex<Option<EmptyClaim>>>,
@@ -84,7 +89,8 @@ impl RedisStateStore {
         let keys = Keys::new(&config.key_prefix);
         let wake = Arc::new(Notify::new());
         let conn = connection::connect_with_wakeups(config, &keys.wake_channel(), wake.clone()).await?;
-        Ok(RedisStateStore { conn, keys, wake, snapshots: Arc::default(), empty_claim: Arc::default() })
+        let applier = Arc::new(batch::Applier::new(conn.clone(), keys.clone()));
+        Ok(RedisStateStore { conn, keys, wake, snapshots: Arc::default(), applier, empty_claim: Arc::default() })
     }
 
     /// Connects with [`RedisConfig::from_env`] (the URL from `BASESHIFT_REDIS_URL`).
@@ -103,6 +109,13 @@ impl RedisStateStore {
     pub async fn purge(&self) -> Result<u64> {
         self.snapshots.clear();
         read::purge(&self.conn, &self.keys).await
+    }
+
+    /// How many apply script calls (round trips) this store and its clones have sent:
+    /// fewer than their [`apply`](StateStore::apply) calls when concurrent steps were
+    /// coalesced. For benchmarks and metrics.
+    pub fn apply_script_calls(&self) -> u64 {
+        self.applier.calls()
     }
 
     /// Deletes workflows that finished (`COMPLETED`, `FAILED`, `CANCELLED`) more than
@@ -162,8 +175,11 @@ impl StateStore for RedisStateStore {
         read::template(&self.conn, &self.keys, template_id, version).await
     }
 
+    /// Concurrent steps are coalesced: while the store's script calls are in flight,
+    /// queued steps go together in the next call (up to 64), each still checked and
+    /// applied or refused on its own, with its own result.
     async fn apply(&self, step: Transition) -> Result<Applied> {
-        write::apply(&self.conn, &self.keys, step).await
+        batch::apply(&self.applier, step).await
     }
 
     async fn claim(&self, req: ClaimRequest) -> Result<Claimed> {

@@ -1,13 +1,15 @@
-//! The writing steps: each one script, one round trip, all or nothing.
+//! The writing steps: each one script, one round trip, all or nothing (a batch of
+//! applies is one script too, each of its steps all or nothing on its own).
 
-use super::codec::{BulkArgs, JobArg, array, in_workflow, int, millis_to_time, now, rfc3339, script_reply, text};
+use super::codec::{array, in_workflow, int, millis_to_time, now, placement, rfc3339, script_reply, text};
 use crate::connection::Conn;
 use crate::error::bad_reply;
 use crate::keys::Keys;
 use crate::scripts::SCRIPTS;
 use baseshift_core::store::{Applied, ClaimRequest, Claimed, Transition};
-use baseshift_core::{Error, JobKey, Result, WorkflowId};
+use baseshift_core::{Error, JobKey, JobRecord, Result, WorkflowId};
 use chrono::{DateTime, TimeDelta, Utc};
+use redis::Value;
 use serde::Serialize;
 use serde_json::json;
 use std::collections::HashSet;
@@ -35,43 +37,12 @@ pub(super) fn events_json(events: &[baseshift_core::Event]) -> Result<Vec<String
     events.iter().map(|e| serde_json::to_string(e).map_err(Error::from)).collect()
 }
 
-#[derive(Serialize)]
-struct HeaderArg {
-    expect: u64,
-    status: &'static str,
-    /// The `ARGV` index of the header JSON.
-    json: usize,
-}
-
-/// The control argument of `apply` (`ARGV[1]`, see `apply.lua`; `events` are `ARGV` indexes).
-#[derive(Serialize)]
-struct ApplyArg<'a> {
-    prefix: &'a str,
-    wf: &'a str,
-    now_ms: i64,
-    now: &'a str,
-    header: Option<HeaderArg>,
-    jobs: Vec<JobArg>,
-    outcomes: Vec<OutcomeArg<'a>>,
-    delta: u64,
-    reopened: u64,
-    replay: bool,
-    events: Vec<usize>,
-    /// Completion at zero: the time asked (RFC 3339, as chrono serializes it), or null.
-    at: Option<String>,
-    /// The same time in epoch milliseconds (the finish-time index's score).
-    at_ms: Option<i64>,
-}
-
-#[derive(Serialize)]
-struct OutcomeArg<'a> {
-    child: &'a str,
-    status: &'static str,
-}
+/// The operation of [`StateStore::apply`](baseshift_core::StateStore::apply) in errors.
+pub(super) const APPLY_OP: &str = "StateStore::apply";
 
 /// Checks what needs no stored state; the script checks the rest.
 fn check_step(step: &Transition) -> Result<()> {
-    const OP: &str = "StateStore::apply";
+    const OP: &str = APPLY_OP;
     let id = &step.workflow_id;
     if let Some(header) = &step.header
         && header.id != *id
@@ -96,55 +67,106 @@ fn check_step(step: &Transition) -> Result<()> {
     Ok(())
 }
 
-/// See [`StateStore::apply`](baseshift_core::StateStore::apply).
-pub(super) async fn apply(conn: &Conn, keys: &Keys, step: Transition) -> Result<Applied> {
-    const OP: &str = "StateStore::apply";
+/// One step encoded for the apply script: its workflow's keys and its positional
+/// arguments (see `apply.lua` for their order), built in the caller's task so a batch
+/// only joins them.
+pub(super) struct EncodedStep {
+    pub(super) id: WorkflowId,
+    pub(super) keys: [String; 3],
+    pub(super) args: Vec<String>,
+}
+
+impl EncodedStep {
+    /// The bytes of its arguments (for the batch size bound).
+    pub(super) fn size(&self) -> usize {
+        self.args.iter().map(String::len).sum()
+    }
+}
+
+/// Checks `step` and encodes it for the apply script, at the current time.
+pub(super) fn encode_step(keys: &Keys, step: Transition) -> Result<EncodedStep> {
     check_step(&step)?;
     let now = now();
-    let id = step.workflow_id.clone();
-    let mut bulk = BulkArgs::default();
-    let header = match step.header {
+    let id = step.workflow_id;
+    let mut args = Vec::with_capacity(14 + 14 * step.jobs.len() + 2 * step.parent_outcomes.len() + step.events.len());
+    args.push(id.to_string());
+    args.push(now.timestamp_millis().to_string());
+    args.push(rfc3339(now));
+    match step.header {
         Some(mut h) => {
             let expect = h.version;
             h.version = expect + 1;
-            Some(HeaderArg { expect, status: h.status.as_str(), json: bulk.push(serde_json::to_string(&h)?) })
+            args.push(expect.to_string());
+            args.push(h.status.as_str().to_owned());
+            args.push(serde_json::to_string(&h)?);
         }
-        None => None,
+        None => args.extend([String::new(), String::new(), String::new()]),
+    }
+    args.push(step.terminal_delta.to_string());
+    args.push(step.reopened.to_string());
+    args.push(flag(step.replay));
+    match step.complete_at_zero {
+        Some(at) => {
+            args.push(rfc3339(at));
+            args.push(at.timestamp_millis().to_string());
+        }
+        None => args.extend([String::new(), String::new()]),
+    }
+    args.push(step.jobs.len().to_string());
+    args.push(step.parent_outcomes.len().to_string());
+    args.push(step.events.len().to_string());
+    for job in step.jobs {
+        job_args(job, now, &mut args)?;
+    }
+    for outcome in step.parent_outcomes {
+        args.push(outcome.child);
+        args.push(outcome.status.as_str().to_owned());
+    }
+    args.extend(events_json(&step.events)?);
+    Ok(EncodedStep { keys: [keys.workflow(&id), keys.jobs(&id), keys.outputs(&id)], id, args })
+}
+
+/// `1` or `0`.
+fn flag(b: bool) -> String {
+    if b { "1" } else { "0" }.to_owned()
+}
+
+/// The 14 arguments of one written job (see `apply.lua`): stored with its version bumped,
+/// the write expecting its current one.
+fn job_args(mut rec: JobRecord, now: DateTime<Utc>, args: &mut Vec<String>) -> Result<()> {
+    let (place, score) = placement(&rec, now);
+    let dead = rec.is_dead_letter();
+    let out = rec.output.take().map(|o| serde_json::to_string(&o)).transpose()?;
+    let expect = rec.version;
+    rec.version = expect + 1;
+    let json = serde_json::to_string(&rec)?;
+    let (key, limit) = match rec.concurrency {
+        Some(c) => (c.key, c.limit.to_string()),
+        None => (String::new(), String::new()),
     };
-    let jobs = step
-        .jobs
-        .into_iter()
-        .map(|j| {
-            let expect = j.version;
-            JobArg::new(j, expect + 1, Some(expect), now, &mut bulk)
-        })
-        .collect::<Result<Vec<_>>>()?;
-    let outcomes: Vec<OutcomeArg<'_>> = step
-        .parent_outcomes
-        .iter()
-        .map(|o| OutcomeArg { child: o.child.as_str(), status: o.status.as_str() })
-        .collect();
-    let now_text = rfc3339(now);
-    let events = bulk.push_all(events_json(&step.events)?);
-    let payload = serde_json::to_string(&ApplyArg {
-        prefix: keys.prefix(),
-        wf: id.as_str(),
-        now_ms: now.timestamp_millis(),
-        now: &now_text,
-        header,
-        jobs,
-        outcomes,
-        delta: step.terminal_delta,
-        reopened: step.reopened,
-        replay: step.replay,
-        events,
-        at: step.complete_at_zero.map(rfc3339),
-        at_ms: step.complete_at_zero.map(|at| at.timestamp_millis()),
-    })?;
-    let ctx = in_workflow(id.as_str());
-    let reply = conn.script(&SCRIPTS.apply, &step_keys(keys, &id), &bulk.argv(&payload), OP).await.map_err(&ctx)?;
-    let items = script_reply(OP, reply).map_err(&ctx)?;
-    let number = |i: usize| items.get(i).map_or(Err(bad_reply(OP, "short apply reply")), |v| int(OP, v));
+    args.extend([
+        rec.job_id,
+        expect.to_string(),
+        rec.status.as_str().to_owned(),
+        json,
+        out.unwrap_or_default(),
+        place.to_owned(),
+        score.to_string(),
+        rec.job_type,
+        rec.priority.to_string(),
+        flag(dead),
+        flag(rec.compensation_of.is_some()),
+        flag(rec.propagated),
+        key,
+        limit,
+    ]);
+    Ok(())
+}
+
+/// The apply script's reply for one step, as its result.
+pub(super) fn step_result(reply: Value) -> Result<Applied> {
+    let items = script_reply(APPLY_OP, reply)?;
+    let number = |i: usize| items.get(i).map_or(Err(bad_reply(APPLY_OP, "short apply reply")), |v| int(APPLY_OP, v));
     let remaining = u64::try_from(number(1)?).unwrap_or(0);
     let counts = [number(2)?, number(3)?, number(4)?].map(|n| usize::try_from(n).unwrap_or(0));
     let completed = number(5)? == 1;
@@ -158,6 +180,41 @@ pub(super) async fn apply(conn: &Conn, keys: &Keys, step: Transition) -> Result<
         completed,
         claimed: Vec::new(),
     })
+}
+
+/// Applies encoded steps in one apply script call (one round trip): one result per step,
+/// in order. A failure of the call itself is every step's failure (for a timeout, each
+/// step's outcome is unknown).
+pub(super) async fn apply_steps(conn: &Conn, keys: &Keys, steps: &[EncodedStep]) -> Vec<Result<Applied>> {
+    let mut script_keys = Vec::with_capacity(5 + 3 * steps.len());
+    script_keys.extend([keys.ready(), keys.delayed(), keys.leases(), keys.outbox(), keys.outbox_seq()]);
+    let mut args: Vec<&str> = Vec::with_capacity(1 + steps.iter().map(|s| s.args.len()).sum::<usize>());
+    args.push(keys.prefix());
+    for step in steps {
+        script_keys.extend(step.keys.iter().cloned());
+        args.extend(step.args.iter().map(String::as_str));
+    }
+    let replies = match conn.script(&SCRIPTS.apply, &script_keys, &args, APPLY_OP).await {
+        Ok(reply) => array(APPLY_OP, reply),
+        Err(e) => Err(e),
+    };
+    match replies {
+        Ok(replies) if replies.len() == steps.len() => replies
+            .into_iter()
+            .zip(steps)
+            .map(|(reply, step)| step_result(reply).map_err(in_workflow(step.id.as_str())))
+            .collect(),
+        Ok(replies) => {
+            let e = bad_reply(APPLY_OP, format!("{} replies to {} steps", replies.len(), steps.len()));
+            steps.iter().map(|s| Err(copy_error(&e).with_workflow(s.id.as_str()))).collect()
+        }
+        Err(e) => steps.iter().map(|s| Err(copy_error(&e).with_workflow(s.id.as_str()))).collect(),
+    }
+}
+
+/// `e` again, for each step of a batch that failed as a whole (kind, message, operation, backend).
+fn copy_error(e: &Error) -> Error {
+    Error::new(e.kind(), e.message()).with_operation(APPLY_OP).with_backend(crate::BACKEND)
 }
 
 fn lease_expiry(now: DateTime<Utc>, ttl: Duration, op: &'static str) -> Result<DateTime<Utc>> {
@@ -238,17 +295,21 @@ pub(super) async fn renew(conn: &Conn, keys: &Keys, key: &JobKey, token: &str, t
     Ok(expires_at)
 }
 
-/// See [`StateStore::outbox_ack`](baseshift_core::StateStore::outbox_ack).
+/// See [`StateStore::outbox_ack`](baseshift_core::StateStore::outbox_ack): one script
+/// (`ack.lua`), which trims the outbox's head when the seqs are the consecutive oldest
+/// entries (the relay's case; `XTRIM MINID` drops whole listpack nodes, where `XDEL`
+/// marks entries one by one), and deletes them by id otherwise.
 pub(super) async fn outbox_ack(conn: &Conn, keys: &Keys, seqs: &[u64]) -> Result<()> {
+    const OP: &str = "StateStore::outbox_ack";
     if seqs.is_empty() {
         return Ok(());
     }
-    let mut cmd = redis::cmd("XDEL");
-    cmd.arg(keys.outbox());
-    for seq in seqs {
-        cmd.arg(format!("0-{seq}"));
-    }
-    conn.query::<i64>(&cmd, "StateStore::outbox_ack").await.map(|_| ())
+    let mut sorted = seqs.to_vec();
+    sorted.sort_unstable();
+    sorted.dedup();
+    let args: Vec<String> = sorted.iter().map(u64::to_string).collect();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    conn.script(&SCRIPTS.ack, &[keys.outbox()], &args, OP).await.map(|_| ())
 }
 
 /// Moves due retries to the ready queue: how many moved, and when the next one is due.
@@ -287,6 +348,38 @@ mod tests {
         let mut step = Transition::new(id.clone());
         step.parent_outcomes.push(ParentOutcome { child: "b".into(), status: JobStatus::Running });
         assert!(check_step(&step).unwrap_err().message().contains("not a terminal status"));
+    }
+
+    /// `outbox_ack` removes exactly the seqs given on both of its paths: consecutive seqs
+    /// from the head (trimmed), a consecutive run behind an entry left in place, and
+    /// scattered seqs (deleted by id), given in any order.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn outbox_ack_trims_only_the_acknowledged_head() -> Result<()> {
+        use baseshift_core::StateStore;
+        use baseshift_core::conformance::fixtures::TestWorkflow;
+        let config =
+            crate::RedisConfig::builder().key_prefix(format!("bstest-{}", uuid::Uuid::now_v7().simple())).build()?;
+        let store = crate::RedisStateStore::connect(&config).await?;
+        for _ in 0..8 {
+            TestWorkflow::new().job("a", &[]).create(&store).await?;
+        }
+        let seqs = |entries: Vec<baseshift_core::store::OutboxEntry>| entries.into_iter().map(|e| e.seq).collect();
+        let all: Vec<u64> = seqs(store.outbox_pending(100).await?);
+        assert!(all.len() >= 8, "{all:?}");
+        // A consecutive run behind the head: the head stays.
+        store.outbox_ack(&[all[2], all[1]]).await?;
+        let mut expected: Vec<u64> = all.iter().copied().filter(|s| ![all[1], all[2]].contains(s)).collect();
+        assert_eq!(seqs(store.outbox_pending(100).await?), expected);
+        // The head and the next one present (the gap is below the last): trimmed.
+        store.outbox_ack(&[all[0], all[1], all[2], all[3]]).await?;
+        expected.retain(|s| *s > all[3]);
+        assert_eq!(seqs(store.outbox_pending(100).await?), expected);
+        // Scattered, and one unknown.
+        store.outbox_ack(&[all[6], all[4], all[4], 1 << 40]).await?;
+        expected.retain(|s| ![all[4], all[6]].contains(s));
+        assert_eq!(seqs(store.outbox_pending(100).await?), expected);
+        store.purge().await?;
+        Ok(())
     }
 
     #[test]
