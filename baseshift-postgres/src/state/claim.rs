@@ -15,6 +15,7 @@ use baseshift_core::{Error, Event, JobStatus, Result, WorkflowId};
 use chrono::{DateTime, TimeDelta, Utc};
 use sqlx::{PgConnection, Row};
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::Ordering;
 
 const OP: &str = "StateStore::claim";
 
@@ -32,12 +33,15 @@ macro_rules! expired_sql {
 }
 
 /// Due ready jobs, best queue score first: `$1` now, `$2` excluded types, `$3` limit,
-/// `$4` excluded concurrency keys (at their limit).
+/// `$4` excluded concurrency keys (at their limit). The scan starts at the claim floor
+/// (migration 0004: no `READY` job scores below it), not at the front of `jobs_ready`,
+/// where the jobs claimed since the last vacuum left their dead index entries.
 macro_rules! ready_sql {
     () => {
         "SELECT workflow_id, job_id, job_type, attempt, queue_score AS sort_key, \
          concurrency->>'key' AS ckey, (concurrency->>'limit')::int8 AS climit FROM jobs \
-         WHERE status = 'READY' AND (ready_at IS NULL OR ready_at <= $1) AND job_type <> ALL($2::text[]) \
+         WHERE status = 'READY' AND queue_score >= coalesce((SELECT floor FROM claim_floor), '-Infinity') \
+           AND (ready_at IS NULL OR ready_at <= $1) AND job_type <> ALL($2::text[]) \
            AND (concurrency IS NULL OR concurrency->>'key' <> ALL($4::text[])) \
          ORDER BY queue_score, workflow_id, job_id LIMIT $3 FOR UPDATE SKIP LOCKED"
     };
@@ -70,6 +74,15 @@ const TAKE: &str = concat!(
 );
 
 const NEXT_DUE: &str = "SELECT min(ready_at) FROM jobs WHERE status = 'READY' AND ready_at > $1";
+
+/// Raises the claim floor to the lowest score among `READY` jobs (migration 0004); `NULL`
+/// when a write making jobs ready, or another raise, holds the floor's lock.
+const RAISE_FLOOR: &str = "SELECT claim_floor_raise()";
+
+/// Ready jobs a store claims between two raises of the claim floor: the dead index
+/// entries the next claims step over are those of the jobs claimed (by every store)
+/// since the last raise.
+pub(crate) const RAISE_EVERY: u64 = 128;
 
 /// A locked, claimable job.
 #[derive(Clone, Debug)]
@@ -227,7 +240,35 @@ impl PostgresStateStore {
         let next_ready_at: Option<DateTime<Utc>> =
             sqlx::query_scalar(NEXT_DUE).bind(now).fetch_one(&mut *tx).await.map_err(db(OP))?;
         tx.commit().await.map_err(db(OP))?;
+        let ready = chosen.iter().filter(|c| c.group == 1).count() as u64;
+        if ready > 0 {
+            let before = self.shared.claimed_since_raise.fetch_add(ready, Ordering::Relaxed);
+            if before < RAISE_EVERY && before + ready >= RAISE_EVERY {
+                self.shared.claimed_since_raise.store(0, Ordering::Relaxed);
+                // The jobs are claimed: a raise that fails only leaves the floor lower.
+                if let Err(e) = self.raise_claim_floor().await {
+                    tracing::debug!(error = %e, "raising the claim floor failed");
+                }
+            }
+        }
         Ok(Claimed { jobs, next_ready_at })
+    }
+
+    /// Raises the claim floor (a lower bound on the `queue_score` of every `READY` job,
+    /// where the claim's ready scan starts) to the lowest score among `READY` jobs, and
+    /// returns it (`+inf` when no job is ready); `None` when the floor's lock was busy (a
+    /// write making jobs ready has not committed yet, or another raise runs), in which
+    /// case the floor stays as it was.
+    ///
+    /// Claims call this every 128 ready jobs they claim, so the dead index entries their
+    /// scans step over stay few however many jobs were claimed since the last vacuum;
+    /// writes that make jobs ready lower the floor themselves (a trigger), so the floor
+    /// never hides a job, whichever store instance readied it. Runs in its own
+    /// `READ COMMITTED` statement.
+    pub async fn raise_claim_floor(&self) -> Result<Option<f64>> {
+        const OP: &str = "PostgresStateStore::raise_claim_floor";
+        let mut conn = self.shared.pool.acquire().await.map_err(db(OP))?;
+        sqlx::query_scalar(RAISE_FLOOR).fetch_one(&mut *conn).await.map_err(db(OP))
     }
 
     /// Locks candidates page by page: a page that a capped type or a full concurrency key
