@@ -33,7 +33,7 @@ pub(crate) struct Shared {
     pub(crate) batcher: Batcher,
     /// The template snapshots known to be stored.
     pub(crate) snapshots: Snapshots,
-    /// Ready jobs claimed since the claim floor was last raised.
+    /// Jobs claimed since the claim and lease floors were last raised.
     pub(crate) claimed_since_raise: AtomicU64,
     listener: Option<JoinHandle<()>>,
 }

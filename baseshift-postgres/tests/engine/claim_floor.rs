@@ -1,10 +1,12 @@
-//! The claim floor (migration 0004): the claim's ready scan starts at a lower bound on
-//! the `READY` jobs' scores; writes that ready a job lower it, whichever store instance
-//! makes them, and a raise never overtakes a write that has not committed.
+//! The claim and lease floors (migrations 0004, 0005): the claim's scans start at a lower
+//! bound on the `READY` jobs' scores and on the leases' expiry; writes that ready a job or
+//! give out a lease lower them, whichever store instance makes them, and a raise never
+//! overtakes a write that has not committed.
 
 use super::raw;
 use crate::common::{connect, fresh};
 use baseshift_core::conformance::fixtures::{TestWorkflow, claim_request, make_ready, now_ms};
+use baseshift_core::state::Lease;
 use baseshift_core::{JobStatus, StateStore, WorkflowStatus};
 use chrono::{DateTime, TimeDelta, Utc};
 use sqlx::PgConnection;
@@ -132,4 +134,37 @@ async fn claims_raise_the_floor_as_they_go() {
     assert_eq!(floor(&mut conn).await, scores[150], "raised by the claim that passed 128 jobs");
     let rest = claim_ids(&store, 100).await;
     assert_eq!(rest.len(), 50);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lease_floor_never_hides_an_expired_lease() {
+    let scoped = fresh(4).await;
+    let store = scoped.pg.state_store();
+    let other_pg = connect(scoped.pg.config()).await;
+    let other = other_pg.state_store();
+    let (first, _) = ready_job(&store, now_ms() - TimeDelta::seconds(1), 0).await;
+    let claimed = store.claim(claim_request("w", 1, Duration::from_millis(300))).await.unwrap();
+    let expiry = claimed.jobs[0].lease.as_ref().unwrap().expires_at;
+    let raised = store.raise_lease_floor().await.unwrap();
+    assert_eq!(raised, Some(expiry.timestamp_micros() as f64 / 1e6), "the only lease");
+
+    // Another instance creates a job already RUNNING under a lease that lapsed a minute
+    // ago (an INSERT below the floor).
+    let lapsed = now_ms() - TimeDelta::seconds(60);
+    let wf = TestWorkflow::new().job("a", &[]).with_job("a", |j| {
+        j.status = JobStatus::Running;
+        j.attempt = 1;
+        j.ready_at = Some(lapsed);
+        j.started_at = Some(lapsed);
+        j.lease = Some(Lease { owner: "gone".into(), token: "t".into(), expires_at: lapsed });
+    });
+    let mut new = wf.build();
+    new.header.status = WorkflowStatus::Running;
+    other.create_workflow(new).await.unwrap();
+    assert_eq!(claim_ids(&store, 5).await, vec![wf.id().to_string()], "the lapsed lease, below the floor");
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(claim_ids(&other, 5).await, vec![first], "the first lease, once lapsed");
+    let raised = store.raise_lease_floor().await.unwrap().unwrap();
+    assert!(raised > (now_ms() + TimeDelta::seconds(30)).timestamp() as f64, "both leases renewed by the claims");
+    other_pg.close().await;
 }
