@@ -42,11 +42,15 @@ CREATE TRIGGER jobs_claim_floor_update AFTER UPDATE ON jobs
         AND (OLD.status <> 'READY' OR OLD.queue_score <> NEW.queue_score))
     EXECUTE FUNCTION claim_floor_lower();
 
--- Raises the floor to the lowest score among READY jobs (+Infinity when there is none),
--- returning it; NULL when a writer or another raise holds the lock, or outside READ
--- COMMITTED (the statements below need a snapshot taken after the lock is granted).
-CREATE FUNCTION claim_floor_raise() RETURNS double precision LANGUAGE plpgsql
-SET search_path FROM CURRENT AS $$
+-- Raises the floor to the lowest score among READY jobs, but not above `hint` (any value
+-- at or below that lowest score keeps the invariant; the claims pass the best score they
+-- just claimed, so a queue they emptied gets that, not +Infinity, and jobs readied next
+-- rarely have to lower it, which would make concurrent writers queue on this row), nor
+-- below the floor it had; returns it. NULL when a writer or another raise holds the
+-- lock, or outside READ COMMITTED (the statements below need a snapshot taken after the
+-- lock is granted).
+CREATE FUNCTION claim_floor_raise(hint double precision DEFAULT 'Infinity') RETURNS double precision
+LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 DECLARE
     raised double precision;
 BEGIN
@@ -54,9 +58,9 @@ BEGIN
        OR NOT pg_try_advisory_xact_lock(1651730944, ('jobs'::regclass::oid::int8 % 2147483647)::int4) THEN
         RETURN NULL;
     END IF;
-    UPDATE claim_floor SET floor = coalesce(
+    UPDATE claim_floor SET floor = greatest(floor, least(hint, coalesce(
         (SELECT min(queue_score) FROM jobs WHERE status = 'READY' AND queue_score >= claim_floor.floor),
-        'Infinity')
+        'Infinity')))
     RETURNING floor INTO raised;
     RETURN raised;
 END $$;

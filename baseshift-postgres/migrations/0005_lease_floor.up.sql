@@ -35,10 +35,11 @@ CREATE TRIGGER jobs_lease_floor_update AFTER UPDATE ON jobs
              OR OLD.lease_expires_at IS DISTINCT FROM NEW.lease_expires_at))
     EXECUTE FUNCTION lease_floor_lower();
 
--- Raises the floor to the earliest such lease (+infinity when there is none), returning
--- it in epoch seconds; NULL when the lock is busy or outside READ COMMITTED.
-CREATE FUNCTION lease_floor_raise() RETURNS double precision LANGUAGE plpgsql
-SET search_path FROM CURRENT AS $$
+-- Raises the floor to the earliest such lease, but not above `hint` (the claims pass the
+-- expiry of the leases they just gave out) nor below the floor it had, returning it in
+-- epoch seconds; NULL when the lock is busy or outside READ COMMITTED.
+CREATE FUNCTION lease_floor_raise(hint timestamptz DEFAULT 'infinity') RETURNS double precision
+LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 DECLARE
     raised timestamptz;
 BEGIN
@@ -46,10 +47,10 @@ BEGIN
        OR NOT pg_try_advisory_xact_lock(1651730945, ('jobs'::regclass::oid::int8 % 2147483647)::int4) THEN
         RETURN NULL;
     END IF;
-    UPDATE lease_floor SET floor = coalesce(
+    UPDATE lease_floor SET floor = greatest(floor, least(hint, coalesce(
         (SELECT min(lease_expires_at) FROM jobs
           WHERE status = 'RUNNING' AND NOT awaiting_external AND lease_expires_at >= lease_floor.floor),
-        'infinity')
+        'infinity')))
     RETURNING floor INTO raised;
     RETURN extract(epoch FROM raised)::float8;
 END $$;

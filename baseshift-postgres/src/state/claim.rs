@@ -85,8 +85,11 @@ const RAISE_FLOOR: &str = "SELECT claim_floor_raise()";
 /// Raises the lease floor to the earliest lease (migration 0005), in epoch seconds;
 /// `NULL` when busy.
 const RAISE_LEASE_FLOOR: &str = "SELECT lease_floor_raise()";
-/// Both raises in one round trip (each takes its own lock and fresh snapshots).
-const RAISE_FLOORS: &str = "SELECT claim_floor_raise() AS ready, lease_floor_raise() AS leases";
+/// Both raises in one round trip (each takes its own lock and fresh snapshots), not above
+/// `$1`, the best score the claim took, and `$2`, the expiry of the leases it gave out:
+/// a queue the claims emptied gets a floor just below the jobs readied next, which
+/// therefore need not lower it (writers that must lower it queue on its row).
+const RAISE_FLOORS: &str = "SELECT claim_floor_raise($1) AS ready, lease_floor_raise($2) AS leases";
 
 /// Jobs a store claims between two raises of the floors: the dead index entries the
 /// next claims step over are those of the jobs claimed or finished (by every store)
@@ -253,7 +256,9 @@ impl PostgresStateStore {
         if claimed > 0 {
             let before = self.shared.claimed_since_raise.fetch_add(claimed, Ordering::Relaxed);
             if before + claimed >= RAISE_EVERY {
-                self.raise_floors().await;
+                let best = chosen.iter().filter(|c| c.group == 1).map(|c| c.sort_key).fold(f64::NEG_INFINITY, f64::max);
+                let best = if best == f64::NEG_INFINITY { f64::INFINITY } else { best };
+                self.raise_floors(best, expires_at).await;
             }
         }
         Ok(Claimed { jobs, next_ready_at })
@@ -261,11 +266,16 @@ impl PostgresStateStore {
 
     /// Raises both floors in one statement; the count restarts once both were raised (or
     /// the statement failed: the jobs are claimed, and a floor left low only costs time).
-    async fn raise_floors(&self) {
+    async fn raise_floors(&self, ready_hint: f64, lease_hint: DateTime<Utc>) {
         const OP: &str = "PostgresStateStore::claim (raising the floors)";
         let raised = async {
             let mut conn = self.shared.pool.acquire().await.map_err(db(OP))?;
-            let row = sqlx::query(RAISE_FLOORS).fetch_one(&mut *conn).await.map_err(db(OP))?;
+            let row = sqlx::query(RAISE_FLOORS)
+                .bind(ready_hint)
+                .bind(lease_hint)
+                .fetch_one(&mut *conn)
+                .await
+                .map_err(db(OP))?;
             let ready: Option<f64> = row.try_get("ready").map_err(db(OP))?;
             let leases: Option<f64> = row.try_get("leases").map_err(db(OP))?;
             Ok::<bool, Error>(ready.is_some() && leases.is_some())

@@ -131,9 +131,17 @@ async fn claims_raise_the_floor_as_they_go() {
     while claimed < 150 {
         claimed += claim_ids(&store, 50).await.len();
     }
-    assert_eq!(floor(&mut conn).await, scores[150], "raised by the claim that passed 128 jobs");
+    // Raised by the claim that passed 128 jobs: to the best ready score (job 150), but
+    // not above the best score that claim took (job 149).
+    assert_eq!(floor(&mut conn).await, scores[149], "raised by the claim that passed 128 jobs");
     let rest = claim_ids(&store, 100).await;
     assert_eq!(rest.len(), 50);
+    // The queue is empty: a raise with a hint stops at the hint, without one at +inf.
+    let mut conn = raw(scoped.pg.config()).await;
+    let hinted: f64 =
+        sqlx::query_scalar("SELECT claim_floor_raise($1)").bind(scores[199]).fetch_one(&mut conn).await.unwrap();
+    assert_eq!(hinted, scores[199]);
+    assert_eq!(store.raise_claim_floor().await.unwrap(), Some(f64::INFINITY));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
