@@ -10,6 +10,7 @@ use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
 use sqlx::{Connection, PgConnection};
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
@@ -32,6 +33,8 @@ pub(crate) struct Shared {
     pub(crate) batcher: Batcher,
     /// The template snapshots known to be stored.
     pub(crate) snapshots: Snapshots,
+    /// Jobs claimed since the claim and lease floors were last raised.
+    pub(crate) claimed_since_raise: AtomicU64,
     listener: Option<JoinHandle<()>>,
 }
 
@@ -104,7 +107,16 @@ impl Postgres {
         let batcher = Batcher::new(apply_writers(config.max_connections));
         let snapshots = Snapshots::default();
         Ok(Postgres {
-            shared: Arc::new(Shared { pool, config: config.clone(), options, work, batcher, snapshots, listener }),
+            shared: Arc::new(Shared {
+                pool,
+                config: config.clone(),
+                options,
+                work,
+                batcher,
+                snapshots,
+                claimed_since_raise: AtomicU64::new(0),
+                listener,
+            }),
         })
     }
 

@@ -24,8 +24,9 @@ pub struct Options {
     pub scenarios: Vec<String>,
     /// Overrides every scenario's item count.
     pub n: Option<usize>,
-    /// Runs of each in-memory DAG scenario and its baseline, alternated; the `RESULT`
-    /// lines give the median run (1 when not set).
+    /// Runs of each in-memory DAG scenario and its baseline, alternated, and rounds of
+    /// the scaling curves (the store-backed curve's `RESULT` lines give the median run
+    /// of each size); 1 when not set.
     pub repeat: Option<usize>,
 }
 

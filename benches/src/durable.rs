@@ -21,7 +21,8 @@ pub const CONCURRENCY: usize = 16;
 pub trait Durable: Send + Sync {
     /// The backend name printed in `RESULT` lines.
     fn name(&self) -> &'static str;
-    /// A fresh, empty store (own key prefix or schema) labelled `tag`.
+    /// A fresh, empty store (own key prefix or schema) labelled `tag`: whatever an earlier
+    /// scenario or scaling point with the same tag left is removed first.
     async fn open(&self, tag: &str) -> Result<Box<dyn Fresh>>;
     /// A server-side counter of work done and its unit (Redis commands, PostgreSQL
     /// commits), read to report the cost per job.

@@ -1,7 +1,7 @@
 //! In-memory DAG execution: `fanout`, `chain` and `diamonds` on the in-memory store.
 
 use crate::cli::Options;
-use crate::report::{before, note, result, secs};
+use crate::report::{before, median, note, result, secs};
 use crate::{baselines, shapes, workload};
 use async_trait::async_trait;
 use baseshift_core::engine::Engine;
@@ -70,12 +70,6 @@ where
         if repeat > 1 { format!(" (medians of {repeat} alternated runs)") } else { String::new() }
     ));
     Ok(())
-}
-
-/// The median of `samples` (the upper one of an even count).
-fn median(samples: &mut [f64]) -> f64 {
-    samples.sort_by(f64::total_cmp);
-    samples.get(samples.len() / 2).copied().unwrap_or(0.0)
 }
 
 /// `memory diamonds`: `workflows` five-job diamonds started one by one on a running

@@ -69,6 +69,9 @@ impl Durable for Pg {
         "postgres"
     }
 
+    /// The schema is dropped and migrated again: new tables and indexes, so no rows, dead
+    /// tuples or index entries of an earlier point carry over (the server's buffers, WAL
+    /// and checkpoints are shared with everything else it runs).
     async fn open(&self, tag: &str) -> Result<Box<dyn Fresh>> {
         let schema = format!("{}_{}", self.prefix, tag.replace('-', "_"));
         let config = PostgresConfig::builder().url(self.url.clone()).schema(schema).build()?;

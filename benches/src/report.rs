@@ -27,6 +27,12 @@ pub fn result(system: &str, backend: &str, scenario: &str, n: usize, secs: f64) 
     println!("RESULT {system} {backend} {scenario} n={n} secs={secs:.4} rate={rate:.1}");
 }
 
+/// The median of `samples` (the upper one of an even count), sorting them.
+pub fn median(samples: &mut [f64]) -> f64 {
+    samples.sort_by(f64::total_cmp);
+    samples.get(samples.len() / 2).copied().unwrap_or(0.0)
+}
+
 /// Seconds since `t0`.
 pub fn secs(t0: Instant) -> f64 {
     t0.elapsed().as_secs_f64()

@@ -1,10 +1,11 @@
 //! The scaling curve: `memory drain` at 1k..1M and store-backed `process` at 1k..100k
-//! single-job workflows, with time per job and peak RSS per pending job.
+//! single-job workflows, with time per job and peak RSS per pending job; `--repeat K`
+//! runs either curve K times, interleaved (the store-backed one reports medians).
 
 use crate::cli::Options;
 use crate::durable::{self, Durable};
 use crate::memory;
-use crate::report::{before, note, reset_peak_rss, result, status_kib};
+use crate::report::{before, median, note, reset_peak_rss, result, status_kib};
 use baseshift_core::{Error, Result};
 use std::future::Future;
 
@@ -17,9 +18,10 @@ fn sizes(opts: &Options, full: &[usize], smoke: &[usize]) -> Vec<usize> {
     }
 }
 
-/// Runs `body` for `n` items, printing its `RESULT` line and a note with time per job and
-/// peak RSS per pending job (`(VmHWM - VmRSS before) / n`).
-async fn measure<F, Fut>(backend: &str, scenario: &str, n: usize, body: F) -> Result<()>
+/// Runs `body` for `n` items, printing its `RESULT` line (unless `quiet`: a run of a
+/// repeated curve, whose medians get the `RESULT` lines) and a note with time per job and
+/// peak RSS per pending job (`(VmHWM - VmRSS before) / n`). Returns the seconds.
+async fn measure<F, Fut>(backend: &str, scenario: &str, n: usize, quiet: bool, body: F) -> Result<f64>
 where
     F: FnOnce() -> Fut,
     Fut: Future<Output = Result<f64>>,
@@ -29,7 +31,9 @@ where
     let rss_before = status_kib("VmRSS").unwrap_or(0);
     let secs = body().await?;
     let peak = status_kib("VmHWM").unwrap_or(0);
-    result("baseshift", backend, scenario, n, secs);
+    if !quiet {
+        result("baseshift", backend, scenario, n, secs);
+    }
     let per_job = peak.saturating_sub(rss_before) as f64 * 1024.0 / n as f64;
     note(format!(
         "scaling {backend} {scenario} n={n}: {:.2} us/job, peak RSS per pending job {per_job:.0} B \
@@ -37,7 +41,7 @@ where
         secs * 1e6 / n as f64,
         if reset { "" } else { "; peak not reset: may be an earlier scenario's" }
     ));
-    Ok(())
+    Ok(secs)
 }
 
 /// `memory drain` at 1k..1M and `memory pending` at 100k and 1M (the whole curve
@@ -63,10 +67,10 @@ pub async fn run_memory(opts: &Options) -> Result<()> {
     }
     for n in sizes(opts, &[], &[100, 300]) {
         if opts.scenario("drain") || opts.scenario("scaling") {
-            measure("memory", "drain", n, || memory::drain(n)).await?;
+            measure("memory", "drain", n, false, || memory::drain(n)).await?;
         }
         if opts.scenario("pending") || opts.scenario("scaling") {
-            measure("memory", "pending", n, || memory::pending(n)).await?;
+            measure("memory", "pending", n, false, || memory::pending(n)).await?;
         }
     }
     Ok(())
@@ -87,10 +91,49 @@ async fn in_fresh_process(scenario: &'static str, n: usize) -> Result<()> {
     if status.success() { Ok(()) } else { Err(Error::internal(format!("scaling n={n}: the child {status}"))) }
 }
 
-/// `process` on `backend` at each size.
+/// `process` on `backend` at each size, the whole curve `--repeat` times (each round in
+/// the other direction, so a slow spell of the machine does not fall on one size only),
+/// with the medians' `RESULT` lines and the growth of the time per job from each size to
+/// the next. Every point starts on a fresh, empty store (see [`Durable::open`]).
 pub async fn run_durable(opts: &Options, backend: &dyn Durable) -> Result<()> {
-    for n in sizes(opts, &[1_000, 10_000, 100_000], &[20]) {
-        measure(backend.name(), "process", n, || async { Ok(durable::process(backend, n).await?.0) }).await?;
+    let sizes = sizes(opts, &[1_000, 10_000, 100_000], &[20]);
+    let repeat = opts.repeat.unwrap_or(1);
+    let name = backend.name();
+    let mut runs: Vec<Vec<f64>> = vec![Vec::with_capacity(repeat); sizes.len()];
+    for round in 0..repeat {
+        let mut order: Vec<usize> = (0..sizes.len()).collect();
+        if round % 2 == 1 {
+            order.reverse();
+        }
+        for i in order {
+            let n = sizes[i];
+            let secs =
+                measure(name, "process", n, repeat > 1, || async { Ok(durable::process(backend, n).await?.0) }).await?;
+            runs[i].push(secs);
+        }
+    }
+    let mut per_job = Vec::with_capacity(sizes.len());
+    for (n, secs) in sizes.iter().zip(&mut runs) {
+        let all: Vec<String> = secs.iter().map(|s| format!("{:.0}", s * 1e6 / *n as f64)).collect();
+        let m = median(secs);
+        if repeat > 1 {
+            result("baseshift", name, "process", *n, m);
+            note(format!(
+                "scaling {name} process n={n}: median {:.2} us/job of {repeat} runs (us/job: {})",
+                m * 1e6 / *n as f64,
+                all.join(", ")
+            ));
+        }
+        per_job.push(m / *n as f64);
+    }
+    for (w, pair) in sizes.windows(2).zip(per_job.windows(2)) {
+        note(format!(
+            "scaling {name} process: time per job at n={} is {:.2}x that at n={}{}",
+            w[1],
+            pair[1] / pair[0],
+            w[0],
+            if repeat > 1 { " (medians)" } else { "" }
+        ));
     }
     Ok(())
 }

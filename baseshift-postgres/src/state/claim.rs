@@ -15,29 +15,37 @@ use baseshift_core::{Error, Event, JobStatus, Result, WorkflowId};
 use chrono::{DateTime, TimeDelta, Utc};
 use sqlx::{PgConnection, Row};
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::Ordering;
 
 const OP: &str = "StateStore::claim";
 
 /// Expired leases, oldest expiry first: `$1` now, `$2` excluded types, `$3` limit
 /// (`$4`, the excluded keys, is unused: an expired lease already holds its key's slot).
+/// The scan starts at the lease floor (migration 0005: no such lease expires before it),
+/// not at the front of `jobs_leases`, where every job finished more than a lease TTL ago
+/// left a dead index entry inside the scanned range.
 macro_rules! expired_sql {
     () => {
         "SELECT workflow_id, job_id, job_type, attempt, \
          extract(epoch FROM lease_expires_at)::float8 AS sort_key, \
          concurrency->>'key' AS ckey, (concurrency->>'limit')::int8 AS climit FROM jobs \
          WHERE status = 'RUNNING' AND NOT awaiting_external AND lease_expires_at <= $1 \
+           AND lease_expires_at >= coalesce((SELECT floor FROM lease_floor), '-infinity') \
            AND job_type <> ALL($2::text[]) AND cardinality($4::text[]) >= 0 \
          ORDER BY lease_expires_at, workflow_id, job_id LIMIT $3 FOR UPDATE SKIP LOCKED"
     };
 }
 
 /// Due ready jobs, best queue score first: `$1` now, `$2` excluded types, `$3` limit,
-/// `$4` excluded concurrency keys (at their limit).
+/// `$4` excluded concurrency keys (at their limit). The scan starts at the claim floor
+/// (migration 0004: no `READY` job scores below it), not at the front of `jobs_ready`,
+/// where the jobs claimed since the last vacuum left their dead index entries.
 macro_rules! ready_sql {
     () => {
         "SELECT workflow_id, job_id, job_type, attempt, queue_score AS sort_key, \
          concurrency->>'key' AS ckey, (concurrency->>'limit')::int8 AS climit FROM jobs \
-         WHERE status = 'READY' AND (ready_at IS NULL OR ready_at <= $1) AND job_type <> ALL($2::text[]) \
+         WHERE status = 'READY' AND queue_score >= coalesce((SELECT floor FROM claim_floor), '-Infinity') \
+           AND (ready_at IS NULL OR ready_at <= $1) AND job_type <> ALL($2::text[]) \
            AND (concurrency IS NULL OR concurrency->>'key' <> ALL($4::text[])) \
          ORDER BY queue_score, workflow_id, job_id LIMIT $3 FOR UPDATE SKIP LOCKED"
     };
@@ -70,6 +78,23 @@ const TAKE: &str = concat!(
 );
 
 const NEXT_DUE: &str = "SELECT min(ready_at) FROM jobs WHERE status = 'READY' AND ready_at > $1";
+
+/// Raises the claim floor to the lowest score among `READY` jobs (migration 0004); `NULL`
+/// when a write making jobs ready, or another raise, holds the floor's lock.
+const RAISE_FLOOR: &str = "SELECT claim_floor_raise()";
+/// Raises the lease floor to the earliest lease (migration 0005), in epoch seconds;
+/// `NULL` when busy.
+const RAISE_LEASE_FLOOR: &str = "SELECT lease_floor_raise()";
+/// Both raises in one round trip (each takes its own lock and fresh snapshots), not above
+/// `$1`, the best score the claim took, and `$2`, the expiry of the leases it gave out:
+/// a queue the claims emptied gets a floor just below the jobs readied next, which
+/// therefore need not lower it (writers that must lower it queue on its row).
+const RAISE_FLOORS: &str = "SELECT claim_floor_raise($1) AS ready, lease_floor_raise($2) AS leases";
+
+/// Jobs a store claims between two raises of the floors: the dead index entries the
+/// next claims step over are those of the jobs claimed or finished (by every store)
+/// since the last raise. A raise that finds a lock busy is tried again at the next claim.
+pub(crate) const RAISE_EVERY: u64 = 128;
 
 /// A locked, claimable job.
 #[derive(Clone, Debug)]
@@ -227,7 +252,72 @@ impl PostgresStateStore {
         let next_ready_at: Option<DateTime<Utc>> =
             sqlx::query_scalar(NEXT_DUE).bind(now).fetch_one(&mut *tx).await.map_err(db(OP))?;
         tx.commit().await.map_err(db(OP))?;
+        let claimed = chosen.len() as u64;
+        if claimed > 0 {
+            let before = self.shared.claimed_since_raise.fetch_add(claimed, Ordering::Relaxed);
+            if before + claimed >= RAISE_EVERY {
+                let best = chosen.iter().filter(|c| c.group == 1).map(|c| c.sort_key).fold(f64::NEG_INFINITY, f64::max);
+                let best = if best == f64::NEG_INFINITY { f64::INFINITY } else { best };
+                self.raise_floors(best, expires_at).await;
+            }
+        }
         Ok(Claimed { jobs, next_ready_at })
+    }
+
+    /// Raises both floors in one statement; the count restarts once both were raised (or
+    /// the statement failed: the jobs are claimed, and a floor left low only costs time).
+    async fn raise_floors(&self, ready_hint: f64, lease_hint: DateTime<Utc>) {
+        const OP: &str = "PostgresStateStore::claim (raising the floors)";
+        let raised = async {
+            let mut conn = self.shared.pool.acquire().await.map_err(db(OP))?;
+            let row = sqlx::query(RAISE_FLOORS)
+                .bind(ready_hint)
+                .bind(lease_hint)
+                .fetch_one(&mut *conn)
+                .await
+                .map_err(db(OP))?;
+            let ready: Option<f64> = row.try_get("ready").map_err(db(OP))?;
+            let leases: Option<f64> = row.try_get("leases").map_err(db(OP))?;
+            Ok::<bool, Error>(ready.is_some() && leases.is_some())
+        };
+        match raised.await {
+            Ok(false) => {}
+            Ok(true) => self.shared.claimed_since_raise.store(0, Ordering::Relaxed),
+            Err(e) => {
+                tracing::debug!(error = %e, "raising the claim floors failed");
+                self.shared.claimed_since_raise.store(0, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Raises the claim floor (a lower bound on the `queue_score` of every `READY` job,
+    /// where the claim's ready scan starts) to the lowest score among `READY` jobs, and
+    /// returns it (`+inf` when no job is ready); `None` when the floor's lock was busy (a
+    /// write making jobs ready has not committed yet, or another raise runs) or the
+    /// server's default isolation is not `READ COMMITTED`, in which cases the floor
+    /// stays as it was.
+    ///
+    /// Claims call this (with [`raise_lease_floor`](Self::raise_lease_floor)) every 128
+    /// jobs they claim, so the dead index entries their scans step over stay few however
+    /// many jobs were claimed since the last vacuum; writes that make jobs ready lower the
+    /// floor themselves (a trigger), so the floor never hides a job, whichever store
+    /// instance readied it.
+    pub async fn raise_claim_floor(&self) -> Result<Option<f64>> {
+        const OP: &str = "PostgresStateStore::raise_claim_floor";
+        let mut conn = self.shared.pool.acquire().await.map_err(db(OP))?;
+        sqlx::query_scalar(RAISE_FLOOR).fetch_one(&mut *conn).await.map_err(db(OP))
+    }
+
+    /// Raises the lease floor (a lower bound on the lease expiry of every `RUNNING` job not
+    /// awaiting an external completion, where the claim's expired-lease scan starts) to
+    /// the earliest such lease, and returns it in seconds since the epoch (`+inf` when
+    /// there is none); `None` when its lock was busy (a write giving out a lease, a claim
+    /// included, has not committed yet) or outside `READ COMMITTED`. Writes giving out
+    /// leases lower it themselves, as for [`raise_claim_floor`](Self::raise_claim_floor).
+    pub async fn raise_lease_floor(&self) -> Result<Option<f64>> {
+        const OP: &str = "PostgresStateStore::raise_lease_floor";
+        let mut conn = self.shared.pool.acquire().await.map_err(db(OP))?;
+        sqlx::query_scalar(RAISE_LEASE_FLOOR).fetch_one(&mut *conn).await.map_err(db(OP))
     }
 
     /// Locks candidates page by page: a page that a capped type or a full concurrency key

@@ -73,7 +73,11 @@ const LIST: &str = concat!(
 ///   distinct ids.
 /// - **`claim`** locks candidates with `FOR UPDATE SKIP LOCKED` through the partial
 ///   indexes `jobs_leases` (expired leases) and `jobs_ready` (ready jobs by
-///   `queue_score`), so concurrent claims never wait for each other nor share a job.
+///   `queue_score`), so concurrent claims never wait for each other nor share a job. The
+///   ready scan starts at the claim floor, a lower bound on the ready jobs' scores that
+///   claims raise every 128 jobs and writes readying a job lower (migration 0004), so it
+///   does not step over the dead index entries of every job claimed since the last
+///   vacuum; the expired-lease scan likewise starts at the lease floor (migration 0005).
 /// - **`wait_for_work`** wakes on `NOTIFY baseshift_work` (sent when a step makes a job
 ///   ready), falling back to its timeout.
 /// - Timestamps are kept to the microsecond; records returned by the store carry the
