@@ -104,7 +104,7 @@ impl Postgres {
             })?;
         let work = Arc::new(Notify::new());
         let listener = if config.listen { Some(start_listener(&options, config, work.clone()).await?) } else { None };
-        let batcher = Batcher::new(apply_writers(config.max_connections));
+        let batcher = crate::state::batcher(apply_writers(config.max_connections));
         let snapshots = Snapshots::default();
         Ok(Postgres {
             shared: Arc::new(Shared {

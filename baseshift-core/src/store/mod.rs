@@ -1,5 +1,6 @@
 //! The [`StateStore`] trait: durable workflow and job state shared by engine instances.
 
+pub mod batch;
 mod memory;
 
 pub use memory::{MemoryRetention, MemoryStateStore};

@@ -12,136 +12,83 @@
 //! - **Lock order**: a batch runs its steps sorted by workflow id (stable, so steps on one
 //!   workflow keep their arrival order), and each step locks its header before its jobs,
 //!   so two batches never wait for each other in a cycle.
-//! - The writers are tokio tasks: a caller that stops waiting (drops its `apply` future)
-//!   does not abandon the steps of others batched with it, and its own queued step is
-//!   still applied (or refused) as if it had waited.
+//! - The queue, its writers and their slots are baseshift-core's
+//!   [`Batcher`](baseshift_core::store::batch::Batcher); this module says how a batch
+//!   is written.
 
 use super::apply::write_batch;
 use crate::backend::Shared;
 use crate::error::BACKEND;
+use baseshift_core::store::batch::{BatchLimits, BatchWrite, submit};
 use baseshift_core::store::{Applied, Transition};
-use baseshift_core::{Error, ErrorKind, Result};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use tokio::sync::oneshot;
+use baseshift_core::{Error, Result};
+use std::sync::Arc;
 
 /// The most steps one transaction applies.
 pub(crate) const MAX_BATCH: usize = 64;
 
-/// A queued step and where its result goes.
-struct Pending {
-    step: Transition,
-    reply: oneshot::Sender<Result<Applied>>,
-}
-
-#[derive(Default)]
-struct Queue {
-    pending: Vec<Pending>,
-    writers: usize,
-}
-
 /// The queue of steps waiting for a writer, shared by every store of one [`Shared`].
-pub(crate) struct Batcher {
-    queue: Mutex<Queue>,
-    max_writers: usize,
-}
+pub(crate) type Batcher = baseshift_core::store::batch::Batcher<Transition>;
 
-impl Batcher {
-    /// A batcher running at most `max_writers` (at least 1) transactions at once.
-    pub(crate) fn new(max_writers: usize) -> Batcher {
-        Batcher { queue: Mutex::new(Queue::default()), max_writers: max_writers.max(1) }
-    }
-
-    fn lock(&self) -> MutexGuard<'_, Queue> {
-        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// The next batch, or `None` when the queue is empty.
-    fn take(&self) -> Option<Vec<Pending>> {
-        let mut queue = self.lock();
-        if queue.pending.is_empty() {
-            return None;
-        }
-        let n = queue.pending.len().min(MAX_BATCH);
-        Some(queue.pending.drain(..n).collect())
-    }
+/// A batcher running at most `max_writers` (at least 1) transactions at once.
+pub(crate) fn batcher(max_writers: usize) -> Batcher {
+    Batcher::new(BatchLimits {
+        writers: max_writers,
+        max_steps: MAX_BATCH,
+        max_bytes: usize::MAX,
+        inline_when_idle: false,
+    })
 }
 
 /// Queues `step`, starts a writer if a slot is free, and waits for the step's result.
 pub(crate) async fn apply(shared: &Arc<Shared>, step: Transition) -> Result<Applied> {
-    let (reply, result) = oneshot::channel();
-    let start = {
-        let mut queue = shared.batcher.lock();
-        queue.pending.push(Pending { step, reply });
-        let start = queue.writers < shared.batcher.max_writers;
-        if start {
-            queue.writers += 1;
-        }
-        start
-    };
-    if start {
-        spawn_writer(shared.clone());
+    submit(shared, step).await
+}
+
+impl BatchWrite for Shared {
+    type Step = Transition;
+    const BACKEND: &'static str = BACKEND;
+
+    fn batcher(&self) -> &Batcher {
+        &self.batcher
     }
-    result.await.unwrap_or_else(|_| {
-        Err(Error::new(ErrorKind::Unavailable, "the step's writer stopped before answering (runtime shutting down?)")
-            .with_operation("StateStore::apply")
-            .with_backend(BACKEND))
-    })
-}
 
-fn spawn_writer(shared: Arc<Shared>) {
-    tokio::spawn(async move {
-        let _slot = WriterSlot(shared.clone());
-        while let Some(batch) = shared.batcher.take() {
-            run(&shared, batch).await;
+    fn size(_: &Transition) -> usize {
+        0
+    }
+
+    /// Applies one batch in workflow id order (stable), one result per step as given.
+    async fn write(self: Arc<Self>, steps: Vec<Transition>) -> Vec<Result<Applied>> {
+        let mut order: Vec<usize> = (0..steps.len()).collect();
+        order.sort_by(|&a, &b| steps[a].workflow_id.as_str().cmp(steps[b].workflow_id.as_str()));
+        let mut slots: Vec<Option<Transition>> = steps.into_iter().map(Some).collect();
+        let sorted: Vec<Transition> = order.iter().filter_map(|&i| slots[i].take()).collect();
+        let results = write_sorted(&self, sorted).await;
+        // Back in the callers' order.
+        let mut out: Vec<Option<Result<Applied>>> = (0..order.len()).map(|_| None).collect();
+        for (&i, result) in order.iter().zip(results) {
+            out[i] = Some(result);
         }
-    });
-}
-
-/// A running writer's slot: freed when the writer ends (also by a panic or an abort),
-/// and taken again at once by a new writer if steps were queued meanwhile.
-struct WriterSlot(Arc<Shared>);
-
-impl Drop for WriterSlot {
-    fn drop(&mut self) {
-        let restart = {
-            let mut queue = self.0.batcher.lock();
-            if queue.pending.is_empty() {
-                queue.writers -= 1;
-                false
-            } else {
-                true
-            }
-        };
-        if restart && tokio::runtime::Handle::try_current().is_ok() {
-            spawn_writer(self.0.clone());
-        } else if restart {
-            self.0.batcher.lock().writers -= 1;
-        }
+        out.into_iter().map(|r| r.unwrap_or_else(|| Err(Error::internal("no result for the step")))).collect()
     }
 }
 
-/// Applies one batch and answers each of its callers.
-async fn run(shared: &Shared, mut batch: Vec<Pending>) {
-    batch.sort_by(|a, b| a.step.workflow_id.as_str().cmp(b.step.workflow_id.as_str()));
-    let (steps, replies): (Vec<Transition>, Vec<_>) = batch.into_iter().map(|p| (p.step, p.reply)).unzip();
-    let results = if steps.len() == 1 {
-        write_batch(shared, steps).await.unwrap_or_else(|e| vec![Err(e)])
-    } else {
-        let again = steps.clone();
-        match write_batch(shared, steps).await {
-            Ok(results) => results,
-            Err(e) => {
-                tracing::debug!(error = %e, steps = again.len(), "batched apply failed; applying its steps one by one");
-                let mut results = Vec::with_capacity(again.len());
-                for step in again {
-                    results.extend(write_batch(shared, vec![step]).await.unwrap_or_else(|e| vec![Err(e)]));
-                }
-                results
+/// Applies sorted steps in one transaction; if it fails before its commit, each step
+/// again in a transaction of its own, so a step's error is its own.
+async fn write_sorted(shared: &Shared, steps: Vec<Transition>) -> Vec<Result<Applied>> {
+    if steps.len() == 1 {
+        return write_batch(shared, steps).await.unwrap_or_else(|e| vec![Err(e)]);
+    }
+    let again = steps.clone();
+    match write_batch(shared, steps).await {
+        Ok(results) => results,
+        Err(e) => {
+            tracing::debug!(error = %e, steps = again.len(), "batched apply failed; applying its steps one by one");
+            let mut results = Vec::with_capacity(again.len());
+            for step in again {
+                results.extend(write_batch(shared, vec![step]).await.unwrap_or_else(|e| vec![Err(e)]));
             }
+            results
         }
-    };
-    for (reply, result) in replies.into_iter().zip(results) {
-        // A caller that stopped waiting does not want its answer.
-        let _ = reply.send(result);
     }
 }

@@ -7,7 +7,7 @@ mod create;
 mod dead;
 mod plan;
 
-pub(crate) use batch::Batcher;
+pub(crate) use batch::{Batcher, batcher};
 pub(crate) use create::Snapshots;
 
 use crate::backend::Shared;

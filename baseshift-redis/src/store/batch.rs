@@ -14,19 +14,19 @@
 //!   step on its own, in queue order, each seeing the writes of the steps before it, so a
 //!   stale step is refused without disturbing the others. A call that fails as a whole
 //!   (connection, timeout) fails each of its steps with that error.
-//! - The writers of batches are tokio tasks: a caller that stops waiting (drops its
-//!   `apply` future) does not abandon the steps batched with it, and its own queued step is
-//!   still applied (or refused) as if it had waited. A step sent from its caller's task
-//!   carries no one else's.
+//! - The queue, its writers and their slots are baseshift-core's
+//!   [`Batcher`](baseshift_core::store::batch::Batcher) (the PostgreSQL store's group
+//!   commit runs on it too); this module says how a batch is sent. A step sent from its
+//!   caller's task carries no one else's.
 
-use super::write::{APPLY_OP, EncodedStep, apply_steps, encode_step};
+use super::write::{EncodedStep, apply_steps, encode_step};
 use crate::connection::Conn;
 use crate::keys::Keys;
+use baseshift_core::Result;
+use baseshift_core::store::batch::{BatchLimits, BatchWrite, Batcher, submit};
 use baseshift_core::store::{Applied, Transition};
-use baseshift_core::{Error, ErrorKind, Result};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use tokio::sync::oneshot;
 
 /// The most steps one script call applies.
 pub(crate) const MAX_BATCH: usize = 64;
@@ -38,24 +38,11 @@ pub(crate) const MAX_BYTES: usize = 512 * 1024;
 /// Script calls in flight at once: one runs on the server while the next batch gathers.
 const WRITERS: usize = 2;
 
-/// A queued step and where its result goes.
-struct Pending {
-    step: EncodedStep,
-    reply: oneshot::Sender<Result<Applied>>,
-}
-
-#[derive(Default)]
-struct Queue {
-    pending: Vec<Pending>,
-    writers: usize,
-}
-
 /// The apply queue of one store (and its clones), with what its writers need.
 pub(crate) struct Applier {
     conn: Conn,
     keys: Keys,
-    queue: Mutex<Queue>,
-    max_writers: usize,
+    batcher: Batcher<EncodedStep>,
     /// Script calls sent so far.
     calls: AtomicU64,
 }
@@ -63,132 +50,40 @@ pub(crate) struct Applier {
 impl Applier {
     /// An applier sending on `conn` under `keys`.
     pub(crate) fn new(conn: Conn, keys: Keys) -> Applier {
-        Applier::with_writers(conn, keys, WRITERS)
-    }
-
-    /// An applier with at most `max_writers` (at least 1) calls in flight.
-    pub(crate) fn with_writers(conn: Conn, keys: Keys, max_writers: usize) -> Applier {
-        Applier {
-            conn,
-            keys,
-            queue: Mutex::new(Queue::default()),
-            max_writers: max_writers.max(1),
-            calls: AtomicU64::new(0),
-        }
+        let limits =
+            BatchLimits { writers: WRITERS, max_steps: MAX_BATCH, max_bytes: MAX_BYTES, inline_when_idle: true };
+        Applier { conn, keys, batcher: Batcher::new(limits), calls: AtomicU64::new(0) }
     }
 
     /// Apply script calls sent so far.
     pub(crate) fn calls(&self) -> u64 {
         self.calls.load(Ordering::Relaxed)
     }
+}
 
-    fn lock(&self) -> MutexGuard<'_, Queue> {
-        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
+impl BatchWrite for Applier {
+    type Step = EncodedStep;
+    const BACKEND: &'static str = crate::BACKEND;
+
+    fn batcher(&self) -> &Batcher<EncodedStep> {
+        &self.batcher
     }
 
-    /// The next batch, or `None` when the queue is empty.
-    fn take(&self) -> Option<Vec<Pending>> {
-        let mut queue = self.lock();
-        if queue.pending.is_empty() {
-            return None;
-        }
-        let mut n = 0;
-        let mut bytes = 0;
-        for p in queue.pending.iter().take(MAX_BATCH) {
-            bytes += p.step.size();
-            if n > 0 && bytes > MAX_BYTES {
-                break;
-            }
-            n += 1;
-        }
-        Some(queue.pending.drain(..n).collect())
+    fn size(step: &EncodedStep) -> usize {
+        step.size()
+    }
+
+    async fn write(self: Arc<Self>, steps: Vec<EncodedStep>) -> Vec<Result<Applied>> {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        apply_steps(&self.conn, &self.keys, &steps).await
     }
 }
 
-/// Checks and encodes `step`; on an idle applier (nothing queued, a writer slot free)
-/// sends it at once from the caller's task, taking the slot for the call; else queues
-/// it, starts a writer if a slot is free, and waits for the step's result.
+/// Checks and encodes `step`, then applies it through the store's batcher: at once from
+/// the caller's task on an idle applier, else in the next batch.
 pub(crate) async fn apply(applier: &Arc<Applier>, step: Transition) -> Result<Applied> {
     let step = encode_step(&applier.keys, step)?;
-    let inline = {
-        let mut queue = applier.lock();
-        let idle = queue.pending.is_empty() && queue.writers < applier.max_writers;
-        if idle {
-            queue.writers += 1;
-        }
-        idle
-    };
-    if inline {
-        // The slot passes to a new writer if steps queued meanwhile (also if this future
-        // is dropped mid-call; then only this step's outcome is unknown, as for any call).
-        let _slot = WriterSlot(applier.clone());
-        applier.calls.fetch_add(1, Ordering::Relaxed);
-        let mut results = apply_steps(&applier.conn, &applier.keys, std::slice::from_ref(&step)).await;
-        return results
-            .pop()
-            .unwrap_or_else(|| Err(Error::internal("no result for the step").with_operation(APPLY_OP)));
-    }
-    let (reply, result) = oneshot::channel();
-    let start = {
-        let mut queue = applier.lock();
-        queue.pending.push(Pending { step, reply });
-        let start = queue.writers < applier.max_writers;
-        if start {
-            queue.writers += 1;
-        }
-        start
-    };
-    if start {
-        spawn_writer(applier.clone());
-    }
-    result.await.unwrap_or_else(|_| {
-        Err(Error::new(ErrorKind::Unavailable, "the step's writer stopped before answering (runtime shutting down?)")
-            .with_operation(APPLY_OP)
-            .with_backend(crate::BACKEND))
-    })
-}
-
-fn spawn_writer(applier: Arc<Applier>) {
-    tokio::spawn(async move {
-        let _slot = WriterSlot(applier.clone());
-        while let Some(batch) = applier.take() {
-            run(&applier, batch).await;
-        }
-    });
-}
-
-/// A running writer's slot: freed when the writer ends (also by a panic or an abort),
-/// and taken again at once by a new writer if steps were queued meanwhile.
-struct WriterSlot(Arc<Applier>);
-
-impl Drop for WriterSlot {
-    fn drop(&mut self) {
-        let restart = {
-            let mut queue = self.0.lock();
-            if queue.pending.is_empty() {
-                queue.writers -= 1;
-                false
-            } else {
-                true
-            }
-        };
-        if restart && tokio::runtime::Handle::try_current().is_ok() {
-            spawn_writer(self.0.clone());
-        } else if restart {
-            self.0.lock().writers -= 1;
-        }
-    }
-}
-
-/// Applies one batch and answers each of its callers.
-async fn run(applier: &Applier, batch: Vec<Pending>) {
-    let (steps, replies): (Vec<EncodedStep>, Vec<_>) = batch.into_iter().map(|p| (p.step, p.reply)).unzip();
-    applier.calls.fetch_add(1, Ordering::Relaxed);
-    let results = apply_steps(&applier.conn, &applier.keys, &steps).await;
-    for (reply, result) in replies.into_iter().zip(results) {
-        // A caller that stopped waiting does not want its answer.
-        let _ = reply.send(result);
-    }
+    submit(applier, step).await
 }
 
 #[cfg(test)]
@@ -197,7 +92,7 @@ mod tests {
     use crate::{RedisConfig, RedisStateStore};
     use baseshift_core::conformance::fixtures::{TestWorkflow, make_ready, now_ms, write_job};
     use baseshift_core::store::ParentOutcome;
-    use baseshift_core::{JobStatus, StateStore};
+    use baseshift_core::{ErrorKind, JobStatus, StateStore};
 
     async fn store() -> RedisStateStore {
         let config = RedisConfig::builder()

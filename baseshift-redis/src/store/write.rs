@@ -70,7 +70,7 @@ fn check_step(step: &Transition) -> Result<()> {
 /// One step encoded for the apply script: its workflow's keys and its positional
 /// arguments (see `apply.lua` for their order), built in the caller's task so a batch
 /// only joins them.
-pub(super) struct EncodedStep {
+pub(crate) struct EncodedStep {
     pub(super) id: WorkflowId,
     pub(super) keys: [String; 3],
     pub(super) args: Vec<String>,
