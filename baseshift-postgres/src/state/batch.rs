@@ -59,10 +59,9 @@ impl BatchWrite for Shared {
 
     /// Applies one batch in workflow id order (stable), one result per step as given.
     async fn write(self: Arc<Self>, steps: Vec<Transition>) -> Vec<Result<Applied>> {
-        let mut order: Vec<usize> = (0..steps.len()).collect();
-        order.sort_by(|&a, &b| steps[a].workflow_id.as_str().cmp(steps[b].workflow_id.as_str()));
-        let mut slots: Vec<Option<Transition>> = steps.into_iter().map(Some).collect();
-        let sorted: Vec<Transition> = order.iter().filter_map(|&i| slots[i].take()).collect();
+        let mut indexed: Vec<(usize, Transition)> = steps.into_iter().enumerate().collect();
+        indexed.sort_by(|a, b| a.1.workflow_id.as_str().cmp(b.1.workflow_id.as_str()));
+        let (order, sorted): (Vec<usize>, Vec<Transition>) = indexed.into_iter().unzip();
         let results = write_sorted(&self, sorted).await;
         // Back in the callers' order.
         let mut out: Vec<Option<Result<Applied>>> = (0..order.len()).map(|_| None).collect();

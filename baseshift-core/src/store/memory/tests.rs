@@ -250,6 +250,18 @@ async fn rejects_malformed_steps_with_context() {
 }
 
 /// A store holding one workflow: root `a`, created `READY`, and its child `b`.
+/// The step of [`ready_root_and_child`]'s claimed root `a` succeeding: `b` gets its
+/// parent's outcome.
+fn root_succeeded(mut a: JobRecord) -> Transition {
+    a.status = JobStatus::Succeeded;
+    a.lease = None;
+    a.propagated = true;
+    let mut step = write(a);
+    step.parent_outcomes.push(ParentOutcome { child: "b".into(), status: JobStatus::Succeeded });
+    step.terminal_delta = 1;
+    step
+}
+
 async fn ready_root_and_child() -> (MemoryStateStore, WorkflowId) {
     let store = MemoryStateStore::new();
     let id = WorkflowId::generate();
@@ -388,7 +400,7 @@ fn jobs_are_found_and_duplicates_refused_below_and_above_the_scan_limit() {
 #[tokio::test]
 async fn claim_after_claims_in_the_step_and_a_refused_step_claims_nothing() {
     let (store, id) = ready_root_and_child().await;
-    let mut a = store.claim(request(1, 60_000, &[])).await.unwrap().jobs.remove(0);
+    let a = store.claim(request(1, 60_000, &[])).await.unwrap().jobs.remove(0);
 
     // A refused step (stale version) claims nothing and changes nothing.
     let mut stale = a.clone();
@@ -398,12 +410,7 @@ async fn claim_after_claims_in_the_step_and_a_refused_step_claims_nothing() {
     assert_eq!(store.apply(refused).await.unwrap_err().kind(), ErrorKind::Conflict);
 
     // `a` succeeds, `b` becomes ready and is claimed in the same step.
-    a.status = JobStatus::Succeeded;
-    a.lease = None;
-    a.propagated = true;
-    let mut step = write(a);
-    step.parent_outcomes.push(ParentOutcome { child: "b".into(), status: JobStatus::Succeeded });
-    step.terminal_delta = 1;
+    let mut step = root_succeeded(a);
     step.events.push(Event::job(&id, "a", JobStatus::Succeeded, 1, None));
     step.claim_after = Some(request(1, 60_000, &[]));
     let applied = store.apply(step).await.unwrap();
@@ -444,14 +451,9 @@ async fn waited(store: &MemoryStateStore) -> Duration {
 async fn a_step_that_claims_what_it_readied_wakes_no_one() {
     for claim_after in [true, false] {
         let (store, id) = ready_root_and_child().await;
-        let mut a = store.claim(request(1, 60_000, &[])).await.unwrap().jobs.remove(0);
+        let a = store.claim(request(1, 60_000, &[])).await.unwrap().jobs.remove(0);
         assert_eq!(waited(&store).await, Duration::ZERO, "the create left a wake-up");
-        a.status = JobStatus::Succeeded;
-        a.lease = None;
-        a.propagated = true;
-        let mut step = write(a);
-        step.parent_outcomes.push(ParentOutcome { child: "b".into(), status: JobStatus::Succeeded });
-        step.terminal_delta = 1;
+        let mut step = root_succeeded(a);
         if claim_after {
             step.claim_after = Some(request(1, 60_000, &[]));
         }
