@@ -7,6 +7,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::fmt;
 
+mod label;
+
+pub use label::Label;
+
 /// The three topics of the plan.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -48,7 +52,7 @@ pub struct EventPayload {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub job_id: Option<String>,
     /// The new status (`RUNNING`, `SUCCEEDED`, ...).
-    pub status: String,
+    pub status: Label,
     /// The job's output, or details of the transition. `Some(null)` (a job whose output is
     /// `null`) is written as `"result": null` and read back as `Some(null)`; `None` is absent.
     #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "present")]
@@ -75,7 +79,7 @@ fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::E
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Event {
     /// e.g. `job_succeeded`, `workflow_completed`.
-    pub event_type: String,
+    pub event_type: Label,
     /// When the transition happened.
     pub timestamp: DateTime<Utc>,
     /// What happened.
@@ -113,12 +117,12 @@ impl Event {
         result: Option<Value>,
     ) -> Event {
         Event {
-            event_type: job_event_type(status).to_owned(),
+            event_type: Label::from_static(job_event_type(status)),
             timestamp: at,
             payload: EventPayload {
                 workflow_id: workflow_id.clone(),
                 job_id: Some(job_id.to_owned()),
-                status: status.as_str().to_owned(),
+                status: Label::from_static(status.as_str()),
                 result,
                 attempt: Some(attempt),
                 duration_ms: None,
@@ -149,19 +153,19 @@ impl Event {
         );
         e.payload.workflow_id = workflow_id.clone();
         e.payload.job_id = Some(job_id.to_owned());
-        e.payload.status = JobStatus::Failed.as_str().to_owned();
+        e.payload.status = Label::from_static(JobStatus::Failed.as_str());
         e
     }
 
     /// A workflow transition event: `workflow_<status>`.
     pub fn workflow(workflow_id: &WorkflowId, status: WorkflowStatus, result: Option<Value>) -> Event {
         Event {
-            event_type: workflow_event_type(status).to_owned(),
+            event_type: Label::from_static(workflow_event_type(status)),
             timestamp: Utc::now(),
             payload: EventPayload {
                 workflow_id: workflow_id.clone(),
                 job_id: None,
-                status: status.as_str().to_owned(),
+                status: Label::from_static(status.as_str()),
                 result,
                 attempt: None,
                 duration_ms: None,
@@ -171,7 +175,7 @@ impl Event {
     }
 
     /// A system event, e.g. `instance_started`.
-    pub fn system(event_type: impl Into<String>, result: Value) -> Event {
+    pub fn system(event_type: impl Into<Label>, result: Value) -> Event {
         Event {
             event_type: event_type.into(),
             timestamp: Utc::now(),

@@ -150,23 +150,32 @@ impl ChildChange {
         match self {
             ChildChange::Unchanged => 0,
             ChildChange::Eligible => {
-                applied.eligible.push(id.clone());
+                push(&mut applied.eligible, id.clone());
                 0
             }
             ChildChange::Ready => {
                 let at = child.ready_at.unwrap_or_else(chrono::Utc::now);
-                events.push(crate::Event::job_at(at, &child.workflow_id, id, JobStatus::Ready, child.attempt, None));
-                applied.ready.push(id.clone());
+                push(events, crate::Event::job_at(at, &child.workflow_id, id, JobStatus::Ready, child.attempt, None));
+                push(&mut applied.ready, id.clone());
                 0
             }
             ChildChange::Skipped => {
                 let at = child.finished_at.unwrap_or_else(chrono::Utc::now);
-                events.push(crate::Event::job_at(at, &child.workflow_id, id, JobStatus::Skipped, child.attempt, None));
-                applied.skipped.push(id.clone());
+                push(events, crate::Event::job_at(at, &child.workflow_id, id, JobStatus::Skipped, child.attempt, None));
+                push(&mut applied.skipped, id.clone());
                 u64::from(child.compensation_of.is_none())
             }
         }
     }
+}
+
+/// Pushes onto `v`, allocating a first small buffer directly: a step reports one or a
+/// few changes, and a first push's amortized growth costs more than the allocation.
+fn push<T>(v: &mut Vec<T>, item: T) {
+    if v.capacity() == 0 {
+        *v = Vec::with_capacity(4);
+    }
+    v.push(item);
 }
 
 /// A compensation job's link to the job it undoes.

@@ -4,7 +4,7 @@
 //! A log holds up to its capacity of events per topic, so their size is most of what an
 //! idle bus costs; a delivery rebuilds an equal [`Event`].
 
-use crate::event::{Event, EventPayload};
+use crate::event::{Event, EventPayload, Label};
 use crate::ids::WorkflowId;
 use crate::state::CompactValue;
 use chrono::{DateTime, Utc};
@@ -88,10 +88,19 @@ impl Name {
         Name::Known(i)
     }
 
+    #[cfg(test)]
     fn as_str(&self) -> &str {
         match self {
             Name::Known(i) => KNOWN.get(usize::from(*i)).copied().unwrap_or_default(),
             Name::Other(s) => s,
+        }
+    }
+
+    /// The name as an event label: a known one as static text.
+    fn label(&self) -> Label {
+        match self {
+            Name::Known(i) => Label::from_static(KNOWN.get(usize::from(*i)).copied().unwrap_or_default()),
+            Name::Other(s) => Label::from(String::from(&**s)),
         }
     }
 }
@@ -133,12 +142,12 @@ impl StoredEvent {
     /// The event, equal to the one published.
     pub(super) fn event(&self) -> Event {
         Event {
-            event_type: self.event_type.as_str().to_owned(),
+            event_type: self.event_type.label(),
             timestamp: self.timestamp,
             payload: EventPayload {
                 workflow_id: self.workflow_id.clone(),
                 job_id: self.job_id.as_deref().map(str::to_owned),
-                status: self.status.as_str().to_owned(),
+                status: self.status.label(),
                 result: self.result.as_ref().map(CompactValue::to_value),
                 attempt: self.attempt,
                 duration_ms: self.duration_ms,

@@ -105,7 +105,7 @@ async fn events_until(sub: &mut Subscription, id: &WorkflowId, last: &str) -> Re
             .map_err(|_| failure(format!("no `{last}` event in time (saw {seen:?})")))?
             .ok_or_else(|| failure("the event bus closed the subscription"))??;
         if d.event.payload.workflow_id == *id {
-            seen.push(d.event.event_type.clone());
+            seen.push(d.event.event_type.to_string());
         }
         d.ack().await?;
     }

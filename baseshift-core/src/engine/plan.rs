@@ -128,11 +128,17 @@ fn finish(t: &mut Transition, compiled: &CompiledTemplate, mut rec: JobRecord, s
     rec.propagated = true;
     if main {
         t.terminal_delta += 1;
-        if let Some(job) = compiled.job(&rec.job_id) {
-            for child in &job.children {
-                t.parent_outcomes.push(ParentOutcome { child: child.clone(), status });
-            }
+        if let Some(job) = compiled.job(&rec.job_id)
+            && !job.children.is_empty()
+        {
+            let mut outcomes = Vec::with_capacity(t.parent_outcomes.len() + job.children.len());
+            outcomes.append(&mut t.parent_outcomes);
+            outcomes.extend(job.children.iter().map(|child| ParentOutcome { child: child.clone(), status }));
+            t.parent_outcomes = outcomes;
         }
+    }
+    if t.jobs.capacity() == 0 {
+        t.jobs = Vec::with_capacity(1);
     }
     t.jobs.push(rec);
 }
@@ -177,14 +183,21 @@ pub fn complete(
     now: DateTime<Utc>,
 ) -> Transition {
     let mut t = step_on(compiled, rec.workflow_id.clone(), now);
-    let (wf, id, attempt) = (rec.workflow_id.clone(), rec.job_id.clone(), rec.attempt);
+    // One job and its event or two: allocated at their size rather than grown.
+    t.events = Vec::with_capacity(2);
+    let attempt = rec.attempt;
+    // Events are built from the record before it changes: no copies of its ids.
+    let event = |rec: &JobRecord, status: JobStatus, result: Option<Value>| {
+        let mut ev = Event::job_at(now, &rec.workflow_id, &rec.job_id, status, attempt, result);
+        timed(&mut ev, rec, now);
+        ev
+    };
     match outcome {
         Outcome::Succeeded(output) => {
-            rec.output = Some(output.clone());
-            rec.error = None;
-            let mut ev = Event::job_at(now, &wf, &id, JobStatus::Succeeded, attempt, Some(output.clone()));
-            timed(&mut ev, &rec, now);
+            let mut ev = event(&rec, JobStatus::Succeeded, Some(output.clone()));
             ev.payload.resource_usage = output.get("resource_usage").filter(|u| u.is_object()).cloned();
+            rec.output = Some(output);
+            rec.error = None;
             t.events.push(ev);
             finish(&mut t, compiled, rec, JobStatus::Succeeded, now);
         }
@@ -196,23 +209,22 @@ pub fn complete(
         Outcome::Failed { failure, retryable, backoff } => {
             let detail = json!({ "error": failure.kind, "message": failure.message });
             if retryable && attempt < max_attempts {
+                let mut ev = Event::job_retrying(&rec.workflow_id, &rec.job_id, attempt, detail);
+                timed(&mut ev, &rec, now);
                 rec.status = JobStatus::Ready;
                 rec.lease = None;
                 rec.ready_at = Some(now + chrono::Duration::from_std(backoff).unwrap_or_default());
-                let mut ev = Event::job_retrying(&wf, &id, attempt, detail);
-                timed(&mut ev, &rec, now);
                 rec.error = Some(failure);
                 t.events.push(ev);
                 t.jobs.push(rec);
             } else {
-                let mut ev = Event::job_at(now, &wf, &id, JobStatus::Failed, attempt, Some(detail.clone()));
-                timed(&mut ev, &rec, now);
-                rec.error = Some(failure);
-                t.events.push(ev);
+                t.events.push(event(&rec, JobStatus::Failed, Some(detail.clone())));
                 // Out of attempts or failed for good: the record is now a dead letter.
-                let mut dead = Event::job_at(now, &wf, &id, JobStatus::Failed, attempt, Some(detail));
+                let mut dead =
+                    Event::job_at(now, &rec.workflow_id, &rec.job_id, JobStatus::Failed, attempt, Some(detail));
                 dead.event_type = "job_dead_lettered".into();
                 t.events.push(dead);
+                rec.error = Some(failure);
                 finish(&mut t, compiled, rec, JobStatus::Failed, now);
             }
         }

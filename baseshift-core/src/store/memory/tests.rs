@@ -424,7 +424,7 @@ async fn claim_after_claims_in_the_step_and_a_refused_step_claims_nothing() {
 
     // The claim's event follows the step's own and the readying it caused.
     let types: Vec<String> =
-        store.outbox_pending(100).await.unwrap().into_iter().map(|e| e.event.event_type.clone()).collect();
+        store.outbox_pending(100).await.unwrap().into_iter().map(|e| e.event.event_type.to_string()).collect();
     let at = |t: &str| types.iter().rposition(|x| x == t).unwrap();
     assert!(at("job_succeeded") < at("job_ready") && at("job_ready") < at("job_running"), "{types:?}");
 
