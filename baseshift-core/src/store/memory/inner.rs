@@ -268,17 +268,21 @@ impl Inner {
             }
             true
         };
-        let picked: Vec<Slot> = index
-            .expired(now)
-            .chain(index.ready())
-            .filter(|slot| !excluded(slot) && admit(slot))
-            .take(req.limit)
-            .cloned()
-            .collect();
+        // The first pick apart from the rest: a claim of one job (a worker's next) builds
+        // no list of picks.
+        let (first, rest) = {
+            let mut candidates =
+                index.expired(now).chain(index.ready()).filter(|slot| !excluded(slot) && admit(slot)).cloned();
+            let first = if req.limit == 0 { None } else { candidates.next() };
+            let rest: Vec<Slot> =
+                if first.is_some() && req.limit > 1 { candidates.take(req.limit - 1).collect() } else { Vec::new() };
+            (first, rest)
+        };
 
-        let mut claimed = Vec::with_capacity(picked.len());
-        let mut events = Vec::with_capacity(picked.len());
-        for slot in picked {
+        let picks = usize::from(first.is_some()) + rest.len();
+        let mut claimed = Vec::with_capacity(picks);
+        let mut events = Vec::with_capacity(picks);
+        for slot in first.into_iter().chain(rest) {
             let Some(job) = workflows.get_mut(&slot.workflow_id).and_then(|wf| wf.jobs.get_mut(slot.pos)) else {
                 continue;
             };
