@@ -5,9 +5,9 @@
 --   wf, now_ms, now, header expect ('' = no header), header status, header JSON,
 --   delta, reopened, replay (1/0), at (RFC 3339, '' = no completion at zero), at_ms,
 --   #jobs, #outcomes, #events;
---   per job: id, expect, status, JSON, output JSON ('' = none), place, score, type,
---   priority, dead (1/0), compensation (1/0), propagated (1/0), concurrency key and
---   limit ('' = none);
+--   per job: id, expect, status, head (its first three lines, see job_head in lib.lua),
+--   record JSON, output JSON ('' = none), place, score, queue member, dead (1/0),
+--   compensation (1/0), propagated (1/0), concurrency key and limit ('' = none);
 --   per parent outcome: child, status; then the events' JSON.
 -- Reply: one reply per step, in order: {'ok', remaining, #ready, #eligible, #skipped,
 -- completed (1/0), ids...} or {'err', kind, job, message}.
@@ -48,7 +48,7 @@ local function apply_step(p, k_wf, k_jobs, k_out)
     if not raw then
       return fail('not_found', j.id, 'no such job')
     end
-    local rec = peek_job(raw)
+    local rec = job_head(raw)
     if rec.version ~= j.expect then
       return fail('conflict', j.id, string.format('stale job version %d (stored %d)', j.expect, rec.version))
     end
@@ -83,20 +83,27 @@ local function apply_step(p, k_wf, k_jobs, k_out)
   local known = {}
   for _, j in ipairs(p.jobs) do
     local old = stored[j.id]
-    unplace(k_ready, k_delayed, k_leases, member(p.wf, j.id, old.job_type, old.priority, old.concurrency), old.status)
-    redis.call('HSET', k_jobs, j.id, j.json)
+    unplace(k_ready, k_delayed, k_leases, old.member, old.status)
+    redis.call('HSET', k_jobs, j.id, j.head .. '\n' .. j.member .. '\n' .. j.json)
     if j.out ~= '' then
       redis.call('HSET', k_out, j.id, j.out)
     else
       redis.call('HDEL', k_out, j.id)
     end
-    if place(k_ready, k_delayed, k_leases, member(p.wf, j.id, j.type, j.prio, j.conc), j.place, j.score) then
+    if place(k_ready, k_delayed, k_leases, j.member, j.place, j.score) then
       wake = true
     end
-    -- A job leaving RUNNING frees its key's slot (and may let a held-back job run).
-    if old.status == 'RUNNING' and has_key(old.concurrency) then
-      count_key(prefix, old.concurrency.key, -1)
-      wake = true
+    -- A job leaving RUNNING frees its key's slot (and may let a held-back job run). Its
+    -- old key is in its old member (the same as the new one unless the member changed).
+    if old.status == 'RUNNING' then
+      local key = j.conc and j.conc.key
+      if old.member ~= j.member then
+        key = cjson.decode(old.member)[5]
+      end
+      if key then
+        count_key(prefix, key, -1)
+        wake = true
+      end
     end
     if j.status == 'RUNNING' and has_key(j.conc) then
       count_key(prefix, j.conc.key, 1)
@@ -113,7 +120,11 @@ local function apply_step(p, k_wf, k_jobs, k_out)
   local ready, eligible, skipped, derived = {}, {}, {}, {}
   local skipped_main = 0
   for _, o in ipairs(p.outcomes) do
-    local child = cjson.decode(redis.call('HGET', k_jobs, o.child))
+    -- The record JSON decoded, with the fields the head wins for taken from the head.
+    local raw = redis.call('HGET', k_jobs, o.child)
+    local head = job_head(raw)
+    local child = cjson.decode(string.sub(raw, head.j))
+    child.status, child.version, child.attempt = head.status, head.version, head.attempt
     record_outcome(child.deps, o.status)
     if not written[o.child] then
       child.version = child.version + 1
@@ -129,23 +140,23 @@ local function apply_step(p, k_wf, k_jobs, k_out)
         child.ready_at = p.now
         ready[#ready + 1] = o.child
         derived[#derived + 1] = job_event(p.wf, o.child, 'READY', child.attempt, p.now)
-        local m = member(p.wf, o.child, child.job_type, child.priority, child.concurrency)
-        redis.call('ZADD', k_ready, queue_score(child.priority, p.now_ms), m)
+        redis.call('ZADD', k_ready, queue_score(child.priority, p.now_ms), head.member)
         wake = true
       elseif decision == 'skip' then
         child.status = 'SKIPPED'
         child.propagated = false
         child.finished_at = p.now
-        if child.compensation_of == cjson.null then
+        if not head.comp then
           skipped_main = skipped_main + 1
         end
         skipped[#skipped + 1] = o.child
         derived[#derived + 1] = job_event(p.wf, o.child, 'SKIPPED', child.attempt, p.now)
       end
     end
-    redis.call('HSET', k_jobs, o.child, cjson.encode(child))
-    known[o.child] = {status = child.status, propagated = child.propagated == true,
-      main = child.compensation_of == nil or child.compensation_of == cjson.null}
+    local flags = string.sub(head.flags, 1, 1) .. (child.propagated == true and '1' or '0') .. string.sub(head.flags, 3)
+    redis.call('HSET', k_jobs, o.child, head_line(child.status, child.version, head.attempt, flags)
+      .. string.sub(raw, head.l, head.j - 1) .. cjson.encode(child))
+    known[o.child] = {status = child.status, propagated = child.propagated == true, main = not head.comp}
   end
 
   remaining = math.max(0, remaining + p.reopened - skipped_main - p.delta)
@@ -205,8 +216,8 @@ for i = 1, (#KEYS - 5) / 3 do
     if ARGV[a + 14] ~= '' then
       conc = {key = ARGV[a + 13], limit = tonumber(ARGV[a + 14])}
     end
-    p.jobs[j] = {id = ARGV[a + 1], expect = tonumber(ARGV[a + 2]), status = ARGV[a + 3], json = ARGV[a + 4],
-      out = ARGV[a + 5], place = ARGV[a + 6], score = ARGV[a + 7], type = ARGV[a + 8], prio = tonumber(ARGV[a + 9]),
+    p.jobs[j] = {id = ARGV[a + 1], expect = tonumber(ARGV[a + 2]), status = ARGV[a + 3], head = ARGV[a + 4],
+      json = ARGV[a + 5], out = ARGV[a + 6], place = ARGV[a + 7], score = ARGV[a + 8], member = ARGV[a + 9],
       dead = ARGV[a + 10] == '1', comp = ARGV[a + 11] == '1', prop = ARGV[a + 12] == '1', conc = conc}
     a = a + 14
   end

@@ -61,30 +61,35 @@ local reply = {false}
 local events = {}
 -- The picks leave their queue, and the claimed ones enter the lease index, in one
 -- command per set (not one per job); a member both left and re-entered `leases` (an
--- expired lease claimed again) is removed before it is added.
+-- expired lease claimed again) is removed before it is added. A claim rewrites only the
+-- record's head (see job_head in lib.lua): the record JSON after it is kept as it is.
 local unready, unleased, leased = {}, {}, {}
+local owner, exp, now = cjson.encode(p.owner), cjson.encode(p.exp), cjson.encode(p.now)
 for i, pick in ipairs(picks) do
   local m, e, from = pick[1], pick[2], pick[3]
   local wf, job = e[1], e[2]
   local k_jobs = p.prefix .. ':jobs:{' .. wf .. '}'
   local raw = redis.call('HGET', k_jobs, job)
-  local rec = raw and claim_view(raw)
+  local rec = raw and job_head(raw)
   local claimable = rec and ((from == 2 and rec.status == 'READY')
-    or (from == 1 and rec.status == 'RUNNING' and not rec.awaiting_external))
+    or (from == 1 and rec.status == 'RUNNING' and not rec.awaiting))
   if from == 1 then
     unleased[#unleased + 1] = m
   else
     unready[#unready + 1] = m
   end
   if claimable then
-    if from == 2 and has_key(rec.concurrency) then
-      count_key(p.prefix, rec.concurrency.key, 1)
+    -- The member carries the record's concurrency key (see consider).
+    if from == 2 and e[5] then
+      count_key(p.prefix, e[5], 1)
     end
-    local json = rec.claimed({owner = p.owner, token = p.token .. '-' .. i, expires_at = p.exp}, p.now)
+    local attempt = rec.attempt + 1
+    local json = head_line('RUNNING', rec.version + 1, attempt, rec.flags)
+      .. lease_json(owner, cjson.encode(p.token .. '-' .. i), exp) .. '\n' .. now .. '\n' .. string.sub(raw, rec.m)
     redis.call('HSET', k_jobs, job, json)
     leased[#leased + 1] = p.exp_ms
     leased[#leased + 1] = m
-    events[#events + 1] = job_event(wf, job, 'RUNNING', rec.attempt, p.now)
+    events[#events + 1] = job_event(wf, job, 'RUNNING', attempt, p.now)
     reply[#reply + 1] = json
     reply[#reply + 1] = redis.call('HGET', p.prefix .. ':out:{' .. wf .. '}', job)
   end

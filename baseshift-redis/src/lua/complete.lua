@@ -45,19 +45,18 @@ end
 -- job that SUCCEEDED or was SKIPPED with its outcome propagated; else nil (a record that
 -- does not parse included: the engine's finalize reads it and reports it). `known[id]`
 -- ({status, propagated, main, out}) stands for the record of a job the step wrote itself,
--- which then needs no decoding (`out`: its output JSON, '' for none; nil for a child the
+-- which then needs no reading (`out`: its output JSON, '' for none; nil for a child the
 -- step updated, whose output it does not have).
 local function succeeded_ids(all, known)
   local ids = {}
   for i = 1, #all, 2 do
     local rec = known[all[i]]
     if not rec then
-      local ok, full = pcall(cjson.decode, all[i + 1])
-      if not ok or type(full) ~= 'table' then
+      local ok, head = pcall(job_head, all[i + 1])
+      if not ok then
         return nil
       end
-      rec = {status = full.status, propagated = full.propagated == true,
-        main = full.compensation_of == nil or full.compensation_of == cjson.null}
+      rec = {status = head.status, propagated = head.propagated, main = not head.comp}
     end
     if rec.propagated ~= true or not rec.main then
       return nil

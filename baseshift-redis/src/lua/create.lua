@@ -37,11 +37,13 @@ redis.call('ZADD', p.prefix .. ':idx:' .. p.status, 0, p.wf)
 
 local wake = false
 for _, j in ipairs(p.jobs) do
-  redis.call('HSET', k_jobs, j.id, ARGV[j.json])
+  -- The stored layout: see job_head in lib.lua.
+  local m = ARGV[j.member]
+  redis.call('HSET', k_jobs, j.id, ARGV[j.head] .. '\n' .. m .. '\n' .. ARGV[j.json])
   if j.out ~= cjson.null then
     redis.call('HSET', k_out, j.id, ARGV[j.out])
   end
-  if place(k_ready, k_delayed, k_leases, member(p.wf, j.id, j.type, j.prio, j.conc), j.place, j.score) then
+  if place(k_ready, k_delayed, k_leases, m, j.place, j.score) then
     wake = true
   end
 end

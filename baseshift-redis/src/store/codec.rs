@@ -1,7 +1,6 @@
 //! Encoding records for the scripts and decoding their replies.
 
 use crate::error::{bad_reply, corrupt, script_error};
-use baseshift_core::state::ConcurrencyKey;
 use baseshift_core::{Error, JobRecord, JobStatus, Result, WorkflowRecord};
 use chrono::{DateTime, SecondsFormat, SubsecRound, Utc};
 use redis::Value;
@@ -69,23 +68,22 @@ pub(crate) struct JobArg {
     #[serde(skip_serializing_if = "Option::is_none")]
     expect: Option<u64>,
     status: &'static str,
-    /// The `ARGV` index of the record as it will be stored: its new version, without its output.
+    /// The `ARGV` index of the record JSON as it will be stored: its new version, without its output.
     json: usize,
+    /// The `ARGV` index of its head (see [`job_head`]).
+    head: usize,
     /// The `ARGV` index of its output JSON, if it has one.
     out: Option<usize>,
     place: &'static str,
     score: f64,
-    #[serde(rename = "type")]
-    job_type: String,
-    prio: i32,
+    /// The `ARGV` index of its queue member (see [`queue_member`]).
+    member: usize,
     /// Whether the record is a dead letter (kept in the dead-letter set).
     dead: bool,
     /// Whether it is a compensation job (completion at zero needs none of those).
     comp: bool,
     /// Whether its outcome was propagated to its children.
     prop: bool,
-    /// Its concurrency key (in its queue member, and counted while `RUNNING`).
-    conc: Option<ConcurrencyKey>,
 }
 
 impl JobArg {
@@ -102,32 +100,103 @@ impl JobArg {
         let dead = rec.is_dead_letter();
         let out = rec.output.take().map(|o| serde_json::to_string(&o)).transpose()?.map(|o| bulk.push(o));
         rec.version = version;
+        let head = bulk.push(job_head(&rec)?);
+        let json = bulk.push(serde_json::to_string(&rec)?);
+        let member = bulk.push(queue_member(&rec)?);
         Ok(JobArg {
-            json: bulk.push(serde_json::to_string(&rec)?),
+            head,
+            json,
             id: rec.job_id,
             expect,
             status: rec.status.as_str(),
             out,
             place,
             score,
-            job_type: rec.job_type,
-            prio: rec.priority,
+            member,
             dead,
             comp: rec.compensation_of.is_some(),
             prop: rec.propagated,
-            conc: rec.concurrency,
         })
     }
 }
 
-/// A job record read back: the record JSON plus its output, stored apart.
-pub(crate) fn decode_job(op: &'static str, json: &str, output: Option<&str>) -> Result<JobRecord> {
+/// A job's member in the queues (ready, delayed, leases): `[workflow, job, type,
+/// priority]`, then `key, limit` if it has a concurrency key (claim.lua reads them). It
+/// is built here only and kept in the stored record (see [`decode_job`]), so the scripts
+/// find the member a record is queued under without building it.
+pub(crate) fn queue_member(rec: &JobRecord) -> Result<String> {
+    let (wf, job, jtype, prio) = (rec.workflow_id.as_str(), &rec.job_id, &rec.job_type, rec.priority);
+    Ok(match &rec.concurrency {
+        Some(c) => serde_json::to_string(&(wf, job, jtype, prio, &c.key, c.limit))?,
+        None => serde_json::to_string(&(wf, job, jtype, prio))?,
+    })
+}
+
+/// The head of a stored job record: the first three of its lines (see [`decode_job`]),
+/// as the scripts join it with the queue member and the record JSON.
+pub(crate) fn job_head(rec: &JobRecord) -> Result<String> {
+    let flag = |b: bool| if b { '1' } else { '0' };
+    Ok(format!(
+        "{} {} {} {}{}{}\n{}\n{}",
+        rec.status.as_str(),
+        rec.version,
+        rec.attempt,
+        flag(rec.awaiting_external),
+        flag(rec.propagated),
+        flag(rec.compensation_of.is_some()),
+        serde_json::to_string(&rec.lease)?,
+        serde_json::to_string(&rec.started_at)?,
+    ))
+}
+
+/// A job record read back, `stored` as its jobs hash keeps it, plus its output (stored
+/// apart). The stored value is five lines (no JSON string holds a raw newline):
+///
+/// ```text
+/// RUNNING 4 1 010                          status, version, attempt, flags
+/// {"owner":"w","token":"t-1","expires_at":"..."}   lease JSON (or null)
+/// "2026-12-01T21:55:01.123Z"               started_at JSON (or null)
+/// ["wf","job","noop",0]                    queue member (`member` in lib.lua)
+/// {"workflow_id":"wf",...}                 the record JSON (serde's), output left out
+/// ```
+///
+/// The flags are awaiting_external, propagated and "is a compensation job", `1` or `0`
+/// each. The head (the first four lines) is what the scripts read and edit: a claim or a
+/// lease renewal rewrites only the head, so the head wins over the record JSON for the
+/// fields a claim changes (status, version, attempt, awaiting_external, lease and
+/// started_at); every other write (create, apply, a parent's outcome) writes both, in
+/// agreement.
+pub(crate) fn decode_job(op: &'static str, stored: &str, output: Option<&str>) -> Result<JobRecord> {
+    let layout = || bad_reply(op, "stored job record is not of the stored layout");
+    let mut lines = stored.splitn(5, '\n');
+    let (Some(first), Some(lease), Some(started), Some(_member), Some(json)) =
+        (lines.next(), lines.next(), lines.next(), lines.next(), lines.next())
+    else {
+        return Err(layout());
+    };
     let mut rec: JobRecord = serde_json::from_str(json).map_err(|e| corrupt(op, "job record", e))?;
+    let mut words = first.split(' ');
+    let (Some(status), Some(version), Some(attempt), Some(flags), None) =
+        (words.next(), words.next(), words.next(), words.next(), words.next())
+    else {
+        return Err(layout());
+    };
+    rec.status = job_status(status).ok_or_else(layout)?;
+    rec.version = version.parse().map_err(|_| layout())?;
+    rec.attempt = attempt.parse().map_err(|_| layout())?;
+    rec.awaiting_external = flags.starts_with('1');
+    rec.lease = serde_json::from_str(lease).map_err(|e| corrupt(op, "job lease", e))?;
+    rec.started_at = serde_json::from_str(started).map_err(|e| corrupt(op, "job start time", e))?;
     rec.output = match output {
         Some(out) => Some(serde_json::from_str(out).map_err(|e| corrupt(op, "job output", e))?),
         None => None,
     };
     Ok(rec)
+}
+
+/// The status named `name` (as [`JobStatus::as_str`] writes it).
+fn job_status(name: &str) -> Option<JobStatus> {
+    crate::scripts::JOB_STATUSES.into_iter().find(|s| s.as_str() == name)
 }
 
 /// A header read back; the store's own `version` and `remaining` fields win.
@@ -229,13 +298,34 @@ mod tests {
         let mut bulk = BulkArgs::default();
         let arg = JobArg::new(rec.clone(), 4, Some(3), now(), &mut bulk).unwrap();
         let argv = bulk.argv("control");
-        let (json, out) = (argv[arg.json - 1], arg.out.map(|i| argv[i - 1]));
-        assert_eq!((argv[0], arg.out, arg.json), ("control", Some(2), 3));
+        let (head, json, out) = (argv[arg.head - 1], argv[arg.json - 1], arg.out.map(|i| argv[i - 1]));
+        assert_eq!((argv[0], arg.out, arg.head, arg.json, arg.member), ("control", Some(2), 3, 4, 5));
         assert!(!json.contains("12345678901234567890"), "{json}");
         assert!(out.is_some_and(|o| o.contains("12345678901234567890")), "{out:?}");
-        let back = decode_job("op", json, out).unwrap();
+        let back = decode_job("op", &format!("{head}\n[\"w\",\"a\",\"noop\",0]\n{json}"), out).unwrap();
         rec.version = 4;
         assert_eq!(back, rec);
+    }
+
+    /// A stored record's head wins over its JSON for what a claim edits; a value of
+    /// another layout is an error, not a record.
+    #[test]
+    fn the_head_wins_over_the_record_json() {
+        let rec = JobRecord::pending(WorkflowId::new("w"), "a", "noop", 0);
+        let json = serde_json::to_string(&rec).unwrap();
+        let mut claimed = rec.clone();
+        claimed.status = JobStatus::Running;
+        claimed.version = 9;
+        claimed.attempt = 2;
+        claimed.lease = Some(Lease { owner: "o\n".into(), token: "t".into(), expires_at: now() });
+        claimed.started_at = Some(now());
+        let head = job_head(&claimed).unwrap();
+        assert!(head.starts_with("RUNNING 9 2 000\n"), "{head}");
+        let stored = format!("{head}\n[]\n{json}");
+        assert_eq!(decode_job("op", &stored, None).unwrap(), claimed);
+        for bad in [json.as_str(), "READY 1 0 000\nnull\nnull\n[]", "LOST 1 0 000\nnull\nnull\n[]\n{}"] {
+            assert_eq!(decode_job("op", bad, None).unwrap_err().kind(), ErrorKind::Internal, "{bad}");
+        }
     }
 
     /// `complete.lua` edits the stored header as text: it needs serde's field order of

@@ -1,7 +1,9 @@
 //! The writing steps: each one script, one round trip, all or nothing (a batch of
 //! applies is one script too, each of its steps all or nothing on its own).
 
-use super::codec::{array, in_workflow, int, millis_to_time, now, placement, rfc3339, script_reply, text};
+use super::codec::{
+    array, in_workflow, int, job_head, millis_to_time, now, placement, queue_member, rfc3339, script_reply, text,
+};
 use crate::connection::Conn;
 use crate::error::bad_reply;
 use crate::keys::Keys;
@@ -139,7 +141,9 @@ fn job_args(mut rec: JobRecord, now: DateTime<Utc>, args: &mut Vec<String>) -> R
     let out = rec.output.take().map(|o| serde_json::to_string(&o)).transpose()?;
     let expect = rec.version;
     rec.version = expect + 1;
+    let head = job_head(&rec)?;
     let json = serde_json::to_string(&rec)?;
+    let member = queue_member(&rec)?;
     let (key, limit) = match rec.concurrency {
         Some(c) => (c.key, c.limit.to_string()),
         None => (String::new(), String::new()),
@@ -148,12 +152,12 @@ fn job_args(mut rec: JobRecord, now: DateTime<Utc>, args: &mut Vec<String>) -> R
         rec.job_id,
         expect.to_string(),
         rec.status.as_str().to_owned(),
+        head,
         json,
         out.unwrap_or_default(),
         place.to_owned(),
         score.to_string(),
-        rec.job_type,
-        rec.priority.to_string(),
+        member,
         flag(dead),
         flag(rec.compensation_of.is_some()),
         flag(rec.propagated),
