@@ -21,7 +21,8 @@ pub(crate) const JOB_STATUSES: [JobStatus; 7] = [
     JobStatus::Cancelled,
 ];
 
-const WORKFLOW_STATUSES: [WorkflowStatus; 5] = [
+/// Every workflow status.
+pub(crate) const WORKFLOW_STATUSES: [WorkflowStatus; 5] = [
     WorkflowStatus::Initialized,
     WorkflowStatus::Running,
     WorkflowStatus::Completed,
@@ -119,7 +120,7 @@ mod tests {
     /// `lease_json`) decodes to the claimed record.
     #[tokio::test(flavor = "multi_thread")]
     async fn job_head_reads_the_stored_layout() {
-        use crate::store::{decode_job, job_head, queue_member};
+        use crate::store::{decode_job, stored_job};
         use baseshift_core::state::{ConcurrencyKey, Lease};
         use baseshift_core::{JobRecord, WorkflowId};
         let config = crate::RedisConfig::from_env();
@@ -146,9 +147,8 @@ mod tests {
         quoted.lease = Some(Lease { owner: "old\n".into(), token: "t-0".into(), expires_at: chrono::Utc::now() });
         quoted.started_at = Some(chrono::Utc::now());
         for rec in [plain, keyed, quoted] {
-            let (head, member) = (job_head(&rec).unwrap_or_default(), queue_member(&rec).unwrap_or_default());
+            let (stored, member) = stored_job(&rec).unwrap_or_default();
             let json = serde_json::to_string(&rec).unwrap_or_default();
-            let stored = format!("{head}\n{member}\n{json}");
             let reply = conn.script(&script, &[], &[&stored], "test").await.unwrap_or_else(|e| panic!("{e}"));
             let items: Vec<String> =
                 crate::store::array("test", reply).unwrap_or_default().iter().filter_map(crate::store::text).collect();

@@ -2,11 +2,11 @@
 -- KEYS: ready, delayed, leases, outbox, seq; then wf, jobs, out of each step, in order.
 -- ARGV[1]: the key prefix; then each step's arguments, positional (no control JSON to
 -- decode; see `StepArgs` in write.rs, which writes them):
---   wf, now_ms, now, header expect ('' = no header), header status, header JSON,
---   delta, reopened, replay (1/0), at (RFC 3339, '' = no completion at zero), at_ms,
+--   wf, now_ms, now, header expect ('' = no header), header status, header JSON, header
+--   compensation queue not empty (1/0), delta, reopened, replay (1/0), at (RFC 3339, '' = no completion at zero), at_ms,
 --   #jobs, #outcomes, #events;
---   per job: id, expect, status, head (its first three lines, see job_head in lib.lua),
---   record JSON, output JSON ('' = none), place, score, queue member, dead (1/0),
+--   per job: id, expect, status, the record as stored (see job_head in lib.lua), output
+--   JSON ('' = none), place, score, queue member, dead (1/0),
 --   compensation (1/0), propagated (1/0), concurrency key and limit ('' = none);
 --   per parent outcome: child, status; then the events' JSON.
 -- Reply: one reply per step, in order: {'ok', remaining, #ready, #eligible, #skipped,
@@ -25,7 +25,8 @@ local events = {}
 -- One step, `p` as parsed below; returns its reply (and appends its events to `events`).
 local function apply_step(p, k_wf, k_jobs, k_out)
   -- The stored header too when the step may complete the workflow (see complete.lua).
-  local state = redis.call('HMGET', k_wf, 'v', 's', 'r', p.at and 'h' or 'v')
+  -- (`q` only matters to a step that may complete the workflow; see complete.lua.)
+  local state = redis.call('HMGET', k_wf, 'v', 's', 'r', 'q')
   if not state[1] then
     return fail('not_found', '', 'no such workflow')
   end
@@ -65,7 +66,8 @@ local function apply_step(p, k_wf, k_jobs, k_out)
 
   -- Writes.
   if h then
-    redis.call('HSET', k_wf, 'h', h.json, 'v', stored_version + 1, 's', h.status)
+    -- The fields that win over the JSON are written with it (`f` cleared; HEADER_FIELDS in codec.rs).
+    redis.call('HSET', k_wf, 'h', h.json, 'v', stored_version + 1, 's', h.status, 'q', h.queue, 'f', '')
     if h.status ~= stored_status then
       redis.call('ZREM', prefix .. ':idx:' .. stored_status, p.wf)
       redis.call('ZADD', prefix .. ':idx:' .. h.status, 0, p.wf)
@@ -84,7 +86,7 @@ local function apply_step(p, k_wf, k_jobs, k_out)
   for _, j in ipairs(p.jobs) do
     local old = stored[j.id]
     unplace(k_ready, k_delayed, k_leases, old.member, old.status)
-    redis.call('HSET', k_jobs, j.id, j.head .. '\n' .. j.member .. '\n' .. j.json)
+    redis.call('HSET', k_jobs, j.id, j.value)
     if j.out ~= '' then
       redis.call('HSET', k_out, j.id, j.out)
     else
@@ -165,12 +167,12 @@ local function apply_step(p, k_wf, k_jobs, k_out)
   -- record as they are now; the event goes after the step's other events.
   local completed = nil
   if remaining == 0 and p.at then
-    local status, version, header = stored_status, stored_version, state[4]
+    local status, version, queue = stored_status, stored_version, state[4]
     if h then
-      status, version, header = h.status, stored_version + 1, h.json
+      status, version, queue = h.status, stored_version + 1, h.queue
     end
-    if status == 'RUNNING' then
-      completed = complete(k_wf, k_jobs, k_out, p, version, known, header, remaining)
+    if status == 'RUNNING' and queue ~= '1' then
+      completed = complete(k_wf, k_jobs, k_out, p, version, known, remaining)
     end
   end
   -- (A completion wrote the remaining count with the header.)
@@ -201,25 +203,25 @@ local replies = {}
 local a = 1 -- the last ARGV read
 for i = 1, (#KEYS - 5) / 3 do
   local p = {prefix = prefix, wf = ARGV[a + 1], now_ms = tonumber(ARGV[a + 2]), now = ARGV[a + 3],
-    delta = tonumber(ARGV[a + 7]), reopened = tonumber(ARGV[a + 8]), replay = ARGV[a + 9] == '1',
+    delta = tonumber(ARGV[a + 8]), reopened = tonumber(ARGV[a + 9]), replay = ARGV[a + 10] == '1',
     jobs = {}, outcomes = {}, events = {}}
   if ARGV[a + 4] ~= '' then
-    p.header = {expect = tonumber(ARGV[a + 4]), status = ARGV[a + 5], json = ARGV[a + 6]}
+    p.header = {expect = tonumber(ARGV[a + 4]), status = ARGV[a + 5], json = ARGV[a + 6], queue = ARGV[a + 7]}
   end
-  if ARGV[a + 10] ~= '' then
-    p.at, p.at_ms = ARGV[a + 10], tonumber(ARGV[a + 11])
+  if ARGV[a + 11] ~= '' then
+    p.at, p.at_ms = ARGV[a + 11], tonumber(ARGV[a + 12])
   end
-  local nj, no, ne = tonumber(ARGV[a + 12]), tonumber(ARGV[a + 13]), tonumber(ARGV[a + 14])
-  a = a + 14
+  local nj, no, ne = tonumber(ARGV[a + 13]), tonumber(ARGV[a + 14]), tonumber(ARGV[a + 15])
+  a = a + 15
   for j = 1, nj do
     local conc = nil
-    if ARGV[a + 14] ~= '' then
-      conc = {key = ARGV[a + 13], limit = tonumber(ARGV[a + 14])}
+    if ARGV[a + 13] ~= '' then
+      conc = {key = ARGV[a + 12], limit = tonumber(ARGV[a + 13])}
     end
-    p.jobs[j] = {id = ARGV[a + 1], expect = tonumber(ARGV[a + 2]), status = ARGV[a + 3], head = ARGV[a + 4],
-      json = ARGV[a + 5], out = ARGV[a + 6], place = ARGV[a + 7], score = ARGV[a + 8], member = ARGV[a + 9],
-      dead = ARGV[a + 10] == '1', comp = ARGV[a + 11] == '1', prop = ARGV[a + 12] == '1', conc = conc}
-    a = a + 14
+    p.jobs[j] = {id = ARGV[a + 1], expect = tonumber(ARGV[a + 2]), status = ARGV[a + 3], value = ARGV[a + 4],
+      out = ARGV[a + 5], place = ARGV[a + 6], score = ARGV[a + 7], member = ARGV[a + 8],
+      dead = ARGV[a + 9] == '1', comp = ARGV[a + 10] == '1', prop = ARGV[a + 11] == '1', conc = conc}
+    a = a + 13
   end
   for o = 1, no do
     p.outcomes[o] = {child = ARGV[a + 1], status = ARGV[a + 2]}

@@ -68,10 +68,9 @@ pub(crate) struct JobArg {
     #[serde(skip_serializing_if = "Option::is_none")]
     expect: Option<u64>,
     status: &'static str,
-    /// The `ARGV` index of the record JSON as it will be stored: its new version, without its output.
-    json: usize,
-    /// The `ARGV` index of its head (see [`job_head`]).
-    head: usize,
+    /// The `ARGV` index of the record as it will be stored (see [`stored_job`]): its new
+    /// version, without its output.
+    value: usize,
     /// The `ARGV` index of its output JSON, if it has one.
     out: Option<usize>,
     place: &'static str,
@@ -100,12 +99,10 @@ impl JobArg {
         let dead = rec.is_dead_letter();
         let out = rec.output.take().map(|o| serde_json::to_string(&o)).transpose()?.map(|o| bulk.push(o));
         rec.version = version;
-        let head = bulk.push(job_head(&rec)?);
-        let json = bulk.push(serde_json::to_string(&rec)?);
-        let member = bulk.push(queue_member(&rec)?);
+        let (value, member) = stored_job(&rec)?;
+        let (value, member) = (bulk.push(value), bulk.push(member));
         Ok(JobArg {
-            head,
-            json,
+            value,
             id: rec.job_id,
             expect,
             status: rec.status.as_str(),
@@ -132,8 +129,13 @@ pub(crate) fn queue_member(rec: &JobRecord) -> Result<String> {
     })
 }
 
-/// The head of a stored job record: the first three of its lines (see [`decode_job`]),
-/// as the scripts join it with the queue member and the record JSON.
+/// `rec` as its jobs hash stores it (see [`decode_job`]), and its queue member.
+pub(crate) fn stored_job(rec: &JobRecord) -> Result<(String, String)> {
+    let member = queue_member(rec)?;
+    Ok((format!("{}\n{member}\n{}", job_head(rec)?, serde_json::to_string(rec)?), member))
+}
+
+/// The head of a stored job record: the first three of its lines (see [`decode_job`]).
 pub(crate) fn job_head(rec: &JobRecord) -> Result<String> {
     let flag = |b: bool| if b { '1' } else { '0' };
     Ok(format!(
@@ -199,12 +201,33 @@ fn job_status(name: &str) -> Option<JobStatus> {
     crate::scripts::JOB_STATUSES.into_iter().find(|s| s.as_str() == name)
 }
 
-/// A header read back; the store's own `version` and `remaining` fields win.
-pub(crate) fn decode_header(op: &'static str, json: &str, version: &str, remaining: &str) -> Result<WorkflowRecord> {
+/// The fields of a workflow's hash a header is read from: the header JSON (`h`), then
+/// the fields that win over it, which the scripts write without touching the JSON:
+/// version (`v`), remaining count (`r`), status (`s`) and the time completion at zero
+/// finished it (`f`, also its `updated_at`; absent or empty otherwise). The hash also
+/// holds `o` (the job ids in template order) and `q` (`1` while the header's compensation
+/// queue is not empty, which completion at zero needs to know).
+pub(crate) const HEADER_FIELDS: [&str; 5] = ["h", "v", "r", "s", "f"];
+
+/// A header read back from its [`HEADER_FIELDS`]; `None` if the workflow is absent.
+pub(crate) fn decode_header(op: &'static str, fields: &[Option<String>]) -> Result<Option<WorkflowRecord>> {
+    let [Some(json), Some(version), Some(remaining), Some(status), finished] = fields else {
+        return Ok(None);
+    };
     let mut header: WorkflowRecord = serde_json::from_str(json).map_err(|e| corrupt(op, "workflow header", e))?;
     header.version = version.parse().map_err(|_| bad_reply(op, format!("header version `{version}`")))?;
     header.remaining = remaining.parse().map_err(|_| bad_reply(op, format!("remaining count `{remaining}`")))?;
-    Ok(header)
+    header.status = crate::scripts::WORKFLOW_STATUSES
+        .into_iter()
+        .find(|s| s.as_str() == status)
+        .ok_or_else(|| bad_reply(op, format!("workflow status `{status}`")))?;
+    if let Some(at) = finished.as_deref().filter(|f| !f.is_empty()) {
+        let at = DateTime::parse_from_rfc3339(at)
+            .map_err(|_| bad_reply(op, format!("finish time `{at}`")))?
+            .with_timezone(&Utc);
+        (header.updated_at, header.finished_at) = (at, Some(at));
+    }
+    Ok(Some(header))
 }
 
 /// The text of a reply element (`None` for nil).
@@ -298,11 +321,12 @@ mod tests {
         let mut bulk = BulkArgs::default();
         let arg = JobArg::new(rec.clone(), 4, Some(3), now(), &mut bulk).unwrap();
         let argv = bulk.argv("control");
-        let (head, json, out) = (argv[arg.head - 1], argv[arg.json - 1], arg.out.map(|i| argv[i - 1]));
-        assert_eq!((argv[0], arg.out, arg.head, arg.json, arg.member), ("control", Some(2), 3, 4, 5));
-        assert!(!json.contains("12345678901234567890"), "{json}");
+        let (value, out) = (argv[arg.value - 1], arg.out.map(|i| argv[i - 1]));
+        assert_eq!((argv[0], arg.out, arg.value, arg.member), ("control", Some(2), 3, 4));
+        assert!(!value.contains("12345678901234567890"), "{value}");
+        assert!(value.contains("\n[\"w\",\"a\",\"noop\",0]\n{"), "{value}");
         assert!(out.is_some_and(|o| o.contains("12345678901234567890")), "{out:?}");
-        let back = decode_job("op", &format!("{head}\n[\"w\",\"a\",\"noop\",0]\n{json}"), out).unwrap();
+        let back = decode_job("op", value, out).unwrap();
         rec.version = 4;
         assert_eq!(back, rec);
     }
@@ -328,38 +352,23 @@ mod tests {
         }
     }
 
-    /// `complete.lua` edits the stored header as text: it needs serde's field order of
-    /// `WorkflowRecord` exactly as below (a field added or moved must update the script),
-    /// and `rfc3339` to write times as chrono's serde does.
+    /// The hash fields win over the header JSON: version, remaining, status and, once
+    /// completion at zero wrote it, the finish time (`f`, empty when cleared).
     #[test]
-    fn completed_header_layout() {
-        let odd = r#"x","status":"RUNNING","version":1,"input":{"compensation_queue":[]}"#;
-        let input = json!({"status": "RUNNING", "version": 1, "compensation_queue": [], "finished_at": null});
-        let mut h = WorkflowRecord::initialized(WorkflowId::new(odd), odd, "1.0.0", input.clone());
-        h.status = baseshift_core::WorkflowStatus::Running;
-        h.version = 7;
-        h.remaining = 2;
-        h.idempotency_key = Some(odd.into());
-        h.parent = Some(baseshift_core::state::ParentRef { workflow_id: WorkflowId::new(odd), job_id: odd.into() });
-        h.error = Some(odd.into());
-        h.created_at = Utc::now();
-        let s = |v: &str| serde_json::to_string(v).unwrap();
-        let expected = format!(
-            r#"{{"id":{},"template_id":{},"template_version":"1.0.0","status":"RUNNING","version":7,"input":{},"idempotency_key":{},"parent":{},"remaining":2,"compensation_queue":[],"error":{},"created_at":"{}","updated_at":"{}","finished_at":null}}"#,
-            s(odd),
-            s(odd),
-            input,
-            s(odd),
-            serde_json::to_string(&h.parent).unwrap(),
-            s(odd),
-            rfc3339(h.created_at),
-            rfc3339(h.updated_at),
-        );
-        assert_eq!(serde_json::to_string(&h).unwrap(), expected);
-        h.finished_at = Some(h.created_at);
-        assert!(
-            serde_json::to_string(&h).unwrap().ends_with(&format!(r#","finished_at":"{}"}}"#, rfc3339(h.created_at)))
-        );
+    fn header_fields_win_over_the_json() {
+        let h = WorkflowRecord::initialized(WorkflowId::new("w"), "t", "1.0.0", json!({"n": 1}));
+        let json = serde_json::to_string(&h).unwrap();
+        let at = "2026-12-01T21:55:01.123Z";
+        let fields = |s: &str, f: Option<&str>| {
+            [Some(json.clone()), Some("7".into()), Some("0".into()), Some(s.into()), f.map(str::to_owned)]
+        };
+        let done = decode_header("op", &fields("COMPLETED", Some(at))).unwrap().unwrap();
+        assert_eq!((done.status, done.version, done.remaining), (baseshift_core::WorkflowStatus::Completed, 7, 0));
+        assert_eq!((rfc3339(done.updated_at), done.finished_at.map(rfc3339)), (at.to_owned(), Some(at.to_owned())));
+        let open = decode_header("op", &fields("RUNNING", Some(""))).unwrap().unwrap();
+        assert_eq!((open.updated_at, open.finished_at), (h.updated_at, None));
+        assert!(decode_header("op", &fields("LOST", None)).is_err());
+        assert!(decode_header("op", &[None, None, None, None, None]).unwrap().is_none());
     }
 
     #[test]

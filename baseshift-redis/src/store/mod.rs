@@ -11,7 +11,7 @@ pub use retention::RedisRetention;
 
 pub(crate) use codec::{array, text};
 #[cfg(test)]
-pub(crate) use codec::{decode_job, job_head, queue_member};
+pub(crate) use codec::{decode_job, stored_job};
 
 use crate::config::RedisConfig;
 use crate::connection::{self, Conn};
