@@ -49,14 +49,15 @@ local function apply_step(p, k_wf, k_jobs, k_out)
     if not raw then
       return fail('not_found', j.id, 'no such job')
     end
-    local rec = job_head(raw)
-    if rec.version ~= j.expect then
-      return fail('conflict', j.id, string.format('stale job version %d (stored %d)', j.expect, rec.version))
+    -- (Versions compare as text: both are written as plain decimals.)
+    local status, version, _, _, _, _, at_member, at_json = job_peek(raw)
+    if version ~= j.expect then
+      return fail('conflict', j.id, string.format('stale job version %d (stored %d)', j.expect, version))
     end
-    if not can_job(rec.status, j.status, p.replay) then
-      return fail('illegal_transition', j.id, 'job cannot go from ' .. rec.status .. ' to ' .. j.status)
+    if not can_job(status, j.status, p.replay) then
+      return fail('illegal_transition', j.id, 'job cannot go from ' .. status .. ' to ' .. j.status)
     end
-    stored[j.id] = rec
+    stored[j.id] = {status = status, member = string.sub(raw, at_member, at_json - 2)}
   end
   for _, o in ipairs(p.outcomes) do
     if redis.call('HEXISTS', k_jobs, o.child) == 0 then
@@ -218,7 +219,7 @@ for i = 1, (#KEYS - 5) / 3 do
     if ARGV[a + 13] ~= '' then
       conc = {key = ARGV[a + 12], limit = tonumber(ARGV[a + 13])}
     end
-    p.jobs[j] = {id = ARGV[a + 1], expect = tonumber(ARGV[a + 2]), status = ARGV[a + 3], value = ARGV[a + 4],
+    p.jobs[j] = {id = ARGV[a + 1], expect = ARGV[a + 2], status = ARGV[a + 3], value = ARGV[a + 4],
       out = ARGV[a + 5], place = ARGV[a + 6], score = ARGV[a + 7], member = ARGV[a + 8],
       dead = ARGV[a + 9] == '1', comp = ARGV[a + 10] == '1', prop = ARGV[a + 11] == '1', conc = conc}
     a = a + 13

@@ -37,23 +37,25 @@ end
 
 -- Expired leases first, then the ready queue by score. Skipped entries (excluded types,
 -- capped types) are bounded per claim, so one claim never walks an unbounded queue.
+-- The first page of each source is about as long as the claim (every member fetched is
+-- a string the script makes); the next ones are longer.
 local batch = math.max(64, p.limit * 4)
 local budget = p.limit * 20 + 1000
 local sources = {
-  function(off) return redis.call('ZRANGEBYSCORE', k_leases, '-inf', p.now_ms, 'LIMIT', off, batch) end,
-  function(off) return redis.call('ZRANGE', k_ready, off, off + batch - 1) end,
+  function(off, n) return redis.call('ZRANGEBYSCORE', k_leases, '-inf', p.now_ms, 'LIMIT', off, n) end,
+  function(off, n) return redis.call('ZRANGE', k_ready, off, off + n - 1) end,
 }
 for s, fetch in ipairs(sources) do
-  local off = 0
+  local off, n = 0, math.min(batch, p.limit + 8)
   while #picks < p.limit and budget > 0 do
-    local page = fetch(off)
+    local page = fetch(off, n)
     for _, m in ipairs(page) do
       if #picks >= p.limit or budget <= 0 then break end
       budget = budget - 1
       consider(m, s)
     end
-    if #page < batch then break end
-    off = off + batch
+    if #page < n then break end
+    off, n = off + n, batch
   end
 end
 
@@ -70,9 +72,11 @@ for i, pick in ipairs(picks) do
   local wf, job = e[1], e[2]
   local k_jobs = p.prefix .. ':jobs:{' .. wf .. '}'
   local raw = redis.call('HGET', k_jobs, job)
-  local rec = raw and job_head(raw)
-  local claimable = rec and ((from == 2 and rec.status == 'READY')
-    or (from == 1 and rec.status == 'RUNNING' and not rec.awaiting))
+  local status, version, attempt, awaiting, propagated, comp, at_member
+  if raw then
+    status, version, attempt, awaiting, propagated, comp, at_member = job_peek(raw)
+  end
+  local claimable = (from == 2 and status == 'READY') or (from == 1 and status == 'RUNNING' and awaiting == '0')
   if from == 1 then
     unleased[#unleased + 1] = m
   else
@@ -83,9 +87,9 @@ for i, pick in ipairs(picks) do
     if from == 2 and e[5] then
       count_key(p.prefix, e[5], 1)
     end
-    local attempt = rec.attempt + 1
-    local json = head_line('RUNNING', rec.version + 1, attempt, rec.flags)
-      .. lease_json(owner, cjson.encode(p.token .. '-' .. i), exp) .. '\n' .. now .. '\n' .. string.sub(raw, rec.m)
+    attempt = tonumber(attempt) + 1
+    local json = head_line('RUNNING', tonumber(version) + 1, attempt, awaiting .. propagated .. comp)
+      .. lease_json(owner, cjson.encode(p.token .. '-' .. i), exp) .. '\n' .. now .. '\n' .. string.sub(raw, at_member)
     redis.call('HSET', k_jobs, job, json)
     leased[#leased + 1] = p.exp_ms
     leased[#leased + 1] = m

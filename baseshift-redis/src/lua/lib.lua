@@ -143,20 +143,28 @@ end
 --   <record JSON>                            serde's, without the output
 -- The head (the first four lines) wins over the JSON for status, version, attempt,
 -- awaiting_external, lease and started_at, so a claim or a renewal rewrites only the head.
--- job_head reads the head without touching the JSON: {status, version, attempt, flags,
--- awaiting, propagated, comp, member, l, s, m, j}, the last four where the lease, start,
--- member and JSON lines begin. A value of any other layout is an error.
-local function job_head(raw)
-  local status, version, attempt, flags, l = string.match(raw, '^(%u+) (%d+) (%d+) ([01][01][01])\n()')
+-- job_peek reads the head without touching the JSON, for the hot paths (a claim, a
+-- step's own jobs): status, version and attempt (as text), the flags awaiting,
+-- propagated and compensation ('0' or '1' each), and where the member line and the JSON
+-- line begin. job_head gives the same (and the positions of the lease and start lines)
+-- as a table: {status, version, attempt, flags, awaiting, propagated, comp, member, l, s,
+-- m, j}, numbers as numbers. A value of any other layout is an error.
+local function job_peek(raw)
+  local status, version, attempt, a, p, c, l = string.match(raw, '^(%u+) (%d+) (%d+) ([01])([01])([01])\n()')
   local s = l and string.find(raw, '\n', l, true)
   local m = s and string.find(raw, '\n', s + 1, true)
   local j = m and string.find(raw, '\n', m + 1, true)
   if not j then
     error('stored job record of an unknown layout')
   end
-  return {status = status, version = tonumber(version), attempt = tonumber(attempt), flags = flags,
-    awaiting = string.byte(flags, 1) == 49, propagated = string.byte(flags, 2) == 49, comp = string.byte(flags, 3) == 49,
-    member = string.sub(raw, m + 1, j - 1), l = l, s = s + 1, m = m + 1, j = j + 1}
+  return status, version, attempt, a, p, c, m + 1, j + 1, l, s + 1
+end
+
+local function job_head(raw)
+  local status, version, attempt, a, p, c, m, j, l, s = job_peek(raw)
+  return {status = status, version = tonumber(version), attempt = tonumber(attempt), flags = a .. p .. c,
+    awaiting = a == '1', propagated = p == '1', comp = c == '1', member = string.sub(raw, m, j - 2),
+    l = l, s = s, m = m, j = j}
 end
 
 -- The head's first line.
