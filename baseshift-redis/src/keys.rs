@@ -3,8 +3,8 @@
 //!
 //! | key | type | holds |
 //! |---|---|---|
-//! | `<p>:wf:{<id>}` | hash | `h` header JSON, `v` version, `s` status, `r` remaining, `o` job order (JSON array) |
-//! | `<p>:jobs:{<id>}` | hash | one field per job id: the job record JSON without its output |
+//! | `<p>:wf:{<id>}` | hash | `h` header JSON; `v` version, `s` status, `r` remaining and `f` finish time, which win over it; `q` compensation queue not empty; `o` job order (JSON array) |
+//! | `<p>:jobs:{<id>}` | hash | one field per job id: the record's head (status, version, attempt, flags, lease, start, queue member), then its JSON without its output (see `decode_job` in `store/codec.rs`) |
 //! | `<p>:out:{<id>}` | hash | one field per job id that has an output: the output JSON |
 //! | `<p>:tpl:<template id>:<version>` | string | the template snapshot JSON |
 //! | `<p>:idem:<key>` | string | the workflow id created with an idempotency key |

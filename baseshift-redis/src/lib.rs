@@ -74,7 +74,7 @@
 //! | key | type | holds |
 //! |---|---|---|
 //! | `<p>:wf:{<id>}` | hash | header JSON, version, status, remaining count, job order |
-//! | `<p>:jobs:{<id>}` | hash | one job record JSON per job id (outputs apart) |
+//! | `<p>:jobs:{<id>}` | hash | one job record per job id: a short head the scripts edit, then its JSON (outputs apart) |
 //! | `<p>:out:{<id>}` | hash | job outputs, never rewritten by Lua |
 //! | `<p>:tpl:<template>:<version>` | string | template snapshots of running workflows |
 //! | `<p>:idem:<key>` | string | idempotency keys |

@@ -10,7 +10,8 @@ use std::sync::LazyLock;
 
 const LIB: &str = include_str!("lua/lib.lua");
 
-const JOB_STATUSES: [JobStatus; 7] = [
+/// Every job status.
+pub(crate) const JOB_STATUSES: [JobStatus; 7] = [
     JobStatus::Pending,
     JobStatus::Ready,
     JobStatus::Running,
@@ -20,7 +21,8 @@ const JOB_STATUSES: [JobStatus; 7] = [
     JobStatus::Cancelled,
 ];
 
-const WORKFLOW_STATUSES: [WorkflowStatus; 5] = [
+/// Every workflow status.
+pub(crate) const WORKFLOW_STATUSES: [WorkflowStatus; 5] = [
     WorkflowStatus::Initialized,
     WorkflowStatus::Running,
     WorkflowStatus::Completed,
@@ -49,7 +51,7 @@ pub(crate) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     renew: build(include_str!("lua/renew.lua")),
     read: build(include_str!("lua/read.lua")),
     wait: build(include_str!("lua/wait.lua")),
-    dead: Script::new(include_str!("lua/dead.lua")),
+    dead: build(include_str!("lua/dead.lua")),
     retention: build(include_str!("lua/retention.lua")),
     cache_get: Script::new(include_str!("lua/cache_get.lua")),
     ack: Script::new(include_str!("lua/ack.lua")),
@@ -112,110 +114,69 @@ mod tests {
         assert!(!workflows.contains(" FAILED>RUNNING "), "not without a replay: {workflows}");
     }
 
-    /// `peek_job` (lib.lua) on the real server: it reads serde's records by pattern and
-    /// agrees with a full cjson decode on every field it returns, for records it must decode
-    /// whole too (a concurrency key, quotes in an id, cjson's own key order).
+    /// `job_head` (lib.lua) on the real server reads the head of what the store writes
+    /// (codec.rs) for records of every shape (a concurrency key, quotes and a newline in
+    /// strings, a lease), and a head rewritten as a claim rewrites it (`head_line`,
+    /// `lease_json`) decodes to the claimed record.
     #[tokio::test(flavor = "multi_thread")]
-    async fn peek_job_agrees_with_a_full_decode() {
-        use baseshift_core::state::ConcurrencyKey;
+    async fn job_head_reads_the_stored_layout() {
+        use crate::store::{decode_job, stored_job};
+        use baseshift_core::state::{ConcurrencyKey, Lease};
         use baseshift_core::{JobRecord, WorkflowId};
         let config = crate::RedisConfig::from_env();
         let conn = crate::connection::connect(&config).await.unwrap_or_else(|e| panic!("Redis is not reachable: {e}"));
         let script = Script::new(&source(
-            "local a, b = peek_job(ARGV[1]), cjson.decode(ARGV[1])
-             local conc = a.concurrency and a.concurrency ~= cjson.null and a.concurrency.key or ''
-             local same = a.status == b.status and a.version == b.version and a.job_type == b.job_type
-               and a.priority == b.priority and conc == (has_key(b.concurrency) and b.concurrency.key or '')
-             return {same and 1 or 0, (a.trigger == nil) and 'pattern' or 'decoded', a.status, a.version, a.priority}",
+            "local raw = ARGV[1]
+             local h = job_head(raw)
+             local claimed = head_line('RUNNING', h.version + 1, h.attempt + 1, h.flags)
+               .. lease_json(cjson.encode('o/\"1'), cjson.encode('t-1'), cjson.encode('2030-01-01T00:00:00Z')) .. '\\n'
+               .. cjson.encode('2029-12-31T23:59:59.5Z') .. '\\n' .. string.sub(raw, h.m)
+             return {h.status, h.version, h.attempt, h.flags, h.member, string.sub(raw, h.j), claimed,
+               tostring(h.awaiting) .. tostring(h.propagated) .. tostring(h.comp)}",
         ));
         let mut plain = JobRecord::pending(WorkflowId::new("w-1"), "a", "noop", 2);
-        plain.version = 41;
-        plain.priority = -3;
-        plain.status = JobStatus::Running;
+        (plain.version, plain.priority, plain.attempt, plain.status) = (41, -3, 1, JobStatus::Ready);
+        plain.propagated = true;
         let mut keyed = plain.clone();
         keyed.concurrency = Some(ConcurrencyKey { key: "k\"1".into(), limit: 2 });
+        keyed.compensation_of = Some("x".into());
         let mut quoted = plain.clone();
-        quoted.job_id = "a\"b".into();
-        let plain_json = serde_json::to_string(&plain).unwrap_or_default();
-        let reordered = serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&plain_json)
-            .unwrap_or_default()
-            .into_iter()
-            .rev()
-            .map(|(k, v)| format!("{}:{v}", serde_json::Value::from(k)))
-            .collect::<Vec<_>>()
-            .join(",");
-        let reordered = format!("{{{reordered}}}");
-        let cases = [
-            (plain_json.clone(), "pattern"),
-            (serde_json::to_string(&keyed).unwrap_or_default(), "decoded"),
-            (serde_json::to_string(&quoted).unwrap_or_default(), "decoded"),
-            (reordered, "decoded"),
-        ];
-        for (json, how) in cases {
-            let reply = conn.script(&script, &[], &[&json], "test").await.unwrap_or_else(|e| panic!("{e}"));
-            let items = crate::store::array("test", reply).unwrap_or_default();
-            let texts: Vec<String> = items.iter().filter_map(crate::store::text).collect();
-            assert_eq!(texts, ["1", how, "RUNNING", "41", "-3"], "{json}");
-        }
-    }
-
-    /// `claim_view` (lib.lua) on the real server: the text edit of a serde-ordered record
-    /// and the whole decode of the same record in another key order claim it alike.
-    #[tokio::test(flavor = "multi_thread")]
-    async fn claim_view_edits_as_a_decode_would() {
-        use baseshift_core::state::Lease;
-        use baseshift_core::{JobRecord, WorkflowId};
-        let config = crate::RedisConfig::from_env();
-        let conn = crate::connection::connect(&config).await.unwrap_or_else(|e| panic!("Redis is not reachable: {e}"));
-        let script = Script::new(&source(
-            "local lease = {owner = 'o/\"1', token = 't-1', expires_at = '2030-01-01T00:00:00Z'}
-             local out = {}
-             for i = 1, 2 do
-               local v = claim_view(ARGV[i])
-               out[#out + 1] = v.claimed(lease, '2029-12-31T23:59:59.5Z')
-               out[#out + 1] = v.status .. ' ' .. tostring(v.awaiting_external) .. ' ' .. v.attempt
-             end
-             return out",
-        ));
-        let mut ready = JobRecord::pending(WorkflowId::new("w-1"), "a", "noop", 0);
-        ready.status = JobStatus::Ready;
-        ready.version = 3;
-        ready.attempt = 1;
-        ready.error = Some(baseshift_core::state::JobFailure::new("retryable", "x\",\"started_at\":1,"));
-        let mut expired = ready.clone();
-        expired.status = JobStatus::Running;
-        expired.lease = Some(Lease { owner: "old".into(), token: "t-0".into(), expires_at: chrono::Utc::now() });
-        expired.started_at = Some(chrono::Utc::now());
-        for rec in [ready, expired] {
-            let serde_order = serde_json::to_string(&rec).unwrap_or_default();
-            let value = serde_json::to_value(&rec).unwrap_or_default();
-            let fields: Vec<String> = value
-                .as_object()
-                .into_iter()
-                .flatten()
-                .rev()
-                .map(|(k, v)| format!("{}:{v}", serde_json::Value::from(k.as_str())))
-                .collect();
-            let other_order = format!("{{{}}}", fields.join(","));
-            assert_ne!(serde_order, other_order, "the second record must take the decoding path");
-            let reply = conn
-                .script(&script, &[], &[&serde_order, &other_order], "test")
-                .await
-                .unwrap_or_else(|e| panic!("{e}"));
+        (quoted.job_id, quoted.job_type) = ("a\"b\nc".into(), "t/\\".into());
+        quoted.status = JobStatus::Running;
+        quoted.awaiting_external = true;
+        quoted.lease = Some(Lease { owner: "old\n".into(), token: "t-0".into(), expires_at: chrono::Utc::now() });
+        quoted.started_at = Some(chrono::Utc::now());
+        for rec in [plain, keyed, quoted] {
+            let (stored, member) = stored_job(&rec).unwrap_or_default();
+            let json = serde_json::to_string(&rec).unwrap_or_default();
+            let reply = conn.script(&script, &[], &[&stored], "test").await.unwrap_or_else(|e| panic!("{e}"));
             let items: Vec<String> =
                 crate::store::array("test", reply).unwrap_or_default().iter().filter_map(crate::store::text).collect();
-            assert_eq!(items.len(), 4, "{items:?}");
-            assert_eq!(items[1], items[3], "the views agree");
-            assert_eq!(items[1], format!("{} false {}", rec.status, rec.attempt + 1));
-            let edited: JobRecord = serde_json::from_str(&items[0]).unwrap_or_else(|e| panic!("{e}: {}", items[0]));
-            let decoded: JobRecord = serde_json::from_str(&items[2]).unwrap_or_else(|e| panic!("{e}: {}", items[2]));
-            assert_eq!(edited, decoded);
-            assert_eq!(
-                (edited.status, edited.version, edited.attempt),
-                (JobStatus::Running, rec.version + 1, rec.attempt + 1)
+            let flag = |b: bool| if b { '1' } else { '0' };
+            let flags = format!(
+                "{}{}{}",
+                flag(rec.awaiting_external),
+                flag(rec.propagated),
+                flag(rec.compensation_of.is_some())
             );
-            assert_eq!(edited.lease.map(|l| l.owner), Some("o/\"1".to_owned()));
-            assert!(items[0].starts_with("{\"workflow_id\":"), "serde's layout kept: {}", items[0]);
+            let expected =
+                [rec.status.as_str(), &rec.version.to_string(), &rec.attempt.to_string(), &flags, &member, &json];
+            assert_eq!(items[..6], expected, "{stored}");
+            assert_eq!(
+                items[7],
+                format!("{}{}{}", rec.awaiting_external, rec.propagated, rec.compensation_of.is_some())
+            );
+            let claimed = decode_job("test", &items[6], None).unwrap_or_else(|e| panic!("{e}: {}", items[6]));
+            let mut expected = rec.clone();
+            (expected.status, expected.version, expected.attempt) =
+                (JobStatus::Running, rec.version + 1, rec.attempt + 1);
+            expected.lease = Some(Lease {
+                owner: "o/\"1".into(),
+                token: "t-1".into(),
+                expires_at: "2030-01-01T00:00:00Z".parse().unwrap_or_default(),
+            });
+            expected.started_at = "2029-12-31T23:59:59.5Z".parse().ok();
+            assert_eq!(claimed, expected);
         }
     }
 

@@ -2,12 +2,12 @@
 -- KEYS: ready, delayed, leases, outbox, seq; then wf, jobs, out of each step, in order.
 -- ARGV[1]: the key prefix; then each step's arguments, positional (no control JSON to
 -- decode; see `StepArgs` in write.rs, which writes them):
---   wf, now_ms, now, header expect ('' = no header), header status, header JSON,
---   delta, reopened, replay (1/0), at (RFC 3339, '' = no completion at zero), at_ms,
+--   wf, now_ms, now, header expect ('' = no header), header status, header JSON, header
+--   compensation queue not empty (1/0), delta, reopened, replay (1/0), at (RFC 3339, '' = no completion at zero), at_ms,
 --   #jobs, #outcomes, #events;
---   per job: id, expect, status, JSON, output JSON ('' = none), place, score, type,
---   priority, dead (1/0), compensation (1/0), propagated (1/0), concurrency key and
---   limit ('' = none);
+--   per job: id, expect, status, the record as stored (see job_head in lib.lua), output
+--   JSON ('' = none), place, score, queue member, dead (1/0),
+--   compensation (1/0), propagated (1/0), concurrency key and limit ('' = none);
 --   per parent outcome: child, status; then the events' JSON.
 -- Reply: one reply per step, in order: {'ok', remaining, #ready, #eligible, #skipped,
 -- completed (1/0), ids...} or {'err', kind, job, message}.
@@ -25,7 +25,8 @@ local events = {}
 -- One step, `p` as parsed below; returns its reply (and appends its events to `events`).
 local function apply_step(p, k_wf, k_jobs, k_out)
   -- The stored header too when the step may complete the workflow (see complete.lua).
-  local state = redis.call('HMGET', k_wf, 'v', 's', 'r', p.at and 'h' or 'v')
+  -- (`q` only matters to a step that may complete the workflow; see complete.lua.)
+  local state = redis.call('HMGET', k_wf, 'v', 's', 'r', 'q')
   if not state[1] then
     return fail('not_found', '', 'no such workflow')
   end
@@ -48,14 +49,15 @@ local function apply_step(p, k_wf, k_jobs, k_out)
     if not raw then
       return fail('not_found', j.id, 'no such job')
     end
-    local rec = peek_job(raw)
-    if rec.version ~= j.expect then
-      return fail('conflict', j.id, string.format('stale job version %d (stored %d)', j.expect, rec.version))
+    -- (Versions compare as text: both are written as plain decimals.)
+    local status, version, _, _, _, _, at_member, at_json = job_peek(raw)
+    if version ~= j.expect then
+      return fail('conflict', j.id, string.format('stale job version %d (stored %d)', j.expect, version))
     end
-    if not can_job(rec.status, j.status, p.replay) then
-      return fail('illegal_transition', j.id, 'job cannot go from ' .. rec.status .. ' to ' .. j.status)
+    if not can_job(status, j.status, p.replay) then
+      return fail('illegal_transition', j.id, 'job cannot go from ' .. status .. ' to ' .. j.status)
     end
-    stored[j.id] = rec
+    stored[j.id] = {status = status, member = string.sub(raw, at_member, at_json - 2)}
   end
   for _, o in ipairs(p.outcomes) do
     if redis.call('HEXISTS', k_jobs, o.child) == 0 then
@@ -65,7 +67,8 @@ local function apply_step(p, k_wf, k_jobs, k_out)
 
   -- Writes.
   if h then
-    redis.call('HSET', k_wf, 'h', h.json, 'v', stored_version + 1, 's', h.status)
+    -- The fields that win over the JSON are written with it (`f` cleared; HEADER_FIELDS in codec.rs).
+    redis.call('HSET', k_wf, 'h', h.json, 'v', stored_version + 1, 's', h.status, 'q', h.queue, 'f', '')
     if h.status ~= stored_status then
       redis.call('ZREM', prefix .. ':idx:' .. stored_status, p.wf)
       redis.call('ZADD', prefix .. ':idx:' .. h.status, 0, p.wf)
@@ -83,20 +86,27 @@ local function apply_step(p, k_wf, k_jobs, k_out)
   local known = {}
   for _, j in ipairs(p.jobs) do
     local old = stored[j.id]
-    unplace(k_ready, k_delayed, k_leases, member(p.wf, j.id, old.job_type, old.priority, old.concurrency), old.status)
-    redis.call('HSET', k_jobs, j.id, j.json)
+    unplace(k_ready, k_delayed, k_leases, old.member, old.status)
+    redis.call('HSET', k_jobs, j.id, j.value)
     if j.out ~= '' then
       redis.call('HSET', k_out, j.id, j.out)
     else
       redis.call('HDEL', k_out, j.id)
     end
-    if place(k_ready, k_delayed, k_leases, member(p.wf, j.id, j.type, j.prio, j.conc), j.place, j.score) then
+    if place(k_ready, k_delayed, k_leases, j.member, j.place, j.score) then
       wake = true
     end
-    -- A job leaving RUNNING frees its key's slot (and may let a held-back job run).
-    if old.status == 'RUNNING' and has_key(old.concurrency) then
-      count_key(prefix, old.concurrency.key, -1)
-      wake = true
+    -- A job leaving RUNNING frees its key's slot (and may let a held-back job run). Its
+    -- old key is in its old member (the same as the new one unless the member changed).
+    if old.status == 'RUNNING' then
+      local key = j.conc and j.conc.key
+      if old.member ~= j.member then
+        key = cjson.decode(old.member)[5]
+      end
+      if key then
+        count_key(prefix, key, -1)
+        wake = true
+      end
     end
     if j.status == 'RUNNING' and has_key(j.conc) then
       count_key(prefix, j.conc.key, 1)
@@ -113,7 +123,11 @@ local function apply_step(p, k_wf, k_jobs, k_out)
   local ready, eligible, skipped, derived = {}, {}, {}, {}
   local skipped_main = 0
   for _, o in ipairs(p.outcomes) do
-    local child = cjson.decode(redis.call('HGET', k_jobs, o.child))
+    -- The record JSON decoded, with the fields the head wins for taken from the head.
+    local raw = redis.call('HGET', k_jobs, o.child)
+    local head = job_head(raw)
+    local child = cjson.decode(string.sub(raw, head.j))
+    child.status, child.version, child.attempt = head.status, head.version, head.attempt
     record_outcome(child.deps, o.status)
     if not written[o.child] then
       child.version = child.version + 1
@@ -129,23 +143,23 @@ local function apply_step(p, k_wf, k_jobs, k_out)
         child.ready_at = p.now
         ready[#ready + 1] = o.child
         derived[#derived + 1] = job_event(p.wf, o.child, 'READY', child.attempt, p.now)
-        local m = member(p.wf, o.child, child.job_type, child.priority, child.concurrency)
-        redis.call('ZADD', k_ready, queue_score(child.priority, p.now_ms), m)
+        redis.call('ZADD', k_ready, queue_score(child.priority, p.now_ms), head.member)
         wake = true
       elseif decision == 'skip' then
         child.status = 'SKIPPED'
         child.propagated = false
         child.finished_at = p.now
-        if child.compensation_of == cjson.null then
+        if not head.comp then
           skipped_main = skipped_main + 1
         end
         skipped[#skipped + 1] = o.child
         derived[#derived + 1] = job_event(p.wf, o.child, 'SKIPPED', child.attempt, p.now)
       end
     end
-    redis.call('HSET', k_jobs, o.child, cjson.encode(child))
-    known[o.child] = {status = child.status, propagated = child.propagated == true,
-      main = child.compensation_of == nil or child.compensation_of == cjson.null}
+    local flags = string.sub(head.flags, 1, 1) .. (child.propagated == true and '1' or '0') .. string.sub(head.flags, 3)
+    redis.call('HSET', k_jobs, o.child, head_line(child.status, child.version, head.attempt, flags)
+      .. string.sub(raw, head.l, head.j - 1) .. cjson.encode(child))
+    known[o.child] = {status = child.status, propagated = child.propagated == true, main = not head.comp}
   end
 
   remaining = math.max(0, remaining + p.reopened - skipped_main - p.delta)
@@ -154,12 +168,12 @@ local function apply_step(p, k_wf, k_jobs, k_out)
   -- record as they are now; the event goes after the step's other events.
   local completed = nil
   if remaining == 0 and p.at then
-    local status, version, header = stored_status, stored_version, state[4]
+    local status, version, queue = stored_status, stored_version, state[4]
     if h then
-      status, version, header = h.status, stored_version + 1, h.json
+      status, version, queue = h.status, stored_version + 1, h.queue
     end
-    if status == 'RUNNING' then
-      completed = complete(k_wf, k_jobs, k_out, p, version, known, header, remaining)
+    if status == 'RUNNING' and queue ~= '1' then
+      completed = complete(k_wf, k_jobs, k_out, p, version, known, remaining)
     end
   end
   -- (A completion wrote the remaining count with the header.)
@@ -190,25 +204,25 @@ local replies = {}
 local a = 1 -- the last ARGV read
 for i = 1, (#KEYS - 5) / 3 do
   local p = {prefix = prefix, wf = ARGV[a + 1], now_ms = tonumber(ARGV[a + 2]), now = ARGV[a + 3],
-    delta = tonumber(ARGV[a + 7]), reopened = tonumber(ARGV[a + 8]), replay = ARGV[a + 9] == '1',
+    delta = tonumber(ARGV[a + 8]), reopened = tonumber(ARGV[a + 9]), replay = ARGV[a + 10] == '1',
     jobs = {}, outcomes = {}, events = {}}
   if ARGV[a + 4] ~= '' then
-    p.header = {expect = tonumber(ARGV[a + 4]), status = ARGV[a + 5], json = ARGV[a + 6]}
+    p.header = {expect = tonumber(ARGV[a + 4]), status = ARGV[a + 5], json = ARGV[a + 6], queue = ARGV[a + 7]}
   end
-  if ARGV[a + 10] ~= '' then
-    p.at, p.at_ms = ARGV[a + 10], tonumber(ARGV[a + 11])
+  if ARGV[a + 11] ~= '' then
+    p.at, p.at_ms = ARGV[a + 11], tonumber(ARGV[a + 12])
   end
-  local nj, no, ne = tonumber(ARGV[a + 12]), tonumber(ARGV[a + 13]), tonumber(ARGV[a + 14])
-  a = a + 14
+  local nj, no, ne = tonumber(ARGV[a + 13]), tonumber(ARGV[a + 14]), tonumber(ARGV[a + 15])
+  a = a + 15
   for j = 1, nj do
     local conc = nil
-    if ARGV[a + 14] ~= '' then
-      conc = {key = ARGV[a + 13], limit = tonumber(ARGV[a + 14])}
+    if ARGV[a + 13] ~= '' then
+      conc = {key = ARGV[a + 12], limit = tonumber(ARGV[a + 13])}
     end
-    p.jobs[j] = {id = ARGV[a + 1], expect = tonumber(ARGV[a + 2]), status = ARGV[a + 3], json = ARGV[a + 4],
-      out = ARGV[a + 5], place = ARGV[a + 6], score = ARGV[a + 7], type = ARGV[a + 8], prio = tonumber(ARGV[a + 9]),
-      dead = ARGV[a + 10] == '1', comp = ARGV[a + 11] == '1', prop = ARGV[a + 12] == '1', conc = conc}
-    a = a + 14
+    p.jobs[j] = {id = ARGV[a + 1], expect = ARGV[a + 2], status = ARGV[a + 3], value = ARGV[a + 4],
+      out = ARGV[a + 5], place = ARGV[a + 6], score = ARGV[a + 7], member = ARGV[a + 8],
+      dead = ARGV[a + 9] == '1', comp = ARGV[a + 10] == '1', prop = ARGV[a + 11] == '1', conc = conc}
+    a = a + 13
   end
   for o = 1, no do
     p.outcomes[o] = {child = ARGV[a + 1], status = ARGV[a + 2]}

@@ -37,23 +37,25 @@ end
 
 -- Expired leases first, then the ready queue by score. Skipped entries (excluded types,
 -- capped types) are bounded per claim, so one claim never walks an unbounded queue.
+-- The first page of each source is about as long as the claim (every member fetched is
+-- a string the script makes); the next ones are longer.
 local batch = math.max(64, p.limit * 4)
 local budget = p.limit * 20 + 1000
 local sources = {
-  function(off) return redis.call('ZRANGEBYSCORE', k_leases, '-inf', p.now_ms, 'LIMIT', off, batch) end,
-  function(off) return redis.call('ZRANGE', k_ready, off, off + batch - 1) end,
+  function(off, n) return redis.call('ZRANGEBYSCORE', k_leases, '-inf', p.now_ms, 'LIMIT', off, n) end,
+  function(off, n) return redis.call('ZRANGE', k_ready, off, off + n - 1) end,
 }
 for s, fetch in ipairs(sources) do
-  local off = 0
+  local off, n = 0, math.min(batch, p.limit + 8)
   while #picks < p.limit and budget > 0 do
-    local page = fetch(off)
+    local page = fetch(off, n)
     for _, m in ipairs(page) do
       if #picks >= p.limit or budget <= 0 then break end
       budget = budget - 1
       consider(m, s)
     end
-    if #page < batch then break end
-    off = off + batch
+    if #page < n then break end
+    off, n = off + n, batch
   end
 end
 
@@ -61,30 +63,37 @@ local reply = {false}
 local events = {}
 -- The picks leave their queue, and the claimed ones enter the lease index, in one
 -- command per set (not one per job); a member both left and re-entered `leases` (an
--- expired lease claimed again) is removed before it is added.
+-- expired lease claimed again) is removed before it is added. A claim rewrites only the
+-- record's head (see job_head in lib.lua): the record JSON after it is kept as it is.
 local unready, unleased, leased = {}, {}, {}
+local owner, exp, now = cjson.encode(p.owner), cjson.encode(p.exp), cjson.encode(p.now)
 for i, pick in ipairs(picks) do
   local m, e, from = pick[1], pick[2], pick[3]
   local wf, job = e[1], e[2]
   local k_jobs = p.prefix .. ':jobs:{' .. wf .. '}'
   local raw = redis.call('HGET', k_jobs, job)
-  local rec = raw and claim_view(raw)
-  local claimable = rec and ((from == 2 and rec.status == 'READY')
-    or (from == 1 and rec.status == 'RUNNING' and not rec.awaiting_external))
+  local status, version, attempt, awaiting, propagated, comp, at_member
+  if raw then
+    status, version, attempt, awaiting, propagated, comp, at_member = job_peek(raw)
+  end
+  local claimable = (from == 2 and status == 'READY') or (from == 1 and status == 'RUNNING' and awaiting == '0')
   if from == 1 then
     unleased[#unleased + 1] = m
   else
     unready[#unready + 1] = m
   end
   if claimable then
-    if from == 2 and has_key(rec.concurrency) then
-      count_key(p.prefix, rec.concurrency.key, 1)
+    -- The member carries the record's concurrency key (see consider).
+    if from == 2 and e[5] then
+      count_key(p.prefix, e[5], 1)
     end
-    local json = rec.claimed({owner = p.owner, token = p.token .. '-' .. i, expires_at = p.exp}, p.now)
+    attempt = tonumber(attempt) + 1
+    local json = head_line('RUNNING', tonumber(version) + 1, attempt, awaiting .. propagated .. comp)
+      .. lease_json(owner, cjson.encode(p.token .. '-' .. i), exp) .. '\n' .. now .. '\n' .. string.sub(raw, at_member)
     redis.call('HSET', k_jobs, job, json)
     leased[#leased + 1] = p.exp_ms
     leased[#leased + 1] = m
-    events[#events + 1] = job_event(wf, job, 'RUNNING', rec.attempt, p.now)
+    events[#events + 1] = job_event(wf, job, 'RUNNING', attempt, p.now)
     reply[#reply + 1] = json
     reply[#reply + 1] = redis.call('HGET', p.prefix .. ':out:{' .. wf .. '}', job)
   end

@@ -1,6 +1,6 @@
 -- create_workflow. KEYS: wf, jobs, out, ready, delayed, leases, outbox, seq.
--- ARGV[1]: JSON {prefix, wf, idem, tpl_key, tpl, header, status, remaining, order, jobs, events};
--- `tpl`, `header`, `order`, each job's `json` and `out` and each of `events` are ARGV
+-- ARGV[1]: JSON {prefix, wf, idem, tpl_key, tpl, header, status, remaining, queue, order, jobs, events};
+-- `tpl`, `header`, `order`, each job's `value`, `member` and `out` and each of `events` are ARGV
 -- indexes of the strings themselves (ARGV[2..]), so cjson never sees them.
 -- `tpl` (the snapshot body) is null when the caller believes it stored: if it is not,
 -- the reply is {'need_tpl'} and nothing is written (the caller sends it again with it).
@@ -31,17 +31,21 @@ end
 if has_tpl then
   redis.call('SET', p.tpl_key, ARGV[p.tpl], 'NX')
 end
-redis.call('HSET', k_wf, 'h', ARGV[p.header], 'v', 1, 's', p.status, 'r', p.remaining, 'o', ARGV[p.order])
+-- The header's fields: see HEADER_FIELDS in codec.rs.
+redis.call('HSET', k_wf, 'h', ARGV[p.header], 'v', 1, 's', p.status, 'r', p.remaining, 'o', ARGV[p.order],
+  'q', p.queue and '1' or '0')
 redis.call('ZADD', p.prefix .. ':idx:all', 0, p.wf)
 redis.call('ZADD', p.prefix .. ':idx:' .. p.status, 0, p.wf)
 
 local wake = false
 for _, j in ipairs(p.jobs) do
-  redis.call('HSET', k_jobs, j.id, ARGV[j.json])
+  -- The stored layout: see job_head in lib.lua.
+  local m = ARGV[j.member]
+  redis.call('HSET', k_jobs, j.id, ARGV[j.value])
   if j.out ~= cjson.null then
     redis.call('HSET', k_out, j.id, ARGV[j.out])
   end
-  if place(k_ready, k_delayed, k_leases, member(p.wf, j.id, j.type, j.prio, j.conc), j.place, j.score) then
+  if place(k_ready, k_delayed, k_leases, m, j.place, j.score) then
     wake = true
   end
 end

@@ -18,10 +18,10 @@ while #reply < limit do
       return reply
     end
     local raw = redis.call('HGET', prefix .. ':jobs:{' .. wf .. '}', job)
-    local rec = raw and cjson.decode(raw)
+    local rec = raw and job_head(raw)
     if not rec or rec.status ~= 'FAILED' then
       redis.call('ZREM', KEYS[1], m)
-    elseif only_type == '' or rec.job_type == only_type then
+    elseif only_type == '' or cjson.decode(rec.member)[3] == only_type then
       reply[#reply + 1] = raw
       if #reply >= limit then
         return reply

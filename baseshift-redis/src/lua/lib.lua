@@ -29,17 +29,9 @@ local function job_final(status)
   return string.find(JOB_NEXT, ' ' .. status .. '>', 1, true) == nil
 end
 
--- The queue member of a job: enough to filter by type, to score a due retry and to
--- hold it back by its concurrency key (`conc`: nil, cjson.null or {key, limit}).
+-- A concurrency key argument (`conc`: nil, cjson.null or {key, limit}) that is set.
 local function has_key(conc)
   return conc ~= nil and conc ~= cjson.null
-end
-
-local function member(wf, job, jtype, prio, conc)
-  if has_key(conc) then
-    return cjson.encode({wf, job, jtype, prio, conc.key, conc.limit})
-  end
-  return cjson.encode({wf, job, jtype, prio})
 end
 
 -- Running jobs per concurrency key live in the hash <prefix>:ckeys.
@@ -143,55 +135,44 @@ local function unplace(k_ready, k_delayed, k_leases, m, status)
   end
 end
 
--- The fields of a stored job record the checks and queue members need: status, version,
--- job_type, priority and concurrency. A record as serde writes it (fields in the order of
--- baseshift_core::JobRecord, checked by `peek_job_agrees_with_a_full_decode` in scripts.rs) with plain ids
--- (no quote or backslash) and no concurrency key is read by one pattern; any other record
--- (e.g. one cjson wrote, with its keys in any order) is decoded whole. `"concurrency":`
--- with bare quotes can only be a key (quotes inside strings are escaped): where it is
--- anywhere, the record is decoded.
-local function peek_job(raw)
-  local job_type, status, version, priority = string.match(raw,
-    '^{"workflow_id":"[^"\\]*","job_id":"[^"\\]*","job_type":"([^"\\]*)","status":"(%u+)","version":(%d+),"attempt":%d+,"priority":(%-?%d+),"trigger":')
-  if job_type and not string.find(raw, '"concurrency":', 1, true) then
-    return {job_type = job_type, status = status, version = tonumber(version), priority = tonumber(priority)}
+-- A stored job record is five lines (`decode_job` in codec.rs has the layout):
+--   <status> <version> <attempt> <flags>     flags: awaiting_external, propagated, compensation (1/0)
+--   <lease JSON or null>
+--   <started_at JSON or null>
+--   <queue member>                           built by the caller (`queue_member` in codec.rs)
+--   <record JSON>                            serde's, without the output
+-- The head (the first four lines) wins over the JSON for status, version, attempt,
+-- awaiting_external, lease and started_at, so a claim or a renewal rewrites only the head.
+-- job_peek reads the head without touching the JSON, for the hot paths (a claim, a
+-- step's own jobs): status, version and attempt (as text), the flags awaiting,
+-- propagated and compensation ('0' or '1' each), and where the member line and the JSON
+-- line begin. job_head gives the same (and the positions of the lease and start lines)
+-- as a table: {status, version, attempt, flags, awaiting, propagated, comp, member, l, s,
+-- m, j}, numbers as numbers. A value of any other layout is an error.
+local function job_peek(raw)
+  local status, version, attempt, a, p, c, l = string.match(raw, '^(%u+) (%d+) (%d+) ([01])([01])([01])\n()')
+  local s = l and string.find(raw, '\n', l, true)
+  local m = s and string.find(raw, '\n', s + 1, true)
+  local j = m and string.find(raw, '\n', m + 1, true)
+  if not j then
+    error('stored job record of an unknown layout')
   end
-  return cjson.decode(raw)
+  return status, version, attempt, a, p, c, m + 1, j + 1, l, s + 1
 end
 
--- A serde-ordered record (as peek_job reads one) split around the fields a claim writes:
--- status, version, attempt, lease, awaiting_external, started_at.
-local CLAIM_SPLIT = '^({"workflow_id":"[^"\\]*","job_id":"[^"\\]*","job_type":"[^"\\]*","status":")(%u+)'
-  .. '(","version":)(%d+)(,"attempt":)(%d+)'
-  .. '(,"priority":%-?%d+,"trigger":"[%a_]+","has_condition":%a+,"deps":{[^}]*},"eligible":%a+,"propagated":%a+,"ready_at":[^,]*,"lease":)'
-  .. '(.-)(,"awaiting_external":)(%a+)(,.*,"started_at":)([^,]*)(,"finished_at":[^,]*})$'
+local function job_head(raw)
+  local status, version, attempt, a, p, c, m, j, l, s = job_peek(raw)
+  return {status = status, version = tonumber(version), attempt = tonumber(attempt), flags = a .. p .. c,
+    awaiting = a == '1', propagated = p == '1', comp = c == '1', member = string.sub(raw, m, j - 2),
+    l = l, s = s, m = m, j = j}
+end
 
--- A job record to claim: {status, awaiting_external, attempt, concurrency} and
--- `claimed(lease, now)`, the record RUNNING under `lease` ({owner, token, expires_at}) with
--- attempt and version bumped and started_at = `now`, as JSON. A serde-ordered record
--- without a concurrency key is edited as text (so it keeps serde's layout and numbers);
--- any other is decoded and re-encoded whole.
-local function claim_view(raw)
-  local c = {string.match(raw, CLAIM_SPLIT)}
-  if c[1] and not string.find(raw, '"concurrency":', 1, true) then
-    local attempt = tonumber(c[6]) + 1
-    return {status = c[2], awaiting_external = c[10] == 'true', attempt = attempt,
-      claimed = function(lease, now)
-        local l = '{"owner":' .. cjson.encode(lease.owner) .. ',"token":' .. cjson.encode(lease.token)
-          .. ',"expires_at":' .. cjson.encode(lease.expires_at) .. '}'
-        return c[1] .. 'RUNNING' .. c[3] .. string.format('%d', tonumber(c[4]) + 1) .. c[5]
-          .. string.format('%d', attempt) .. c[7] .. l .. c[9] .. c[10] .. c[11] .. cjson.encode(now) .. c[13]
-      end}
-  end
-  local rec = cjson.decode(raw)
-  return {status = rec.status, awaiting_external = rec.awaiting_external, attempt = rec.attempt + 1,
-    concurrency = rec.concurrency,
-    claimed = function(lease, now)
-      rec.status = 'RUNNING'
-      rec.attempt = rec.attempt + 1
-      rec.lease = lease
-      rec.started_at = now
-      rec.version = rec.version + 1
-      return cjson.encode(rec)
-    end}
+-- The head's first line.
+local function head_line(status, version, attempt, flags)
+  return status .. ' ' .. string.format('%d', version) .. ' ' .. string.format('%d', attempt) .. ' ' .. flags .. '\n'
+end
+
+-- A lease as serde writes baseshift_core::state::Lease, of its three strings JSON-encoded.
+local function lease_json(owner, token, expires_at)
+  return '{"owner":' .. owner .. ',"token":' .. token .. ',"expires_at":' .. expires_at .. '}'
 end

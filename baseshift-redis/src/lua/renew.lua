@@ -5,13 +5,15 @@ local raw = redis.call('HGET', KEYS[1], p.job)
 if not raw then
   return fail('not_found', p.job, 'no such job')
 end
-local rec = cjson.decode(raw)
-if rec.status ~= 'RUNNING' or rec.lease == cjson.null or rec.lease.token ~= p.token then
+-- Only the head is rewritten (see job_head in lib.lua): its lease line.
+local head = job_head(raw)
+local lease = head.status == 'RUNNING' and cjson.decode(string.sub(raw, head.l, head.s - 2))
+if not lease or lease == cjson.null or lease.token ~= p.token then
   return fail('conflict', p.job, 'the lease is no longer held with this token')
 end
-rec.lease.expires_at = p.exp
-redis.call('HSET', KEYS[1], p.job, cjson.encode(rec))
-if not rec.awaiting_external then
-  redis.call('ZADD', KEYS[2], p.exp_ms, member(p.wf, p.job, rec.job_type, rec.priority, rec.concurrency))
+local renewed = lease_json(cjson.encode(lease.owner), cjson.encode(lease.token), cjson.encode(p.exp))
+redis.call('HSET', KEYS[1], p.job, string.sub(raw, 1, head.l - 1) .. renewed .. '\n' .. string.sub(raw, head.s))
+if not head.awaiting then
+  redis.call('ZADD', KEYS[2], p.exp_ms, head.member)
 end
 return {'ok'}

@@ -19,7 +19,7 @@ for _, wf in ipairs(ids) do
     local all = redis.call('HGETALL', k_jobs)
     local final = true
     for i = 2, #all, 2 do
-      if not job_final(cjson.decode(all[i]).status) then
+      if not job_final(job_head(all[i]).status) then
         final = false
         break
       end

@@ -1,7 +1,6 @@
 //! Encoding records for the scripts and decoding their replies.
 
 use crate::error::{bad_reply, corrupt, script_error};
-use baseshift_core::state::ConcurrencyKey;
 use baseshift_core::{Error, JobRecord, JobStatus, Result, WorkflowRecord};
 use chrono::{DateTime, SecondsFormat, SubsecRound, Utc};
 use redis::Value;
@@ -69,23 +68,21 @@ pub(crate) struct JobArg {
     #[serde(skip_serializing_if = "Option::is_none")]
     expect: Option<u64>,
     status: &'static str,
-    /// The `ARGV` index of the record as it will be stored: its new version, without its output.
-    json: usize,
+    /// The `ARGV` index of the record as it will be stored (see [`stored_job`]): its new
+    /// version, without its output.
+    value: usize,
     /// The `ARGV` index of its output JSON, if it has one.
     out: Option<usize>,
     place: &'static str,
     score: f64,
-    #[serde(rename = "type")]
-    job_type: String,
-    prio: i32,
+    /// The `ARGV` index of its queue member (see [`queue_member`]).
+    member: usize,
     /// Whether the record is a dead letter (kept in the dead-letter set).
     dead: bool,
     /// Whether it is a compensation job (completion at zero needs none of those).
     comp: bool,
     /// Whether its outcome was propagated to its children.
     prop: bool,
-    /// Its concurrency key (in its queue member, and counted while `RUNNING`).
-    conc: Option<ConcurrencyKey>,
 }
 
 impl JobArg {
@@ -102,27 +99,96 @@ impl JobArg {
         let dead = rec.is_dead_letter();
         let out = rec.output.take().map(|o| serde_json::to_string(&o)).transpose()?.map(|o| bulk.push(o));
         rec.version = version;
+        let (value, member) = stored_job(&rec)?;
+        let (value, member) = (bulk.push(value), bulk.push(member));
         Ok(JobArg {
-            json: bulk.push(serde_json::to_string(&rec)?),
+            value,
             id: rec.job_id,
             expect,
             status: rec.status.as_str(),
             out,
             place,
             score,
-            job_type: rec.job_type,
-            prio: rec.priority,
+            member,
             dead,
             comp: rec.compensation_of.is_some(),
             prop: rec.propagated,
-            conc: rec.concurrency,
         })
     }
 }
 
-/// A job record read back: the record JSON plus its output, stored apart.
-pub(crate) fn decode_job(op: &'static str, json: &str, output: Option<&str>) -> Result<JobRecord> {
+/// A job's member in the queues (ready, delayed, leases): `[workflow, job, type,
+/// priority]`, then `key, limit` if it has a concurrency key (claim.lua reads them). It
+/// is built here only and kept in the stored record (see [`decode_job`]), so the scripts
+/// find the member a record is queued under without building it.
+pub(crate) fn queue_member(rec: &JobRecord) -> Result<String> {
+    let (wf, job, jtype, prio) = (rec.workflow_id.as_str(), &rec.job_id, &rec.job_type, rec.priority);
+    Ok(match &rec.concurrency {
+        Some(c) => serde_json::to_string(&(wf, job, jtype, prio, &c.key, c.limit))?,
+        None => serde_json::to_string(&(wf, job, jtype, prio))?,
+    })
+}
+
+/// `rec` as its jobs hash stores it (see [`decode_job`]), and its queue member.
+pub(crate) fn stored_job(rec: &JobRecord) -> Result<(String, String)> {
+    let member = queue_member(rec)?;
+    Ok((format!("{}\n{member}\n{}", job_head(rec)?, serde_json::to_string(rec)?), member))
+}
+
+/// The head of a stored job record: the first three of its lines (see [`decode_job`]).
+pub(crate) fn job_head(rec: &JobRecord) -> Result<String> {
+    let flag = |b: bool| if b { '1' } else { '0' };
+    Ok(format!(
+        "{} {} {} {}{}{}\n{}\n{}",
+        rec.status.as_str(),
+        rec.version,
+        rec.attempt,
+        flag(rec.awaiting_external),
+        flag(rec.propagated),
+        flag(rec.compensation_of.is_some()),
+        serde_json::to_string(&rec.lease)?,
+        serde_json::to_string(&rec.started_at)?,
+    ))
+}
+
+/// A job record read back, `stored` as its jobs hash keeps it, plus its output (stored
+/// apart). The stored value is five lines (no JSON string holds a raw newline):
+///
+/// ```text
+/// RUNNING 4 1 010                          status, version, attempt, flags
+/// {"owner":"w","token":"t-1","expires_at":"..."}   lease JSON (or null)
+/// "2026-12-01T21:55:01.123Z"               started_at JSON (or null)
+/// ["wf","job","noop",0]                    queue member (`member` in lib.lua)
+/// {"workflow_id":"wf",...}                 the record JSON (serde's), output left out
+/// ```
+///
+/// The flags are awaiting_external, propagated and "is a compensation job", `1` or `0`
+/// each. The head (the first four lines) is what the scripts read and edit: a claim or a
+/// lease renewal rewrites only the head, so the head wins over the record JSON for the
+/// fields a claim changes (status, version, attempt, awaiting_external, lease and
+/// started_at); every other write (create, apply, a parent's outcome) writes both, in
+/// agreement.
+pub(crate) fn decode_job(op: &'static str, stored: &str, output: Option<&str>) -> Result<JobRecord> {
+    let layout = || bad_reply(op, "stored job record is not of the stored layout");
+    let mut lines = stored.splitn(5, '\n');
+    let (Some(first), Some(lease), Some(started), Some(_member), Some(json)) =
+        (lines.next(), lines.next(), lines.next(), lines.next(), lines.next())
+    else {
+        return Err(layout());
+    };
     let mut rec: JobRecord = serde_json::from_str(json).map_err(|e| corrupt(op, "job record", e))?;
+    let mut words = first.split(' ');
+    let (Some(status), Some(version), Some(attempt), Some(flags), None) =
+        (words.next(), words.next(), words.next(), words.next(), words.next())
+    else {
+        return Err(layout());
+    };
+    rec.status = job_status(status).ok_or_else(layout)?;
+    rec.version = version.parse().map_err(|_| layout())?;
+    rec.attempt = attempt.parse().map_err(|_| layout())?;
+    rec.awaiting_external = flags.starts_with('1');
+    rec.lease = serde_json::from_str(lease).map_err(|e| corrupt(op, "job lease", e))?;
+    rec.started_at = serde_json::from_str(started).map_err(|e| corrupt(op, "job start time", e))?;
     rec.output = match output {
         Some(out) => Some(serde_json::from_str(out).map_err(|e| corrupt(op, "job output", e))?),
         None => None,
@@ -130,12 +196,38 @@ pub(crate) fn decode_job(op: &'static str, json: &str, output: Option<&str>) -> 
     Ok(rec)
 }
 
-/// A header read back; the store's own `version` and `remaining` fields win.
-pub(crate) fn decode_header(op: &'static str, json: &str, version: &str, remaining: &str) -> Result<WorkflowRecord> {
+/// The status named `name` (as [`JobStatus::as_str`] writes it).
+fn job_status(name: &str) -> Option<JobStatus> {
+    crate::scripts::JOB_STATUSES.into_iter().find(|s| s.as_str() == name)
+}
+
+/// The fields of a workflow's hash a header is read from: the header JSON (`h`), then
+/// the fields that win over it, which the scripts write without touching the JSON:
+/// version (`v`), remaining count (`r`), status (`s`) and the time completion at zero
+/// finished it (`f`, also its `updated_at`; absent or empty otherwise). The hash also
+/// holds `o` (the job ids in template order) and `q` (`1` while the header's compensation
+/// queue is not empty, which completion at zero needs to know).
+pub(crate) const HEADER_FIELDS: [&str; 5] = ["h", "v", "r", "s", "f"];
+
+/// A header read back from its [`HEADER_FIELDS`]; `None` if the workflow is absent.
+pub(crate) fn decode_header(op: &'static str, fields: &[Option<String>]) -> Result<Option<WorkflowRecord>> {
+    let [Some(json), Some(version), Some(remaining), Some(status), finished] = fields else {
+        return Ok(None);
+    };
     let mut header: WorkflowRecord = serde_json::from_str(json).map_err(|e| corrupt(op, "workflow header", e))?;
     header.version = version.parse().map_err(|_| bad_reply(op, format!("header version `{version}`")))?;
     header.remaining = remaining.parse().map_err(|_| bad_reply(op, format!("remaining count `{remaining}`")))?;
-    Ok(header)
+    header.status = crate::scripts::WORKFLOW_STATUSES
+        .into_iter()
+        .find(|s| s.as_str() == status)
+        .ok_or_else(|| bad_reply(op, format!("workflow status `{status}`")))?;
+    if let Some(at) = finished.as_deref().filter(|f| !f.is_empty()) {
+        let at = DateTime::parse_from_rfc3339(at)
+            .map_err(|_| bad_reply(op, format!("finish time `{at}`")))?
+            .with_timezone(&Utc);
+        (header.updated_at, header.finished_at) = (at, Some(at));
+    }
+    Ok(Some(header))
 }
 
 /// The text of a reply element (`None` for nil).
@@ -229,47 +321,54 @@ mod tests {
         let mut bulk = BulkArgs::default();
         let arg = JobArg::new(rec.clone(), 4, Some(3), now(), &mut bulk).unwrap();
         let argv = bulk.argv("control");
-        let (json, out) = (argv[arg.json - 1], arg.out.map(|i| argv[i - 1]));
-        assert_eq!((argv[0], arg.out, arg.json), ("control", Some(2), 3));
-        assert!(!json.contains("12345678901234567890"), "{json}");
+        let (value, out) = (argv[arg.value - 1], arg.out.map(|i| argv[i - 1]));
+        assert_eq!((argv[0], arg.out, arg.value, arg.member), ("control", Some(2), 3, 4));
+        assert!(!value.contains("12345678901234567890"), "{value}");
+        assert!(value.contains("\n[\"w\",\"a\",\"noop\",0]\n{"), "{value}");
         assert!(out.is_some_and(|o| o.contains("12345678901234567890")), "{out:?}");
-        let back = decode_job("op", json, out).unwrap();
+        let back = decode_job("op", value, out).unwrap();
         rec.version = 4;
         assert_eq!(back, rec);
     }
 
-    /// `complete.lua` edits the stored header as text: it needs serde's field order of
-    /// `WorkflowRecord` exactly as below (a field added or moved must update the script),
-    /// and `rfc3339` to write times as chrono's serde does.
+    /// A stored record's head wins over its JSON for what a claim edits; a value of
+    /// another layout is an error, not a record.
     #[test]
-    fn completed_header_layout() {
-        let odd = r#"x","status":"RUNNING","version":1,"input":{"compensation_queue":[]}"#;
-        let input = json!({"status": "RUNNING", "version": 1, "compensation_queue": [], "finished_at": null});
-        let mut h = WorkflowRecord::initialized(WorkflowId::new(odd), odd, "1.0.0", input.clone());
-        h.status = baseshift_core::WorkflowStatus::Running;
-        h.version = 7;
-        h.remaining = 2;
-        h.idempotency_key = Some(odd.into());
-        h.parent = Some(baseshift_core::state::ParentRef { workflow_id: WorkflowId::new(odd), job_id: odd.into() });
-        h.error = Some(odd.into());
-        h.created_at = Utc::now();
-        let s = |v: &str| serde_json::to_string(v).unwrap();
-        let expected = format!(
-            r#"{{"id":{},"template_id":{},"template_version":"1.0.0","status":"RUNNING","version":7,"input":{},"idempotency_key":{},"parent":{},"remaining":2,"compensation_queue":[],"error":{},"created_at":"{}","updated_at":"{}","finished_at":null}}"#,
-            s(odd),
-            s(odd),
-            input,
-            s(odd),
-            serde_json::to_string(&h.parent).unwrap(),
-            s(odd),
-            rfc3339(h.created_at),
-            rfc3339(h.updated_at),
-        );
-        assert_eq!(serde_json::to_string(&h).unwrap(), expected);
-        h.finished_at = Some(h.created_at);
-        assert!(
-            serde_json::to_string(&h).unwrap().ends_with(&format!(r#","finished_at":"{}"}}"#, rfc3339(h.created_at)))
-        );
+    fn the_head_wins_over_the_record_json() {
+        let rec = JobRecord::pending(WorkflowId::new("w"), "a", "noop", 0);
+        let json = serde_json::to_string(&rec).unwrap();
+        let mut claimed = rec.clone();
+        claimed.status = JobStatus::Running;
+        claimed.version = 9;
+        claimed.attempt = 2;
+        claimed.lease = Some(Lease { owner: "o\n".into(), token: "t".into(), expires_at: now() });
+        claimed.started_at = Some(now());
+        let head = job_head(&claimed).unwrap();
+        assert!(head.starts_with("RUNNING 9 2 000\n"), "{head}");
+        let stored = format!("{head}\n[]\n{json}");
+        assert_eq!(decode_job("op", &stored, None).unwrap(), claimed);
+        for bad in [json.as_str(), "READY 1 0 000\nnull\nnull\n[]", "LOST 1 0 000\nnull\nnull\n[]\n{}"] {
+            assert_eq!(decode_job("op", bad, None).unwrap_err().kind(), ErrorKind::Internal, "{bad}");
+        }
+    }
+
+    /// The hash fields win over the header JSON: version, remaining, status and, once
+    /// completion at zero wrote it, the finish time (`f`, empty when cleared).
+    #[test]
+    fn header_fields_win_over_the_json() {
+        let h = WorkflowRecord::initialized(WorkflowId::new("w"), "t", "1.0.0", json!({"n": 1}));
+        let json = serde_json::to_string(&h).unwrap();
+        let at = "2026-12-01T21:55:01.123Z";
+        let fields = |s: &str, f: Option<&str>| {
+            [Some(json.clone()), Some("7".into()), Some("0".into()), Some(s.into()), f.map(str::to_owned)]
+        };
+        let done = decode_header("op", &fields("COMPLETED", Some(at))).unwrap().unwrap();
+        assert_eq!((done.status, done.version, done.remaining), (baseshift_core::WorkflowStatus::Completed, 7, 0));
+        assert_eq!((rfc3339(done.updated_at), done.finished_at.map(rfc3339)), (at.to_owned(), Some(at.to_owned())));
+        let open = decode_header("op", &fields("RUNNING", Some(""))).unwrap().unwrap();
+        assert_eq!((open.updated_at, open.finished_at), (h.updated_at, None));
+        assert!(decode_header("op", &fields("LOST", None)).is_err());
+        assert!(decode_header("op", &[None, None, None, None, None]).unwrap().is_none());
     }
 
     #[test]

@@ -74,6 +74,8 @@ struct CreateArg<'a> {
     header: usize,
     status: &'static str,
     remaining: u64,
+    /// Whether the header's compensation queue is not empty (the `q` field).
+    queue: bool,
     order: usize,
     jobs: Vec<JobArg>,
     events: Vec<usize>,
@@ -138,6 +140,7 @@ fn prepare<'a>(keys: &'a Keys, new: NewWorkflow, op: &'static str) -> Result<Pre
         header: header_json,
         status: header.status.as_str(),
         remaining: header.remaining,
+        queue: !header.compensation_queue.is_empty(),
         order,
         jobs,
         events,

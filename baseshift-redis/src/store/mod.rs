@@ -10,6 +10,8 @@ mod write;
 pub use retention::RedisRetention;
 
 pub(crate) use codec::{array, text};
+#[cfg(test)]
+pub(crate) use codec::{decode_job, stored_job};
 
 use crate::config::RedisConfig;
 use crate::connection::{self, Conn};
@@ -28,8 +30,10 @@ use tokio::sync::Notify;
 
 /// Durable workflow state on one Redis server (or a sentinel-fronted primary).
 ///
-/// Each workflow is a header hash and a hash of job records (one JSON value per job), so
-/// a step rewrites only the records it changes. Every step ([`create_workflow`],
+/// Each workflow is a header hash and a hash of job records (one value per job: a short
+/// head the scripts read and edit as text, then the record's JSON, which they leave alone
+/// where they can; the layout is described at `decode_job` in `codec.rs`), so a step
+/// rewrites only the records it changes, and a claim only their heads. Every step ([`create_workflow`],
 /// [`apply`], [`claim`], [`renew_lease`]) is one Lua script: one round trip, atomic,
 /// checking every version and transition before it writes anything (a step that leaves
 /// its workflow done also completes it, in the same script: *completion at zero*, with the

@@ -1,6 +1,6 @@
 //! Reads: records, snapshots, listings and the outbox.
 
-use super::codec::{array, decode_header, decode_job, text};
+use super::codec::{HEADER_FIELDS, array, decode_header, decode_job, text};
 use crate::connection::Conn;
 use crate::error::{bad_reply, corrupt, map_redis};
 use crate::keys::Keys;
@@ -20,12 +20,9 @@ fn not_found(op: &'static str, message: &str, id: &WorkflowId) -> Error {
 pub(super) async fn workflow(conn: &Conn, keys: &Keys, id: &WorkflowId) -> Result<WorkflowRecord> {
     const OP: &str = "StateStore::workflow";
     let mut cmd = redis::cmd("HMGET");
-    cmd.arg(keys.workflow(id)).arg("h").arg("v").arg("r");
+    cmd.arg(keys.workflow(id)).arg(&HEADER_FIELDS);
     let fields: Vec<Option<String>> = conn.query(&cmd, OP).await?;
-    match fields.as_slice() {
-        [Some(h), Some(v), Some(r)] => decode_header(OP, h, v, r),
-        _ => Err(not_found(OP, "no such workflow", id)),
-    }
+    decode_header(OP, &fields)?.ok_or_else(|| not_found(OP, "no such workflow", id))
 }
 
 /// Runs the read script: `None` if the workflow is absent, else the records found.
@@ -185,13 +182,11 @@ async fn headers(conn: &Conn, keys: &Keys, ids: &[WorkflowId], op: &'static str)
     for chunk in ids.chunks(HEADERS_PER_PIPELINE) {
         let mut pipe = redis::pipe();
         for id in chunk {
-            pipe.cmd("HMGET").arg(keys.workflow(id)).arg("h").arg("v").arg("r");
+            pipe.cmd("HMGET").arg(keys.workflow(id)).arg(&HEADER_FIELDS);
         }
         let rows: Vec<Vec<Option<String>>> = conn.pipeline(&pipe, op).await?;
         for row in rows {
-            if let [Some(h), Some(v), Some(r)] = row.as_slice() {
-                headers.push(decode_header(op, h, v, r)?);
-            }
+            headers.extend(decode_header(op, &row)?);
         }
     }
     Ok(headers)

@@ -1,7 +1,7 @@
 //! The writing steps: each one script, one round trip, all or nothing (a batch of
 //! applies is one script too, each of its steps all or nothing on its own).
 
-use super::codec::{array, in_workflow, int, millis_to_time, now, placement, rfc3339, script_reply, text};
+use super::codec::{array, in_workflow, int, millis_to_time, now, placement, rfc3339, script_reply, stored_job, text};
 use crate::connection::Conn;
 use crate::error::bad_reply;
 use crate::keys::Keys;
@@ -88,7 +88,7 @@ pub(super) fn encode_step(keys: &Keys, step: Transition) -> Result<EncodedStep> 
     check_step(&step)?;
     let now = now();
     let id = step.workflow_id;
-    let mut args = Vec::with_capacity(14 + 14 * step.jobs.len() + 2 * step.parent_outcomes.len() + step.events.len());
+    let mut args = Vec::with_capacity(15 + 13 * step.jobs.len() + 2 * step.parent_outcomes.len() + step.events.len());
     args.push(id.to_string());
     args.push(now.timestamp_millis().to_string());
     args.push(rfc3339(now));
@@ -99,8 +99,9 @@ pub(super) fn encode_step(keys: &Keys, step: Transition) -> Result<EncodedStep> 
             args.push(expect.to_string());
             args.push(h.status.as_str().to_owned());
             args.push(serde_json::to_string(&h)?);
+            args.push(flag(!h.compensation_queue.is_empty()));
         }
-        None => args.extend([String::new(), String::new(), String::new()]),
+        None => args.extend([String::new(), String::new(), String::new(), String::new()]),
     }
     args.push(step.terminal_delta.to_string());
     args.push(step.reopened.to_string());
@@ -131,7 +132,7 @@ fn flag(b: bool) -> String {
     if b { "1" } else { "0" }.to_owned()
 }
 
-/// The 14 arguments of one written job (see `apply.lua`): stored with its version bumped,
+/// The 13 arguments of one written job (see `apply.lua`): stored with its version bumped,
 /// the write expecting its current one.
 fn job_args(mut rec: JobRecord, now: DateTime<Utc>, args: &mut Vec<String>) -> Result<()> {
     let (place, score) = placement(&rec, now);
@@ -139,7 +140,7 @@ fn job_args(mut rec: JobRecord, now: DateTime<Utc>, args: &mut Vec<String>) -> R
     let out = rec.output.take().map(|o| serde_json::to_string(&o)).transpose()?;
     let expect = rec.version;
     rec.version = expect + 1;
-    let json = serde_json::to_string(&rec)?;
+    let (value, member) = stored_job(&rec)?;
     let (key, limit) = match rec.concurrency {
         Some(c) => (c.key, c.limit.to_string()),
         None => (String::new(), String::new()),
@@ -148,12 +149,11 @@ fn job_args(mut rec: JobRecord, now: DateTime<Utc>, args: &mut Vec<String>) -> R
         rec.job_id,
         expect.to_string(),
         rec.status.as_str().to_owned(),
-        json,
+        value,
         out.unwrap_or_default(),
         place.to_owned(),
         score.to_string(),
-        rec.job_type,
-        rec.priority.to_string(),
+        member,
         flag(dead),
         flag(rec.compensation_of.is_some()),
         flag(rec.propagated),
