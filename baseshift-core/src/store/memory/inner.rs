@@ -106,7 +106,7 @@ impl Inner {
             self.idempotency.insert(key.clone(), id.clone());
         }
         self.templates.entry((template.template_id.clone(), template.version.to_string())).or_insert(template);
-        self.workflows.insert(WorkflowEntry::new(header, jobs, positions));
+        self.workflows.insert(id.clone(), WorkflowEntry::new(header, jobs, positions));
         self.push_events(events);
         Ok((CreateOutcome::Created(id), wake))
     }
