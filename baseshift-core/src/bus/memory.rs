@@ -63,8 +63,9 @@ struct State {
 struct TopicLog {
     /// The offset of `entries[0]`.
     base: u64,
-    /// Each event with its global publish sequence number.
-    entries: VecDeque<Box<StoredEvent>>,
+    /// Each event with its global publish sequence number, in place: dropping the oldest
+    /// from a full log frees no allocation of the event's own.
+    entries: VecDeque<StoredEvent>,
 }
 
 impl TopicLog {
@@ -74,7 +75,7 @@ impl TopicLog {
 
     fn entry(&self, offset: u64) -> Option<&StoredEvent> {
         let index = usize::try_from(offset.checked_sub(self.base)?).ok()?;
-        self.entries.get(index).map(|e| &**e)
+        self.entries.get(index)
     }
 }
 
@@ -208,8 +209,7 @@ impl EventBus for MemoryEventBus {
     /// outside the lock, and the evicted ones are freed after it.
     async fn publish_batch(&self, events: Vec<Arc<Event>>) -> (usize, Result<()>) {
         let n = events.len();
-        let stored: Vec<(Topic, Box<StoredEvent>)> =
-            events.iter().map(|e| (e.topic(), StoredEvent::new(0, e))).collect();
+        let stored: Vec<(Topic, StoredEvent)> = events.iter().map(|e| (e.topic(), StoredEvent::new(0, e))).collect();
         drop(events);
         let mut evicted = Vec::new();
         {

@@ -1,8 +1,12 @@
 //! How the memory bus's logs keep an event: without its shared `Event` allocation, with
-//! the common names as indexes and JSON results as text (see [`CompactValue`]).
+//! the common names as indexes, short names (job ids) in place and JSON results as text
+//! (see [`CompactValue`]).
 //!
 //! A log holds up to its capacity of events per topic, so their size is most of what an
-//! idle bus costs; a delivery rebuilds an equal [`Event`].
+//! idle bus costs; a delivery rebuilds an equal [`Event`]. A full log drops its oldest
+//! event on every publish: an event that owns no allocation of its own frees none then
+//! (the memory it would free was written long ago, out of cache, and the allocator would
+//! hand it out again to the next allocations, out of cache as well).
 
 use crate::event::{Event, EventPayload, Label};
 use crate::ids::WorkflowId;
@@ -42,10 +46,14 @@ const KNOWN: [&str; 29] = [
     "INFO",
 ];
 
-/// A name: one of [`KNOWN`] or its own text.
+/// The longest name kept in place.
+const SHORT: usize = 22;
+
+/// A name: one of [`KNOWN`], its own text in place (up to [`SHORT`] bytes) or on the heap.
 #[derive(Debug)]
 enum Name {
     Known(u8),
+    Short(u8, [u8; SHORT]),
     Other(Box<str>),
 }
 
@@ -83,15 +91,31 @@ impl Name {
             "INITIALIZED" => 26,
             "COMPLETED" => 27,
             "INFO" => 28,
-            _ => return Name::Other(name.into()),
+            _ => return Name::own(name),
         };
         Name::Known(i)
     }
 
-    #[cfg(test)]
+    /// `name` as its own text: in place when short enough.
+    fn own(name: &str) -> Name {
+        let bytes = name.as_bytes();
+        match u8::try_from(bytes.len()) {
+            Ok(len) if bytes.len() <= SHORT => {
+                let mut text = [0; SHORT];
+                text[..bytes.len()].copy_from_slice(bytes);
+                Name::Short(len, text)
+            }
+            _ => Name::Other(name.into()),
+        }
+    }
+
     fn as_str(&self) -> &str {
         match self {
             Name::Known(i) => KNOWN.get(usize::from(*i)).copied().unwrap_or_default(),
+            // Copied from a `str` whole: always valid UTF-8.
+            Name::Short(len, text) => {
+                text.get(..usize::from(*len)).and_then(|t| std::str::from_utf8(t).ok()).unwrap_or_default()
+            }
             Name::Other(s) => s,
         }
     }
@@ -100,7 +124,7 @@ impl Name {
     fn label(&self) -> Label {
         match self {
             Name::Known(i) => Label::from_static(KNOWN.get(usize::from(*i)).copied().unwrap_or_default()),
-            Name::Other(s) => Label::from(String::from(&**s)),
+            Name::Short(..) | Name::Other(_) => Label::from(self.as_str().to_owned()),
         }
     }
 }
@@ -114,7 +138,7 @@ pub(super) struct StoredEvent {
     status: Name,
     timestamp: DateTime<Utc>,
     workflow_id: WorkflowId,
-    job_id: Option<Box<str>>,
+    job_id: Option<Name>,
     result: Option<CompactValue>,
     resource_usage: Option<CompactValue>,
     attempt: Option<u32>,
@@ -123,20 +147,20 @@ pub(super) struct StoredEvent {
 
 impl StoredEvent {
     /// `event` as published with sequence number `seq`.
-    pub(super) fn new(seq: u64, event: &Event) -> Box<StoredEvent> {
+    pub(super) fn new(seq: u64, event: &Event) -> StoredEvent {
         let p = &event.payload;
-        Box::new(StoredEvent {
+        StoredEvent {
             seq,
             event_type: Name::new(&event.event_type),
             status: Name::new(&p.status),
             timestamp: event.timestamp,
             workflow_id: p.workflow_id.clone(),
-            job_id: p.job_id.as_deref().map(Box::from),
+            job_id: p.job_id.as_deref().map(Name::own),
             result: p.result.as_ref().map(CompactValue::from_ref),
             resource_usage: p.resource_usage.as_ref().map(CompactValue::from_ref),
             attempt: p.attempt,
             duration_ms: p.duration_ms,
-        })
+        }
     }
 
     /// The event, equal to the one published.
@@ -146,7 +170,7 @@ impl StoredEvent {
             timestamp: self.timestamp,
             payload: EventPayload {
                 workflow_id: self.workflow_id.clone(),
-                job_id: self.job_id.as_deref().map(str::to_owned),
+                job_id: self.job_id.as_ref().map(|j| j.as_str().to_owned()),
                 status: self.status.label(),
                 result: self.result.as_ref().map(CompactValue::to_value),
                 attempt: self.attempt,
@@ -169,7 +193,16 @@ mod tests {
             assert!(matches!(Name::new(name), Name::Known(k) if usize::from(k) == i), "{name}");
             assert_eq!(Name::new(name).as_str(), *name);
         }
-        assert!(matches!(Name::new("job_runnin"), Name::Other(_)));
+        assert!(matches!(Name::new("job_runnin"), Name::Short(10, _)));
+    }
+
+    #[test]
+    fn own_names_are_kept_in_place_up_to_the_short_length() {
+        for name in ["", "a", "fetch-ü", &"x".repeat(SHORT), &"y".repeat(SHORT + 1), &"é".repeat(SHORT)] {
+            let kept = Name::own(name);
+            assert_eq!(kept.as_str(), name);
+            assert_eq!(matches!(kept, Name::Short(..)), name.len() <= SHORT, "{name}");
+        }
     }
 
     #[test]

@@ -11,6 +11,9 @@ use std::time::Duration;
 
 /// Headers read per store call while waiting.
 const READ_CHUNK: usize = 1000;
+/// A wait for more ids than this reads them all before registering, and registers only
+/// those still open (see [`Inner::wait_all`]).
+const REGISTER_FIRST_UP_TO: usize = READ_CHUNK;
 /// The first poll interval; it doubles up to [`MAX_POLL`] while nothing finishes here.
 const FIRST_POLL: Duration = Duration::from_millis(20);
 const MAX_POLL: Duration = Duration::from_millis(500);
@@ -22,8 +25,52 @@ impl Inner {
     /// passes with none finished here, all that are still open (another instance may be
     /// finishing them). `NotFound` names the first id that does not exist; `Timeout` when
     /// `timeout` passes first.
+    ///
+    /// A long list (more than [`REGISTER_FIRST_UP_TO`] ids) is read once before anything
+    /// is registered, each header put straight at its position, and only the ids still
+    /// open are registered and waited for (read again once registered, for those that
+    /// finished in between): a list of a million mostly finished workflows then costs no
+    /// registration and no map entry per id. A short one registers first, saving a read.
     pub async fn wait_all(&self, ids: &[WorkflowId], timeout: Option<Duration>) -> Result<Vec<WorkflowRecord>> {
         let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
+        if ids.len() <= REGISTER_FIRST_UP_TO {
+            return self.wait_registered(ids, deadline).await;
+        }
+        let mut done: Vec<Option<WorkflowRecord>> = Vec::new();
+        done.resize_with(ids.len(), || None);
+        // Positions still open after the first read.
+        let mut open = Vec::new();
+        for (c, chunk) in ids.chunks(READ_CHUNK).enumerate() {
+            let headers = self.store.workflows(chunk).await?;
+            if headers.len() < chunk.len() {
+                return Err(not_found(chunk, &headers));
+            }
+            // In the order asked, none left out: header `i` is the one of `chunk[i]`.
+            for (i, header) in headers.into_iter().enumerate() {
+                let pos = c * READ_CHUNK + i;
+                if header.status.is_terminal() {
+                    done[pos] = Some(header);
+                } else {
+                    open.push(pos);
+                }
+            }
+        }
+        if !open.is_empty() {
+            let rest: Vec<WorkflowId> = open.iter().map(|&pos| ids[pos].clone()).collect();
+            for (pos, header) in open.into_iter().zip(self.wait_registered(&rest, deadline).await?) {
+                done[pos] = Some(header);
+            }
+        }
+        collect(done)
+    }
+
+    /// [`wait_all`](Self::wait_all) registering every id before its first read, with
+    /// `deadline` for the timeout.
+    async fn wait_registered(
+        &self,
+        ids: &[WorkflowId],
+        deadline: Option<tokio::time::Instant>,
+    ) -> Result<Vec<WorkflowRecord>> {
         // Registered before the first read: what finishes after it is handed over.
         let registration = self.waiters.register(ids);
         let mut open = Open::new(ids);
@@ -39,22 +86,14 @@ impl Inner {
             for chunk in asked.chunks(READ_CHUNK) {
                 let headers = self.store.workflows(chunk).await?;
                 if headers.len() < chunk.len() {
-                    let absent = chunk.iter().find(|id| !headers.iter().any(|h| &h.id == *id)).unwrap_or(&chunk[0]);
-                    return Err(Error::new(ErrorKind::NotFound, format!("no such workflow: {absent}"))
-                        .with_workflow(absent.as_str()));
+                    return Err(not_found(chunk, &headers));
                 }
                 for header in headers.into_iter().filter(|h| h.status.is_terminal()) {
                     open.finish(header, &mut done);
                 }
             }
             if open.is_empty() {
-                // In place: `done` becomes the result without a second allocation.
-                return done
-                    .into_iter()
-                    .map(|h| {
-                        h.ok_or_else(|| Error::internal("a finished workflow's header went missing while waiting"))
-                    })
-                    .collect();
+                return collect(done);
             }
             let sleep_for = match deadline {
                 Some(d) => {
@@ -82,6 +121,20 @@ impl Inner {
         let mut headers = self.wait_all(std::slice::from_ref(id), timeout).await?;
         headers.pop().ok_or_else(|| Error::internal(format!("waiting for workflow {id} returned no header")))
     }
+}
+
+/// `NotFound` for the first id of `chunk` that `headers` (read for it) leaves out.
+fn not_found(chunk: &[WorkflowId], headers: &[WorkflowRecord]) -> Error {
+    let absent = chunk.iter().find(|id| !headers.iter().any(|h| &h.id == *id)).unwrap_or(&chunk[0]);
+    Error::new(ErrorKind::NotFound, format!("no such workflow: {absent}")).with_workflow(absent.as_str())
+}
+
+/// The headers of a finished wait, every position filled. In place: `done` becomes the
+/// result without a second allocation.
+fn collect(done: Vec<Option<WorkflowRecord>>) -> Result<Vec<WorkflowRecord>> {
+    done.into_iter()
+        .map(|h| h.ok_or_else(|| Error::internal("a finished workflow's header went missing while waiting")))
+        .collect()
 }
 
 /// The ids a wait still waits for: each distinct id with the first of its positions in
@@ -184,6 +237,50 @@ mod tests {
         assert!(done.iter().all(|h| h.status == WorkflowStatus::Completed));
         assert_eq!(engine.wait_all(&ids).await.unwrap().len(), 50);
         assert!(engine.wait_all(&[]).await.unwrap().is_empty());
+        engine.shutdown().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_long_wait_reads_first_then_waits_for_the_open_ones_in_place() {
+        let engine = engine().await;
+        engine.launch().await.unwrap();
+        let finished: Vec<WorkflowId> = engine
+            .start_many((0..super::REGISTER_FIRST_UP_TO + 5).map(|i| StartRequest::new("one").input(json!({ "i": i }))))
+            .await
+            .into_iter()
+            .collect::<crate::Result<_>>()
+            .unwrap();
+        engine.wait_all(&finished[..1]).await.unwrap();
+        let open = engine.start("manual", json!({})).await.unwrap();
+        // The open workflow first, last and once more in the middle, among finished ones.
+        let mut ask = vec![open.clone()];
+        ask.extend(finished.iter().cloned());
+        ask.insert(700, open.clone());
+        ask.push(finished[3].clone());
+        ask.push(open.clone());
+        let completer = {
+            let engine = engine.clone();
+            let open = open.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                engine.complete_job(&open, "m", json!(1)).await.unwrap();
+            })
+        };
+        let done = engine.wait_all(&ask).await.unwrap();
+        completer.await.unwrap();
+        let got: Vec<&WorkflowId> = done.iter().map(|h| &h.id).collect();
+        assert_eq!(got, ask.iter().collect::<Vec<_>>());
+        assert!(done.iter().all(|h| h.status == WorkflowStatus::Completed));
+
+        let mut ask = finished.clone();
+        ask.insert(1003, WorkflowId::new("absent-in-a-long-list"));
+        let err = engine.wait_all(&ask).await.unwrap_err();
+        assert_eq!((err.kind(), err.workflow_id()), (ErrorKind::NotFound, Some("absent-in-a-long-list")));
+
+        let manual = engine.start("manual", json!({})).await.unwrap();
+        ask[1003] = manual.clone();
+        let err = engine.inner.wait_all(&ask, Some(Duration::from_millis(100))).await.unwrap_err();
+        assert_eq!((err.kind(), err.workflow_id()), (ErrorKind::Timeout, Some(manual.as_str())));
         engine.shutdown().await;
     }
 
