@@ -141,7 +141,8 @@ mod tests {
         let b = Label::from("job_ready".to_owned());
         assert_eq!(a, b);
         assert!(matches!(a.0, Cow::Borrowed(_)) && matches!(b.0, Cow::Owned(_)));
-        assert!("job_ready" == a && a == "job_ready".to_owned() && *"job_ready" == a);
+        let text = String::from("job_ready");
+        assert!("job_ready" == a && a == text && *"job_ready" == a);
         assert_ne!(a, "job_running");
         assert_eq!(format!("{a} {a:?}"), r#"job_ready "job_ready""#);
         let back: Label = serde_json::from_str(&serde_json::to_string(&b).unwrap()).unwrap();
