@@ -68,7 +68,20 @@ struct TopicLog {
     entries: VecDeque<StoredEvent>,
 }
 
+/// Logs retaining up to this many events get their whole buffer when first written.
+const RESERVE_UP_TO: usize = 1 << 20;
+
 impl TopicLog {
+    /// An empty log that holds `capacity` events without growing, when that is at most
+    /// [`RESERVE_UP_TO`]: the buffer's pages cost memory only once written, while a growing
+    /// log holds its old and its new buffer at once as it moves (at 100 000 events of about
+    /// 200 B, 13 MiB more at the peak: about 130 B per event, more than a pending job's
+    /// share of everything else in the bus).
+    fn with_room(capacity: usize) -> TopicLog {
+        let room = if capacity <= RESERVE_UP_TO { capacity } else { 0 };
+        TopicLog { base: 0, entries: VecDeque::with_capacity(room) }
+    }
+
     fn end(&self) -> u64 {
         self.base + self.entries.len() as u64
     }
@@ -217,7 +230,7 @@ impl EventBus for MemoryEventBus {
             for (topic, mut event) in stored {
                 event.seq = state.seq;
                 state.seq += 1;
-                let log = state.logs.entry(topic).or_default();
+                let log = state.logs.entry(topic).or_insert_with(|| TopicLog::with_room(self.inner.capacity));
                 if log.entries.len() >= self.inner.capacity {
                     evicted.extend(log.entries.pop_front());
                     log.base += 1;
