@@ -144,8 +144,15 @@ pub enum ChildChange {
 
 impl ChildChange {
     /// Notes the change in `applied` and appends its `job_ready` / `job_skipped` event to
-    /// `events`; returns 1 when a main (non-compensation) job became terminal, else 0.
-    pub fn report(self, child: &JobRecord, applied: &mut crate::store::Applied, events: &mut Vec<crate::Event>) -> u64 {
+    /// `events`, stamped with the child's `ready_at` / `finished_at`, else `now` (the time
+    /// of the step); returns 1 when a main (non-compensation) job became terminal, else 0.
+    pub fn report(
+        self,
+        child: &JobRecord,
+        now: DateTime<Utc>,
+        applied: &mut crate::store::Applied,
+        events: &mut Vec<crate::Event>,
+    ) -> u64 {
         let id = &child.job_id;
         match self {
             ChildChange::Unchanged => 0,
@@ -154,13 +161,13 @@ impl ChildChange {
                 0
             }
             ChildChange::Ready => {
-                let at = child.ready_at.unwrap_or_else(chrono::Utc::now);
+                let at = child.ready_at.unwrap_or(now);
                 push(events, crate::Event::job_at(at, &child.workflow_id, id, JobStatus::Ready, child.attempt, None));
                 push(&mut applied.ready, id.clone());
                 0
             }
             ChildChange::Skipped => {
-                let at = child.finished_at.unwrap_or_else(chrono::Utc::now);
+                let at = child.finished_at.unwrap_or(now);
                 push(events, crate::Event::job_at(at, &child.workflow_id, id, JobStatus::Skipped, child.attempt, None));
                 push(&mut applied.skipped, id.clone());
                 u64::from(child.compensation_of.is_none())

@@ -48,6 +48,8 @@ mod plan_tests;
 mod outage_tests;
 
 #[cfg(test)]
+mod fairness_tests;
+#[cfg(test)]
 mod safety_tests;
 
 pub use builder::{EngineBuilder, EngineConfig};

@@ -37,6 +37,12 @@ pub(crate) async fn run_claimed(inner: Arc<Inner>, rec: JobRecord, backlog: bool
             next = claim::one_more(&inner).await;
             backlog &= next.is_some();
         }
+        // On an in-process store nothing above waits: a worker that runs on would hold
+        // its thread until the queue is empty, with the tasks it woke (the claim loop
+        // that spawns more workers, the relay) stuck behind it. Yield once its budget is spent.
+        if next.is_some() {
+            tokio::task::coop::consume_budget().await;
+        }
     }
     inner.total_running.fetch_sub(1, Ordering::SeqCst);
     inner.slot_freed.notify_one();

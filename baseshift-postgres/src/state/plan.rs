@@ -78,7 +78,7 @@ pub(crate) fn plan(
             child.version += 1;
             changed.push(child.job_id.clone());
         }
-        skipped_main += change.report(child, &mut applied, &mut derived);
+        skipped_main += change.report(child, now, &mut applied, &mut derived);
     }
 
     let remaining = (stored.remaining + reopened).saturating_sub(skipped_main).saturating_sub(terminal_delta);

@@ -167,7 +167,8 @@ impl Inner {
         let wf = workflows
             .get_mut(&step.workflow_id)
             .ok_or_else(|| ctx(err(ErrorKind::NotFound, OP, "no such workflow")))?;
-        validate_step(wf, &step).map_err(|e| ctx(e.with_operation(OP).with_backend(BACKEND)))?;
+        let positions = validate_step(wf, &step).map_err(|e| ctx(e.with_operation(OP).with_backend(BACKEND)))?;
+        let (job_positions, child_positions) = positions.split_at(step.jobs.len());
 
         let Transition { header, jobs, parent_outcomes, terminal_delta, reopened, events, complete_at_zero, .. } = step;
         if let Some(mut header) = header {
@@ -180,20 +181,20 @@ impl Inner {
         }
         let mut wake = Wake::default();
         let mut written = SeenSet::with_capacity(jobs.len() + parent_outcomes.len());
-        for mut job in jobs {
-            let Some(pos) = wf.position(&job.job_id) else {
-                continue;
-            };
+        for (mut job, &pos) in jobs.into_iter().zip(job_positions) {
             let stored = &mut wf.jobs[pos];
             // A freed concurrency slot may make a held-back job claimable.
             wake.0 |= index.remove(stored, pos);
+            let was_dead = stored.is_dead_letter();
             job.version = stored.version + 1;
             *stored = job;
-            let dead_key = (stored.workflow_id.clone(), stored.job_id.clone());
-            if stored.is_dead_letter() {
-                dead.insert(dead_key);
-            } else {
-                dead.remove(&dead_key);
+            if stored.is_dead_letter() != was_dead {
+                let dead_key = (stored.workflow_id.clone(), stored.job_id.clone());
+                if was_dead {
+                    dead.remove(&dead_key);
+                } else {
+                    dead.insert(dead_key);
+                }
             }
             wake.note(index.insert(stored, pos, now));
             written.insert(pos);
@@ -202,17 +203,14 @@ impl Inner {
         let mut applied = Applied::default();
         let mut derived = Vec::new();
         let mut skipped_main = 0u64;
-        for outcome in parent_outcomes {
-            let Some(pos) = wf.position(&outcome.child) else {
-                continue;
-            };
+        for (outcome, &pos) in parent_outcomes.into_iter().zip(child_positions) {
             let child = &mut wf.jobs[pos];
             index.remove(child, pos);
             let change = child.record_parent(outcome.status, now);
             if written.insert(pos) {
                 child.version += 1;
             }
-            skipped_main += change.report(child, &mut applied, &mut derived);
+            skipped_main += change.report(child, now, &mut applied, &mut derived);
             wake.note(index.insert(child, pos, now));
         }
         wf.header.remaining =

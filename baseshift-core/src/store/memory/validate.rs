@@ -6,8 +6,10 @@ use crate::error::{Error, Result};
 use crate::hash::SeenSet;
 use crate::store::Transition;
 
-/// Checks every precondition of `step` against `wf` without writing anything.
-pub(super) fn validate_step(wf: &WorkflowEntry, step: &Transition) -> Result<()> {
+/// Checks every precondition of `step` against `wf` without writing anything. Returns
+/// the positions of the records the step names: those of `step.jobs`, then those of the
+/// children of `step.parent_outcomes`, each in the step's order.
+pub(super) fn validate_step(wf: &WorkflowEntry, step: &Transition) -> Result<Vec<usize>> {
     if let Some(header) = &step.header {
         if header.id != wf.header.id {
             return Err(Error::invalid_input(format!(
@@ -25,6 +27,7 @@ pub(super) fn validate_step(wf: &WorkflowEntry, step: &Transition) -> Result<()>
             wf.header.status.check_step(header.status, step.replay)?;
         }
     }
+    let mut positions = Vec::with_capacity(step.jobs.len() + step.parent_outcomes.len());
     let mut seen = SeenSet::with_capacity(step.jobs.len());
     for job in &step.jobs {
         let with_job = |e: Error| e.with_job(job.job_id.as_str());
@@ -34,8 +37,9 @@ pub(super) fn validate_step(wf: &WorkflowEntry, step: &Transition) -> Result<()>
         if !seen.insert(job.job_id.as_str()) {
             return Err(with_job(Error::invalid_input("job written twice in one step")));
         }
-        let stored = wf.position(&job.job_id).map(|pos| &wf.jobs[pos]);
-        let stored = stored.ok_or_else(|| with_job(Error::not_found("no such job")))?;
+        let pos = wf.position(&job.job_id).ok_or_else(|| with_job(Error::not_found("no such job")))?;
+        let stored = &wf.jobs[pos];
+        positions.push(pos);
         if job.version != stored.version {
             return Err(with_job(Error::conflict(format!(
                 "stale job version {} (stored {})",
@@ -48,9 +52,7 @@ pub(super) fn validate_step(wf: &WorkflowEntry, step: &Transition) -> Result<()>
     }
     for outcome in &step.parent_outcomes {
         let with_job = |e: Error| e.with_job(outcome.child.as_str());
-        if wf.position(&outcome.child).is_none() {
-            return Err(with_job(Error::not_found("no such child job")));
-        }
+        positions.push(wf.position(&outcome.child).ok_or_else(|| with_job(Error::not_found("no such child job")))?);
         if !outcome.status.is_terminal() {
             return Err(with_job(Error::invalid_input(format!(
                 "parent outcome {} is not a terminal status",
@@ -58,5 +60,5 @@ pub(super) fn validate_step(wf: &WorkflowEntry, step: &Transition) -> Result<()>
             ))));
         }
     }
-    Ok(())
+    Ok(positions)
 }
