@@ -1,7 +1,7 @@
 //! In-memory DAG execution: `fanout`, `chain` and `diamonds` on the in-memory store.
 
 use crate::cli::Options;
-use crate::report::{before, median, note, result, secs};
+use crate::report::{before, cpu_secs, median, note, result, secs};
 use crate::{baselines, shapes, workload};
 use async_trait::async_trait;
 use baseshift_core::engine::Engine;
@@ -96,6 +96,7 @@ async fn one_workflow(scenario: &str, template: WorkflowTemplate, n: usize) -> R
     parsed.validate()?;
     note(format!("template parse+validate ({n} jobs, {scenario}): {:.1} ms", secs(parse) * 1e3));
     let template_id = parsed.template_id.clone();
+    let cpu0 = cpu_secs();
     let t0 = Instant::now();
     engine.register_template(parsed).await?;
     let registered = secs(t0);
@@ -103,8 +104,11 @@ async fn one_workflow(scenario: &str, template: WorkflowTemplate, n: usize) -> R
     let started = secs(t0);
     let done = engine.wait(&id).await?;
     let elapsed = secs(t0);
+    let cpu = cpu0
+        .zip(cpu_secs())
+        .map_or(String::new(), |(a, b)| format!("; cpu {:.1} ms ({:.2} cores busy)", (b - a) * 1e3, (b - a) / elapsed));
     note(format!(
-        "build/run split ({scenario}): register {:.1} ms, start {:.1} ms, run {:.1} ms",
+        "build/run split ({scenario}): register {:.1} ms, start {:.1} ms, run {:.1} ms{cpu}",
         registered * 1e3,
         (started - registered) * 1e3,
         (elapsed - started) * 1e3

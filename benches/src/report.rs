@@ -47,6 +47,19 @@ pub fn status_kib(field: &str) -> Option<u64> {
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
 }
 
+/// CPU time this process's threads have run, in seconds: the sum of the first field of
+/// `/proc/self/task/*/schedstat` (nanoseconds on the CPU); `None` where unreadable.
+/// Threads that exited are not counted, so take the difference across a window in which
+/// the runtime's threads live.
+pub fn cpu_secs() -> Option<f64> {
+    let mut ns: u64 = 0;
+    for task in std::fs::read_dir("/proc/self/task").ok()? {
+        let stat = std::fs::read_to_string(task.ok()?.path().join("schedstat")).ok()?;
+        ns += stat.split_whitespace().next()?.parse::<u64>().ok()?;
+    }
+    Some(ns as f64 / 1e9)
+}
+
 /// Resets the peak RSS (`VmHWM`) to the current RSS; false where the kernel refuses.
 pub fn reset_peak_rss() -> bool {
     std::fs::write("/proc/self/clear_refs", "5").is_ok()
@@ -71,6 +84,18 @@ mod tests {
         assert!((percentile_ms(&samples, 50.0) - 51.0).abs() < 1e-9);
         assert!((percentile_ms(&samples, 99.0) - 99.0).abs() < 1e-9);
         assert_eq!(percentile_ms(&[], 50.0), 0.0);
+    }
+
+    #[test]
+    fn cpu_time_grows_while_working() {
+        let before = cpu_secs().expect("schedstat is readable on Linux");
+        let t0 = Instant::now();
+        let mut x = 0u64;
+        while t0.elapsed().as_millis() < 30 {
+            x = std::hint::black_box(x.wrapping_add(1));
+        }
+        let spent = cpu_secs().expect("schedstat is readable on Linux") - before;
+        assert!(spent > 0.01, "30 ms of spinning counted {spent} s of CPU");
     }
 
     #[test]
