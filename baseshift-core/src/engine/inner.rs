@@ -14,7 +14,7 @@ use async_trait::async_trait;
 use chrono::Utc;
 use serde_json::{Value, json};
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, AtomicUsize};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -50,7 +50,12 @@ pub(crate) struct Inner {
     pub secrets: Option<Arc<dyn SecretResolver>>,
     pub compiled: Mutex<CompiledCache>,
     pub basics: Mutex<FastMap<WorkflowId, Arc<WorkflowBasics>>>,
+    /// Jobs this instance runs that did not finish at their first poll (see `worker::run_job`).
     pub running: Mutex<FastMap<JobKey, RunningJob>>,
+    /// Counts the cancellations this instance made (bumped before each one reads
+    /// `running`): a job registered in `running` after a first poll checks that none
+    /// came in between, and the one that finished at its first poll that none came while it ran.
+    pub cancels: AtomicU64,
     pub type_running: Mutex<FastMap<String, usize>>,
     pub total_running: AtomicUsize,
     /// Held across a claim's room computation, the claim and its counting, so two
@@ -94,6 +99,7 @@ impl Inner {
             compiled: Mutex::default(),
             basics: Mutex::default(),
             running: Mutex::default(),
+            cancels: AtomicU64::new(0),
             type_running: Mutex::default(),
             total_running: AtomicUsize::new(0),
             claiming: tokio::sync::Mutex::new(()),
@@ -216,6 +222,7 @@ impl Inner {
             let step = plan::cancel(header, &jobs, reason, Utc::now());
             match self.apply(step).await {
                 Ok(_) => {
+                    self.cancels.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                     let running = self.lock(&self.running);
                     for (key, job) in running.iter() {
                         if &key.workflow_id == id {

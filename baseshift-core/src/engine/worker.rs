@@ -15,6 +15,7 @@ use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::task::Poll;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
@@ -64,7 +65,8 @@ type NextJob<'a> = Option<&'a mut Option<JobRecord>>;
 async fn run_one(inner: &Arc<Inner>, rec: JobRecord, next: NextJob<'_>) -> bool {
     let job_type = rec.job_type.clone();
     let key = rec.key();
-    let (verdict, readied) = match run_job(inner, rec, &key, next).await {
+    let mut registered = false;
+    let (verdict, readied) = match run_job(inner, rec, &key, next, &mut registered).await {
         Ok(v) => v,
         Err(e) => {
             tracing::error!(job = %key, error = %e, "recording a job outcome failed; its lease will expire and it will be re-claimed");
@@ -91,7 +93,9 @@ async fn run_one(inner: &Arc<Inner>, rec: JobRecord, next: NextJob<'_>) -> bool 
             tracing::warn!(error = %e, "publishing a circuit breaker event failed");
         }
     }
-    inner.lock(&inner.running).remove(&key);
+    if registered {
+        inner.lock(&inner.running).remove(&key);
+    }
     if inner.limits_types()
         && let Some(n) = inner.lock(&inner.type_running).get_mut(&job_type)
     {
@@ -104,7 +108,19 @@ async fn run_one(inner: &Arc<Inner>, rec: JobRecord, next: NextJob<'_>) -> bool 
 /// circuit breaker: `Some(true)` failed (retryable error or timeout), `Some(false)`
 /// succeeded, `None` no verdict (never ran, cancelled, failed permanently); and whether
 /// the recorded step made jobs ready.
-async fn run_job(inner: &Arc<Inner>, rec: JobRecord, key: &JobKey, next: NextJob<'_>) -> Result<(Option<bool>, bool)> {
+///
+/// The attempt is polled once before it is entered in `Inner::running` (setting
+/// `registered`): most jobs finish at their first poll, and one that did needs no entry
+/// for cancellation or lease renewal. A cancellation of this instance while it ran
+/// (`Inner::cancels` moved) makes it read its record back, as a cancelled token does.
+async fn run_job(
+    inner: &Arc<Inner>,
+    rec: JobRecord,
+    key: &JobKey,
+    next: NextJob<'_>,
+    registered: &mut bool,
+) -> Result<(Option<bool>, bool)> {
+    let cancels = inner.cancels.load(Ordering::SeqCst);
     let basics = inner.basics(&rec.workflow_id).await?;
     let compiled = basics.template.clone();
     let Some(job) = compiled.job(&rec.job_id) else {
@@ -117,8 +133,6 @@ async fn run_job(inner: &Arc<Inner>, rec: JobRecord, key: &JobKey, next: NextJob
             .map(|readied| (None, readied));
     };
     let token = CancellationToken::new();
-    let lease_token = rec.lease.as_ref().map(|l| l.token.clone());
-    inner.lock(&inner.running).insert(key.clone(), RunningJob { cancel: token.clone(), lease_token });
     let secrets = match resolve_secrets(inner, job).await {
         Ok(s) => s,
         Err(e) => {
@@ -157,19 +171,34 @@ async fn run_job(inner: &Arc<Inner>, rec: JobRecord, key: &JobKey, next: NextJob
         lease_token: rec.lease.as_ref().map(|l| l.token.clone()),
         children: Some(inner.clone()),
     };
-    let run = runner.run(ctx);
-    // Biased, the attempt first: a job that finishes at its first poll (most do) costs no
-    // random branch order and no registration with its cancellation token.
-    let result = tokio::select! {
-        biased;
-        r = run => Some(r),
-        _ = sleep_until(deadline) => {
-            token.cancel();
-            None
+    let mut run = runner.run(ctx);
+    let result = match std::future::poll_fn(|cx| Poll::Ready(run.as_mut().poll(cx))).await {
+        Poll::Ready(r) => Some(r),
+        Poll::Pending => {
+            let lease_token = rec.lease.as_ref().map(|l| l.token.clone());
+            inner.lock(&inner.running).insert(key.clone(), RunningJob { cancel: token.clone(), lease_token });
+            *registered = true;
+            if inner.cancels.load(Ordering::SeqCst) != cancels {
+                // A cancellation may have looked for this job before it was entered.
+                let current = inner.store.job(key).await?;
+                if current.version != rec.version || current.status != JobStatus::Running {
+                    token.cancel();
+                }
+            }
+            // Biased, the attempt first: no random branch order per poll.
+            tokio::select! {
+                biased;
+                r = run => Some(r),
+                _ = sleep_until(deadline) => {
+                    token.cancel();
+                    None
+                }
+                _ = token.cancelled() => Some(Err(JobError::retryable("cancelled"))),
+            }
         }
-        _ = token.cancelled() => Some(Err(JobError::retryable("cancelled"))),
     };
-    if token.is_cancelled() && result.is_some() {
+    let cancelled = token.is_cancelled() || inner.cancels.load(Ordering::SeqCst) != cancels;
+    if cancelled && result.is_some() {
         // Cancelled by the workflow or a lost lease: whoever cancelled owns the record now.
         let current = inner.store.job(key).await?;
         if current.version != rec.version || current.status != JobStatus::Running {
