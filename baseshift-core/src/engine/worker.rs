@@ -63,7 +63,9 @@ type NextJob<'a> = Option<&'a mut Option<JobRecord>>;
 /// Runs one job and its bookkeeping; whether its step made jobs ready. With `next`, the
 /// step claims the worker's next job into it.
 async fn run_one(inner: &Arc<Inner>, rec: JobRecord, next: NextJob<'_>) -> bool {
-    let job_type = rec.job_type.clone();
+    // Flow control and per-type counts need the type after the record is gone; with
+    // neither configured (`Inner::limits_types`, fixed at build) there is nothing to count.
+    let job_type = inner.limits_types().then(|| rec.job_type.clone());
     let key = rec.key();
     let mut registered = false;
     let (verdict, readied) = match run_job(inner, rec, &key, next, &mut registered).await {
@@ -74,6 +76,12 @@ async fn run_one(inner: &Arc<Inner>, rec: JobRecord, next: NextJob<'_>) -> bool 
             inner.needs_repair(&key.workflow_id);
             (None, false)
         }
+    };
+    if registered {
+        inner.lock(&inner.running).remove(&key);
+    }
+    let Some(job_type) = job_type else {
+        return readied;
     };
     let change = match verdict {
         Some(failed) => inner.flow.outcome(&job_type, failed, tokio::time::Instant::now()),
@@ -93,12 +101,7 @@ async fn run_one(inner: &Arc<Inner>, rec: JobRecord, next: NextJob<'_>) -> bool 
             tracing::warn!(error = %e, "publishing a circuit breaker event failed");
         }
     }
-    if registered {
-        inner.lock(&inner.running).remove(&key);
-    }
-    if inner.limits_types()
-        && let Some(n) = inner.lock(&inner.type_running).get_mut(&job_type)
-    {
+    if let Some(n) = inner.lock(&inner.type_running).get_mut(&job_type) {
         *n = n.saturating_sub(1);
     }
     readied
