@@ -140,6 +140,10 @@ impl ConfigTemplate {
     /// Like [`ConfigTemplate::parse`], with field paths starting at `root`
     /// (e.g. `compensate.config`).
     pub fn parse_at(config: &Value, root: &str) -> std::result::Result<ConfigTemplate, (String, String)> {
+        if matches!(config, Value::Null | Value::Bool(_) | Value::Number(_)) {
+            // Nothing to parse (most jobs have no config): no field path to build.
+            return Ok(ConfigTemplate { raw: config.clone(), root: Node::Static(config.clone()), refs: Vec::new() });
+        }
         let mut refs = Vec::new();
         let node = parse_node(config, root.to_owned(), &mut refs)?;
         Ok(ConfigTemplate { raw: config.clone(), root: node, refs })

@@ -3,9 +3,10 @@
 use super::{RetryPolicy, Trigger, WorkflowTemplate};
 use crate::error::{Error, ErrorKind, Location, Result};
 use crate::expr::{Condition, ConfigTemplate};
-use crate::hash::{FastMap, map_with_capacity};
+use hashbrown::HashTable;
 use serde_json::Value;
 use std::fmt;
+use std::hash::BuildHasher;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,7 +15,7 @@ use std::time::Duration;
 pub struct CompiledTemplate {
     template: Arc<WorkflowTemplate>,
     jobs: Vec<CompiledJob>,
-    index: FastMap<String, Slot>,
+    index: JobIndex,
     schema: Option<InputSchema>,
 }
 
@@ -22,6 +23,57 @@ pub struct CompiledTemplate {
 enum Slot {
     Main(usize),
     Compensation(usize),
+}
+
+impl Slot {
+    /// The job this slot names.
+    fn job(self, jobs: &[CompiledJob]) -> Option<&CompiledJob> {
+        match self {
+            Slot::Main(i) => jobs.get(i),
+            Slot::Compensation(i) => jobs.get(i).and_then(|j| j.compensation.as_deref()),
+        }
+    }
+
+    fn id(self, jobs: &[CompiledJob]) -> &str {
+        self.job(jobs).map_or("", |j| j.id.as_str())
+    }
+}
+
+/// Main and compensation jobs by id. The table holds slots only, hashed by their job's
+/// id: no id is copied into it.
+#[derive(Clone, Debug)]
+struct JobIndex {
+    slots: HashTable<Slot>,
+    hasher: foldhash::fast::RandomState,
+}
+
+impl JobIndex {
+    /// The index of `jobs` (validated: every id is unique).
+    fn new(jobs: &[CompiledJob]) -> Self {
+        let hasher = foldhash::fast::RandomState::default();
+        let mut slots = HashTable::with_capacity(jobs.len());
+        let mut add = |id: &str, slot: Slot| {
+            slots.insert_unique(hasher.hash_one(id), slot, |s: &Slot| hasher.hash_one(s.id(jobs)));
+        };
+        for (i, job) in jobs.iter().enumerate() {
+            add(&job.id, Slot::Main(i));
+            if let Some(c) = &job.compensation {
+                add(&c.id, Slot::Compensation(i));
+            }
+        }
+        JobIndex { slots, hasher }
+    }
+
+    /// The job of `id` among `jobs` (those the index was made of).
+    fn get<'j>(&self, jobs: &'j [CompiledJob], id: &str) -> Option<&'j CompiledJob> {
+        let slot = self.slots.find(self.hasher.hash_one(id), |s| s.id(jobs) == id)?;
+        slot.job(jobs)
+    }
+
+    /// The number of main and compensation jobs.
+    fn len(&self) -> usize {
+        self.slots.len()
+    }
 }
 
 /// The compiled `input_schema`.
@@ -95,13 +147,7 @@ impl CompiledTemplate {
         jobs: Vec<CompiledJob>,
         schema: Option<InputSchema>,
     ) -> Self {
-        let mut index = map_with_capacity(jobs.len());
-        for (i, job) in jobs.iter().enumerate() {
-            index.insert(job.id.clone(), Slot::Main(i));
-            if let Some(c) = &job.compensation {
-                index.insert(c.id.clone(), Slot::Compensation(i));
-            }
-        }
+        let index = JobIndex::new(&jobs);
         CompiledTemplate { template, jobs, index, schema }
     }
 
@@ -122,10 +168,7 @@ impl CompiledTemplate {
 
     /// A main job or a compensation job (`<id>.compensate`) by id.
     pub fn job(&self, id: &str) -> Option<&CompiledJob> {
-        match self.index.get(id)? {
-            Slot::Main(i) => self.jobs.get(*i),
-            Slot::Compensation(i) => self.jobs.get(*i).and_then(|j| j.compensation.as_deref()),
-        }
+        self.index.get(&self.jobs, id)
     }
 
     /// The jobs without parents, in template order: they are ready when a workflow starts.

@@ -5,6 +5,7 @@ use super::{CompensationSpec, JobSpec, WorkflowTemplate};
 use crate::error::{Error, Location, Result};
 use serde::de::DeserializeOwned;
 use std::collections::HashMap;
+use std::fmt;
 use std::sync::Arc;
 
 /// Where each part of a YAML template was written (line and column per job and field).
@@ -73,7 +74,7 @@ impl WorkflowTemplate {
             }
             Error::invalid_template(loc, format!("invalid YAML: {}", e.without_snippet()))
         })?;
-        let template = Builder::default().build(root)?;
+        let template = Builder { positions: true, ..Builder::default() }.build(root)?;
         template.validate()?;
         Ok(template)
     }
@@ -85,8 +86,7 @@ impl WorkflowTemplate {
                 Location::default().at(u32::try_from(e.line()).unwrap_or(0), u32::try_from(e.column()).unwrap_or(0));
             Error::invalid_template(loc, format!("invalid JSON: {e}"))
         })?;
-        let mut template = Builder::default().build(Node::from_value(value))?;
-        template.source_map = None;
+        let template = Builder::default().build(Node::from_value(value))?;
         template.validate()?;
         Ok(template)
     }
@@ -117,6 +117,8 @@ const COMPENSATE_FIELDS: &[&str] = &["type", "config", "retry", "timeout"];
 #[derive(Default)]
 struct Builder {
     template_id: Option<String>,
+    /// Whether the document has positions to record (YAML): else no source map is made.
+    positions: bool,
     map: SourceMap,
 }
 
@@ -147,7 +149,7 @@ impl Builder {
         &self,
         node: &'n Node,
         job: Option<&str>,
-        what: &str,
+        what: impl fmt::Display,
         field: Option<&str>,
     ) -> Result<&'n [(Key, Node)]> {
         match &node.kind {
@@ -161,7 +163,7 @@ impl Builder {
         &self,
         entries: &[(Key, Node)],
         job: Option<&str>,
-        what: &str,
+        what: impl fmt::Display,
         prefix: &str,
         known: &[&str],
     ) -> Result<()> {
@@ -229,20 +231,20 @@ impl Builder {
         for (index, node) in jobs.iter().enumerate() {
             template.jobs.push(self.build_job(index, node)?);
         }
-        template.source_map = Some(Arc::new(self.map));
+        template.source_map = self.positions.then(|| Arc::new(self.map));
         Ok(template)
     }
 
     fn build_job(&mut self, index: usize, node: &Node) -> Result<JobSpec> {
-        let what = format!("job #{}", index + 1);
-        let entries = self.map_entries(node, None, &what, None)?;
+        // Messages are formatted only for an error.
+        let entries = self.map_entries(node, None, format_args!("job #{}", index + 1), None)?;
         let get = |name: &str| entries.iter().find(|(k, _)| k.name == name).map(|(_, v)| v);
         let Some(id_node) = get("id") else {
-            return Err(self.err(None, Some("id"), node.pos, format!("{what} has no `id`")));
+            return Err(self.err(None, Some("id"), node.pos, format!("job #{} has no `id`", index + 1)));
         };
         let id = self.string(id_node, None, "id")?;
         let j = Some(id.as_str());
-        self.check_keys(entries, j, &format!("job `{id}`"), "", JOB_FIELDS)?;
+        self.check_keys(entries, j, format_args!("job `{id}`"), "", JOB_FIELDS)?;
         let Some(type_node) = get("type") else {
             return Err(self.err(j, Some("type"), node.pos, format!("job `{id}` has no `type`")));
         };
@@ -254,9 +256,11 @@ impl Builder {
             }
             match key.name.as_str() {
                 "config" => {
-                    value.for_each_path("config", |path, p| {
-                        positions.fields.insert(path.to_owned(), p);
-                    });
+                    if self.positions {
+                        value.for_each_path("config", |path, p| {
+                            positions.fields.insert(path.to_owned(), p);
+                        });
+                    }
                     job.config = value.to_value();
                 }
                 "depends_on" => {
@@ -273,11 +277,14 @@ impl Builder {
                     };
                     let mut parents = Vec::with_capacity(items.len());
                     for (i, item) in items.iter().enumerate() {
-                        let field = format!("depends_on[{i}]");
+                        // The field path is formatted only for a position or an error.
                         if let Some(p) = item.pos {
-                            positions.fields.insert(field.clone(), p);
+                            positions.fields.insert(format!("depends_on[{i}]"), p);
                         }
-                        parents.push(self.string(item, j, &field)?);
+                        parents.push(match item.as_str() {
+                            Some(parent) => parent.to_owned(),
+                            None => self.string(item, j, &format!("depends_on[{i}]"))?,
+                        });
                     }
                     job.depends_on = Some(parents);
                 }
@@ -292,8 +299,10 @@ impl Builder {
                 _ => {}
             }
         }
-        self.map.by_id.entry(id).or_insert(index);
-        self.map.jobs.push(positions);
+        if self.positions {
+            self.map.by_id.entry(id).or_insert(index);
+            self.map.jobs.push(positions);
+        }
         Ok(job)
     }
 
@@ -312,9 +321,11 @@ impl Builder {
             }
             match key.name.as_str() {
                 "config" => {
-                    value.for_each_path(&field, |path, p| {
-                        positions.fields.insert(path.to_owned(), p);
-                    });
+                    if self.positions {
+                        value.for_each_path(&field, |path, p| {
+                            positions.fields.insert(path.to_owned(), p);
+                        });
+                    }
                     spec.config = value.to_value();
                 }
                 "retry" => spec.retry = Some(self.read(value, j, &field)?),

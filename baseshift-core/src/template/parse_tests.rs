@@ -163,3 +163,30 @@ fn deep_nesting_is_rejected_without_overflow() {
     let err = WorkflowTemplate::from_json(&json).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidTemplate);
 }
+
+#[test]
+fn job_errors_name_the_job_and_field_in_yaml_and_json() {
+    let err = WorkflowTemplate::from_yaml("template_id: t\nversion: 1\njobs:\n  - id: a\n    type: x\n  - oops\n")
+        .unwrap_err();
+    assert_at(&err, Some("t"), None, None, Some((6, 5)));
+    assert_eq!(err.message(), "job #2 must be a mapping, not a string");
+    let err =
+        WorkflowTemplate::from_json(r#"{"template_id": "t", "version": 1, "jobs": [{"type": "x"}]}"#).unwrap_err();
+    assert_at(&err, Some("t"), None, Some("id"), None);
+    assert_eq!(err.message(), "job #1 has no `id`");
+
+    let err = WorkflowTemplate::from_yaml(&format!("{HEAD}    prio: 1\n")).unwrap_err();
+    assert_at(&err, Some("t"), Some("a"), Some("prio"), Some((6, 5)));
+    assert!(err.message().starts_with("unknown field `prio` in job `a`; expected one of: id, type,"), "{err}");
+
+    let err =
+        WorkflowTemplate::from_yaml(&format!("{HEAD}  - id: b\n    type: x\n    depends_on: [a, 7]\n")).unwrap_err();
+    assert_at(&err, Some("t"), Some("b"), Some("depends_on[1]"), Some((8, 21)));
+    assert_eq!(err.message(), "field `depends_on[1]` must be a string, not a number");
+    let err = WorkflowTemplate::from_json(
+        r#"{"template_id": "t", "version": 1, "jobs": [{"id": "a", "type": "x"}, {"id": "b", "type": "x", "depends_on": ["a", null]}]}"#,
+    )
+    .unwrap_err();
+    assert_at(&err, Some("t"), Some("b"), Some("depends_on[1]"), None);
+    assert_eq!(err.message(), "field `depends_on[1]` must be a string, not null");
+}

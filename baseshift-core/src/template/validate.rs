@@ -3,14 +3,15 @@
 mod concurrency;
 
 use super::compile::{CompiledJob, InputSchema};
-use super::graph::{find_cycle, missing_ancestors};
+use super::graph::{Dag, find_cycle, missing_ancestors};
 use super::{CompensationSpec, CompiledTemplate, DurationSpec, JobSpec, RetryPolicy, WorkflowTemplate};
 use crate::error::{Error, Location, Result};
 use crate::expr::{Condition, ConfigTemplate, Reference};
 use crate::hash::{FastMap, map_with_capacity};
-use crate::runner::RunnerRegistry;
+use crate::runner::{JobRunner, RunnerRegistry};
 use serde_json::Value;
-use std::collections::{HashMap, HashSet};
+use std::cell::Cell;
+use std::collections::HashSet;
 use std::sync::Arc;
 
 /// Validates templates and compiles them into a [`CompiledTemplate`].
@@ -57,10 +58,10 @@ impl<'a> Validator<'a> {
     }
 
     fn check(&self, template: &WorkflowTemplate, build: bool) -> Result<(Vec<CompiledJob>, Option<InputSchema>)> {
-        let mut cx = Checker { v: self, t: template, index: FastMap::default(), build };
+        let mut cx = Checker { v: self, t: template, index: FastMap::default(), build, runner: Cell::new(None) };
         cx.index = cx.check_ids()?;
-        let parents = cx.resolve_parents()?;
-        if let Some(cycle) = find_cycle(&parents) {
+        let mut dag = cx.resolve_parents()?;
+        if let Some(cycle) = find_cycle(&dag) {
             let names: Vec<&str> = cycle.iter().map(|&i| template.jobs[i].id.as_str()).collect();
             return Err(cx.err(Some(cycle[0]), Some("depends_on"), format!("cycle: {}", names.join(" -> "))));
         }
@@ -71,17 +72,12 @@ impl<'a> Validator<'a> {
             check_timeout(d).map_err(|m| cx.top_err("defaults.timeout", m))?;
         }
         let schema = cx.compile_schema()?;
-        let mut children: Vec<Vec<String>> = vec![Vec::new(); template.jobs.len()];
         if build {
-            for (i, ps) in parents.iter().enumerate() {
-                for &p in ps {
-                    children[p].push(template.jobs[i].id.clone());
-                }
-            }
+            dag.link_children();
         }
-        let mut jobs = Vec::with_capacity(template.jobs.len());
-        for ((i, job), children) in template.jobs.iter().enumerate().zip(children) {
-            jobs.push(cx.compile_job(i, job, &parents, children)?);
+        let mut jobs = Vec::with_capacity(if build { template.jobs.len() } else { 0 });
+        for (i, job) in template.jobs.iter().enumerate() {
+            cx.compile_job(i, job, &dag, &mut jobs)?;
         }
         Ok((jobs, schema))
     }
@@ -95,7 +91,8 @@ impl WorkflowTemplate {
 }
 
 fn valid_id(id: &str) -> bool {
-    !id.is_empty() && id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+    // Bytes, not chars: every byte of a non-ASCII char fails this test too.
+    !id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
 }
 
 fn check_retry(r: &RetryPolicy) -> std::result::Result<(), String> {
@@ -123,12 +120,14 @@ struct Checker<'v, 't> {
     t: &'t WorkflowTemplate,
     /// Job index by id (filled once ids are known to be unique).
     index: FastMap<&'t str, usize>,
-    /// Whether the compiled jobs are wanted (else their parent and child lists are left
-    /// empty: [`WorkflowTemplate::validate`] only checks).
+    /// Whether the compiled jobs are wanted (else none is built:
+    /// [`WorkflowTemplate::validate`] only checks).
     build: bool,
+    /// The runner of the job type looked up last (consecutive jobs mostly share a type).
+    runner: Cell<Option<(&'t str, &'v Arc<dyn JobRunner>)>>,
 }
 
-impl<'t> Checker<'_, 't> {
+impl<'v, 't> Checker<'v, 't> {
     /// An error about job `index` (or the template) at `field`, located through the source map.
     fn err(&self, index: Option<usize>, field: Option<&str>, message: impl Into<String>) -> Error {
         let mut loc = Location::template(self.t.template_id.clone());
@@ -192,18 +191,28 @@ impl<'t> Checker<'_, 't> {
         Ok(seen)
     }
 
-    /// Parent indices per job, with the "follows the previous job" rule applied.
-    fn resolve_parents(&self) -> Result<Vec<Vec<usize>>> {
-        let mut all = Vec::with_capacity(self.t.jobs.len());
+    /// The parents of every job, with the "follows the previous job" rule applied.
+    fn resolve_parents(&self) -> Result<Dag> {
+        let jobs = &self.t.jobs;
+        let edges = jobs.iter().enumerate().map(|(i, j)| j.depends_on.as_ref().map_or(usize::from(i > 0), Vec::len));
+        let mut dag = Dag::with_capacity(jobs.len(), edges.sum());
         // Which job last listed each parent: a fan-in of n parents must not cost n^2,
         // and one array serves every job (no set per job).
-        let mut listed_by = vec![usize::MAX; self.t.jobs.len()];
-        for (i, job) in self.t.jobs.iter().enumerate() {
-            let mut parents: Vec<usize> = Vec::new();
-            for (k, p) in self.t.parents_of(i).into_iter().enumerate() {
+        let mut listed_by = vec![usize::MAX; jobs.len()];
+        for (i, job) in jobs.iter().enumerate() {
+            let Some(listed) = &job.depends_on else {
+                // Ids are unique, so the previous job's id names the previous job.
+                if i > 0 {
+                    dag.add_parent(i - 1);
+                }
+                dag.end_job();
+                continue;
+            };
+            let mut last = None;
+            for (k, p) in listed.iter().enumerate() {
                 // The field is named only when there is an error (no allocation per edge).
                 let field = || format!("depends_on[{k}]");
-                let Some(&pi) = self.index.get(p) else {
+                let Some(pi) = self.parent_index(i, k, last, &dag, p) else {
                     return Err(self.err(
                         Some(i),
                         Some(&field()),
@@ -221,11 +230,31 @@ impl<'t> Checker<'_, 't> {
                     ));
                 }
                 listed_by[pi] = i;
-                parents.push(pi);
+                dag.add_parent(pi);
+                last = Some(pi);
             }
-            all.push(parents);
+            dag.end_job();
         }
-        Ok(all)
+        Ok(dag)
+    }
+
+    /// The index of `id`, parent `k` of job `i` (`last`: the index of parent `k - 1`).
+    ///
+    /// Ids are unique, so a job whose id matches is the one: the usual places (the
+    /// previous job, the job after parent `k - 1`, the previous job's parent `k`) are
+    /// tried before the index.
+    fn parent_index(&self, i: usize, k: usize, last: Option<usize>, dag: &Dag, id: &str) -> Option<usize> {
+        let jobs = &self.t.jobs;
+        let next = match last {
+            Some(l) => Some(l + 1),
+            None => i.checked_sub(1),
+        };
+        let previous_kth = i.checked_sub(1).and_then(|p| dag.parents(p).get(k).copied());
+        [next, previous_kth]
+            .into_iter()
+            .flatten()
+            .find(|&c| jobs.get(c).is_some_and(|j| j.id == id))
+            .or_else(|| self.index.get(id).copied())
     }
 
     fn compile_schema(&self) -> Result<Option<InputSchema>> {
@@ -237,24 +266,19 @@ impl<'t> Checker<'_, 't> {
             .map_err(|e| self.top_err("input_schema", format!("input_schema is not a valid JSON Schema: {e}")))
     }
 
-    fn compile_job(
-        &self,
-        i: usize,
-        job: &JobSpec,
-        parents: &[Vec<usize>],
-        children: Vec<String>,
-    ) -> Result<CompiledJob> {
+    /// Checks job `i` and, when building, compiles it into `out`.
+    fn compile_job(&self, i: usize, job: &'t JobSpec, dag: &Dag, out: &mut Vec<CompiledJob>) -> Result<()> {
         let defaults = &self.t.defaults;
         let condition = match &job.when {
             Some(src) => {
                 let c = Condition::compile(src).map_err(|m| self.err(Some(i), Some("when"), m))?;
                 let refs: Vec<&str> = c.job_refs().iter().map(String::as_str).collect();
-                self.check_job_refs(i, false, parents, refs.iter().map(|r| ("when", *r)))?;
+                self.check_job_refs(i, false, dag, refs.iter().map(|r| ("when", *r)))?;
                 Some(c)
             }
             None => None,
         };
-        let config = self.compile_config(i, false, &job.job_type, &job.config, "config", parents)?;
+        let config = self.compile_config(i, false, &job.job_type, &job.config, "config", dag)?;
         if let Some(r) = &job.retry {
             check_retry(r).map_err(|m| self.err(Some(i), Some("retry"), m))?;
         }
@@ -262,19 +286,19 @@ impl<'t> Checker<'_, 't> {
             check_timeout(d).map_err(|m| self.err(Some(i), Some("timeout"), m))?;
         }
         let compensation = match &job.compensate {
-            Some(c) => Some(Box::new(self.compile_compensation(i, job, c, parents)?)),
+            Some(c) => self.compile_compensation(i, job, c, dag)?.map(Box::new),
             None => None,
         };
         let concurrency = self.compile_concurrency(i, job)?;
-        Ok(CompiledJob {
+        let Some(config) = config else {
+            return Ok(()); // only checking
+        };
+        let ids = |list: &[usize]| list.iter().map(|&j| self.t.jobs[j].id.clone()).collect();
+        out.push(CompiledJob {
             id: job.id.clone(),
             job_type: job.job_type.clone(),
-            parents: if self.build {
-                parents[i].iter().map(|&p| self.t.jobs[p].id.clone()).collect()
-            } else {
-                Vec::new()
-            },
-            children,
+            parents: ids(dag.parents(i)),
+            children: ids(dag.children(i)),
             trigger: job.trigger,
             priority: job.priority,
             retry: job.retry.clone().or_else(|| defaults.retry.clone()).unwrap_or_default(),
@@ -284,25 +308,29 @@ impl<'t> Checker<'_, 't> {
             compensation,
             compensates: None,
             concurrency,
-        })
+        });
+        Ok(())
     }
 
     fn compile_compensation(
         &self,
         i: usize,
         job: &JobSpec,
-        c: &CompensationSpec,
-        parents: &[Vec<usize>],
-    ) -> Result<CompiledJob> {
+        c: &'t CompensationSpec,
+        dag: &Dag,
+    ) -> Result<Option<CompiledJob>> {
         let defaults = &self.t.defaults;
-        let config = self.compile_config(i, true, &c.job_type, &c.config, "compensate.config", parents)?;
+        let config = self.compile_config(i, true, &c.job_type, &c.config, "compensate.config", dag)?;
         if let Some(r) = &c.retry {
             check_retry(r).map_err(|m| self.err(Some(i), Some("compensate.retry"), m))?;
         }
         if let Some(d) = c.timeout {
             check_timeout(d).map_err(|m| self.err(Some(i), Some("compensate.timeout"), m))?;
         }
-        Ok(CompiledJob {
+        let Some(config) = config else {
+            return Ok(None); // only checking
+        };
+        Ok(Some(CompiledJob {
             id: CompiledJob::compensation_id(&job.id),
             job_type: c.job_type.clone(),
             parents: Vec::new(),
@@ -316,22 +344,32 @@ impl<'t> Checker<'_, 't> {
             compensation: None,
             compensates: Some(job.id.clone()),
             concurrency: None,
-        })
+        }))
     }
 
-    /// Parses a config, checks its references and, with a registry, its job type and config.
+    /// Parses a config, checks its references and, with a registry, its job type and
+    /// config. `None` when only checking.
     fn compile_config(
         &self,
         i: usize,
         compensation: bool,
-        job_type: &str,
+        job_type: &'t str,
         raw: &Value,
         root: &str,
-        parents: &[Vec<usize>],
-    ) -> Result<ConfigTemplate> {
-        let config = ConfigTemplate::parse_at(raw, root).map_err(|(field, m)| self.err(Some(i), Some(&field), m))?;
+        dag: &Dag,
+    ) -> Result<Option<ConfigTemplate>> {
+        // When only checking, a config without strings has nothing to parse.
+        let plain = matches!(raw, Value::Null | Value::Bool(_) | Value::Number(_));
+        if plain && !self.build && self.v.registry.is_none() {
+            return Ok(None); // nor anything to check
+        }
+        let config = if self.build || !plain {
+            Some(ConfigTemplate::parse_at(raw, root).map_err(|(field, m)| self.err(Some(i), Some(&field), m))?)
+        } else {
+            None
+        };
         let mut job_refs = Vec::new();
-        for (field, r) in config.field_references() {
+        for (field, r) in config.iter().flat_map(ConfigTemplate::field_references) {
             match r {
                 Reference::JobOutput { job, .. } => job_refs.push((field, job.as_str())),
                 Reference::Env(name) => {
@@ -348,10 +386,10 @@ impl<'t> Checker<'_, 't> {
                 Reference::Input(_) | Reference::WorkflowId | Reference::Secret(_) => {}
             }
         }
-        self.check_job_refs(i, compensation, parents, job_refs.into_iter())?;
+        self.check_job_refs(i, compensation, dag, job_refs.into_iter())?;
         if let Some(registry) = self.v.registry {
             let type_field = if compensation { "compensate.type" } else { "type" };
-            let Some(runner) = registry.get(job_type) else {
+            let Some(runner) = self.runner_for(registry, job_type) else {
                 return Err(self.err(
                     Some(i),
                     Some(type_field),
@@ -369,7 +407,19 @@ impl<'t> Checker<'_, 't> {
                 self.err(Some(i), Some(&field), format!("invalid config for job type `{job_type}`: {}", e.message()))
             })?;
         }
-        Ok(config)
+        Ok(config.filter(|_| self.build))
+    }
+
+    /// The runner of `job_type`, the last one found when the type is the same.
+    fn runner_for(&self, registry: &'v RunnerRegistry, job_type: &'t str) -> Option<&'v Arc<dyn JobRunner>> {
+        if let Some((last, runner)) = self.runner.get()
+            && last == job_type
+        {
+            return Some(runner);
+        }
+        let runner = registry.get(job_type)?;
+        self.runner.set(Some((job_type, runner)));
+        Some(runner)
     }
 
     /// Each referenced job must exist and be an ancestor of job `i` (or, for a
@@ -378,20 +428,23 @@ impl<'t> Checker<'_, 't> {
         &self,
         i: usize,
         include_self: bool,
-        parents: &[Vec<usize>],
+        dag: &Dag,
         refs: impl Iterator<Item = (&'r str, &'r str)>,
     ) -> Result<()> {
-        let mut wanted = Vec::new();
-        let mut fields: HashMap<usize, &str> = HashMap::new();
+        // Each referenced job with the field of its first reference.
+        let mut wanted: Vec<(usize, &str)> = Vec::new();
         for (field, id) in refs {
             let Some(&j) = self.index.get(id) else {
                 return Err(self.err(Some(i), Some(field), format!("reference to unknown job `{id}`")));
             };
-            fields.entry(j).or_insert(field);
-            wanted.push(j);
+            wanted.push((j, field));
         }
-        if let Some(&bad) = missing_ancestors(parents, i, include_self, &wanted).first() {
-            let field = fields.get(&bad).copied().unwrap_or("config");
+        if wanted.is_empty() {
+            return Ok(());
+        }
+        let jobs: Vec<usize> = wanted.iter().map(|&(j, _)| j).collect();
+        if let Some(&bad) = missing_ancestors(dag, i, include_self, &jobs).first() {
+            let field = wanted.iter().find(|&&(j, _)| j == bad).map_or("config", |&(_, f)| f);
             let whose =
                 if include_self { "neither the compensated job nor one of its ancestors" } else { "not an ancestor" };
             return Err(self.err(

@@ -271,6 +271,53 @@ fn diamond_compiles_with_defaults_and_compensation() {
 }
 
 #[test]
+fn parents_listed_after_their_child_compile_in_template_order() {
+    let t = WorkflowTemplate::new("t", semver::Version::new(1, 0, 0))
+        .job(JobSpec::new("c", "x").depends_on(["b", "a"]).config(json!({"v": "${jobs.a.output}"})))
+        .job(JobSpec::new("a", "x").depends_on(Vec::<String>::new()))
+        .job(JobSpec::new("b", "x"))
+        .job(JobSpec::new("d", "x").depends_on(["a"]).when("jobs.a.output.ok"));
+    t.validate().unwrap();
+    let c = Validator::new().compile(&t).unwrap();
+    let parents: Vec<&[String]> = c.jobs().iter().map(|j| j.parents.as_slice()).collect();
+    assert_eq!(parents, [&["b", "a"][..], &[], &["a"], &["a"]]);
+    let children: Vec<&[String]> = c.jobs().iter().map(|j| j.children.as_slice()).collect();
+    assert_eq!(children, [&[][..], &["c", "b", "d"], &["c"], &[]]);
+    assert_eq!(c.roots().map(|j| j.id.as_str()).collect::<Vec<_>>(), ["a"]);
+    assert_eq!(c.ancestors_referenced("c"), ["b", "a"]);
+
+    // Listed out of order, a loop is still found and named from its first-listed job.
+    let looped = WorkflowTemplate::new("t", semver::Version::new(1, 0, 0))
+        .job(JobSpec::new("c", "x").depends_on(["b"]))
+        .job(JobSpec::new("a", "x").depends_on(Vec::<String>::new()))
+        .job(JobSpec::new("b", "x").depends_on(["a", "c"]));
+    let err = looped.validate().unwrap_err();
+    assert_at(&err, Some("c"), "depends_on", None);
+    assert_eq!(err.message(), "cycle: c -> b -> c");
+}
+
+#[test]
+fn configs_without_strings_are_still_checked_by_their_runner() {
+    // `b` shares `a`'s type and `c` follows with another one: each meets its own runner.
+    let t = WorkflowTemplate::new("t", semver::Version::new(1, 0, 0))
+        .job(JobSpec::new("a", "http_request").config(json!({"url": "x"})))
+        .job(JobSpec::new("b", "http_request").config(json!({"url": "y"})))
+        .job(JobSpec::new("c", "webhook").config(json!(7)));
+    t.validate().unwrap();
+    let err = Validator::new().registry(&registry()).compile(&t).unwrap_err();
+    assert_at(&err, Some("c"), "config.url", None);
+    assert_eq!(err.message(), "invalid config for job type `webhook`: `url` must be a string");
+    let fixed = t.clone().job(JobSpec::new("d", "thumbnail"));
+    let err = Validator::new().registry(&registry()).compile(&fixed).unwrap_err();
+    assert_at(&err, Some("c"), "config.url", None);
+    let mut unknown = fixed;
+    unknown.jobs[2].config = json!({"url": "z"});
+    let err = Validator::new().registry(&registry()).compile(&unknown).unwrap_err();
+    assert_at(&err, Some("d"), "type", None);
+    assert!(err.message().starts_with("unknown job type `thumbnail`"), "{err}");
+}
+
+#[test]
 fn ancestors_referenced_includes_transitive_references() {
     let t = WorkflowTemplate::new("t", semver::Version::new(1, 0, 0))
         .job(JobSpec::new("a", "x"))
