@@ -417,7 +417,7 @@ impl ChildStarter for Inner {
 }
 
 /// The length of `v` serialized as JSON, counted without building the text.
-fn json_size(v: &Value) -> usize {
+pub(super) fn json_size(v: &Value) -> usize {
     struct Count(usize);
     impl std::io::Write for Count {
         fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {

@@ -93,7 +93,7 @@ impl Inner {
     async fn prepare(&self, req: StartRequest) -> Result<Prepared> {
         let template = self.templates.get_shared(&req.template_id, req.version.as_ref()).await?;
         let compiled = self.compile(&template)?;
-        let size = serde_json::to_vec(&req.input).map(|v| v.len()).unwrap_or(usize::MAX);
+        let size = super::inner::json_size(&req.input);
         if size > self.config.max_input_bytes {
             return Err(Error::invalid_input(format!(
                 "workflow input is {size} bytes; the limit is {} (EngineConfig.max_input_bytes)",
@@ -108,7 +108,7 @@ impl Inner {
         let mut header = WorkflowRecord::initialized(
             id.clone(),
             template.template_id.clone(),
-            template.version.to_string(),
+            compiled.version().to_owned(),
             req.input,
         );
         header.idempotency_key = req.idempotency_key;

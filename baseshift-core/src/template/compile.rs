@@ -14,6 +14,8 @@ use std::time::Duration;
 #[derive(Clone, Debug)]
 pub struct CompiledTemplate {
     template: Arc<WorkflowTemplate>,
+    /// The template's version as text, as workflow records store it.
+    version: String,
     jobs: Vec<CompiledJob>,
     index: JobIndex,
     schema: Option<InputSchema>,
@@ -148,7 +150,8 @@ impl CompiledTemplate {
         schema: Option<InputSchema>,
     ) -> Self {
         let index = JobIndex::new(&jobs);
-        CompiledTemplate { template, jobs, index, schema }
+        let version = template.version.to_string();
+        CompiledTemplate { template, version, jobs, index, schema }
     }
 
     /// The source template.
@@ -159,6 +162,12 @@ impl CompiledTemplate {
     /// The template id.
     pub fn template_id(&self) -> &str {
         &self.template.template_id
+    }
+
+    /// The template's version as text (`1.2.0`), as a workflow record's
+    /// `template_version` holds it: formatted once, when the template is compiled.
+    pub fn version(&self) -> &str {
+        &self.version
     }
 
     /// Main jobs in template order.

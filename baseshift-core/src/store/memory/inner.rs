@@ -37,6 +37,9 @@ impl Wake {
 pub(super) struct Inner {
     pub(super) workflows: Workflows,
     templates: HashMap<(String, String), Arc<WorkflowTemplate>>,
+    /// The snapshot the last create stored: the creates of one template share it, and
+    /// need not format its version and look it up again.
+    last_template: Option<Arc<WorkflowTemplate>>,
     pub(super) idempotency: FastMap<String, WorkflowId>,
     /// Finished workflows by the time they finished, for retention.
     pub(super) finished: BTreeSet<(DateTime<Utc>, WorkflowId)>,
@@ -105,7 +108,11 @@ impl Inner {
         if let Some(key) = &header.idempotency_key {
             self.idempotency.insert(key.clone(), id.clone());
         }
-        self.templates.entry((template.template_id.clone(), template.version.to_string())).or_insert(template);
+        if !self.last_template.as_ref().is_some_and(|last| Arc::ptr_eq(last, &template)) {
+            let key = (template.template_id.clone(), template.version.to_string());
+            self.templates.entry(key).or_insert_with(|| template.clone());
+            self.last_template = Some(template);
+        }
         self.workflows.insert(id.clone(), WorkflowEntry::new(header, jobs, positions));
         self.push_events(events);
         Ok((CreateOutcome::Created(id), wake))
