@@ -182,10 +182,17 @@ async fn run_job(
             inner.lock(&inner.running).insert(key.clone(), RunningJob { cancel: token.clone(), lease_token });
             *registered = true;
             if inner.cancels.load(Ordering::SeqCst) != cancels {
-                // A cancellation may have looked for this job before it was entered.
-                let current = inner.store.job(key).await?;
-                if current.version != rec.version || current.status != JobStatus::Running {
-                    token.cancel();
+                // A cancellation may have looked for this job before it was entered. If
+                // the record cannot be read now, the attempt runs on: a cancellation that
+                // changed it makes the next lease renewal fail, which stops the attempt.
+                match inner.store.job(key).await {
+                    Ok(current) if current.version != rec.version || current.status != JobStatus::Running => {
+                        token.cancel();
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::warn!(job = %key, error = %e, "could not check the job for a cancellation; a lost lease will stop it")
+                    }
                 }
             }
             // Biased, the attempt first: no random branch order per poll.
