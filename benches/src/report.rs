@@ -47,17 +47,32 @@ pub fn status_kib(field: &str) -> Option<u64> {
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
 }
 
-/// CPU time this process's threads have run, in seconds: the sum of the first field of
-/// `/proc/self/task/*/schedstat` (nanoseconds on the CPU); `None` where unreadable.
-/// Threads that exited are not counted, so take the difference across a window in which
-/// the runtime's threads live.
+/// CPU time this process's threads have run, in seconds: the sum over
+/// `/proc/self/task/*` of [`task_cpu_secs`]; `None` where unreadable. Threads that exited
+/// are not counted, so take the difference across a window in which the runtime's
+/// threads live (std has no process CPU clock, and the workspace forbids `unsafe`).
 pub fn cpu_secs() -> Option<f64> {
-    let mut ns: u64 = 0;
+    let mut total = 0.0;
     for task in std::fs::read_dir("/proc/self/task").ok()? {
-        let stat = std::fs::read_to_string(task.ok()?.path().join("schedstat")).ok()?;
-        ns += stat.split_whitespace().next()?.parse::<u64>().ok()?;
+        total += task_cpu_secs(&task.ok()?.path())?;
     }
-    Some(ns as f64 / 1e9)
+    Some(total)
+}
+
+/// The time the thread whose `/proc` directory is `dir` has run on a CPU, in seconds (the
+/// first field of its `schedstat`, in nanoseconds).
+fn task_cpu_secs(dir: &std::path::Path) -> Option<f64> {
+    let stat = std::fs::read_to_string(dir.join("schedstat")).ok()?;
+    Some(stat.split_whitespace().next()?.parse::<u64>().ok()? as f64 / 1e9)
+}
+
+/// Minor page faults of this process so far (field 10 of `/proc/self/stat`): a page
+/// touched for the first time costs one, and the kernel zeroes it then.
+pub fn minor_faults() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // The command name (field 2) may hold spaces; the fields after it follow its `)`.
+    let rest = stat.rsplit_once(')')?.1;
+    rest.split_whitespace().nth(7)?.parse().ok()
 }
 
 /// Resets the peak RSS (`VmHWM`) to the current RSS; false where the kernel refuses.
@@ -86,16 +101,31 @@ mod tests {
         assert_eq!(percentile_ms(&[], 50.0), 0.0);
     }
 
+    /// Per thread: other tests' threads may exit meanwhile, which lowers the process sum.
     #[test]
     fn cpu_time_grows_while_working() {
-        let before = cpu_secs().expect("schedstat is readable on Linux");
+        let me = std::path::Path::new("/proc/thread-self");
+        let before = task_cpu_secs(me).expect("schedstat is readable on Linux");
         let t0 = Instant::now();
         let mut x = 0u64;
         while t0.elapsed().as_millis() < 30 {
             x = std::hint::black_box(x.wrapping_add(1));
         }
-        let spent = cpu_secs().expect("schedstat is readable on Linux") - before;
+        let spent = task_cpu_secs(me).expect("schedstat is readable on Linux") - before;
         assert!(spent > 0.01, "30 ms of spinning counted {spent} s of CPU");
+        assert!(cpu_secs().is_some_and(|all| all >= spent), "the process sum is below one thread's time");
+    }
+
+    #[test]
+    fn touching_fresh_memory_counts_page_faults() {
+        let before = minor_faults().expect("/proc/self/stat is readable on Linux");
+        let mut pages = vec![0u8; 64 << 20];
+        for i in (0..pages.len()).step_by(4096) {
+            pages[i] = 1;
+        }
+        std::hint::black_box(&pages);
+        let faults = minor_faults().expect("/proc/self/stat is readable on Linux") - before;
+        assert!(faults > 0, "touching 64 MiB of fresh memory counted no page fault");
     }
 
     #[test]

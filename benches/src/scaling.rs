@@ -5,7 +5,7 @@
 use crate::cli::Options;
 use crate::durable::{self, Durable};
 use crate::memory;
-use crate::report::{before, median, note, reset_peak_rss, result, status_kib};
+use crate::report::{before, cpu_secs, median, minor_faults, note, reset_peak_rss, result, status_kib};
 use baseshift_core::{Error, Result};
 use std::future::Future;
 
@@ -29,15 +29,22 @@ where
     before("baseshift", backend, scenario);
     let reset = reset_peak_rss();
     let rss_before = status_kib("VmRSS").unwrap_or(0);
+    let (faults_before, cpu_before) = (minor_faults(), cpu_secs());
     let secs = body().await?;
     let peak = status_kib("VmHWM").unwrap_or(0);
+    let faults = minor_faults()
+        .zip(faults_before)
+        .map_or(String::new(), |(a, b)| format!("; {:.3} page faults per job", a.saturating_sub(b) as f64 / n as f64));
+    let cpu = cpu_secs()
+        .zip(cpu_before)
+        .map_or(String::new(), |(a, b)| format!("; cpu {:.2} us/job", (a - b) * 1e6 / n as f64));
     if !quiet {
         result("baseshift", backend, scenario, n, secs);
     }
     let per_job = peak.saturating_sub(rss_before) as f64 * 1024.0 / n as f64;
     note(format!(
         "scaling {backend} {scenario} n={n}: {:.2} us/job, peak RSS per pending job {per_job:.0} B \
-         (RSS before {rss_before} KiB, peak {peak} KiB{})",
+         (RSS before {rss_before} KiB, peak {peak} KiB{}){cpu}{faults}",
         secs * 1e6 / n as f64,
         if reset { "" } else { "; peak not reset: may be an earlier scenario's" }
     ));
