@@ -165,18 +165,28 @@ fn spawn_writer<W: BatchWrite>(store: Arc<W>) {
 }
 
 /// A writer's slot: freed when the writer ends (also by a panic or an abort), and taken
-/// again at once by a new writer if steps were queued meanwhile.
+/// again at once by a new writer if steps were queued meanwhile. Dropped where no runtime
+/// can run a new writer (the runtime is shutting down), the last slot answers the queued
+/// steps with [`writer_stopped`] instead of leaving their callers waiting for a writer
+/// that may never come.
 struct WriterSlot<W: BatchWrite>(Arc<W>);
 
 impl<W: BatchWrite> Drop for WriterSlot<W> {
     fn drop(&mut self) {
         let batcher = self.0.batcher();
         let mut queue = batcher.lock();
-        if !queue.pending.is_empty() && tokio::runtime::Handle::try_current().is_ok() {
+        if queue.pending.is_empty() {
+            queue.writers -= 1;
+        } else if tokio::runtime::Handle::try_current().is_ok() {
             drop(queue);
             spawn_writer(self.0.clone());
         } else {
             queue.writers -= 1;
+            // Another writer still running takes them; else their senders are dropped
+            // (outside the lock), which answers each caller with `writer_stopped`.
+            let orphans = if queue.writers == 0 { std::mem::take(&mut queue.pending) } else { Vec::new() };
+            drop(queue);
+            drop(orphans);
         }
     }
 }
@@ -260,6 +270,24 @@ mod tests {
         assert_eq!(submit(&store, 4).await.unwrap().remaining, 4);
         assert_eq!(store.batches.load(Ordering::SeqCst), 1);
         assert_eq!(store.batcher.lock().writers, 0);
+    }
+
+    /// The last slot freed where no runtime runs (a runtime shutting down) cannot start a
+    /// writer: the queued steps' callers get `writer_stopped` rather than waiting forever.
+    #[test]
+    fn a_slot_freed_outside_a_runtime_answers_the_queued_steps() {
+        let store = echo(false);
+        let (reply, mut answer) = oneshot::channel();
+        store.batcher.lock().pending.push(Pending { step: 2, reply });
+        assert!(store.batcher.take_slot(false));
+        drop(WriterSlot(store.clone()));
+        let queue = store.batcher.lock();
+        assert_eq!((queue.writers, queue.pending.len()), (0, 0), "the slot was freed and the queue emptied");
+        drop(queue);
+        assert!(
+            matches!(answer.try_recv(), Err(oneshot::error::TryRecvError::Closed)),
+            "the caller was answered (its sender dropped), so `submit` returns writer_stopped"
+        );
     }
 
     #[test]
