@@ -39,9 +39,10 @@ pub async fn run(opts: &Options) -> Result<()> {
     Ok(())
 }
 
-/// Runs the tokio baseline and baseshift `repeat` times, alternated so that a change in
-/// the machine's load falls on both; notes each pair and prints the `RESULT` lines of the
-/// median runs.
+/// Runs the tokio baseline and baseshift once each untimed (a warm-up: on a VM the first
+/// run of a sequence was often 3-5x slower than the next, its memory touched for the first
+/// time), then `repeat` times, alternated so that a change in the machine's load falls on
+/// both; notes each pair and prints the `RESULT` lines of the median runs.
 async fn repeated<B, BF, S, SF>(scenario: &str, n: usize, repeat: usize, baseline: B, run: S) -> Result<()>
 where
     B: Fn() -> BF,
@@ -50,6 +51,8 @@ where
     SF: Future<Output = Result<f64>>,
 {
     let (mut base, mut ours) = (Vec::with_capacity(repeat), Vec::with_capacity(repeat));
+    let (b, o) = (baseline().await, run().await?);
+    note(format!("warm-up {scenario} (not counted): tokio {b:.4} s, baseshift {o:.4} s"));
     for i in 1..=repeat {
         before("tokio-baseline", "memory", scenario);
         base.push(baseline().await);
