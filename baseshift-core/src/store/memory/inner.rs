@@ -36,10 +36,9 @@ impl Wake {
 #[derive(Debug, Default)]
 pub(super) struct Inner {
     pub(super) workflows: Workflows,
-    templates: HashMap<(String, String), Arc<WorkflowTemplate>>,
-    /// The snapshot the last create stored: the creates of one template share it, and
-    /// need not format its version and look it up again.
-    last_template: Option<Arc<WorkflowTemplate>>,
+    /// Template snapshots by id, then version: a create finds its template's without
+    /// copying the id or formatting the version.
+    templates: FastMap<String, FastMap<semver::Version, Arc<WorkflowTemplate>>>,
     pub(super) idempotency: FastMap<String, WorkflowId>,
     /// Finished workflows by the time they finished, for retention.
     pub(super) finished: BTreeSet<(DateTime<Utc>, WorkflowId)>,
@@ -108,10 +107,11 @@ impl Inner {
         if let Some(key) = &header.idempotency_key {
             self.idempotency.insert(key.clone(), id.clone());
         }
-        if !self.last_template.as_ref().is_some_and(|last| Arc::ptr_eq(last, &template)) {
-            let key = (template.template_id.clone(), template.version.to_string());
-            self.templates.entry(key).or_insert_with(|| template.clone());
-            self.last_template = Some(template);
+        let stored =
+            self.templates.get(template.template_id.as_str()).is_some_and(|v| v.contains_key(&template.version));
+        if !stored {
+            let versions = self.templates.entry(template.template_id.clone()).or_default();
+            versions.insert(template.version.clone(), template);
         }
         self.workflows.insert(id.clone(), WorkflowEntry::new(header, jobs, positions));
         self.push_events(events);
@@ -155,7 +155,9 @@ impl Inner {
 
     /// See [`StateStore::template`](crate::StateStore::template).
     pub(super) fn template(&self, template_id: &str, version: &str) -> Result<WorkflowTemplate> {
-        self.templates.get(&(template_id.to_owned(), version.to_owned())).map(|t| t.as_ref().clone()).ok_or_else(|| {
+        let parsed = semver::Version::parse(version).ok();
+        let snapshot = parsed.and_then(|v| self.templates.get(template_id)?.get(&v));
+        snapshot.map(|t| t.as_ref().clone()).ok_or_else(|| {
             err(
                 ErrorKind::NotFound,
                 "StateStore::template",
