@@ -1,6 +1,6 @@
 //! Events: what every state transition publishes on the [`EventBus`](crate::EventBus).
 
-use crate::ids::WorkflowId;
+use crate::ids::{Name, WorkflowId};
 use crate::state::{JobStatus, WorkflowStatus};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -50,7 +50,7 @@ pub struct EventPayload {
     pub workflow_id: WorkflowId,
     /// The job concerned, for job events.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub job_id: Option<String>,
+    pub job_id: Option<Name>,
     /// The new status (`RUNNING`, `SUCCEEDED`, ...).
     pub status: Label,
     /// The job's output, or details of the transition. `Some(null)` (a job whose output is
@@ -90,7 +90,7 @@ impl Event {
     /// A job transition event: `job_<status>`.
     pub fn job(
         workflow_id: &WorkflowId,
-        job_id: &str,
+        job_id: impl Into<Name>,
         status: JobStatus,
         attempt: u32,
         result: Option<Value>,
@@ -111,7 +111,7 @@ impl Event {
     pub fn job_at(
         at: DateTime<Utc>,
         workflow_id: &WorkflowId,
-        job_id: &str,
+        job_id: impl Into<Name>,
         status: JobStatus,
         attempt: u32,
         result: Option<Value>,
@@ -121,7 +121,7 @@ impl Event {
             timestamp: at,
             payload: EventPayload {
                 workflow_id: workflow_id.clone(),
-                job_id: Some(job_id.to_owned()),
+                job_id: Some(job_id.into()),
                 status: Label::from_static(status.as_str()),
                 result,
                 attempt: Some(attempt),
@@ -132,7 +132,7 @@ impl Event {
     }
 
     /// A job retry event (`job_retrying`): the job goes back to `READY` after a failed attempt.
-    pub fn job_retrying(workflow_id: &WorkflowId, job_id: &str, attempt: u32, result: Value) -> Event {
+    pub fn job_retrying(workflow_id: &WorkflowId, job_id: impl Into<Name>, attempt: u32, result: Value) -> Event {
         let mut e = Event::job(workflow_id, job_id, JobStatus::Ready, attempt, Some(result));
         e.event_type = "job_retrying".into();
         e
@@ -142,7 +142,7 @@ impl Event {
     /// breaking policy rule `rule` (`policy_violation`).
     pub fn policy_violation(
         workflow_id: &WorkflowId,
-        job_id: &str,
+        job_id: impl Into<Name>,
         job_type: &str,
         rule: &str,
         message: &str,
@@ -152,7 +152,7 @@ impl Event {
             serde_json::json!({ "job_type": job_type, "rule": rule, "message": message }),
         );
         e.payload.workflow_id = workflow_id.clone();
-        e.payload.job_id = Some(job_id.to_owned());
+        e.payload.job_id = Some(job_id.into());
         e.payload.status = Label::from_static(JobStatus::Failed.as_str());
         e
     }

@@ -74,18 +74,167 @@ impl From<String> for WorkflowId {
     }
 }
 
+/// A shared, immutable name: a job id, a job type, an engine instance id. A clone is a
+/// reference count, not a copy: the job records of a workflow, their keys, leases, events
+/// and runner contexts all share the names of the compiled template they came from.
+///
+/// It reads as a `&str` (`Deref`, [`Name::as_str`]), compares with `str` and `String`,
+/// orders and hashes as its text (so a `HashMap<Name, _>` is searched with a `&str`), and
+/// serializes as a plain string.
+///
+/// ```
+/// use baseshift_core::Name;
+///
+/// let id = Name::from("build");
+/// let shared = id.clone();
+/// assert_eq!(shared, "build");
+/// assert_eq!(id.len(), 5);
+/// assert_eq!(serde_json::to_string(&id).unwrap(), r#""build""#);
+/// assert_eq!(format!("{id} {id:?}"), r#"build "build""#);
+/// ```
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Name(Arc<str>);
+
+impl Name {
+    /// A name holding `text`.
+    pub fn new(text: impl Into<Name>) -> Self {
+        text.into()
+    }
+
+    /// The name as a string slice.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Default for Name {
+    fn default() -> Self {
+        Name(Arc::from(""))
+    }
+}
+
+impl std::ops::Deref for Name {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl AsRef<str> for Name {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::borrow::Borrow<str> for Name {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Name {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+impl fmt::Display for Name {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<&str> for Name {
+    fn from(s: &str) -> Self {
+        Name(Arc::from(s))
+    }
+}
+
+impl From<&String> for Name {
+    fn from(s: &String) -> Self {
+        Name(Arc::from(s.as_str()))
+    }
+}
+
+impl From<String> for Name {
+    fn from(s: String) -> Self {
+        Name(Arc::from(s))
+    }
+}
+
+impl From<&Name> for Name {
+    fn from(s: &Name) -> Self {
+        s.clone()
+    }
+}
+
+impl From<&Name> for String {
+    fn from(s: &Name) -> Self {
+        s.as_str().to_owned()
+    }
+}
+
+impl From<Name> for String {
+    fn from(s: Name) -> Self {
+        s.as_str().to_owned()
+    }
+}
+
+macro_rules! name_eq {
+    ($($other:ty),*) => {$(
+        impl PartialEq<$other> for Name {
+            fn eq(&self, other: &$other) -> bool {
+                self.as_str() == AsRef::<str>::as_ref(other)
+            }
+        }
+        impl PartialEq<Name> for $other {
+            fn eq(&self, other: &Name) -> bool {
+                AsRef::<str>::as_ref(self) == other.as_str()
+            }
+        }
+    )*};
+}
+name_eq!(str, &str, String);
+
+impl Serialize for Name {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Name {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        // Borrowed text where the format allows it: no intermediate `String`.
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = Name;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Name, E> {
+                Ok(Name::from(v))
+            }
+            fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Name, E> {
+                Ok(Name::from(v))
+            }
+        }
+        deserializer.deserialize_str(Visitor)
+    }
+}
+
 /// The key of one job record: its workflow and its job id.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct JobKey {
     /// The workflow the job belongs to.
     pub workflow_id: WorkflowId,
     /// The job's id within the template.
-    pub job_id: String,
+    pub job_id: Name,
 }
 
 impl JobKey {
     /// A key from its parts.
-    pub fn new(workflow_id: WorkflowId, job_id: impl Into<String>) -> Self {
+    pub fn new(workflow_id: WorkflowId, job_id: impl Into<Name>) -> Self {
         JobKey { workflow_id, job_id: job_id.into() }
     }
 }

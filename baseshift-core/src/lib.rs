@@ -23,7 +23,7 @@ pub mod templates;
 pub use bus::{Delivery, EventBus, MemoryEventBus, Subscription};
 pub use error::{Error, ErrorKind, Location, Result};
 pub use event::{Event, EventPayload, Label, Topic};
-pub use ids::{JobKey, WorkflowId};
+pub use ids::{JobKey, Name, WorkflowId};
 pub use runner::{JobContext, JobError, JobOutput, JobRunner, RunnerRegistry};
 pub use state::{JobRecord, JobStatus, WorkflowRecord, WorkflowStatus};
 pub use store::{MemoryStateStore, StateStore};

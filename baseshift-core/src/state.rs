@@ -6,7 +6,7 @@ mod status;
 pub(crate) use compact::CompactValue;
 pub use status::{JobStatus, WorkflowStatus};
 
-use crate::ids::{JobKey, WorkflowId};
+use crate::ids::{JobKey, Name, WorkflowId};
 use crate::template::Trigger;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -16,9 +16,9 @@ use serde_json::Value;
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Lease {
     /// The engine instance that claimed the job.
-    pub owner: String,
+    pub owner: Name,
     /// A token unique to this claim; a re-claim gets a new one.
-    pub token: String,
+    pub token: Name,
     /// When the lease lapses unless renewed.
     pub expires_at: DateTime<Utc>,
 }
@@ -124,9 +124,9 @@ impl ChildDecision {
 /// A fresh lease token: a random (v4) UUID in its hyphenated form. Tokens are only
 /// compared, never ordered, so they skip the v7 clock and counter; the text is encoded
 /// into a stack buffer rather than through `fmt`.
-fn lease_token() -> String {
+fn lease_token() -> Name {
     let mut buf = uuid::Uuid::encode_buffer();
-    uuid::Uuid::new_v4().hyphenated().encode_lower(&mut buf).to_owned()
+    Name::from(&*uuid::Uuid::new_v4().hyphenated().encode_lower(&mut buf))
 }
 
 /// What [`JobRecord::record_parent`] did to a child.
@@ -261,9 +261,9 @@ pub struct JobRecord {
     /// The workflow it belongs to.
     pub workflow_id: WorkflowId,
     /// Its id within the template (`<job>.compensate` for a compensation).
-    pub job_id: String,
+    pub job_id: Name,
     /// The runner type.
-    pub job_type: String,
+    pub job_type: Name,
     /// Current status.
     pub status: JobStatus,
     /// Optimistic version: bumped by every write of this record.
@@ -307,21 +307,16 @@ impl JobRecord {
     /// Starts an attempt the way a claim does: `RUNNING`, `attempt + 1`, `started_at = now`
     /// and a lease of `owner` until `expires_at` with a fresh token; returns the attempt's
     /// `job_running` event. The version is the caller's to bump.
-    pub fn start_attempt(&mut self, owner: &str, expires_at: DateTime<Utc>, now: DateTime<Utc>) -> crate::Event {
+    pub fn start_attempt(&mut self, owner: &Name, expires_at: DateTime<Utc>, now: DateTime<Utc>) -> crate::Event {
         self.status = JobStatus::Running;
         self.attempt += 1;
         self.started_at = Some(now);
-        self.lease = Some(Lease { owner: owner.to_owned(), token: lease_token(), expires_at });
+        self.lease = Some(Lease { owner: owner.clone(), token: lease_token(), expires_at });
         crate::Event::job_at(now, &self.workflow_id, &self.job_id, JobStatus::Running, self.attempt, None)
     }
 
     /// A `PENDING` job record with `parents` parents and every other field at its start value.
-    pub fn pending(
-        workflow_id: WorkflowId,
-        job_id: impl Into<String>,
-        job_type: impl Into<String>,
-        parents: u32,
-    ) -> Self {
+    pub fn pending(workflow_id: WorkflowId, job_id: impl Into<Name>, job_type: impl Into<Name>, parents: u32) -> Self {
         JobRecord {
             workflow_id,
             job_id: job_id.into(),

@@ -37,7 +37,7 @@ async fn next(sub: &mut Subscription) -> Delivery {
 }
 
 fn job_event(wf: &WorkflowId, n: u32) -> Event {
-    Event::job(wf, &format!("job{n}"), JobStatus::Running, n, None)
+    Event::job(wf, format!("job{n}"), JobStatus::Running, n, None)
 }
 
 /// A raw Kafka consumer in `group`, as another service would run one.

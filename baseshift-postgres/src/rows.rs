@@ -162,7 +162,9 @@ impl JobRow {
     /// The record this row stores.
     pub(crate) fn into_record(self) -> Result<JobRecord> {
         let lease = match (self.lease_owner, self.lease_token, self.lease_expires_at) {
-            (Some(owner), Some(token), Some(expires_at)) => Some(Lease { owner, token, expires_at }),
+            (Some(owner), Some(token), Some(expires_at)) => {
+                Some(Lease { owner: owner.into(), token: token.into(), expires_at })
+            }
             _ => None,
         };
         let mut rec = JobRecord::pending(WorkflowId::new(self.workflow_id), self.job_id, self.job_type, 0);

@@ -165,7 +165,7 @@ impl JobRunner for Counting {
 
     async fn run(&self, ctx: JobContext) -> Result<JobOutput, JobError> {
         self.runs.fetch_add(1, Ordering::SeqCst);
-        let first = self.seen.lock().map(|mut s| s.insert((ctx.workflow_id.clone(), ctx.job_id.clone())));
+        let first = self.seen.lock().map(|mut s| s.insert((ctx.workflow_id.clone(), ctx.job_id.to_string())));
         if !first.unwrap_or(false) {
             self.duplicates.fetch_add(1, Ordering::SeqCst);
         }

@@ -38,7 +38,7 @@ impl JobRunner for Counting {
 
     async fn run(&self, ctx: JobContext) -> Result<JobOutput, JobError> {
         self.per_instance[self.instance].fetch_add(1, Ordering::SeqCst);
-        let key = (ctx.workflow_id.to_string(), ctx.job_id.clone());
+        let key = (ctx.workflow_id.to_string(), ctx.job_id.to_string());
         *self.runs.lock().unwrap_or_else(|p| p.into_inner()).entry(key).or_default() += 1;
         Ok(JobOutput::json(json!({ "job": ctx.job_id })))
     }

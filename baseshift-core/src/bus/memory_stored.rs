@@ -170,7 +170,7 @@ impl StoredEvent {
             timestamp: self.timestamp,
             payload: EventPayload {
                 workflow_id: self.workflow_id.clone(),
-                job_id: self.job_id.as_ref().map(|j| j.as_str().to_owned()),
+                job_id: self.job_id.as_ref().map(|j| crate::ids::Name::from(j.as_str())),
                 status: self.status.label(),
                 result: self.result.as_ref().map(CompactValue::to_value),
                 attempt: self.attempt,

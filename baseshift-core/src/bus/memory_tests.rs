@@ -5,7 +5,7 @@ use crate::state::{JobStatus, WorkflowStatus};
 use std::time::Duration;
 
 fn job(workflow: &WorkflowId, n: u32) -> Event {
-    Event::job(workflow, &format!("job{n}"), JobStatus::Running, n, None)
+    Event::job(workflow, format!("job{n}"), JobStatus::Running, n, None)
 }
 
 async fn next(sub: &mut Subscription) -> Delivery {

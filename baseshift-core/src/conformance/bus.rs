@@ -42,7 +42,7 @@ fn group(check: &str) -> String {
 }
 
 fn job_event(workflow: &WorkflowId, n: u32) -> Event {
-    Event::job(workflow, &format!("job{n}"), JobStatus::Running, n, None)
+    Event::job(workflow, format!("job{n}"), JobStatus::Running, n, None)
 }
 
 /// A short description of an event, for failure messages.

@@ -188,7 +188,7 @@ pub async fn finish(
     job.finished_at = Some(now_ms());
     let main = job.compensation_of.is_none();
     let mut step = write_job(job);
-    step.parent_outcomes = children.iter().map(|c| ParentOutcome { child: (*c).to_owned(), status }).collect();
+    step.parent_outcomes = children.iter().map(|c| ParentOutcome { child: (*c).into(), status }).collect();
     step.terminal_delta = u64::from(main);
     store.apply(step).await
 }

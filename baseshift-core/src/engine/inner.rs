@@ -4,7 +4,7 @@ use super::{ChildStarter, RecoveryReport, StartRequest, illegal, plan};
 use crate::bus::EventBus;
 use crate::error::{Error, ErrorKind, Result};
 use crate::expr::{ConditionVars, SecretResolver};
-use crate::ids::{JobKey, WorkflowId};
+use crate::ids::{JobKey, Name, WorkflowId};
 use crate::runner::RunnerRegistry;
 use crate::state::{JobFailure, JobRecord, ParentRef, WorkflowRecord, WorkflowStatus};
 use crate::store::{StateStore, WorkflowFilter};
@@ -31,7 +31,7 @@ use crate::hash::FastMap;
 #[derive(Debug, Clone)]
 pub(crate) struct RunningJob {
     pub cancel: CancellationToken,
-    pub lease_token: Option<String>,
+    pub lease_token: Option<Name>,
 }
 
 /// The immutable facts of a workflow the workers need per job.
@@ -43,6 +43,8 @@ pub(crate) struct WorkflowBasics {
 
 pub(crate) struct Inner {
     pub config: EngineConfig,
+    /// `config.instance_id`, shared by the claim requests and leases of this instance.
+    pub instance: Name,
     pub store: Arc<dyn StateStore>,
     pub bus: Arc<dyn EventBus>,
     pub templates: Arc<dyn TemplateStore>,
@@ -56,7 +58,7 @@ pub(crate) struct Inner {
     /// `running`): a job registered in `running` after a first poll checks that none
     /// came in between, and the one that finished at its first poll that none came while it ran.
     pub cancels: AtomicU64,
-    pub type_running: Mutex<FastMap<String, usize>>,
+    pub type_running: Mutex<FastMap<Name, usize>>,
     pub total_running: AtomicUsize,
     /// Held across a claim's room computation, the claim and its counting, so two
     /// claimers of this instance (the claim loop, a worker claiming on) never both spend
@@ -91,6 +93,7 @@ impl Inner {
         secrets: Option<Arc<dyn SecretResolver>>,
     ) -> Self {
         Inner {
+            instance: Name::from(config.instance_id.as_str()),
             store,
             bus,
             templates,
@@ -181,7 +184,7 @@ impl Inner {
         }
         let basics = self.basics_from(&header).await?;
         let compiled = basics.template.clone();
-        let root_ids: Vec<String> = compiled.roots().map(|j| j.id.clone()).collect();
+        let root_ids: Vec<String> = compiled.roots().map(|j| j.id.to_string()).collect();
         let roots = self.store.jobs(id, Some(&root_ids)).await?;
         let mut verdicts = HashMap::new();
         for r in &roots {

@@ -3,7 +3,7 @@
 //! terminal states as a sequential reference, and never start a job before its parents.
 
 use super::plan::{self, Outcome};
-use crate::ids::{JobKey, WorkflowId};
+use crate::ids::{JobKey, Name, WorkflowId};
 use crate::state::{ChildDecision, DepCounts, JobFailure, JobStatus, WorkflowRecord, WorkflowStatus};
 use crate::store::{Applied, ClaimRequest, MemoryStateStore, NewWorkflow, StateStore};
 use crate::template::{CompiledTemplate, JobSpec, Trigger, Validator, WorkflowTemplate};
@@ -84,7 +84,7 @@ async fn drive(d: &Dag, compiled: &CompiledTemplate, order_seed: u64) -> (Vec<Jo
     let mut remaining = store.workflow(&id).await.unwrap().remaining;
     if !begun {
         let header = store.workflow(&id).await.unwrap();
-        let roots: Vec<String> = compiled.roots().map(|j| j.id.clone()).collect();
+        let roots: Vec<String> = compiled.roots().map(|j| j.id.to_string()).collect();
         let root_recs = store.jobs(&id, Some(&roots)).await.unwrap();
         let applied = store.apply(plan::start(compiled, header, root_recs, &|_| true, now)).await.unwrap();
         remaining = applied.remaining;
@@ -107,7 +107,8 @@ async fn drive(d: &Dag, compiled: &CompiledTemplate, order_seed: u64) -> (Vec<Jo
         for rec in claimed {
             // Never started before every parent finished.
             let job = compiled.job(&rec.job_id).unwrap();
-            let parents = store.jobs(&id, Some(&job.parents)).await.unwrap();
+            let parent_ids: Vec<String> = job.parents.iter().map(|p| p.to_string()).collect();
+            let parents = store.jobs(&id, Some(&parent_ids)).await.unwrap();
             assert!(
                 parents.iter().all(|p| p.status.is_terminal()),
                 "{} started before its parents finished",
@@ -140,7 +141,7 @@ async fn settle(
     applied: Applied,
     remaining: &mut u64,
 ) {
-    let mut queue: VecDeque<String> = applied.skipped.into();
+    let mut queue: VecDeque<Name> = applied.skipped.into();
     assert!(applied.eligible.is_empty(), "no conditions in these DAGs");
     while let Some(job) = queue.pop_front() {
         let rec = store.job(&JobKey::new(id.clone(), job)).await.unwrap();

@@ -6,7 +6,7 @@
 use super::{Inner, illegal};
 use crate::error::{Error, ErrorKind, Result};
 use crate::event::Event;
-use crate::ids::{JobKey, WorkflowId};
+use crate::ids::{JobKey, Name, WorkflowId};
 use crate::state::{DepCounts, JobFailure, JobRecord, JobStatus, WorkflowRecord, WorkflowStatus};
 use crate::store::{DeadLetterFilter, Transition};
 use crate::template::CompiledTemplate;
@@ -25,9 +25,9 @@ pub struct DeadLetter {
     /// The workflow.
     pub workflow_id: WorkflowId,
     /// The job.
-    pub job_id: String,
+    pub job_id: Name,
     /// Its runner type.
-    pub job_type: String,
+    pub job_type: Name,
     /// Attempts it made.
     pub attempts: u32,
     /// Its last error.
@@ -120,12 +120,12 @@ pub(crate) fn plan_replay(
     let mut downstream: Vec<&str> = Vec::new();
     let mut seen: HashSet<&str> = HashSet::new();
     let mut queue: VecDeque<&str> =
-        compiled.job(job_id).map(|j| j.children.iter().map(String::as_str).collect()).unwrap_or_default();
+        compiled.job(job_id).map(|j| j.children.iter().map(Name::as_str).collect()).unwrap_or_default();
     while let Some(d) = queue.pop_front() {
         if seen.insert(d) {
             downstream.push(d);
             if let Some(job) = compiled.job(d) {
-                queue.extend(job.children.iter().map(String::as_str));
+                queue.extend(job.children.iter().map(Name::as_str));
             }
         }
     }

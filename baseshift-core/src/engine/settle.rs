@@ -4,7 +4,7 @@
 use super::{Inner, plan};
 use crate::error::{Error, ErrorKind, Result};
 use crate::expr::ConditionVars;
-use crate::ids::{JobKey, WorkflowId};
+use crate::ids::{JobKey, Name, WorkflowId};
 use crate::state::{JobRecord, JobStatus, WorkflowRecord, WorkflowStatus};
 use crate::store::{Applied, Transition};
 use crate::template::CompiledTemplate;
@@ -17,8 +17,8 @@ const CONFLICT_RETRIES: usize = 20;
 
 #[derive(Debug)]
 enum Pending {
-    Propagate(String),
-    Decide(String),
+    Propagate(Name),
+    Decide(Name),
 }
 
 impl Inner {
@@ -235,7 +235,7 @@ pub(crate) fn jobs_value(records: &[JobRecord]) -> Value {
     let mut m = Map::new();
     for r in records {
         m.insert(
-            r.job_id.clone(),
+            r.job_id.to_string(),
             json!({ "output": r.output.clone().unwrap_or(Value::Null), "status": r.status.as_str() }),
         );
     }

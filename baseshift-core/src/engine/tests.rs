@@ -64,9 +64,9 @@ impl JobRunner for Script {
     }
     async fn run(&self, ctx: JobContext) -> Result<JobOutput, JobError> {
         self.calls.lock().unwrap().push(Call {
-            job: ctx.job_id.clone(),
+            job: ctx.job_id.to_string(),
             attempt: ctx.attempt,
-            lease_token: ctx.lease_token.clone(),
+            lease_token: ctx.lease_token.as_ref().map(|t| t.to_string()),
             at: tokio::time::Instant::now(),
         });
         let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;

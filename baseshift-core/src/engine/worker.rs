@@ -101,7 +101,7 @@ async fn run_one(inner: &Arc<Inner>, rec: JobRecord, next: NextJob<'_>) -> bool 
             tracing::warn!(error = %e, "publishing a circuit breaker event failed");
         }
     }
-    if let Some(n) = inner.lock(&inner.type_running).get_mut(&job_type) {
+    if let Some(n) = inner.lock(&inner.type_running).get_mut(job_type.as_str()) {
         *n = n.saturating_sub(1);
     }
     readied
@@ -382,7 +382,7 @@ async fn render_config(
     let refs = compiled.ancestors_referenced(&job.id).into_iter().map(str::to_owned).collect::<Vec<_>>();
     let upstream = if refs.is_empty() { Vec::new() } else { inner.store.jobs(&rec.workflow_id, Some(&refs)).await? };
     let outputs: HashMap<String, Value> =
-        upstream.into_iter().filter_map(|r| r.output.map(|o| (r.job_id, o))).collect();
+        upstream.into_iter().filter_map(|r| r.output.map(|o| (r.job_id.to_string(), o))).collect();
     let env = |name: &str| host_variable(inner, name);
     job.config.render(&RenderScope {
         input,

@@ -6,7 +6,7 @@ mod registry;
 pub use registry::RunnerRegistry;
 
 use crate::error::{Error, ErrorKind};
-use crate::ids::WorkflowId;
+use crate::ids::{Name, WorkflowId};
 use async_trait::async_trait;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -52,9 +52,9 @@ pub struct JobContext {
     /// The workflow the job belongs to.
     pub workflow_id: WorkflowId,
     /// The job's id in its template.
-    pub job_id: String,
+    pub job_id: Name,
     /// The job's type.
-    pub job_type: String,
+    pub job_type: Name,
     /// The config with every `${...}` resolved (secrets included: never log it whole).
     pub config: Value,
     /// The workflow's input.
@@ -67,7 +67,7 @@ pub struct JobContext {
     pub cancellation: CancellationToken,
     /// The token of the lease this attempt runs under (unique per claim), if any: lets a
     /// runner tag its side effects with the claim that made them.
-    pub lease_token: Option<String>,
+    pub lease_token: Option<Name>,
     /// Handle for runners that start child workflows (`workflow` runner).
     pub(crate) children: Option<Arc<dyn crate::engine::ChildStarter>>,
 }
@@ -87,8 +87,8 @@ impl JobContext {
     /// A context for calling a runner directly (tests, tools): attempt 1, no deadline.
     pub fn new(
         workflow_id: impl Into<WorkflowId>,
-        job_id: impl Into<String>,
-        job_type: impl Into<String>,
+        job_id: impl Into<Name>,
+        job_type: impl Into<Name>,
         config: Value,
     ) -> Self {
         JobContext {

@@ -7,7 +7,7 @@ pub use memory::{MemoryRetention, MemoryStateStore};
 
 use crate::error::Result;
 use crate::event::Event;
-use crate::ids::{JobKey, WorkflowId};
+use crate::ids::{JobKey, Name, WorkflowId};
 use crate::state::{JobRecord, JobStatus, WorkflowRecord, WorkflowStatus};
 use crate::template::WorkflowTemplate;
 use async_trait::async_trait;
@@ -71,7 +71,7 @@ impl CreateOutcome {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ParentOutcome {
     /// The child job.
-    pub child: String,
+    pub child: Name,
     /// The parent's terminal status.
     pub status: JobStatus,
 }
@@ -135,11 +135,11 @@ pub struct Applied {
     /// Main jobs of the workflow not yet terminal, after this step.
     pub remaining: u64,
     /// Children the store moved to `READY`.
-    pub ready: Vec<String>,
+    pub ready: Vec<Name>,
     /// Children whose parents are all done and whose condition now awaits evaluation.
-    pub eligible: Vec<String>,
+    pub eligible: Vec<Name>,
     /// Children the store moved to `SKIPPED` (their own children still need the outcome).
-    pub skipped: Vec<String>,
+    pub skipped: Vec<Name>,
     /// The step also completed the workflow (see [`Transition::complete_at_zero`]).
     pub completed: bool,
     /// The jobs claimed for [`Transition::claim_after`]: `RUNNING` under the request's
@@ -206,7 +206,7 @@ pub fn completes<'a>(header: &WorkflowRecord, jobs: impl IntoIterator<Item = &'a
 #[derive(Clone, Debug)]
 pub struct ClaimRequest {
     /// The claiming engine instance.
-    pub owner: String,
+    pub owner: Name,
     /// At most this many jobs.
     pub limit: usize,
     /// The lease length.

@@ -3,6 +3,7 @@
 use super::{RetryPolicy, Trigger, WorkflowTemplate};
 use crate::error::{Error, ErrorKind, Location, Result};
 use crate::expr::{Condition, ConfigTemplate};
+use crate::ids::Name;
 use hashbrown::HashTable;
 use serde_json::Value;
 use std::fmt;
@@ -93,13 +94,13 @@ impl fmt::Debug for InputSchema {
 #[non_exhaustive]
 pub struct CompiledJob {
     /// The job id.
-    pub id: String,
+    pub id: Name,
     /// The runner type.
-    pub job_type: String,
+    pub job_type: Name,
     /// Parents (with the "follows the previous job" rule applied), in template order.
-    pub parents: Vec<String>,
+    pub parents: Vec<Name>,
     /// Children, in template order.
-    pub children: Vec<String>,
+    pub children: Vec<Name>,
     /// The join rule.
     pub trigger: Trigger,
     /// The base priority.
@@ -207,7 +208,7 @@ impl CompiledTemplate {
         let candidates = job
             .parents
             .iter()
-            .map(String::as_str)
+            .map(Name::as_str)
             .chain(job.compensates.as_deref())
             .chain(job.config.job_refs())
             .chain(job.condition.iter().flat_map(|c| c.job_refs().iter().map(String::as_str)));

@@ -8,6 +8,7 @@ use super::{CompensationSpec, CompiledTemplate, DurationSpec, JobSpec, RetryPoli
 use crate::error::{Error, Location, Result};
 use crate::expr::{Condition, ConfigTemplate, Reference};
 use crate::hash::{FastMap, map_with_capacity};
+use crate::ids::Name;
 use crate::runner::{JobRunner, RunnerRegistry};
 use serde_json::Value;
 use std::cell::Cell;
@@ -58,7 +59,14 @@ impl<'a> Validator<'a> {
     }
 
     fn check(&self, template: &WorkflowTemplate, build: bool) -> Result<(Vec<CompiledJob>, Option<InputSchema>)> {
-        let mut cx = Checker { v: self, t: template, index: FastMap::default(), build, runner: Cell::new(None) };
+        let mut cx = Checker {
+            v: self,
+            t: template,
+            index: FastMap::default(),
+            build,
+            runner: Cell::new(None),
+            names: Vec::new(),
+        };
         cx.index = cx.check_ids()?;
         let mut dag = cx.resolve_parents()?;
         if let Some(cycle) = find_cycle(&dag) {
@@ -74,6 +82,7 @@ impl<'a> Validator<'a> {
         let schema = cx.compile_schema()?;
         if build {
             dag.link_children();
+            cx.names = template.jobs.iter().map(|j| Name::from(j.id.as_str())).collect();
         }
         let mut jobs = Vec::with_capacity(if build { template.jobs.len() } else { 0 });
         for (i, job) in template.jobs.iter().enumerate() {
@@ -125,6 +134,8 @@ struct Checker<'v, 't> {
     build: bool,
     /// The runner of the job type looked up last (consecutive jobs mostly share a type).
     runner: Cell<Option<(&'t str, &'v Arc<dyn JobRunner>)>>,
+    /// Each job's id as the name its compiled job, parent and child lists share (when building).
+    names: Vec<Name>,
 }
 
 impl<'v, 't> Checker<'v, 't> {
@@ -293,10 +304,15 @@ impl<'v, 't> Checker<'v, 't> {
         let Some(config) = config else {
             return Ok(()); // only checking
         };
-        let ids = |list: &[usize]| list.iter().map(|&j| self.t.jobs[j].id.clone()).collect();
+        let ids = |list: &[usize]| list.iter().map(|&j| self.names[j].clone()).collect();
+        // Jobs of one type next to each other (the usual case) share its name.
+        let job_type = match out.last() {
+            Some(prev) if prev.job_type == job.job_type => prev.job_type.clone(),
+            _ => Name::from(job.job_type.as_str()),
+        };
         out.push(CompiledJob {
-            id: job.id.clone(),
-            job_type: job.job_type.clone(),
+            id: self.names[i].clone(),
+            job_type,
             parents: ids(dag.parents(i)),
             children: ids(dag.children(i)),
             trigger: job.trigger,
@@ -331,8 +347,8 @@ impl<'v, 't> Checker<'v, 't> {
             return Ok(None); // only checking
         };
         Ok(Some(CompiledJob {
-            id: CompiledJob::compensation_id(&job.id),
-            job_type: c.job_type.clone(),
+            id: CompiledJob::compensation_id(&job.id).into(),
+            job_type: Name::from(c.job_type.as_str()),
             parents: Vec::new(),
             children: Vec::new(),
             trigger: super::Trigger::AllSuccess,

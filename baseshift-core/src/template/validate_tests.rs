@@ -1,5 +1,6 @@
 use super::*;
 use crate::error::ErrorKind;
+use crate::ids::Name;
 use crate::runner::{JobContext, JobError, JobOutput, JobRunner};
 use crate::template::{JobSpec, Trigger};
 use async_trait::async_trait;
@@ -279,9 +280,9 @@ fn parents_listed_after_their_child_compile_in_template_order() {
         .job(JobSpec::new("d", "x").depends_on(["a"]).when("jobs.a.output.ok"));
     t.validate().unwrap();
     let c = Validator::new().compile(&t).unwrap();
-    let parents: Vec<&[String]> = c.jobs().iter().map(|j| j.parents.as_slice()).collect();
+    let parents: Vec<&[Name]> = c.jobs().iter().map(|j| j.parents.as_slice()).collect();
     assert_eq!(parents, [&["b", "a"][..], &[], &["a"], &["a"]]);
-    let children: Vec<&[String]> = c.jobs().iter().map(|j| j.children.as_slice()).collect();
+    let children: Vec<&[Name]> = c.jobs().iter().map(|j| j.children.as_slice()).collect();
     assert_eq!(children, [&[][..], &["c", "b", "d"], &["c"], &[]]);
     assert_eq!(c.roots().map(|j| j.id.as_str()).collect::<Vec<_>>(), ["a"]);
     assert_eq!(c.ancestors_referenced("c"), ["b", "a"]);

@@ -18,7 +18,7 @@ use crate::rows::{
     prefixed_workflow_columns, workflow_columns,
 };
 use baseshift_core::store::{Applied, Transition};
-use baseshift_core::{Error, Event, JobRecord, Result, WorkflowRecord};
+use baseshift_core::{Error, Event, JobRecord, Name, Result, WorkflowRecord};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::postgres::PgRow;
@@ -94,7 +94,7 @@ fn events_columns(events: &[Event]) -> Result<(Vec<String>, Vec<Value>)> {
 }
 
 /// Locked job records by id, with their ordinals.
-type LockedJobs = HashMap<String, (JobRecord, i32)>;
+type LockedJobs = HashMap<Name, (JobRecord, i32)>;
 
 /// The rows of [`LOCK`], decoded.
 struct Locked {

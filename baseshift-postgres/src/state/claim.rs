@@ -232,7 +232,7 @@ impl PostgresStateStore {
             let rows: Vec<JobRow> = sqlx::query_as(TAKE)
                 .bind(wf)
                 .bind(ids)
-                .bind(&req.owner)
+                .bind(req.owner.as_str())
                 .bind(expires_at)
                 .bind(now)
                 .bind(tokens)

@@ -19,7 +19,7 @@ use baseshift_core::store::{
     StoreCapabilities, Transition, WorkflowFilter,
 };
 use baseshift_core::{
-    Error, ErrorKind, Event, JobKey, JobRecord, Result, WorkflowId, WorkflowRecord, WorkflowTemplate,
+    Error, ErrorKind, Event, JobKey, JobRecord, Name, Result, WorkflowId, WorkflowRecord, WorkflowTemplate,
 };
 use chrono::{DateTime, TimeDelta, Utc};
 use sqlx::types::Json;
@@ -153,7 +153,7 @@ impl StateStore for PostgresStateStore {
         const OP: &str = "StateStore::job";
         let row: Option<JobRow> = sqlx::query_as(JOB)
             .bind(key.workflow_id.as_str())
-            .bind(&key.job_id)
+            .bind(key.job_id.as_str())
             .fetch_optional(&self.shared.pool)
             .await
             .map_err(db(OP))?;
@@ -179,9 +179,8 @@ impl StateStore for PostgresStateStore {
         Ok(match ids {
             None => records,
             Some(ids) => {
-                let mut by_id: HashMap<String, JobRecord> =
-                    records.into_iter().map(|r| (r.job_id.clone(), r)).collect();
-                ids.iter().filter_map(|j| by_id.remove(j)).collect()
+                let mut by_id: HashMap<Name, JobRecord> = records.into_iter().map(|r| (r.job_id.clone(), r)).collect();
+                ids.iter().filter_map(|j| by_id.remove(j.as_str())).collect()
             }
         })
     }
@@ -242,7 +241,7 @@ impl StateStore for PostgresStateStore {
              WHERE workflow_id = $1 AND job_id = $2 AND status = 'RUNNING' AND lease_token = $3 RETURNING 1",
         )
         .bind(key.workflow_id.as_str())
-        .bind(&key.job_id)
+        .bind(key.job_id.as_str())
         .bind(token)
         .bind(expires_at)
         .fetch_optional(&self.shared.pool)

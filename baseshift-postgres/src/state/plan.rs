@@ -5,7 +5,7 @@
 
 use crate::rows::{micros, normalize_job};
 use baseshift_core::store::{Applied, Transition, completes, completion};
-use baseshift_core::{Error, Event, JobRecord, JobStatus, Result, WorkflowRecord};
+use baseshift_core::{Error, Event, JobRecord, JobStatus, Name, Result, WorkflowRecord};
 use chrono::{DateTime, Utc};
 use std::collections::{HashMap, HashSet};
 
@@ -45,7 +45,7 @@ pub(crate) fn read_all_below(step: &Transition) -> Option<i64> {
 /// nothing is written.
 pub(crate) fn plan(
     stored: WorkflowRecord,
-    mut rows: HashMap<String, (JobRecord, i32)>,
+    mut rows: HashMap<Name, (JobRecord, i32)>,
     step: Transition,
     now: DateTime<Utc>,
     all_jobs: bool,
@@ -53,7 +53,7 @@ pub(crate) fn plan(
     validate(&stored, &rows, &step)?;
     let Transition { header, jobs, parent_outcomes, terminal_delta, reopened, events, complete_at_zero, .. } = step;
 
-    let mut changed: Vec<String> = Vec::with_capacity(jobs.len() + parent_outcomes.len());
+    let mut changed: Vec<Name> = Vec::with_capacity(jobs.len() + parent_outcomes.len());
     let mut written = HashSet::with_capacity(changed.capacity());
     let mut released = false;
     for job in jobs {
@@ -72,7 +72,7 @@ pub(crate) fn plan(
     let mut derived = Vec::new();
     let mut skipped_main = 0u64;
     for outcome in parent_outcomes {
-        let Some((child, _)) = rows.get_mut(&outcome.child) else { continue };
+        let Some((child, _)) = rows.get_mut(outcome.child.as_str()) else { continue };
         let change = child.record_parent(outcome.status, now);
         if written.insert(child.job_id.clone()) {
             child.version += 1;
@@ -117,7 +117,7 @@ pub(crate) fn plan(
 /// bumped, and its `workflow_completed` event; `None` if the workflow is not done.
 fn complete(
     header: &WorkflowRecord,
-    rows: &HashMap<String, (JobRecord, i32)>,
+    rows: &HashMap<Name, (JobRecord, i32)>,
     at: DateTime<Utc>,
 ) -> Option<(WorkflowRecord, Event)> {
     // The check first: the records are copied only for a workflow that is done.
@@ -133,7 +133,7 @@ fn complete(
 }
 
 /// Every precondition of the step, checked before anything is computed.
-fn validate(stored: &WorkflowRecord, rows: &HashMap<String, (JobRecord, i32)>, step: &Transition) -> Result<()> {
+fn validate(stored: &WorkflowRecord, rows: &HashMap<Name, (JobRecord, i32)>, step: &Transition) -> Result<()> {
     if let Some(header) = &step.header {
         if header.id != stored.id {
             return Err(Error::invalid_input(format!(
@@ -173,7 +173,7 @@ fn validate(stored: &WorkflowRecord, rows: &HashMap<String, (JobRecord, i32)>, s
     }
     for outcome in &step.parent_outcomes {
         let with_job = |e: Error| e.with_job(outcome.child.as_str());
-        if !rows.contains_key(&outcome.child) {
+        if !rows.contains_key(outcome.child.as_str()) {
             return Err(with_job(Error::not_found("no such child job")));
         }
         if !outcome.status.is_terminal() {

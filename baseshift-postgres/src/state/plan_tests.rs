@@ -11,18 +11,18 @@ fn header() -> WorkflowRecord {
     h
 }
 
-fn rows(jobs: &[(&str, u32)]) -> HashMap<String, (JobRecord, i32)> {
+fn rows(jobs: &[(&str, u32)]) -> HashMap<Name, (JobRecord, i32)> {
     jobs.iter()
         .enumerate()
         .map(|(i, (id, parents))| {
             let mut j = JobRecord::pending(WorkflowId::new("w"), *id, "noop", *parents);
             j.version = 1;
-            ((*id).to_owned(), (j, i as i32))
+            (Name::from(*id), (j, i as i32))
         })
         .collect()
 }
 
-fn finished(rows: &HashMap<String, (JobRecord, i32)>, id: &str, status: JobStatus) -> JobRecord {
+fn finished(rows: &HashMap<Name, (JobRecord, i32)>, id: &str, status: JobStatus) -> JobRecord {
     let mut j = rows[id].0.clone();
     j.status = status;
     j
@@ -154,7 +154,7 @@ fn a_header_write_bumps_its_version_and_keeps_remaining() {
 
 /// `rows` with every job `SUCCEEDED` and propagated except `last`, which is `RUNNING`, on
 /// a `RUNNING` header with one job remaining; and the step finishing `last`.
-fn almost_done(jobs: &[(&str, u32)], last: &str) -> (WorkflowRecord, HashMap<String, (JobRecord, i32)>, Transition) {
+fn almost_done(jobs: &[(&str, u32)], last: &str) -> (WorkflowRecord, HashMap<Name, (JobRecord, i32)>, Transition) {
     let mut r = rows(jobs);
     for (j, _) in r.values_mut() {
         j.status = if j.job_id == last { JobStatus::Running } else { JobStatus::Succeeded };

@@ -141,7 +141,11 @@ mod tests {
         let first = results.next().expect("four results")?;
         assert_eq!((first.remaining, first.ready.len()), (2, 0));
         let second = results.next().expect("four results")?;
-        assert_eq!((second.remaining, second.ready.clone()), (1, vec!["y".to_owned()]), "it saw the first write");
+        assert_eq!(
+            (second.remaining, second.ready.clone()),
+            (1, vec![baseshift_core::Name::from("y")]),
+            "it saw the first write"
+        );
         let refused = results.next().expect("four results").expect_err("a stale version");
         assert_eq!(refused.kind(), ErrorKind::Conflict);
         assert_eq!(refused.workflow_id(), Some(b.id().as_str()));

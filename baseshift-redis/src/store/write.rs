@@ -7,7 +7,7 @@ use crate::error::bad_reply;
 use crate::keys::Keys;
 use crate::scripts::SCRIPTS;
 use baseshift_core::store::{Applied, ClaimRequest, Claimed, Transition};
-use baseshift_core::{Error, JobKey, JobRecord, Result, WorkflowId};
+use baseshift_core::{Error, JobKey, JobRecord, Name, Result, WorkflowId};
 use chrono::{DateTime, TimeDelta, Utc};
 use redis::Value;
 use serde::Serialize;
@@ -120,7 +120,7 @@ pub(super) fn encode_step(keys: &Keys, step: Transition) -> Result<EncodedStep> 
         job_args(job, now, &mut args)?;
     }
     for outcome in step.parent_outcomes {
-        args.push(outcome.child);
+        args.push(outcome.child.to_string());
         args.push(outcome.status.as_str().to_owned());
     }
     args.extend(events_json(&step.events)?);
@@ -146,7 +146,7 @@ fn job_args(mut rec: JobRecord, now: DateTime<Utc>, args: &mut Vec<String>) -> R
         None => (String::new(), String::new()),
     };
     args.extend([
-        rec.job_id,
+        rec.job_id.to_string(),
         expect.to_string(),
         rec.status.as_str().to_owned(),
         value,
@@ -171,7 +171,7 @@ pub(super) fn step_result(reply: Value) -> Result<Applied> {
     let counts = [number(2)?, number(3)?, number(4)?].map(|n| usize::try_from(n).unwrap_or(0));
     let completed = number(5)? == 1;
     let mut ids = items.iter().skip(6).filter_map(text);
-    let mut take = |n: usize| ids.by_ref().take(n).collect::<Vec<_>>();
+    let mut take = |n: usize| ids.by_ref().take(n).map(Name::from).collect::<Vec<_>>();
     Ok(Applied {
         remaining,
         ready: take(counts[0]),

@@ -9,7 +9,7 @@ use crate::state::{JobFailure, JobStatus, WorkflowStatus};
 use crate::store::{DeadLetterFilter, StateStore, Transition};
 
 fn keys(records: &[crate::JobRecord]) -> Vec<(String, String)> {
-    records.iter().map(|r| (r.workflow_id.to_string(), r.job_id.clone())).collect()
+    records.iter().map(|r| (r.workflow_id.to_string(), r.job_id.to_string())).collect()
 }
 
 /// `dead_letters` lists `FAILED`, not discarded jobs ordered by (workflow id, job id),

@@ -9,7 +9,10 @@ use crate::store::{OutboxEntry, StateStore, Transition};
 use serde_json::json;
 
 fn describe(entries: &[OutboxEntry]) -> Vec<(String, Option<String>)> {
-    entries.iter().map(|e| (e.event.event_type.to_string(), e.event.payload.job_id.clone())).collect()
+    entries
+        .iter()
+        .map(|e| (e.event.event_type.to_string(), e.event.payload.job_id.as_ref().map(|j| j.to_string())))
+        .collect()
 }
 
 fn pair(event_type: &str, job: Option<&str>) -> (String, Option<String>) {

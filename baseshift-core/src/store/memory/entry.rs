@@ -1,6 +1,7 @@
 //! One workflow as the memory store keeps it.
 
 use crate::hash::FastMap;
+use crate::ids::Name;
 use crate::state::{CompactValue, JobRecord, WorkflowRecord};
 
 /// One workflow: its header and its job records in template order.
@@ -16,18 +17,14 @@ pub(super) struct WorkflowEntry {
     pub(super) jobs: Vec<JobRecord>,
     /// Job positions by id, for workflows of more than [`SCAN_LIMIT`] jobs; smaller
     /// ones are scanned (no map per workflow: most workflows are small).
-    positions: FastMap<String, usize>,
+    positions: FastMap<Name, usize>,
 }
 
 /// Up to this many jobs, a workflow's jobs are found by a scan rather than a map.
 pub(super) const SCAN_LIMIT: usize = 16;
 
 impl WorkflowEntry {
-    pub(super) fn new(
-        mut header: WorkflowRecord,
-        jobs: Vec<JobRecord>,
-        positions: FastMap<String, usize>,
-    ) -> Box<Self> {
+    pub(super) fn new(mut header: WorkflowRecord, jobs: Vec<JobRecord>, positions: FastMap<Name, usize>) -> Box<Self> {
         let input = CompactValue::new(std::mem::take(&mut header.input));
         Box::new(WorkflowEntry { header, input, jobs, positions })
     }

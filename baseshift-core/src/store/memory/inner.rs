@@ -7,7 +7,7 @@ use super::workflows::Workflows;
 use crate::error::{Error, ErrorKind, Result};
 use crate::event::Event;
 use crate::hash::{FastMap, SeenSet};
-use crate::ids::{JobKey, WorkflowId};
+use crate::ids::{JobKey, Name, WorkflowId};
 use crate::state::{JobRecord, JobStatus, WorkflowRecord};
 use crate::store::{
     Applied, ClaimRequest, Claimed, CreateOutcome, DeadLetterFilter, NewWorkflow, OutboxEntry, Transition,
@@ -47,7 +47,7 @@ pub(super) struct Inner {
     next_seq: u64,
     pub(super) index: Indexes,
     /// Dead-lettered jobs by (workflow id, job id).
-    pub(super) dead: BTreeSet<(WorkflowId, String)>,
+    pub(super) dead: BTreeSet<(WorkflowId, Name)>,
 }
 
 fn err(kind: ErrorKind, op: &'static str, message: impl Into<String>) -> Error {
@@ -247,7 +247,7 @@ impl Inner {
 
         let excluded = |slot: &Slot| {
             !req.exclude_types.is_empty()
-                && at(workflows, slot).is_some_and(|job| req.exclude_types.contains(&job.job_type))
+                && at(workflows, slot).is_some_and(|job| req.exclude_types.iter().any(|t| *t == job.job_type))
         };
         // A job is taken only if both its type cap and its concurrency key have room. Ready
         // jobs with a key take a slot of it (expired leases already hold one); a key at its
@@ -256,7 +256,7 @@ impl Inner {
         let mut key_taken: HashMap<String, usize> = HashMap::new();
         let mut admit = |slot: &Slot| {
             let Some(job) = at(workflows, slot) else { return true };
-            let cap = req.type_limits.get_key_value(&job.job_type);
+            let cap = req.type_limits.get_key_value(job.job_type.as_str());
             if let Some((ty, cap)) = cap
                 && taken.get(ty.as_str()).copied().unwrap_or(0) >= *cap
             {
@@ -349,7 +349,7 @@ impl Inner {
         use std::ops::Bound;
         let lower = match (&filter.after, &filter.workflow_id) {
             (Some(a), _) => Bound::Excluded((a.workflow_id.clone(), a.job_id.clone())),
-            (None, Some(w)) => Bound::Included((w.clone(), String::new())),
+            (None, Some(w)) => Bound::Included((w.clone(), Name::default())),
             (None, None) => Bound::Unbounded,
         };
         self.dead

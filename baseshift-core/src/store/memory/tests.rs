@@ -85,7 +85,7 @@ fn indexes_stay_consistent_under_random_operations() {
         let mut rng = fastrand::Rng::with_seed(seed);
         let mut inner = Inner::default();
         let mut now = Utc::now();
-        let mut children: HashMap<JobKey, Vec<String>> = HashMap::new();
+        let mut children: HashMap<JobKey, Vec<crate::ids::Name>> = HashMap::new();
         let mut wf_ids = Vec::new();
         for _ in 0..400 {
             match rng.u8(0..10) {
@@ -183,7 +183,7 @@ fn indexes_stay_consistent_under_random_operations() {
                     inner.apply(step, now).unwrap();
                 }
                 7 => {
-                    let leased: Vec<(JobKey, String)> = inner
+                    let leased: Vec<(JobKey, crate::ids::Name)> = inner
                         .workflows
                         .after(None)
                         .flat_map(|wf| wf.jobs.iter())

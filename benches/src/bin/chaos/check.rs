@@ -232,7 +232,7 @@ fn workflow_events(s: &mut Summary, ex: &mut Examples, header: &WorkflowRecord, 
     let lo = running.map_or(0, |i| wf[i].ms);
     let hi = terminal.map_or(u64::MAX, |i| wf[i].ms);
     for rec in jobs {
-        let list = ev.jobs.get(&(id.clone(), rec.job_id.clone())).unwrap_or(&none);
+        let list = ev.jobs.get(&(id.clone(), rec.job_id.to_string())).unwrap_or(&none);
         job_events(s, ex, rec, list, (lo, hi));
     }
 }

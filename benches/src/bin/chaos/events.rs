@@ -67,7 +67,7 @@ pub async fn read(url: &str, prefix: &str) -> Result<Published> {
                 let wf = event.payload.workflow_id.to_string();
                 let entry = Seen { ms, event };
                 match (&entry.event.payload.job_id, topic) {
-                    (Some(job), Topic::JobEvents) => out.jobs.entry((wf, job.clone())).or_default().push(entry),
+                    (Some(job), Topic::JobEvents) => out.jobs.entry((wf, job.to_string())).or_default().push(entry),
                     _ => out.workflows.entry(wf).or_default().push(entry),
                 }
             }

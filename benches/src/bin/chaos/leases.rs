@@ -30,7 +30,7 @@ impl LeaseRecording {
         let mark = Mark {
             kind: "lease".into(),
             wf: key.workflow_id.to_string(),
-            job: key.job_id.clone(),
+            job: key.job_id.to_string(),
             attempt,
             token: token.to_owned(),
             pid: std::process::id(),

@@ -42,9 +42,9 @@ impl Mark {
         Mark {
             kind: String::new(),
             wf: ctx.workflow_id.to_string(),
-            job: ctx.job_id.clone(),
+            job: ctx.job_id.to_string(),
             attempt: ctx.attempt,
-            token: ctx.lease_token.clone().unwrap_or_default(),
+            token: ctx.lease_token.as_ref().map(|t| t.to_string()).unwrap_or_default(),
             pid: std::process::id(),
             t_us: 0,
             outcome: None,
