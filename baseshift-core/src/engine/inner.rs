@@ -38,7 +38,7 @@ pub(crate) struct RunningJob {
 #[derive(Debug)]
 pub(crate) struct WorkflowBasics {
     pub template: Arc<CompiledTemplate>,
-    pub input: Value,
+    pub input: Arc<Value>,
 }
 
 pub(crate) struct Inner {
@@ -162,7 +162,7 @@ impl Inner {
 
     pub async fn basics_from(&self, header: &WorkflowRecord) -> Result<Arc<WorkflowBasics>> {
         let template = self.compiled_for(header).await?;
-        let b = Arc::new(WorkflowBasics { template, input: header.input.clone() });
+        let b = Arc::new(WorkflowBasics { template, input: Arc::new(header.input.clone()) });
         self.remember_basics(&header.id, b.clone());
         Ok(b)
     }
@@ -184,7 +184,7 @@ impl Inner {
         }
         let basics = self.basics_from(&header).await?;
         let compiled = basics.template.clone();
-        let root_ids: Vec<String> = compiled.roots().map(|j| j.id.to_string()).collect();
+        let root_ids: Vec<String> = compiled.roots().map(|j| String::from(&j.id)).collect();
         let roots = self.store.jobs(id, Some(&root_ids)).await?;
         let mut verdicts = HashMap::new();
         for r in &roots {

@@ -280,7 +280,7 @@ pub fn finalize(mut header: WorkflowRecord, jobs: &[JobRecord], now: DateTime<Ut
         let outputs: Map<String, Value> = mains
             .iter()
             .filter(|j| j.status == JobStatus::Succeeded)
-            .map(|j| (j.job_id.to_string(), j.output.clone().unwrap_or(Value::Null)))
+            .map(|j| (String::from(&j.job_id), j.output.clone().unwrap_or(Value::Null)))
             .collect();
         // Built directly: `json!` would serialize the whole map again.
         let result = Value::Object(Map::from_iter([("outputs".to_owned(), Value::Object(outputs))]));
@@ -301,7 +301,7 @@ pub fn finalize(mut header: WorkflowRecord, jobs: &[JobRecord], now: DateTime<Ut
     let queue: Vec<String> = done
         .iter()
         .filter_map(|j| jobs.iter().find(|c| c.compensation_of.as_deref() == Some(j.job_id.as_str())))
-        .map(|c| c.job_id.to_string())
+        .map(|c| String::from(&c.job_id))
         .collect();
     if queue.is_empty() {
         close(&mut t, &mut header, jobs, WorkflowStatus::Failed, Some(json!({ "error": reason })), now);

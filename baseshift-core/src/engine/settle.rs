@@ -235,7 +235,7 @@ pub(crate) fn jobs_value(records: &[JobRecord]) -> Value {
     let mut m = Map::new();
     for r in records {
         m.insert(
-            r.job_id.to_string(),
+            String::from(&r.job_id),
             json!({ "output": r.output.clone().unwrap_or(Value::Null), "status": r.status.as_str() }),
         );
     }

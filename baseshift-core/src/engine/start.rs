@@ -128,7 +128,7 @@ impl Inner {
         events.extend(begun_events.into_iter().flatten());
         let basics = self
             .hands_over_basics()
-            .then(|| Arc::new(WorkflowBasics { template: compiled.clone(), input: header.input.clone() }));
+            .then(|| Arc::new(WorkflowBasics { template: compiled.clone(), input: Arc::new(header.input.clone()) }));
         Ok(Prepared { new: NewWorkflow { header, jobs, template: compiled.template().clone(), events }, begun, basics })
     }
 

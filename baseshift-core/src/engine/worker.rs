@@ -382,7 +382,7 @@ async fn render_config(
     let refs = compiled.ancestors_referenced(&job.id).into_iter().map(str::to_owned).collect::<Vec<_>>();
     let upstream = if refs.is_empty() { Vec::new() } else { inner.store.jobs(&rec.workflow_id, Some(&refs)).await? };
     let outputs: HashMap<String, Value> =
-        upstream.into_iter().filter_map(|r| r.output.map(|o| (r.job_id.to_string(), o))).collect();
+        upstream.into_iter().filter_map(|r| r.output.map(|o| (String::from(&r.job_id), o))).collect();
     let env = |name: &str| host_variable(inner, name);
     job.config.render(&RenderScope {
         input,

@@ -57,8 +57,8 @@ pub struct JobContext {
     pub job_type: Name,
     /// The config with every `${...}` resolved (secrets included: never log it whole).
     pub config: Value,
-    /// The workflow's input.
-    pub input: Value,
+    /// The workflow's input (shared: every job of the workflow gets the same one).
+    pub input: Arc<Value>,
     /// The attempt number, from 1.
     pub attempt: u32,
     /// When the attempt must be finished (the job's timeout), if any.
@@ -96,7 +96,7 @@ impl JobContext {
             job_id: job_id.into(),
             job_type: job_type.into(),
             config,
-            input: Value::Null,
+            input: Arc::new(Value::Null),
             attempt: 1,
             deadline: None,
             cancellation: CancellationToken::new(),

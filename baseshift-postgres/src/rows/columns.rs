@@ -118,9 +118,9 @@ impl JobColumns {
     pub(crate) fn push(&mut self, rec: &JobRecord, ordinal: i32) -> Result<()> {
         let version = to_i64(rec.version, "job version")?;
         self.workflow_id.push(rec.workflow_id.as_str().to_owned());
-        self.job_id.push(rec.job_id.to_string());
+        self.job_id.push(String::from(&rec.job_id));
         self.ordinal.push(ordinal);
-        self.job_type.push(rec.job_type.to_string());
+        self.job_type.push(String::from(&rec.job_type));
         self.status.push(rec.status.as_str());
         self.version.push(version);
         self.attempt.push(i64::from(rec.attempt));
@@ -135,8 +135,8 @@ impl JobColumns {
         self.propagated.push(rec.propagated);
         self.ready_at.push(rec.ready_at);
         self.queue_score.push(rec.queue_score());
-        self.lease_owner.push(rec.lease.as_ref().map(|l| l.owner.to_string()));
-        self.lease_token.push(rec.lease.as_ref().map(|l| l.token.to_string()));
+        self.lease_owner.push(rec.lease.as_ref().map(|l| String::from(&l.owner)));
+        self.lease_token.push(rec.lease.as_ref().map(|l| String::from(&l.token)));
         self.lease_expires_at.push(rec.lease.as_ref().map(|l| l.expires_at));
         self.awaiting_external.push(rec.awaiting_external);
         self.output.push(rec.output.clone());

@@ -103,7 +103,7 @@ impl JobArg {
         let (value, member) = (bulk.push(value), bulk.push(member));
         Ok(JobArg {
             value,
-            id: rec.job_id.to_string(),
+            id: String::from(&rec.job_id),
             expect,
             status: rec.status.as_str(),
             out,

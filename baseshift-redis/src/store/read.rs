@@ -114,7 +114,7 @@ pub(super) async fn jobs_of(conn: &Conn, keys: &Keys, ids: &[WorkflowId]) -> Res
 /// See [`StateStore::job`](baseshift_core::StateStore::job).
 pub(super) async fn job(conn: &Conn, keys: &Keys, key: &JobKey) -> Result<JobRecord> {
     const OP: &str = "StateStore::job";
-    let ids = [key.job_id.to_string()];
+    let ids = [String::from(&key.job_id)];
     let found = read_jobs(conn, keys, &key.workflow_id, Some(&ids), OP).await?;
     let Some(records) = found else {
         return Err(not_found(OP, "no such workflow", &key.workflow_id).with_job(&key.job_id));

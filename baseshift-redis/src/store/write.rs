@@ -120,7 +120,7 @@ pub(super) fn encode_step(keys: &Keys, step: Transition) -> Result<EncodedStep> 
         job_args(job, now, &mut args)?;
     }
     for outcome in step.parent_outcomes {
-        args.push(outcome.child.to_string());
+        args.push(String::from(&outcome.child));
         args.push(outcome.status.as_str().to_owned());
     }
     args.extend(events_json(&step.events)?);
@@ -146,7 +146,7 @@ fn job_args(mut rec: JobRecord, now: DateTime<Utc>, args: &mut Vec<String>) -> R
         None => (String::new(), String::new()),
     };
     args.extend([
-        rec.job_id.to_string(),
+        String::from(&rec.job_id),
         expect.to_string(),
         rec.status.as_str().to_owned(),
         value,

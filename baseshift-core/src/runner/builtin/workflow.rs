@@ -44,7 +44,7 @@ impl JobRunner for WorkflowRunner {
         let template_id: String = ctx.config_field("template_id").map_err(JobError::permanent)?;
         let version: Option<String> = ctx.config_field("version").map_err(JobError::permanent)?;
         let input = ctx.config.get("input").cloned().unwrap_or_else(|| json!({}));
-        let parent = ParentRef { workflow_id: ctx.workflow_id.clone(), job_id: ctx.job_id.to_string() };
+        let parent = ParentRef { workflow_id: ctx.workflow_id.clone(), job_id: String::from(&ctx.job_id) };
         let child = children.start_child(&template_id, version.as_deref(), input, parent).await?;
         let finished = tokio::select! {
             r = children.wait_child(&child) => r?,
