@@ -1,15 +1,15 @@
 //! How the memory bus's logs keep an event: without its shared `Event` allocation, with
-//! the common names as indexes, short names (job ids) in place and JSON results as text
-//! (see [`CompactValue`]).
+//! the common names as indexes, the job id as the shared [`JobName`] it was published
+//! with (a reference count, no copy) and JSON results as text (see [`CompactValue`]).
 //!
 //! A log holds up to its capacity of events per topic, so their size is most of what an
 //! idle bus costs; a delivery rebuilds an equal [`Event`]. A full log drops its oldest
-//! event on every publish: an event that owns no allocation of its own frees none then
-//! (the memory it would free was written long ago, out of cache, and the allocator would
-//! hand it out again to the next allocations, out of cache as well).
+//! event on every publish: an event that owns no allocation of its own (its job id is
+//! shared) frees none then (the memory it would free was written long ago, out of cache,
+//! and the allocator would hand it out again to the next allocations, out of cache as well).
 
 use crate::event::{Event, EventPayload, Label};
-use crate::ids::WorkflowId;
+use crate::ids::{Name as JobName, WorkflowId};
 use crate::state::CompactValue;
 use chrono::{DateTime, Utc};
 
@@ -138,7 +138,7 @@ pub(super) struct StoredEvent {
     status: Name,
     timestamp: DateTime<Utc>,
     workflow_id: WorkflowId,
-    job_id: Option<Name>,
+    job_id: Option<JobName>,
     result: Option<CompactValue>,
     resource_usage: Option<CompactValue>,
     attempt: Option<u32>,
@@ -155,7 +155,7 @@ impl StoredEvent {
             status: Name::new(&p.status),
             timestamp: event.timestamp,
             workflow_id: p.workflow_id.clone(),
-            job_id: p.job_id.as_deref().map(Name::own),
+            job_id: p.job_id.clone(),
             result: p.result.as_ref().map(CompactValue::from_ref),
             resource_usage: p.resource_usage.as_ref().map(CompactValue::from_ref),
             attempt: p.attempt,
@@ -170,7 +170,7 @@ impl StoredEvent {
             timestamp: self.timestamp,
             payload: EventPayload {
                 workflow_id: self.workflow_id.clone(),
-                job_id: self.job_id.as_ref().map(|j| crate::ids::Name::from(j.as_str())),
+                job_id: self.job_id.clone(),
                 status: self.status.label(),
                 result: self.result.as_ref().map(CompactValue::to_value),
                 attempt: self.attempt,
