@@ -26,16 +26,19 @@ use tokio_util::sync::CancellationToken;
 /// took it was full), while claims find jobs. Frees the slot at the end. On a durable
 /// store a claim is a round trip, and the claim loop's batched claims cost fewer of them
 /// than claims of one job each.
+///
+/// The record travels boxed through the worker's nested steps: each hop moves a pointer,
+/// not the record (a few hundred bytes, copied at every call and await otherwise).
 pub(crate) async fn run_claimed(inner: Arc<Inner>, rec: JobRecord, backlog: bool) {
     let in_process = !inner.store.capabilities().durable;
     let mut backlog = backlog && in_process;
-    let mut next = Some(rec);
+    let mut next = Some(Box::new(rec));
     while let Some(rec) = next.take() {
         let in_step = in_process && claims_in_step(&inner);
         let readied = run_one(&inner, rec, in_step.then_some(&mut next)).await;
         // A step that claimed in its apply took what was ready (or found nothing).
         if in_process && !in_step && (readied || backlog) {
-            next = claim::one_more(&inner).await;
+            next = claim::one_more(&inner).await.map(Box::new);
             backlog &= next.is_some();
         }
         // On an in-process store nothing above waits: a worker that runs on would hold
@@ -58,11 +61,11 @@ fn claims_in_step(inner: &Inner) -> bool {
 
 /// Where a step puts the job it claims for its worker (`Transition::claim_after`); `None`:
 /// the step claims nothing.
-type NextJob<'a> = Option<&'a mut Option<JobRecord>>;
+type NextJob<'a> = Option<&'a mut Option<Box<JobRecord>>>;
 
 /// Runs one job and its bookkeeping; whether its step made jobs ready. With `next`, the
 /// step claims the worker's next job into it.
-async fn run_one(inner: &Arc<Inner>, rec: JobRecord, next: NextJob<'_>) -> bool {
+async fn run_one(inner: &Arc<Inner>, rec: Box<JobRecord>, next: NextJob<'_>) -> bool {
     // Flow control and per-type counts need the type after the record is gone; with
     // neither configured (`Inner::limits_types`, fixed at build) there is nothing to count.
     let job_type = inner.limits_types().then(|| rec.job_type.clone());
@@ -118,7 +121,7 @@ async fn run_one(inner: &Arc<Inner>, rec: JobRecord, next: NextJob<'_>) -> bool 
 /// (`Inner::cancels` moved) makes it read its record back, as a cancelled token does.
 async fn run_job(
     inner: &Arc<Inner>,
-    rec: JobRecord,
+    rec: Box<JobRecord>,
     key: &JobKey,
     next: NextJob<'_>,
     registered: &mut bool,
@@ -258,7 +261,7 @@ async fn run_job(
 
 /// A claimed job's record and its key (computed once per job by [`run_one`]).
 struct Attempt<'a> {
-    rec: JobRecord,
+    rec: Box<JobRecord>,
     key: &'a JobKey,
 }
 
@@ -287,7 +290,7 @@ async fn record_with(
 ) -> Result<bool> {
     let max_attempts = job.map(|j| j.retry.max_attempts).unwrap_or(1);
     let compensation = rec.compensation_of.is_some();
-    let mut step = plan::complete(compiled, rec, outcome, max_attempts, Utc::now());
+    let mut step = plan::complete(compiled, *rec, outcome, max_attempts, Utc::now());
     step.events.extend(audit);
     if next.is_some() {
         step.claim_after = Some(claim::request(inner, 1));
@@ -295,7 +298,7 @@ async fn record_with(
     match inner.apply(step).await {
         Ok(mut applied) => {
             if let Some(slot) = next {
-                *slot = applied.claimed.pop();
+                *slot = applied.claimed.pop().map(Box::new);
             }
             let readied = !applied.ready.is_empty();
             inner.after_job(compiled, key, compensation, applied).await.map(|()| readied)
