@@ -276,7 +276,7 @@ async fn unresumable(store: &Flaky) -> WorkflowId {
     let mut header = store.inner.workflow(&id).await.unwrap();
     header.status = WorkflowStatus::Running;
     let mut step = Transition::new(id.clone());
-    step.header = Some(header);
+    step.header = Some(Box::new(header));
     store.inner.apply(step).await.unwrap();
     id
 }

@@ -170,7 +170,7 @@ pub fn start(
             t.jobs.push(rec);
         }
     }
-    t.header = Some(header);
+    t.header = Some(Box::new(header));
     t
 }
 
@@ -285,7 +285,7 @@ pub fn finalize(mut header: WorkflowRecord, jobs: &[JobRecord], now: DateTime<Ut
         // Built directly: `json!` would serialize the whole map again.
         let result = Value::Object(Map::from_iter([("outputs".to_owned(), Value::Object(outputs))]));
         close(&mut t, &mut header, jobs, WorkflowStatus::Completed, Some(result), now);
-        t.header = Some(header);
+        t.header = Some(Box::new(header));
         return t;
     }
     let first = failed[0];
@@ -314,7 +314,7 @@ pub fn finalize(mut header: WorkflowRecord, jobs: &[JobRecord], now: DateTime<Ut
         }
         header.compensation_queue = queue;
     }
-    t.header = Some(header);
+    t.header = Some(Box::new(header));
     t
 }
 
@@ -349,7 +349,7 @@ pub fn next_compensation(
             close(&mut t, &mut header, jobs, WorkflowStatus::Failed, Some(result), now);
         }
     }
-    t.header = Some(header);
+    t.header = Some(Box::new(header));
     Some(t)
 }
 
@@ -376,7 +376,7 @@ pub fn cancel(mut header: WorkflowRecord, jobs: &[JobRecord], reason: &str, now:
     header.updated_at = now;
     header.finished_at = Some(now);
     t.events.push(Event::workflow(&header.id, WorkflowStatus::Cancelled, Some(json!({ "reason": reason }))));
-    t.header = Some(header);
+    t.header = Some(Box::new(header));
     t
 }
 

@@ -208,7 +208,7 @@ pub(crate) fn plan_replay(
         t.events.push(Event::workflow(&header.id, WorkflowStatus::Running, Some(json!({ "replayed": job_id }))));
     }
     header.updated_at = now;
-    t.header = Some(header);
+    t.header = Some(Box::new(header));
     Ok(t)
 }
 

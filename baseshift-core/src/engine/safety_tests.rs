@@ -246,6 +246,6 @@ fn replay_plan_resets_only_what_the_failure_stopped() {
     assert_eq!(step.header.as_ref().map(|h| h.status), Some(WorkflowStatus::Running));
     let types: Vec<&str> = step.events.iter().map(|e| e.event_type.as_str()).collect();
     assert_eq!(types, ["job_replayed", "job_pending", "job_pending", "workflow_running"]);
-    let err = replay::plan_replay(&compiled, step.header.clone().unwrap(), &jobs, "a", chrono::Utc::now());
+    let err = replay::plan_replay(&compiled, *step.header.clone().unwrap(), &jobs, "a", chrono::Utc::now());
     assert_eq!(err.unwrap_err().kind(), ErrorKind::NotFound, "a succeeded job is no dead letter");
 }

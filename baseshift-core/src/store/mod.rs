@@ -83,8 +83,9 @@ pub struct Transition {
     /// The workflow.
     pub workflow_id: WorkflowId,
     /// A new header. Its `version` must equal the stored version (else `Conflict`);
-    /// its `remaining` is ignored (the store maintains it).
-    pub header: Option<WorkflowRecord>,
+    /// its `remaining` is ignored (the store maintains it). Boxed: most steps carry none,
+    /// and a step is moved several times on its way to the store.
+    pub header: Option<Box<WorkflowRecord>>,
     /// New job records. Each `version` must equal the stored version (else `Conflict`).
     pub jobs: Vec<JobRecord>,
     /// Parent outcomes to add to children's counters (see [`StateStore::apply`]).
@@ -186,7 +187,7 @@ pub fn completion(header: &WorkflowRecord, jobs: &[JobRecord], at: DateTime<Utc>
     let header = step.header.take()?;
     let mut event = step.events.pop()?;
     event.timestamp = at;
-    Some((header, event))
+    Some((*header, event))
 }
 
 /// Whether [`completion`] completes a workflow with this header and these job records

@@ -87,7 +87,7 @@ pub(crate) fn plan(
         Some(mut header) => {
             header.remaining = remaining;
             header.version = stored.version + 1;
-            (header, true)
+            (*header, true)
         }
         None => {
             let touch = remaining != stored.remaining;

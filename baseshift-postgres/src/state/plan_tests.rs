@@ -122,13 +122,13 @@ fn preconditions_fail_before_anything_is_planned() {
     let mut step = Transition::new(WorkflowId::new("w"));
     let mut h = header();
     h.version = 2;
-    step.header = Some(h);
+    step.header = Some(Box::new(h));
     assert_eq!(plan(header(), r.clone(), step, Utc::now(), false).unwrap_err().kind(), ErrorKind::Conflict);
 
     let mut step = Transition::new(WorkflowId::new("w"));
     let mut h = header();
     h.status = WorkflowStatus::Completed;
-    step.header = Some(h);
+    step.header = Some(Box::new(h));
     assert_eq!(plan(header(), r.clone(), step, Utc::now(), false).unwrap_err().kind(), ErrorKind::IllegalTransition);
 
     let mut step = Transition::new(WorkflowId::new("w"));
@@ -146,7 +146,7 @@ fn a_header_write_bumps_its_version_and_keeps_remaining() {
     let mut h = header();
     h.status = WorkflowStatus::Running;
     h.remaining = 999;
-    step.header = Some(h);
+    step.header = Some(Box::new(h));
     let p = plan(header(), HashMap::new(), step, Utc::now(), false).unwrap();
     assert_eq!((p.header.version, p.header.remaining, p.header.status), (4, 4, WorkflowStatus::Running));
     assert!(p.touch_header);
@@ -189,7 +189,7 @@ fn the_last_job_completes_the_workflow_when_every_row_was_read() {
 
     // The header written in the same step is bumped once more by the completion.
     let (h, r, mut step) = almost_done(&[("a", 0)], "a");
-    step.header = Some(h.clone());
+    step.header = Some(Box::new(h.clone()));
     let p = plan(h, r, step, Utc::now(), true).unwrap();
     assert_eq!((p.header.status, p.header.version), (WorkflowStatus::Completed, 5));
 }

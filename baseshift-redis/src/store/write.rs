@@ -336,7 +336,7 @@ mod tests {
     fn stateless_step_checks_reject_bad_input() {
         let id = WorkflowId::new("w");
         let mut step = Transition::new(id.clone());
-        step.header = Some(WorkflowRecord::initialized(WorkflowId::new("other"), "t", "1.0.0", json!({})));
+        step.header = Some(Box::new(WorkflowRecord::initialized(WorkflowId::new("other"), "t", "1.0.0", json!({}))));
         assert_eq!(check_step(&step).unwrap_err().kind(), ErrorKind::InvalidInput);
 
         let mut step = Transition::new(id.clone());

@@ -14,7 +14,7 @@ async fn run(store: &RedisStateStore, id: &WorkflowId, edit: impl FnOnce(&mut Wo
     header.status = WorkflowStatus::Running;
     edit(&mut header);
     let mut step = Transition::new(id.clone());
-    step.header = Some(header);
+    step.header = Some(Box::new(header));
     store.apply(step).await.map(|_| ())
 }
 
@@ -46,7 +46,7 @@ async fn completion_keeps_odd_headers_and_outputs_exact() -> Result<()> {
     let mut header = store.workflow(wf.id()).await?;
     header.error = Some(format!("{ODD} again"));
     header.updated_at = at;
-    step.header = Some(header.clone());
+    step.header = Some(Box::new(header.clone()));
     let applied = store.apply(step).await?;
     assert_eq!((applied.remaining, applied.completed), (0, true));
 

@@ -12,7 +12,7 @@ async fn run(store: &dyn StateStore, wf: &TestWorkflow) -> Result<u64> {
     let mut header = store.workflow(wf.id()).await?;
     header.status = WorkflowStatus::Running;
     let mut step = Transition::new(wf.id().clone());
-    step.header = Some(header);
+    step.header = Some(Box::new(header));
     store.apply(step).await?;
     Ok(store.workflow(wf.id()).await?.version)
 }

@@ -82,7 +82,7 @@ pub async fn replay_step_reopens_a_failed_workflow(store: &dyn StateStore) -> Re
     let mut header = store.workflow(wf.id()).await?;
     header.status = WorkflowStatus::Running;
     let mut start = Transition::new(wf.id().clone());
-    start.header = Some(header);
+    start.header = Some(Box::new(header));
     store.apply(start).await?;
     make_ready(store, wf.id(), &["a"], now_ms()).await?;
     let applied = finish(store, wf.id(), "a", JobStatus::Failed, &["b"]).await?;
@@ -95,7 +95,7 @@ pub async fn replay_step_reopens_a_failed_workflow(store: &dyn StateStore) -> Re
     header.status = WorkflowStatus::Failed;
     header.finished_at = Some(now_ms());
     let mut fail = Transition::new(wf.id().clone());
-    fail.header = Some(header);
+    fail.header = Some(Box::new(header));
     store.apply(fail).await?;
 
     let (header, a, b) =
@@ -105,7 +105,7 @@ pub async fn replay_step_reopens_a_failed_workflow(store: &dyn StateStore) -> Re
     let mut h = header.clone();
     h.status = WorkflowStatus::Running;
     h.finished_at = None;
-    step.header = Some(h);
+    step.header = Some(Box::new(h));
     let mut ra = a.clone();
     ra.status = JobStatus::Ready;
     ra.attempt = 0;

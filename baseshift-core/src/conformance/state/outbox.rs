@@ -29,7 +29,7 @@ pub async fn outbox_keeps_step_order(store: &dyn StateStore) -> Result<()> {
     let mut header = store.workflow(wf.id()).await?;
     header.status = WorkflowStatus::Running;
     let mut step = Transition::new(wf.id().clone());
-    step.header = Some(header);
+    step.header = Some(Box::new(header));
     step.events = vec![
         Event::workflow(wf.id(), WorkflowStatus::Running, Some(json!({"n": 1}))),
         Event::system("step_marker", json!({"n": 2})),

@@ -214,7 +214,7 @@ pub async fn list_workflows_pages_and_filters(store: &dyn StateStore) -> Result<
         let mut header = store.workflow(id).await?;
         header.status = WorkflowStatus::Running;
         let mut step = Transition::new(id.clone());
-        step.header = Some(header);
+        step.header = Some(Box::new(header));
         store.apply(step).await?;
     }
 

@@ -24,7 +24,7 @@ pub async fn write_bumps_version_by_one(store: &dyn StateStore) -> Result<()> {
     let mut header = store.workflow(wf.id()).await?;
     header.status = WorkflowStatus::Running;
     let mut step = Transition::new(wf.id().clone());
-    step.header = Some(header.clone());
+    step.header = Some(Box::new(header.clone()));
     store.apply(step).await?;
     let stored = store.workflow(wf.id()).await?;
     header.version += 1;
@@ -57,7 +57,7 @@ pub async fn stale_version_is_conflict_and_writes_nothing(store: &dyn StateStore
     let mut stale_header = header.clone();
     stale_header.version -= 1;
     stale_header.status = WorkflowStatus::Running;
-    step.header = Some(stale_header);
+    step.header = Some(Box::new(stale_header));
     step.events.push(Event::workflow(wf.id(), WorkflowStatus::Running, None));
     expect_kind(store.apply(step).await, ErrorKind::Conflict, "header write with an old version")?;
     ensure_eq!(store.workflow(wf.id()).await?, header, "header after a refused write");
@@ -108,7 +108,7 @@ pub async fn failed_step_writes_nothing(store: &dyn StateStore) -> Result<()> {
     let mut step = Transition::new(wf.id().clone());
     let mut new_header = header.clone();
     new_header.status = WorkflowStatus::Running;
-    step.header = Some(new_header);
+    step.header = Some(Box::new(new_header));
     let mut a = jobs[0].clone();
     a.status = JobStatus::Skipped;
     stale_b.status = JobStatus::Skipped;
@@ -162,7 +162,7 @@ pub async fn illegal_transition_is_rejected(store: &dyn StateStore) -> Result<()
     let mut done = header.clone();
     done.status = WorkflowStatus::Completed;
     let mut step = Transition::new(wf.id().clone());
-    step.header = Some(done);
+    step.header = Some(Box::new(done));
     expect_kind(store.apply(step).await, ErrorKind::IllegalTransition, "workflow INITIALIZED -> COMPLETED")?;
     ensure_eq!(store.workflow(wf.id()).await?, header, "header after a refused transition");
     Ok(())
@@ -177,7 +177,7 @@ pub async fn header_write_keeps_remaining(store: &dyn StateStore) -> Result<()> 
     header.remaining = 999;
     header.status = WorkflowStatus::Running;
     let mut step = Transition::new(wf.id().clone());
-    step.header = Some(header);
+    step.header = Some(Box::new(header));
     let applied = store.apply(step).await?;
     ensure_eq!(applied.remaining, 2, "remaining returned by apply");
     let stored = store.workflow(wf.id()).await?;

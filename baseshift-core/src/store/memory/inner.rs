@@ -186,7 +186,7 @@ impl Inner {
             if header.status.is_terminal() && !wf.header.status.is_terminal() {
                 finished.insert((header.finished_at.unwrap_or(now), header.id.clone()));
             }
-            wf.set_header(header);
+            wf.set_header(*header);
         }
         let mut wake = Wake::default();
         let mut written = SeenSet::with_capacity(jobs.len() + parent_outcomes.len());
