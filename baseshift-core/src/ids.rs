@@ -9,8 +9,22 @@ use std::sync::Arc;
 ///
 /// Ordered as its text. Two clones of one id compare without reading the text (the
 /// records and index entries of one workflow share it).
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, Eq)]
 pub struct WorkflowId(Arc<str>);
+
+// By hand: `Arc`'s own equality checks for one shared allocation only for sized types.
+impl PartialEq for WorkflowId {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0) || self.0 == other.0
+    }
+}
+
+// As its text: equal values (the same text) hash alike.
+impl std::hash::Hash for WorkflowId {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.hash(state);
+    }
+}
 
 impl Ord for WorkflowId {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
@@ -92,8 +106,22 @@ impl From<String> for WorkflowId {
 /// assert_eq!(serde_json::to_string(&id).unwrap(), r#""build""#);
 /// assert_eq!(format!("{id} {id:?}"), r#"build "build""#);
 /// ```
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Eq, PartialOrd, Ord)]
 pub struct Name(Arc<str>);
+
+// By hand: `Arc`'s own equality checks for one shared allocation only for sized types.
+impl PartialEq for Name {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0) || self.0 == other.0
+    }
+}
+
+// As its text: equal values (the same text) hash alike.
+impl std::hash::Hash for Name {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.hash(state);
+    }
+}
 
 impl Name {
     /// A name holding `text`.
