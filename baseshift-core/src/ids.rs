@@ -9,34 +9,41 @@ use std::sync::Arc;
 ///
 /// Ordered as its text. Two clones of one id compare without reading the text (the
 /// records and index entries of one workflow share it).
-#[derive(Clone, Debug, Eq)]
+#[derive(Clone, Debug)]
 pub struct WorkflowId(Arc<str>);
 
-// By hand: `Arc`'s own equality checks for one shared allocation only for sized types.
-impl PartialEq for WorkflowId {
-    fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.0, &other.0) || self.0 == other.0
-    }
-}
+/// Equality, order and hash of an `Arc<str>` newtype as its text, with two clones of one
+/// allocation compared by pointer first (`Arc`'s own equality does that only for sized types).
+macro_rules! shared_text_cmp {
+    ($($t:ty),*) => {$(
+        impl PartialEq for $t {
+            fn eq(&self, other: &Self) -> bool {
+                Arc::ptr_eq(&self.0, &other.0) || self.0 == other.0
+            }
+        }
 
-// As its text: equal values (the same text) hash alike.
-impl std::hash::Hash for WorkflowId {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.0.hash(state);
-    }
-}
+        impl Eq for $t {}
 
-impl Ord for WorkflowId {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        if Arc::ptr_eq(&self.0, &other.0) { std::cmp::Ordering::Equal } else { self.0.cmp(&other.0) }
-    }
-}
+        impl Ord for $t {
+            fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+                if Arc::ptr_eq(&self.0, &other.0) { std::cmp::Ordering::Equal } else { self.0.cmp(&other.0) }
+            }
+        }
 
-impl PartialOrd for WorkflowId {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
+        impl PartialOrd for $t {
+            fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+                Some(self.cmp(other))
+            }
+        }
+
+        impl std::hash::Hash for $t {
+            fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+                self.0.hash(state);
+            }
+        }
+    )*};
 }
+shared_text_cmp!(WorkflowId, Name);
 
 impl WorkflowId {
     /// A fresh, time-ordered id.
@@ -106,22 +113,8 @@ impl From<String> for WorkflowId {
 /// assert_eq!(serde_json::to_string(&id).unwrap(), r#""build""#);
 /// assert_eq!(format!("{id} {id:?}"), r#"build "build""#);
 /// ```
-#[derive(Clone, Eq, PartialOrd, Ord)]
+#[derive(Clone)]
 pub struct Name(Arc<str>);
-
-// By hand: `Arc`'s own equality checks for one shared allocation only for sized types.
-impl PartialEq for Name {
-    fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.0, &other.0) || self.0 == other.0
-    }
-}
-
-// As its text: equal values (the same text) hash alike.
-impl std::hash::Hash for Name {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.0.hash(state);
-    }
-}
 
 impl Name {
     /// A name holding `text`.
@@ -277,6 +270,24 @@ impl fmt::Display for JobKey {
 mod tests {
     use super::*;
     use std::cmp::Ordering;
+
+    #[test]
+    fn names_compare_order_and_hash_as_their_text_shared_or_not() {
+        use std::collections::HashMap;
+        let a = Name::from("a");
+        let other_a = Name::from(String::from("a"));
+        assert_eq!(a, a.clone());
+        assert_eq!(a, other_a);
+        assert_ne!(a, Name::from("b"));
+        assert_eq!((a == "a", "a" == a, a == String::from("a")), (true, true, true));
+        assert_eq!(a.cmp(&Name::from("ab")), "a".cmp("ab"));
+        let mut seen: HashMap<Name, u32> = HashMap::new();
+        seen.insert(a.clone(), 1);
+        *seen.entry(other_a).or_default() += 1;
+        assert_eq!((seen.len(), seen.get("a")), (1, Some(&2)), "one key, found by its text");
+        let back: Name = serde_json::from_str(r#""a""#).unwrap();
+        assert_eq!((back, String::from(&a)), (a, "a".to_owned()));
+    }
 
     #[test]
     fn workflow_ids_order_as_their_text_shared_or_not() {
