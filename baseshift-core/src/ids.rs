@@ -279,7 +279,8 @@ mod tests {
         assert_eq!(a, a.clone());
         assert_eq!(a, other_a);
         assert_ne!(a, Name::from("b"));
-        assert_eq!((a == "a", "a" == a, a == String::from("a")), (true, true, true));
+        let owned = String::from("a");
+        assert_eq!((a == "a", "a" == a, a == owned, owned == a), (true, true, true, true));
         assert_eq!(a.cmp(&Name::from("ab")), "a".cmp("ab"));
         let mut seen: HashMap<Name, u32> = HashMap::new();
         seen.insert(a.clone(), 1);
