@@ -7,91 +7,47 @@ use std::sync::Arc;
 /// The id of one workflow run (a UUIDv7 string unless the host supplies its own).
 /// Shared: a clone is a reference count, not a copy.
 ///
-/// Ordered as its text. Two clones of one id compare without reading the text (the
-/// records and index entries of one workflow share it).
-#[derive(Clone, Debug)]
-pub struct WorkflowId(Arc<str>);
-
-/// Equality, order and hash of an `Arc<str>` newtype as its text, with two clones of one
-/// allocation compared by pointer first (`Arc`'s own equality does that only for sized types).
-macro_rules! shared_text_cmp {
-    ($($t:ty),*) => {$(
-        impl PartialEq for $t {
-            fn eq(&self, other: &Self) -> bool {
-                Arc::ptr_eq(&self.0, &other.0) || self.0 == other.0
-            }
-        }
-
-        impl Eq for $t {}
-
-        impl Ord for $t {
-            fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-                if Arc::ptr_eq(&self.0, &other.0) { std::cmp::Ordering::Equal } else { self.0.cmp(&other.0) }
-            }
-        }
-
-        impl PartialOrd for $t {
-            fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-                Some(self.cmp(other))
-            }
-        }
-
-        impl std::hash::Hash for $t {
-            fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-                self.0.hash(state);
-            }
-        }
-    )*};
-}
-shared_text_cmp!(WorkflowId, Name);
+/// A [`Name`] underneath: ordered, hashed and serialized as its text, and two clones of
+/// one id compare without reading the text (the records and index entries of one
+/// workflow share it).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct WorkflowId(Name);
 
 impl WorkflowId {
     /// A fresh, time-ordered id.
     pub fn generate() -> Self {
         // Encoded into a stack buffer: `to_string` would go through `fmt`.
         let mut buf = uuid::Uuid::encode_buffer();
-        WorkflowId(Arc::from(&*uuid::Uuid::now_v7().hyphenated().encode_lower(&mut buf)))
+        WorkflowId(Name::from(&*uuid::Uuid::now_v7().hyphenated().encode_lower(&mut buf)))
     }
 
     /// Wraps an existing id.
     pub fn new(id: impl Into<String>) -> Self {
-        WorkflowId(Arc::from(id.into()))
+        WorkflowId(Name::from(id.into()))
     }
 
     /// The id as a string slice.
     pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-// As a plain string, like `#[serde(transparent)]` over a `String`.
-impl Serialize for WorkflowId {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&self.0)
-    }
-}
-
-impl<'de> Deserialize<'de> for WorkflowId {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        String::deserialize(deserializer).map(WorkflowId::from)
+        self.0.as_str()
     }
 }
 
 impl fmt::Display for WorkflowId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        fmt::Display::fmt(&self.0, f)
     }
 }
 
 impl From<&str> for WorkflowId {
     fn from(s: &str) -> Self {
-        WorkflowId(Arc::from(s))
+        WorkflowId(Name::from(s))
     }
 }
 
 impl From<String> for WorkflowId {
     fn from(s: String) -> Self {
-        WorkflowId(Arc::from(s))
+        WorkflowId(Name::from(s))
     }
 }
 
@@ -115,6 +71,34 @@ impl From<String> for WorkflowId {
 /// ```
 #[derive(Clone)]
 pub struct Name(Arc<str>);
+
+// Equality, order and hash as the text, with two clones of one allocation compared by
+// pointer first: `Arc`'s own equality does that only for sized types.
+impl PartialEq for Name {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0) || self.0 == other.0
+    }
+}
+
+impl Eq for Name {}
+
+impl Ord for Name {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        if Arc::ptr_eq(&self.0, &other.0) { std::cmp::Ordering::Equal } else { self.0.cmp(&other.0) }
+    }
+}
+
+impl PartialOrd for Name {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl std::hash::Hash for Name {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.hash(state);
+    }
+}
 
 impl Name {
     /// A name holding `text`.
