@@ -5,6 +5,7 @@ use super::{Engine, Inner};
 use crate::bus::{EventBus, MemoryEventBus};
 use crate::error::{Error, Result};
 use crate::expr::SecretResolver;
+use crate::ids::Name;
 use crate::runner::builtin::{DelayRunner, ManualRunner, NoopRunner, WorkflowRunner};
 use crate::runner::{JobRunner, RunnerRegistry};
 use crate::store::{MemoryStateStore, StateStore};
@@ -19,8 +20,8 @@ use std::time::Duration;
 #[serde(default)]
 #[non_exhaustive]
 pub struct EngineConfig {
-    /// This instance's name in leases (default: a fresh UUID).
-    pub instance_id: String,
+    /// This instance's name in leases (default: a fresh UUID); its claims and leases share it.
+    pub instance_id: Name,
     /// Jobs this instance runs at once.
     pub concurrency: usize,
     /// Per job type limits on this instance.
@@ -68,7 +69,7 @@ pub struct EngineConfig {
 impl Default for EngineConfig {
     fn default() -> Self {
         EngineConfig {
-            instance_id: uuid::Uuid::now_v7().to_string(),
+            instance_id: uuid::Uuid::now_v7().to_string().into(),
             concurrency: 16,
             type_limits: HashMap::new(),
             lease_ttl: Duration::from_secs(30),
@@ -195,7 +196,7 @@ impl EngineBuilder {
     }
 
     /// This instance's name.
-    pub fn instance_id(mut self, id: impl Into<String>) -> Self {
+    pub fn instance_id(mut self, id: impl Into<Name>) -> Self {
         self.config.instance_id = id.into();
         self
     }

@@ -113,7 +113,7 @@ async fn claim(inner: &Inner, limit: usize) -> crate::Result<(Claimed, Vec<JobRe
 
 pub(crate) fn request(inner: &Inner, limit: usize) -> ClaimRequest {
     ClaimRequest {
-        owner: inner.instance.clone(),
+        owner: inner.config.instance_id.clone(),
         limit,
         lease_ttl: inner.config.lease_ttl,
         exclude_types: Vec::new(),

@@ -72,7 +72,7 @@ impl Inner {
                 continue;
             }
             left -= 1;
-            new.events.push(job.start_attempt(&self.instance, now + ttl, now));
+            new.events.push(job.start_attempt(&self.config.instance_id, now + ttl, now));
             let mut rec = job.clone();
             rec.version = 1;
             claimed.push(rec);

@@ -43,8 +43,6 @@ pub(crate) struct WorkflowBasics {
 
 pub(crate) struct Inner {
     pub config: EngineConfig,
-    /// `config.instance_id`, shared by the claim requests and leases of this instance.
-    pub instance: Name,
     pub store: Arc<dyn StateStore>,
     pub bus: Arc<dyn EventBus>,
     pub templates: Arc<dyn TemplateStore>,
@@ -93,7 +91,6 @@ impl Inner {
         secrets: Option<Arc<dyn SecretResolver>>,
     ) -> Self {
         Inner {
-            instance: Name::from(config.instance_id.as_str()),
             store,
             bus,
             templates,
