@@ -212,7 +212,7 @@ pub struct WorkflowRecord {
     /// The idempotency key it was started with, if any.
     pub idempotency_key: Option<String>,
     /// The workflow and job that started this one as a child, if any.
-    pub parent: Option<ParentRef>,
+    pub parent: Option<Box<ParentRef>>,
     /// Main (non-compensation) jobs not yet terminal.
     pub remaining: u64,
     /// While failing: compensation jobs still to run, next first.
@@ -293,7 +293,7 @@ pub struct JobRecord {
     /// The failure, once `FAILED` (or the last retryable failure).
     pub error: Option<JobFailure>,
     /// For a compensation job: the job it compensates.
-    pub compensation_of: Option<String>,
+    pub compensation_of: Option<Name>,
     /// When the current attempt started.
     pub started_at: Option<DateTime<Utc>>,
     /// When it reached a terminal status.

@@ -3,7 +3,9 @@
 
 use crate::error::backend_error;
 use baseshift_core::state::{ConcurrencyKey, DepCounts, JobFailure, Lease, ParentRef};
-use baseshift_core::{ErrorKind, JobRecord, JobStatus, Result, Trigger, WorkflowId, WorkflowRecord, WorkflowStatus};
+use baseshift_core::{
+    ErrorKind, JobRecord, JobStatus, Name, Result, Trigger, WorkflowId, WorkflowRecord, WorkflowStatus,
+};
 use chrono::{DateTime, SubsecRound, Utc};
 use serde_json::Value;
 use sqlx::types::Json;
@@ -187,7 +189,7 @@ impl JobRow {
         rec.awaiting_external = self.awaiting_external;
         rec.output = self.output;
         rec.error = self.error.map(|e| e.0);
-        rec.compensation_of = self.compensation_of;
+        rec.compensation_of = self.compensation_of.map(Name::from);
         rec.started_at = self.started_at;
         rec.finished_at = self.finished_at;
         rec.concurrency = self.concurrency.map(|c| c.0);
@@ -243,7 +245,7 @@ impl WorkflowRow {
         rec.status = workflow_status(&self.status)?;
         rec.version = to_u64(self.version, "version")?;
         rec.idempotency_key = self.idempotency_key;
-        rec.parent = self.parent.map(|p| p.0);
+        rec.parent = self.parent.map(|p| Box::new(p.0));
         rec.remaining = to_u64(self.remaining, "remaining")?;
         rec.compensation_queue = self.compensation_queue;
         rec.error = self.error;

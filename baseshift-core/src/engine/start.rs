@@ -112,7 +112,7 @@ impl Inner {
             req.input,
         );
         header.idempotency_key = req.idempotency_key;
-        header.parent = req.parent;
+        header.parent = req.parent.map(Box::new);
         header.remaining = remaining;
         let mut events = vec![Event::workflow(
             &id,

@@ -116,7 +116,7 @@ pub struct CompiledJob {
     /// For a job with `compensate`: the compensation job (`<id>.compensate`).
     pub compensation: Option<Box<CompiledJob>>,
     /// For a compensation job: the job it compensates.
-    pub compensates: Option<String>,
+    pub compensates: Option<Name>,
     /// The parsed `concurrency_key` and its limit (defaults applied).
     pub concurrency: Option<CompiledConcurrency>,
 }

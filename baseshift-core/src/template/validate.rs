@@ -358,7 +358,7 @@ impl<'v, 't> Checker<'v, 't> {
             condition: None,
             config,
             compensation: None,
-            compensates: Some(job.id.clone()),
+            compensates: Some(Name::from(job.id.as_str())),
             concurrency: None,
         }))
     }

@@ -37,7 +37,7 @@ impl WorkflowValues {
             version: to_i64(rec.version, "workflow version")?,
             input: rec.input.clone(),
             idempotency_key: rec.idempotency_key.clone(),
-            parent: rec.parent.clone().map(Json),
+            parent: rec.parent.as_deref().cloned().map(Json),
             remaining: to_i64(rec.remaining, "remaining")?,
             compensation_queue: rec.compensation_queue.clone(),
             error: rec.error.clone(),
@@ -141,7 +141,7 @@ impl JobColumns {
         self.awaiting_external.push(rec.awaiting_external);
         self.output.push(rec.output.clone());
         self.error.push(rec.error.clone().map(Json));
-        self.compensation_of.push(rec.compensation_of.clone());
+        self.compensation_of.push(rec.compensation_of.as_ref().map(String::from));
         self.started_at.push(rec.started_at);
         self.finished_at.push(rec.finished_at);
         self.concurrency.push(rec.concurrency.clone().map(Json));
