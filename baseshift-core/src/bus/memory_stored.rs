@@ -1,16 +1,12 @@
 //! How the memory bus's logs keep an event: without its shared `Event` allocation, with
-//! the common names as indexes, the workflow and job ids as their text in place (see
-//! [`Text`]) and JSON results as text (see [`CompactValue`]).
+//! the common names as indexes, the job id as the shared [`JobName`] it was published
+//! with (a reference count, no copy) and JSON results as text (see [`CompactValue`]).
 //!
 //! A log holds up to its capacity of events per topic, so their size is most of what an
 //! idle bus costs; a delivery rebuilds an equal [`Event`]. A full log drops its oldest
-//! event on every publish. An event that points at nothing frees nothing and touches no
-//! other memory then: with the ids kept as shared `Arc`s, each drop decremented a count
-//! written long ago, a likely cache miss or two per event once the log had wrapped (a
-//! million-workflow drain evicts about five events per workflow). Keeping the ids in
-//! place also spares the relay an increment and a decrement per id and event on counts
-//! the workers update at the same time from the other core. A delivery allocates the ids
-//! anew instead.
+//! event on every publish: an event that owns no allocation of its own (its job id is
+//! shared) frees none then (the memory it would free was written long ago, out of cache,
+//! and the allocator would hand it out again to the next allocations, out of cache as well).
 
 use crate::event::{Event, EventPayload, Label};
 use crate::ids::{Name as JobName, WorkflowId};
@@ -53,11 +49,12 @@ const KNOWN: [&str; 29] = [
 /// The longest name kept in place.
 const SHORT: usize = 22;
 
-/// A name: one of [`KNOWN`], or its own text (in place up to [`SHORT`] bytes).
+/// A name: one of [`KNOWN`], its own text in place (up to [`SHORT`] bytes) or on the heap.
 #[derive(Debug)]
 enum Name {
     Known(u8),
-    Own(Text<SHORT>),
+    Short(u8, [u8; SHORT]),
+    Other(Box<str>),
 }
 
 impl Name {
@@ -94,53 +91,40 @@ impl Name {
             "INITIALIZED" => 26,
             "COMPLETED" => 27,
             "INFO" => 28,
-            _ => return Name::Own(Text::new(name)),
+            _ => return Name::own(name),
         };
         Name::Known(i)
+    }
+
+    /// `name` as its own text: in place when short enough.
+    fn own(name: &str) -> Name {
+        let bytes = name.as_bytes();
+        match u8::try_from(bytes.len()) {
+            Ok(len) if bytes.len() <= SHORT => {
+                let mut text = [0; SHORT];
+                text[..bytes.len()].copy_from_slice(bytes);
+                Name::Short(len, text)
+            }
+            _ => Name::Other(name.into()),
+        }
+    }
+
+    fn as_str(&self) -> &str {
+        match self {
+            Name::Known(i) => KNOWN.get(usize::from(*i)).copied().unwrap_or_default(),
+            // Copied from a `str` whole: always valid UTF-8.
+            Name::Short(len, text) => {
+                text.get(..usize::from(*len)).and_then(|t| std::str::from_utf8(t).ok()).unwrap_or_default()
+            }
+            Name::Other(s) => s,
+        }
     }
 
     /// The name as an event label: a known one as static text.
     fn label(&self) -> Label {
         match self {
             Name::Known(i) => Label::from_static(KNOWN.get(usize::from(*i)).copied().unwrap_or_default()),
-            Name::Own(text) => Label::from(text.as_str().to_owned()),
-        }
-    }
-}
-
-/// Workflow ids up to this long are kept in place (a hyphenated UUID is 36 bytes).
-const ID_IN_PLACE: usize = 38;
-
-/// Job ids up to this long are kept in place.
-const JOB_IN_PLACE: usize = SHORT;
-
-/// A text kept in place when at most `N` bytes long, else on the heap.
-#[derive(Debug)]
-enum Text<const N: usize> {
-    Short(u8, [u8; N]),
-    Other(Box<str>),
-}
-
-impl<const N: usize> Text<N> {
-    fn new(text: &str) -> Self {
-        let bytes = text.as_bytes();
-        match u8::try_from(bytes.len()) {
-            Ok(len) if bytes.len() <= N => {
-                let mut buf = [0; N];
-                buf[..bytes.len()].copy_from_slice(bytes);
-                Text::Short(len, buf)
-            }
-            _ => Text::Other(text.into()),
-        }
-    }
-
-    fn as_str(&self) -> &str {
-        match self {
-            // Copied from a `str` whole: always valid UTF-8.
-            Text::Short(len, buf) => {
-                buf.get(..usize::from(*len)).and_then(|t| std::str::from_utf8(t).ok()).unwrap_or_default()
-            }
-            Text::Other(s) => s,
+            Name::Short(..) | Name::Other(_) => Label::from(self.as_str().to_owned()),
         }
     }
 }
@@ -153,8 +137,8 @@ pub(super) struct StoredEvent {
     event_type: Name,
     status: Name,
     timestamp: DateTime<Utc>,
-    workflow_id: Text<ID_IN_PLACE>,
-    job_id: Option<Text<JOB_IN_PLACE>>,
+    workflow_id: WorkflowId,
+    job_id: Option<JobName>,
     result: Option<CompactValue>,
     resource_usage: Option<CompactValue>,
     attempt: Option<u32>,
@@ -170,8 +154,8 @@ impl StoredEvent {
             event_type: Name::new(&event.event_type),
             status: Name::new(&p.status),
             timestamp: event.timestamp,
-            workflow_id: Text::new(p.workflow_id.as_str()),
-            job_id: p.job_id.as_deref().map(Text::new),
+            workflow_id: p.workflow_id.clone(),
+            job_id: p.job_id.clone(),
             result: p.result.as_ref().map(CompactValue::from_ref),
             resource_usage: p.resource_usage.as_ref().map(CompactValue::from_ref),
             attempt: p.attempt,
@@ -185,8 +169,8 @@ impl StoredEvent {
             event_type: self.event_type.label(),
             timestamp: self.timestamp,
             payload: EventPayload {
-                workflow_id: WorkflowId::from(self.workflow_id.as_str()),
-                job_id: self.job_id.as_ref().map(|j| JobName::from(j.as_str())),
+                workflow_id: self.workflow_id.clone(),
+                job_id: self.job_id.clone(),
                 status: self.status.label(),
                 result: self.result.as_ref().map(CompactValue::to_value),
                 attempt: self.attempt,
@@ -207,22 +191,18 @@ mod tests {
     fn known_names_match_their_index() {
         for (i, name) in KNOWN.iter().enumerate() {
             assert!(matches!(Name::new(name), Name::Known(k) if usize::from(k) == i), "{name}");
-            assert_eq!(&*Name::new(name).label(), *name);
+            assert_eq!(Name::new(name).as_str(), *name);
         }
-        assert!(matches!(Name::new("job_runnin"), Name::Own(Text::Short(10, _))));
+        assert!(matches!(Name::new("job_runnin"), Name::Short(10, _)));
     }
 
     #[test]
-    fn texts_are_kept_in_place_up_to_their_length() {
+    fn own_names_are_kept_in_place_up_to_the_short_length() {
         for name in ["", "a", "fetch-ü", &"x".repeat(SHORT), &"y".repeat(SHORT + 1), &"é".repeat(SHORT)] {
-            let kept = Text::<SHORT>::new(name);
+            let kept = Name::own(name);
             assert_eq!(kept.as_str(), name);
-            assert_eq!(matches!(kept, Text::Short(..)), name.len() <= SHORT, "{name}");
+            assert_eq!(matches!(kept, Name::Short(..)), name.len() <= SHORT, "{name}");
         }
-        let uuid = WorkflowId::generate();
-        assert!(matches!(Text::<ID_IN_PLACE>::new(uuid.as_str()), Text::Short(36, _)));
-        let long = "w".repeat(ID_IN_PLACE + 1);
-        assert_eq!(Text::<ID_IN_PLACE>::new(&long).as_str(), long);
     }
 
     #[test]
