@@ -25,9 +25,9 @@ use cli::{Backend, Options};
 use report::note;
 use std::process::ExitCode;
 
-/// The bench program's allocator: mimalloc, as a service tuned for throughput would use
-/// (glibc's malloc and free were 40% of the in-memory scenarios' instructions). The
-/// baselines run under the same allocator.
+/// The bench program's allocator: mimalloc (its v2 line, see `Cargo.toml`), as a service
+/// tuned for throughput would use (glibc's malloc and free were 40% of the in-memory
+/// scenarios' instructions). The baselines run under the same allocator.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -50,7 +50,7 @@ async fn main() -> ExitCode {
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         report::load_average()
     ));
-    note("allocator: mimalloc (this program's global allocator; the baselines run under it too)");
+    note("allocator: mimalloc v2 (this program's global allocator; the baselines run under it too)");
     let tag = format!(
         "bench{}x{}",
         std::process::id(),
