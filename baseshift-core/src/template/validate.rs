@@ -358,7 +358,7 @@ impl<'v, 't> Checker<'v, 't> {
             condition: None,
             config,
             compensation: None,
-            compensates: Some(Name::from(job.id.as_str())),
+            compensates: Some(self.names[i].clone()),
             concurrency: None,
         }))
     }

@@ -26,9 +26,10 @@ pub(super) struct WorkflowEntry {
 pub(super) const SCAN_LIMIT: usize = 16;
 
 impl WorkflowEntry {
+    /// `positions` is empty for a workflow the caller left to scans (see [`SCAN_LIMIT`]).
     pub(super) fn new(mut header: WorkflowRecord, jobs: Vec<JobRecord>, positions: FastMap<Name, usize>) -> Box<Self> {
         let input = CompactValue::new(std::mem::take(&mut header.input));
-        let positions = (jobs.len() > SCAN_LIMIT).then(|| Box::new(positions));
+        let positions = (!positions.is_empty()).then(|| Box::new(positions));
         Box::new(WorkflowEntry { header, input, jobs, positions })
     }
 
