@@ -25,7 +25,8 @@ use cli::{Backend, Options};
 use report::note;
 use std::process::ExitCode;
 
-/// The bench program's allocator: mimalloc (its v2 line, see `Cargo.toml`), as a service
+/// The bench program's allocator: mimalloc (its v2 line, without transparent huge pages:
+/// see `Cargo.toml`), as a service
 /// tuned for throughput would use (glibc's malloc and free were 40% of the in-memory
 /// scenarios' instructions). The baselines run under the same allocator.
 #[global_allocator]
@@ -50,7 +51,11 @@ async fn main() -> ExitCode {
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         report::load_average()
     ));
-    note("allocator: mimalloc v2 (this program's global allocator; the baselines run under it too)");
+    note(format!(
+        "allocator: mimalloc v2, transparent huge pages {} (this program's global allocator; the baselines \
+         run under it too)",
+        std::env::var("MIMALLOC_ALLOW_THP").map_or("off".to_owned(), |v| format!("as MIMALLOC_ALLOW_THP={v} says"))
+    ));
     let tag = format!(
         "bench{}x{}",
         std::process::id(),
