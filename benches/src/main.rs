@@ -26,9 +26,9 @@ use report::note;
 use std::process::ExitCode;
 
 /// The bench program's allocator: mimalloc (its v2 line, without transparent huge pages:
-/// see `Cargo.toml`), as a service
-/// tuned for throughput would use (glibc's malloc and free were 40% of the in-memory
-/// scenarios' instructions). The baselines run under the same allocator.
+/// see `Cargo.toml`), as a service tuned for throughput would use (glibc's malloc and free
+/// were 40% of the in-memory scenarios' instructions). The baselines run under the same
+/// allocator.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
