@@ -11,6 +11,7 @@
 
 mod baselines;
 mod cli;
+mod curve;
 mod durable;
 mod flow;
 mod memory;

@@ -1,8 +1,9 @@
 //! The scaling curve: `memory drain` at 1k..1M and store-backed `process` at 1k..100k
 //! single-job workflows, with time per job and peak RSS per pending job; `--repeat K`
-//! runs either curve K times, interleaved (the store-backed one reports medians).
+//! runs either curve K times, interleaved (both report medians).
 
 use crate::cli::Options;
+use crate::curve::{self, Point, Run};
 use crate::durable::{self, Durable};
 use crate::memory;
 use crate::report::{before, cpu_secs, median, minor_faults, note, reset_peak_rss, result, status_kib};
@@ -53,23 +54,31 @@ where
 
 /// `memory drain` at 1k..1M and `memory pending` at 100k and 1M (the whole curve
 /// `--repeat` times, interleaved, so a slow spell of the machine does not fall on one
-/// size only). A full run measures
-/// each point in a fresh process (this program with `--scenario drain|pending --n N`):
-/// memory freed by an earlier point stays in the allocator and would hide the next
-/// point's growth from RSS. The drain keeps every finished workflow (and the bus its
-/// recent events), so its peak is history as much as backlog; `pending` is the backlog
-/// alone.
+/// size only). A full run measures each point in a fresh process (this program with
+/// `--scenario drain|pending --n N`): memory freed by an earlier point stays in the
+/// allocator and would hide the next point's growth from RSS. Points below 100k run
+/// [`curve::runs_per_round`] times per round, spread over it; the `RESULT` lines give each point's median
+/// run, and a note the growth from 10k to 1M. The drain keeps every finished workflow
+/// (and the bus its recent events), so its peak is history as much as backlog; `pending`
+/// is the backlog alone.
 pub async fn run_memory(opts: &Options) -> Result<()> {
     if opts.n.is_none() && !opts.smoke {
-        // `--repeat K`: each point K times, each in its own process.
+        let mut points: Vec<Point> = [1_000, 10_000, 100_000, 1_000_000]
+            .map(|n| Point { scenario: "drain", n, runs: Vec::new() })
+            .into_iter()
+            .chain([100_000, 1_000_000].map(|n| Point { scenario: "pending", n, runs: Vec::new() }))
+            .collect();
+        // Each round in passes: every point in the first, the short ones again in the
+        // next passes, so their runs are spread over the round.
+        let passes = points.iter().map(|p| curve::runs_per_round(p.n)).max().unwrap_or(1);
         for _ in 0..opts.repeat.unwrap_or(1) {
-            for n in [1_000, 10_000, 100_000, 1_000_000] {
-                in_fresh_process("drain", n).await?;
-            }
-            for n in [100_000, 1_000_000] {
-                in_fresh_process("pending", n).await?;
+            for pass in 0..passes {
+                for point in points.iter_mut().filter(|p| pass < curve::runs_per_round(p.n)) {
+                    point.runs.push(in_fresh_process(point.scenario, point.n).await?);
+                }
             }
         }
+        curve::summarize(&points);
         return Ok(());
     }
     for n in sizes(opts, &[], &[100, 300]) {
@@ -83,19 +92,27 @@ pub async fn run_memory(opts: &Options) -> Result<()> {
     Ok(())
 }
 
-/// Runs `--backend memory --scenario <scenario> --n <n>` as a child process, its output
-/// passed through.
-async fn in_fresh_process(scenario: &'static str, n: usize) -> Result<()> {
+/// Runs `--backend memory --scenario <scenario> --n <n>` as a child process and prints
+/// its output but for its `RESULT` line (the curve's summary prints the median run's);
+/// returns the run it reports.
+async fn in_fresh_process(scenario: &'static str, n: usize) -> Result<Run> {
     let exe = std::env::current_exe().map_err(|e| Error::internal(format!("scaling: own executable: {e}")))?;
-    let status = tokio::task::spawn_blocking(move || {
+    let out = tokio::task::spawn_blocking(move || {
         std::process::Command::new(exe)
             .args(["--backend", "memory", "--scenario", scenario, "--n", &n.to_string()])
-            .status()
+            .stderr(std::process::Stdio::inherit())
+            .output()
     })
     .await
     .map_err(|e| Error::internal(format!("scaling n={n}: {e}")))?
     .map_err(|e| Error::internal(format!("scaling n={n}: cannot run the child: {e}")))?;
-    if status.success() { Ok(()) } else { Err(Error::internal(format!("scaling n={n}: the child {status}"))) }
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines().filter(|l| !l.starts_with("RESULT ")).for_each(|l| println!("{l}"));
+    if !out.status.success() {
+        return Err(Error::internal(format!("scaling {scenario} n={n}: the child {}", out.status)));
+    }
+    curve::parse_run(&text, scenario, n)
+        .ok_or_else(|| Error::internal(format!("scaling {scenario} n={n}: the child printed no RESULT line")))
 }
 
 /// `process` on `backend` at each size, the whole curve `--repeat` times (each round in
