@@ -5,9 +5,10 @@ use crate::error::{Error, Result};
 use crate::event::{Event, Topic};
 use crate::hash::FastMap;
 use async_trait::async_trait;
+use parking_lot::{Mutex, MutexGuard};
 use std::collections::{BTreeSet, VecDeque};
 use std::pin::pin;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use stored::StoredEvent;
 use tokio::sync::Notify;
 
@@ -154,9 +155,8 @@ impl MemoryEventBus {
 
 impl Inner {
     fn lock(&self) -> MutexGuard<'_, State> {
-        // The state stays consistent across a panic elsewhere: every update is a few field
-        // writes that cannot panic halfway.
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        // (No poisoning: every update is a few field writes that cannot panic halfway.)
+        self.state.lock()
     }
 
     /// Hands the next event of `topics` to a member of `group`, in global publish order.

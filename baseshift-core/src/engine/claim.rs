@@ -135,7 +135,7 @@ fn taken(inner: &Inner, jobs: Vec<JobRecord>) -> Vec<JobRecord> {
     for (ty, n) in per_type {
         inner.flow.claimed(ty, n, now);
     }
-    let mut running = inner.lock(&inner.type_running);
+    let mut running = inner.type_running.lock();
     for rec in &jobs {
         *running.entry(rec.job_type.clone()).or_default() += 1;
     }
@@ -149,7 +149,7 @@ fn type_room(inner: &Inner) -> HashMap<String, usize> {
     if !inner.limits_types() {
         return HashMap::new();
     }
-    let running = inner.lock(&inner.type_running);
+    let running = inner.type_running.lock();
     let now = tokio::time::Instant::now();
     let mut room = HashMap::new();
     for ty in inner.registry.job_types() {

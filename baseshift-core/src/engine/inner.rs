@@ -12,10 +12,11 @@ use crate::template::{CompiledTemplate, Validator, WorkflowTemplate};
 use crate::templates::TemplateStore;
 use async_trait::async_trait;
 use chrono::Utc;
+use parking_lot::Mutex;
 use serde_json::{Value, json};
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
@@ -77,10 +78,6 @@ pub(crate) struct Inner {
     pub repairs: Mutex<HashSet<WorkflowId>>,
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 impl Inner {
     pub fn new(
         config: EngineConfig,
@@ -116,15 +113,11 @@ impl Inner {
         }
     }
 
-    pub fn lock<'a, T>(&self, m: &'a Mutex<T>) -> std::sync::MutexGuard<'a, T> {
-        lock(m)
-    }
-
     /// Validates against the registry and the env allowlist, and compiles.
     /// A cached compilation is reused when it was made from this very template (the same
     /// `Arc`, as the memory template store returns) or an equal one.
     pub fn compile(&self, template: &Arc<WorkflowTemplate>) -> Result<Arc<CompiledTemplate>> {
-        if let Some(c) = lock(&self.compiled).for_template(template)
+        if let Some(c) = self.compiled.lock().for_template(template)
             && (Arc::ptr_eq(c.template(), template) || c.template() == template)
         {
             return Ok(c.clone());
@@ -135,13 +128,13 @@ impl Inner {
                 .env_allowlist(&self.config.env_allowlist)
                 .compile_shared(template.clone())?,
         );
-        lock(&self.compiled).insert(compiled.clone());
+        self.compiled.lock().insert(compiled.clone());
         Ok(compiled)
     }
 
     /// The compiled template a stored workflow runs (from cache or its snapshot).
     pub async fn compiled_for(&self, header: &WorkflowRecord) -> Result<Arc<CompiledTemplate>> {
-        if let Some(c) = lock(&self.compiled).for_stored(&header.template_id, &header.template_version) {
+        if let Some(c) = self.compiled.lock().for_stored(&header.template_id, &header.template_version) {
             return Ok(c.clone());
         }
         let template = self.store.template(&header.template_id, &header.template_version).await?;
@@ -150,7 +143,7 @@ impl Inner {
 
     /// Template and input of a workflow (cached; both are immutable).
     pub async fn basics(&self, id: &WorkflowId) -> Result<Arc<WorkflowBasics>> {
-        if let Some(b) = lock(&self.basics).get(id) {
+        if let Some(b) = self.basics.lock().get(id) {
             return Ok(b.clone());
         }
         let header = self.store.workflow(id).await?;
@@ -166,7 +159,7 @@ impl Inner {
 
     /// Caches a workflow's basics (the cache is emptied when it grows past 100 000).
     pub fn remember_basics(&self, id: &WorkflowId, basics: Arc<WorkflowBasics>) {
-        let mut map = lock(&self.basics);
+        let mut map = self.basics.lock();
         if map.len() > 100_000 {
             map.clear();
         }
@@ -223,7 +216,7 @@ impl Inner {
             match self.apply(step).await {
                 Ok(_) => {
                     self.cancels.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                    let running = self.lock(&self.running);
+                    let running = self.running.lock();
                     for (key, job) in running.iter() {
                         if &key.workflow_id == id {
                             job.cancel.cancel();
@@ -374,7 +367,7 @@ impl Inner {
         {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        let tasks: Vec<JoinHandle<()>> = self.lock(&self.tasks).drain(..).collect();
+        let tasks: Vec<JoinHandle<()>> = self.tasks.lock().drain(..).collect();
         for mut t in tasks {
             // The relay ends after a last drain; a loop still waiting on a stuck job is stopped.
             if tokio::time::timeout(Duration::from_secs(2), &mut t).await.is_err() {

@@ -212,7 +212,7 @@ impl Engine {
                 return Err(e);
             }
         };
-        let mut tasks = self.inner.tasks.lock().unwrap_or_else(|e| e.into_inner());
+        let mut tasks = self.inner.tasks.lock();
         tasks.push(tokio::spawn(claim::claim_loop(self.inner.clone())));
         tasks.push(tokio::spawn(relay::relay_loop(self.inner.clone())));
         tasks.push(tokio::spawn(worker::lease_loop(self.inner.clone())));

@@ -17,7 +17,7 @@ const MAX_PENDING: usize = 100_000;
 impl Inner {
     /// Notes that `id`'s follow-up steps may be half done.
     pub fn needs_repair(&self, id: &WorkflowId) {
-        let mut pending = self.lock(&self.repairs);
+        let mut pending = self.repairs.lock();
         if pending.len() < MAX_PENDING {
             pending.insert(id.clone());
         }
@@ -51,12 +51,12 @@ pub(crate) async fn repair_loop(inner: Arc<Inner>) {
             _ = tokio::time::sleep(pause) => {}
             _ = inner.stop.cancelled() => return,
         }
-        let pending: Vec<WorkflowId> = inner.lock(&inner.repairs).iter().cloned().collect();
+        let pending: Vec<WorkflowId> = inner.repairs.lock().iter().cloned().collect();
         let mut failed = false;
         for id in pending {
             match inner.repair(&id).await {
                 Ok(()) => {
-                    inner.lock(&inner.repairs).remove(&id);
+                    inner.repairs.lock().remove(&id);
                 }
                 Err(e) => {
                     tracing::warn!(workflow = %id, error = %e, "finishing a workflow's follow-up steps failed; will retry");

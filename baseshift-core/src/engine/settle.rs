@@ -181,7 +181,7 @@ impl Inner {
     /// basics and wakes its waiters, without reading the header back.
     fn after_finalize(&self, id: &WorkflowId, ended: bool) {
         if ended {
-            self.lock(&self.basics).remove(id);
+            self.basics.lock().remove(id);
             self.waiters.finished(id);
         }
     }

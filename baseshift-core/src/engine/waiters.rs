@@ -7,7 +7,8 @@
 
 use crate::hash::FastMap;
 use crate::ids::WorkflowId;
-use std::sync::{Arc, Mutex, MutexGuard};
+use parking_lot::Mutex;
+use std::sync::Arc;
 use tokio::sync::Notify;
 
 /// One waiter's inbox: the ids this instance finished since the waiter last looked.
@@ -23,7 +24,7 @@ impl Inbox {
         loop {
             // Registered before the check: a push between the check and the wait still wakes.
             let notified = self.wake.notified();
-            let got = std::mem::take(&mut *lock(&self.ids));
+            let got = std::mem::take(&mut *self.ids.lock());
             if !got.is_empty() {
                 return got;
             }
@@ -38,15 +39,11 @@ pub(crate) struct Waiters {
     by_id: Mutex<FastMap<WorkflowId, Vec<Arc<Inbox>>>>,
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 impl Waiters {
     /// Registers a new inbox for `ids`; the guard unregisters what it still waits for.
     pub fn register<'b>(&self, ids: impl IntoIterator<Item = &'b WorkflowId>) -> Registration<'_> {
         let inbox = Arc::new(Inbox::default());
-        let mut map = lock(&self.by_id);
+        let mut map = self.by_id.lock();
         let mut ids_held = Vec::new();
         for id in ids {
             let list = map.entry(id.clone()).or_default();
@@ -61,16 +58,16 @@ impl Waiters {
 
     /// Hands `id` to every waiter registered for it (and forgets them for it).
     pub fn finished(&self, id: &WorkflowId) {
-        let Some(inboxes) = lock(&self.by_id).remove(id) else { return };
+        let Some(inboxes) = self.by_id.lock().remove(id) else { return };
         for inbox in inboxes {
-            lock(&inbox.ids).push(id.clone());
+            inbox.ids.lock().push(id.clone());
             inbox.wake.notify_one();
         }
     }
 
     #[cfg(test)]
     fn len(&self) -> usize {
-        lock(&self.by_id).len()
+        self.by_id.lock().len()
     }
 }
 
@@ -90,7 +87,7 @@ impl Registration<'_> {
 
 impl Drop for Registration<'_> {
     fn drop(&mut self) {
-        let mut map = lock(&self.waiters.by_id);
+        let mut map = self.waiters.by_id.lock();
         for id in &self.ids {
             if let Some(list) = map.get_mut(id) {
                 list.retain(|i| !Arc::ptr_eq(i, &self.inbox));

@@ -81,7 +81,7 @@ async fn run_one(inner: &Arc<Inner>, rec: Box<JobRecord>, next: NextJob<'_>) -> 
         }
     };
     if registered {
-        inner.lock(&inner.running).remove(&key);
+        inner.running.lock().remove(&key);
     }
     let Some(job_type) = job_type else {
         return readied;
@@ -104,7 +104,7 @@ async fn run_one(inner: &Arc<Inner>, rec: Box<JobRecord>, next: NextJob<'_>) -> 
             tracing::warn!(error = %e, "publishing a circuit breaker event failed");
         }
     }
-    if let Some(n) = inner.lock(&inner.type_running).get_mut(job_type.as_str()) {
+    if let Some(n) = inner.type_running.lock().get_mut(job_type.as_str()) {
         *n = n.saturating_sub(1);
     }
     readied
@@ -182,7 +182,7 @@ async fn run_job(
         Poll::Ready(r) => Some(r),
         Poll::Pending => {
             let lease_token = rec.lease.as_ref().map(|l| l.token.clone());
-            inner.lock(&inner.running).insert(key.clone(), RunningJob { cancel: token.clone(), lease_token });
+            inner.running.lock().insert(key.clone(), RunningJob { cancel: token.clone(), lease_token });
             *registered = true;
             if inner.cancels.load(Ordering::SeqCst) != cancels {
                 // A cancellation may have looked for this job before it was entered. If
@@ -329,7 +329,7 @@ pub(crate) async fn lease_loop(inner: Arc<Inner>) {
             }
         }
         let held: Vec<(JobKey, RunningJob)> =
-            inner.lock(&inner.running).iter().map(|(k, j)| (k.clone(), j.clone())).collect();
+            inner.running.lock().iter().map(|(k, j)| (k.clone(), j.clone())).collect();
         for (key, job) in held {
             let Some(token) = job.lease_token.as_deref() else { continue };
             match inner.store.renew_lease(&key, token, inner.config.lease_ttl).await {

@@ -20,7 +20,7 @@ use crate::template::WorkflowTemplate;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use inner::{Inner, Wake};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use parking_lot::{Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::sync::Notify;
 
@@ -58,10 +58,10 @@ impl MemoryStateStore {
         Self::default()
     }
 
-    /// The lock is never held across an `.await`; a panic while holding it cannot leave a
-    /// step half-applied (steps validate before writing), so a poisoned lock is still usable.
+    /// The lock is never held across an `.await`. It does not poison: a panic while holding
+    /// it cannot leave a step half-applied (steps validate before writing).
     fn lock(&self) -> MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+        self.inner.lock()
     }
 
     /// Removes workflows that finished (`COMPLETED`, `FAILED`, `CANCELLED`) more than
