@@ -12,6 +12,12 @@ pub fn runs_per_round(n: usize) -> usize {
     (100_000 / n.max(1)).clamp(1, 10)
 }
 
+/// Whether `line` is one of the header lines every run of the program prints (machine,
+/// allocator): a child's repeat the parent's.
+pub fn is_header(line: &str) -> bool {
+    line.starts_with("# machine:") || line.starts_with("# allocator:")
+}
+
 /// One run of a point as its child reported it.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Run {
@@ -68,11 +74,11 @@ pub fn summarize(points: &[Point]) {
         let all: Vec<String> = p.runs.iter().map(|r| format!("{:.2}", r.secs * 1e6 / p.n as f64)).collect();
         let cpu = p.cpu_us().map_or(String::new(), |c| format!(", cpu median {c:.2} us/job"));
         note(format!(
-            "scaling memory {} n={}: median {:.2} us/job of {} runs{cpu} (us/job: {})",
+            "scaling memory {} n={}: median {:.2} us/job of {}{cpu} (us/job: {})",
             p.scenario,
             p.n,
             p.wall_us(),
-            p.runs.len(),
+            runs(p.runs.len()),
             all.join(", ")
         ));
     }
@@ -86,16 +92,21 @@ pub fn summarize(points: &[Point]) {
             .zip(top.cpu_us())
             .map_or(String::new(), |(b, t)| format!("; CPU per job {:.2}x ({b:.2} -> {t:.2} us)", t / b));
         note(format!(
-            "scaling memory drain: time per job at n={} is {:.2}x that at n=10000 (medians of {} and {} runs: \
+            "scaling memory drain: time per job at n={} is {:.2}x that at n=10000 (medians of {} and {}: \
              {:.2} -> {:.2} us){cpu}",
             top.n,
             top.wall_us() / base.wall_us(),
-            top.runs.len(),
-            base.runs.len(),
+            runs(top.runs.len()),
+            runs(base.runs.len()),
             base.wall_us(),
             top.wall_us()
         ));
     }
+}
+
+/// `1 run`, `3 runs`.
+fn runs(n: usize) -> String {
+    format!("{n} run{}", if n == 1 { "" } else { "s" })
 }
 
 #[cfg(test)]
@@ -116,6 +127,15 @@ mod tests {
         assert_eq!(parse_run(CHILD, "pending", 10_000), None);
         let no_cpu = "RESULT baseshift memory drain n=10000 secs=0.1 rate=100000.0\n";
         assert_eq!(parse_run(no_cpu, "drain", 10_000), Some(Run { secs: 0.1, cpu_us: None }));
+    }
+
+    #[test]
+    fn header_lines_are_told_from_figures() {
+        assert!(is_header("# machine: 2 cores; load average 0.81"));
+        assert!(is_header("# allocator: mimalloc v2, transparent huge pages off"));
+        assert!(!is_header("# scaling memory drain n=10000: 9.50 us/job"));
+        assert_eq!(runs(1), "1 run");
+        assert_eq!(runs(30), "30 runs");
     }
 
     #[test]

@@ -93,8 +93,8 @@ pub async fn run_memory(opts: &Options) -> Result<()> {
 }
 
 /// Runs `--backend memory --scenario <scenario> --n <n>` as a child process and prints
-/// its output but for its `RESULT` line (the curve's summary prints the median run's);
-/// returns the run it reports.
+/// its output but for its `RESULT` line (the curve's summary prints the median run's)
+/// and the header lines this process printed already; returns the run it reports.
 async fn in_fresh_process(scenario: &'static str, n: usize) -> Result<Run> {
     let exe = std::env::current_exe().map_err(|e| Error::internal(format!("scaling: own executable: {e}")))?;
     let out = tokio::task::spawn_blocking(move || {
@@ -107,7 +107,8 @@ async fn in_fresh_process(scenario: &'static str, n: usize) -> Result<Run> {
     .map_err(|e| Error::internal(format!("scaling n={n}: {e}")))?
     .map_err(|e| Error::internal(format!("scaling n={n}: cannot run the child: {e}")))?;
     let text = String::from_utf8_lossy(&out.stdout);
-    text.lines().filter(|l| !l.starts_with("RESULT ")).for_each(|l| println!("{l}"));
+    let repeated = |l: &&str| l.starts_with("RESULT ") || curve::is_header(l);
+    text.lines().filter(|l| !repeated(l)).for_each(|l| println!("{l}"));
     if !out.status.success() {
         return Err(Error::internal(format!("scaling {scenario} n={n}: the child {}", out.status)));
     }
