@@ -1,7 +1,7 @@
-//! The in-memory scaling curve's summary: each point runs in a child process (see
-//! `scaling::run_memory`), whose `scaling memory <scenario> n=<N>` note this module reads
-//! back, so the parent can print one median `RESULT` line per point and the growth of
-//! time and CPU per job from 10k to the largest size.
+//! The scaling curves' points and their medians. The in-memory curve runs each point in a
+//! child process (see `scaling::run_memory`), whose `RESULT` line and `scaling` note this
+//! module reads back, so the parent can print one median `RESULT` line per point and the
+//! growth of time and CPU per job from 10k to the largest size.
 
 use crate::report::{median, note, result};
 
@@ -40,10 +40,12 @@ pub fn parse_run(output: &str, scenario: &str, n: usize) -> Option<Run> {
     Some(Run { secs, cpu_us })
 }
 
-/// The runs of one point of the curve.
+/// The runs of one point of a scaling curve.
 #[derive(Debug)]
 pub struct Point {
-    /// The scenario (`drain`, `pending`).
+    /// The backend (`memory`, `redis`, `postgres`).
+    pub backend: String,
+    /// The scenario (`drain`, `pending`, `process`).
     pub scenario: &'static str,
     /// Jobs per run.
     pub n: usize,
@@ -52,10 +54,20 @@ pub struct Point {
 }
 
 impl Point {
-    /// Median wall time per job in microseconds.
-    fn wall_us(&self) -> f64 {
+    /// A point with no runs yet.
+    pub fn new(backend: &str, scenario: &'static str, n: usize) -> Self {
+        Point { backend: backend.to_owned(), scenario, n, runs: Vec::new() }
+    }
+
+    /// Median wall-clock seconds of a run.
+    fn median_secs(&self) -> f64 {
         let mut secs: Vec<f64> = self.runs.iter().map(|r| r.secs).collect();
-        median(&mut secs) * 1e6 / self.n as f64
+        median(&mut secs)
+    }
+
+    /// Median wall time per job in microseconds.
+    pub fn wall_us(&self) -> f64 {
+        self.median_secs() * 1e6 / self.n as f64
     }
 
     /// Median CPU per job in microseconds, over the runs that reported it.
@@ -63,43 +75,45 @@ impl Point {
         let mut cpu: Vec<f64> = self.runs.iter().filter_map(|r| r.cpu_us).collect();
         (!cpu.is_empty()).then(|| median(&mut cpu))
     }
-}
 
-/// Prints each point's median `RESULT` line and a note with all its runs, then, for the
-/// drain, the growth from 10k to the largest size of the median time and CPU per job.
-pub fn summarize(points: &[Point]) {
-    for p in points.iter().filter(|p| !p.runs.is_empty()) {
-        let mut secs: Vec<f64> = p.runs.iter().map(|r| r.secs).collect();
-        result("baseshift", "memory", p.scenario, p.n, median(&mut secs));
-        let all: Vec<String> = p.runs.iter().map(|r| format!("{:.2}", r.secs * 1e6 / p.n as f64)).collect();
-        let cpu = p.cpu_us().map_or(String::new(), |c| format!(", cpu median {c:.2} us/job"));
+    /// Prints the median run's `RESULT` line and a note with every run and the median CPU
+    /// per job.
+    pub fn report(&self) {
+        result("baseshift", &self.backend, self.scenario, self.n, self.median_secs());
+        let all: Vec<String> = self.runs.iter().map(|r| format!("{:.2}", r.secs * 1e6 / self.n as f64)).collect();
+        let cpu = self.cpu_us().map_or(String::new(), |c| format!(", cpu median {c:.2} us/job"));
         note(format!(
-            "scaling memory {} n={}: median {:.2} us/job of {}{cpu} (us/job: {})",
-            p.scenario,
-            p.n,
-            p.wall_us(),
-            runs(p.runs.len()),
+            "scaling {} {} n={}: median {:.2} us/job of {}{cpu} (us/job: {})",
+            self.backend,
+            self.scenario,
+            self.n,
+            self.wall_us(),
+            runs(self.runs.len()),
             all.join(", ")
         ));
     }
-    let drain = |n: usize| points.iter().find(|p| p.scenario == "drain" && p.n == n && !p.runs.is_empty());
-    let largest = points.iter().filter(|p| p.scenario == "drain" && !p.runs.is_empty()).max_by_key(|p| p.n);
-    if let (Some(base), Some(top)) = (drain(10_000), largest)
+}
+
+/// Reports each point of the memory curve, then the growth from 10k to the largest size
+/// of the drain's median time and CPU per job.
+pub fn summarize(points: &[Point]) {
+    points.iter().filter(|p| !p.runs.is_empty()).for_each(Point::report);
+    let drains = || points.iter().filter(|p| p.scenario == "drain" && !p.runs.is_empty());
+    if let (Some(base), Some(top)) = (drains().find(|p| p.n == 10_000), drains().max_by_key(|p| p.n))
         && top.n > base.n
     {
+        let (b, t) = (base.wall_us(), top.wall_us());
         let cpu = base
             .cpu_us()
             .zip(top.cpu_us())
             .map_or(String::new(), |(b, t)| format!("; CPU per job {:.2}x ({b:.2} -> {t:.2} us)", t / b));
         note(format!(
             "scaling memory drain: time per job at n={} is {:.2}x that at n=10000 (medians of {} and {}: \
-             {:.2} -> {:.2} us){cpu}",
+             {b:.2} -> {t:.2} us){cpu}",
             top.n,
-            top.wall_us() / base.wall_us(),
+            t / b,
             runs(top.runs.len()),
             runs(base.runs.len()),
-            base.wall_us(),
-            top.wall_us()
         ));
     }
 }
@@ -151,7 +165,7 @@ mod tests {
     #[test]
     fn medians_ignore_one_slow_run() {
         let run = |secs| Run { secs, cpu_us: Some(secs * 1e2) };
-        let p = Point { scenario: "drain", n: 10_000, runs: vec![run(0.09), run(0.2), run(0.1)] };
+        let p = Point { runs: vec![run(0.09), run(0.2), run(0.1)], ..Point::new("memory", "drain", 10_000) };
         assert!((p.wall_us() - 10.0).abs() < 1e-9);
         assert!((p.cpu_us().unwrap() - 10.0).abs() < 1e-9);
     }

@@ -6,7 +6,7 @@ use crate::cli::Options;
 use crate::curve::{self, Point, Run};
 use crate::durable::{self, Durable};
 use crate::memory;
-use crate::report::{before, cpu_secs, median, minor_faults, note, reset_peak_rss, result, status_kib};
+use crate::report::{before, cpu_secs, minor_faults, note, reset_peak_rss, result, status_kib};
 use baseshift_core::{Error, Result};
 use std::future::Future;
 
@@ -21,8 +21,9 @@ fn sizes(opts: &Options, full: &[usize], smoke: &[usize]) -> Vec<usize> {
 
 /// Runs `body` for `n` items, printing its `RESULT` line (unless `quiet`: a run of a
 /// repeated curve, whose medians get the `RESULT` lines) and a note with time per job and
-/// peak RSS per pending job (`(VmHWM - VmRSS before) / n`). Returns the seconds.
-async fn measure<F, Fut>(backend: &str, scenario: &str, n: usize, quiet: bool, body: F) -> Result<f64>
+/// peak RSS per pending job (`(VmHWM - VmRSS before) / n`). Returns the run: its seconds
+/// and CPU per job.
+async fn measure<F, Fut>(backend: &str, scenario: &str, n: usize, quiet: bool, body: F) -> Result<Run>
 where
     F: FnOnce() -> Fut,
     Fut: Future<Output = Result<f64>>,
@@ -36,9 +37,8 @@ where
     let faults = minor_faults()
         .zip(faults_before)
         .map_or(String::new(), |(a, b)| format!("; {:.3} page faults per job", a.saturating_sub(b) as f64 / n as f64));
-    let cpu = cpu_secs()
-        .zip(cpu_before)
-        .map_or(String::new(), |(a, b)| format!("; cpu {:.2} us/job", (a - b) * 1e6 / n as f64));
+    let cpu_us = cpu_secs().zip(cpu_before).map(|(a, b)| (a - b) * 1e6 / n as f64);
+    let cpu = cpu_us.map_or(String::new(), |c| format!("; cpu {c:.2} us/job"));
     if !quiet {
         result("baseshift", backend, scenario, n, secs);
     }
@@ -49,7 +49,7 @@ where
         secs * 1e6 / n as f64,
         if reset { "" } else { "; peak not reset: may be an earlier scenario's" }
     ));
-    Ok(secs)
+    Ok(Run { secs, cpu_us })
 }
 
 /// `memory drain` at 1k..1M and `memory pending` at 100k and 1M (the whole curve
@@ -57,16 +57,16 @@ where
 /// size only). A full run measures each point in a fresh process (this program with
 /// `--scenario drain|pending --n N`): memory freed by an earlier point stays in the
 /// allocator and would hide the next point's growth from RSS. Points below 100k run
-/// [`curve::runs_per_round`] times per round, spread over it; the `RESULT` lines give each point's median
-/// run, and a note the growth from 10k to 1M. The drain keeps every finished workflow
+/// [`curve::runs_per_round`] times per round, spread over it; the `RESULT` lines give each
+/// point's median run, and a note the growth from 10k to 1M. The drain keeps every finished workflow
 /// (and the bus its recent events), so its peak is history as much as backlog; `pending`
 /// is the backlog alone.
 pub async fn run_memory(opts: &Options) -> Result<()> {
     if opts.n.is_none() && !opts.smoke {
         let mut points: Vec<Point> = [1_000, 10_000, 100_000, 1_000_000]
-            .map(|n| Point { scenario: "drain", n, runs: Vec::new() })
+            .map(|n| Point::new("memory", "drain", n))
             .into_iter()
-            .chain([100_000, 1_000_000].map(|n| Point { scenario: "pending", n, runs: Vec::new() }))
+            .chain([100_000, 1_000_000].map(|n| Point::new("memory", "pending", n)))
             .collect();
         // Each round in passes: every point in the first, the short ones again in the
         // next passes, so their runs are spread over the round.
@@ -124,39 +124,28 @@ pub async fn run_durable(opts: &Options, backend: &dyn Durable) -> Result<()> {
     let sizes = sizes(opts, &[1_000, 10_000, 100_000], &[20]);
     let repeat = opts.repeat.unwrap_or(1);
     let name = backend.name();
-    let mut runs: Vec<Vec<f64>> = vec![Vec::with_capacity(repeat); sizes.len()];
+    let mut points: Vec<Point> = sizes.iter().map(|&n| Point::new(name, "process", n)).collect();
     for round in 0..repeat {
-        let mut order: Vec<usize> = (0..sizes.len()).collect();
+        let mut order: Vec<usize> = (0..points.len()).collect();
         if round % 2 == 1 {
             order.reverse();
         }
         for i in order {
-            let n = sizes[i];
-            let secs =
+            let n = points[i].n;
+            let run =
                 measure(name, "process", n, repeat > 1, || async { Ok(durable::process(backend, n).await?.0) }).await?;
-            runs[i].push(secs);
+            points[i].runs.push(run);
         }
     }
-    let mut per_job = Vec::with_capacity(sizes.len());
-    for (n, secs) in sizes.iter().zip(&mut runs) {
-        let all: Vec<String> = secs.iter().map(|s| format!("{:.0}", s * 1e6 / *n as f64)).collect();
-        let m = median(secs);
-        if repeat > 1 {
-            result("baseshift", name, "process", *n, m);
-            note(format!(
-                "scaling {name} process n={n}: median {:.2} us/job of {repeat} runs (us/job: {})",
-                m * 1e6 / *n as f64,
-                all.join(", ")
-            ));
-        }
-        per_job.push(m / *n as f64);
+    if repeat > 1 {
+        points.iter().for_each(Point::report);
     }
-    for (w, pair) in sizes.windows(2).zip(per_job.windows(2)) {
+    for pair in points.windows(2) {
         note(format!(
             "scaling {name} process: time per job at n={} is {:.2}x that at n={}{}",
-            w[1],
-            pair[1] / pair[0],
-            w[0],
+            pair[1].n,
+            pair[1].wall_us() / pair[0].wall_us(),
+            pair[0].n,
             if repeat > 1 { " (medians)" } else { "" }
         ));
     }
