@@ -22,3 +22,7 @@ cargo clippy -p baseshift-core --no-default-features -- -D warnings
 
 echo "== benchmark smoke run"
 cargo run -p baseshift-benches -- --smoke
+
+echo "== benchmark comparison smoke run (the harness against its own build)"
+bench_bin="${CARGO_TARGET_DIR:-target}/debug/baseshift-benches"
+cargo run -p baseshift-benches -- --smoke --backend memory --scenario chain --against "$bench_bin" --rounds 2

@@ -28,11 +28,16 @@ pub struct Options {
     /// the scaling curves (the store-backed curve's `RESULT` lines give the median run
     /// of each size); 1 when not set.
     pub repeat: Option<usize>,
+    /// Another build of this harness to compare with (`--against PATH`): both run the
+    /// other options alternately, `rounds` times (see `compare.rs`).
+    pub against: Option<String>,
+    /// Rounds of a comparison (`--rounds K`, with `--against`); 3 when not set.
+    pub rounds: Option<usize>,
 }
 
 /// The usage text.
 pub const USAGE: &str = "usage: baseshift-benches [--smoke] [--backend memory|redis|postgres|all]... \
-[--scenario NAME]... [--n N] [--repeat K]
+[--scenario NAME]... [--n N] [--repeat K] [--against OTHER-BUILD [--rounds K]]
 scenarios: fanout chain diamonds enqueue enqueue-bulk process drain pending latency baseline scaling flow-control";
 
 impl Options {
@@ -65,9 +70,19 @@ impl Options {
                     opts.repeat =
                         Some(k.ok_or_else(|| invalid(format!("--repeat wants a positive integer, got {v:?}")))?);
                 }
+                "--against" => opts.against = Some(value("--against")?),
+                "--rounds" => {
+                    let v = value("--rounds")?;
+                    let k = v.parse().ok().filter(|&k: &usize| k > 0);
+                    opts.rounds =
+                        Some(k.ok_or_else(|| invalid(format!("--rounds wants a positive integer, got {v:?}")))?);
+                }
                 "-h" | "--help" => return Err(invalid("help requested".into())),
                 other => return Err(invalid(format!("unknown argument {other:?}"))),
             }
+        }
+        if opts.rounds.is_some() && opts.against.is_none() {
+            return Err(invalid("--rounds needs --against (the build to compare with)".into()));
         }
         Ok(opts)
     }
@@ -110,12 +125,23 @@ mod tests {
         let all = parse(&["--backend", "memory", "--backend", "all"])?;
         assert!(all.backend(Backend::Postgres) && all.scenario("anything"));
         assert_eq!(all.size(20_000, 10), 20_000);
+        let compare = parse(&["--against", "/old/baseshift-benches", "--rounds", "5"])?;
+        assert_eq!((compare.against.as_deref(), compare.rounds), (Some("/old/baseshift-benches"), Some(5)));
         Ok(())
     }
 
     #[test]
     fn rejects_bad_arguments() {
-        for bad in [&["--n", "0"][..], &["--backend", "mysql"], &["--bogus"], &["--n"], &["--repeat", "0"]] {
+        for bad in [
+            &["--n", "0"][..],
+            &["--backend", "mysql"],
+            &["--bogus"],
+            &["--n"],
+            &["--repeat", "0"],
+            &["--rounds", "2"],
+            &["--against", "x", "--rounds", "0"],
+            &["--against"],
+        ] {
             assert_eq!(parse(bad).map(|_| ()).map_err(|e| e.kind()), Err(ErrorKind::InvalidInput));
         }
     }

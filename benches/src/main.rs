@@ -4,6 +4,7 @@
 //! ```text
 //! cargo run --release -p baseshift-benches -- --backend all
 //! cargo run -p baseshift-benches -- --smoke          # tiny sizes, every backend (CI)
+//! baseshift-benches --backend memory --against OLD-BUILD --rounds 5   # two builds, alternated
 //! ```
 //!
 //! Every scenario prints `RESULT <system> <backend> <scenario> n=<N> secs=<s> rate=<items/s>`;
@@ -11,6 +12,7 @@
 
 mod baselines;
 mod cli;
+mod compare;
 mod curve;
 mod durable;
 mod flow;
@@ -57,6 +59,16 @@ async fn main() -> ExitCode {
          run under it too)",
         std::env::var("MIMALLOC_ALLOW_THP").map_or("off".to_owned(), |v| format!("as MIMALLOC_ALLOW_THP={v} says"))
     ));
+    if let Some(against) = &opts.against {
+        let args: Vec<String> = std::env::args().skip(1).collect();
+        return match compare::run(against, opts.rounds.unwrap_or(3), &args).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("comparison failed: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let tag = format!(
         "bench{}x{}",
         std::process::id(),
