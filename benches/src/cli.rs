@@ -59,24 +59,10 @@ impl Options {
                     other => return Err(invalid(format!("unknown backend {other:?}"))),
                 },
                 "--scenario" => opts.scenarios.push(value("--scenario")?),
-                "--n" => {
-                    let v = value("--n")?;
-                    let n = v.parse().ok().filter(|&n: &usize| n > 0);
-                    opts.n = Some(n.ok_or_else(|| invalid(format!("--n wants a positive integer, got {v:?}")))?);
-                }
-                "--repeat" => {
-                    let v = value("--repeat")?;
-                    let k = v.parse().ok().filter(|&k: &usize| k > 0);
-                    opts.repeat =
-                        Some(k.ok_or_else(|| invalid(format!("--repeat wants a positive integer, got {v:?}")))?);
-                }
+                "--n" => opts.n = Some(positive("--n", value("--n")?)?),
+                "--repeat" => opts.repeat = Some(positive("--repeat", value("--repeat")?)?),
                 "--against" => opts.against = Some(value("--against")?),
-                "--rounds" => {
-                    let v = value("--rounds")?;
-                    let k = v.parse().ok().filter(|&k: &usize| k > 0);
-                    opts.rounds =
-                        Some(k.ok_or_else(|| invalid(format!("--rounds wants a positive integer, got {v:?}")))?);
-                }
+                "--rounds" => opts.rounds = Some(positive("--rounds", value("--rounds")?)?),
                 "-h" | "--help" => return Err(invalid("help requested".into())),
                 other => return Err(invalid(format!("unknown argument {other:?}"))),
             }
@@ -101,6 +87,14 @@ impl Options {
     pub fn size(&self, full: usize, smoke: usize) -> usize {
         self.n.unwrap_or(if self.smoke { smoke } else { full })
     }
+}
+
+/// The value of option `name` as a positive integer.
+fn positive(name: &str, v: String) -> Result<usize> {
+    v.parse()
+        .ok()
+        .filter(|&k: &usize| k > 0)
+        .ok_or_else(|| invalid(format!("{name} wants a positive integer, got {v:?}")))
 }
 
 fn invalid(message: String) -> Error {

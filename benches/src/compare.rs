@@ -6,9 +6,9 @@
 //! runs made in one session, alternated, compare two builds: each round runs both, the
 //! one that goes first changing every round, so a slow spell falls on both sides.
 
-use crate::report::{median, note};
+use crate::report::{median, note, results, run_child};
 use baseshift_core::{Error, Result};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// The options that drive the comparison itself, each followed by a value: a child gets
 /// every other argument.
@@ -26,22 +26,6 @@ pub fn child_args(args: &[String]) -> Vec<String> {
         }
     }
     out
-}
-
-/// The `RESULT` lines of a run's output, as (`<system> <backend> <scenario> n=<N>`, N, secs).
-pub fn results(output: &str) -> Vec<(String, usize, f64)> {
-    output
-        .lines()
-        .filter_map(|line| {
-            let t: Vec<&str> = line.split_whitespace().collect();
-            if t.len() < 6 || t[0] != "RESULT" {
-                return None;
-            }
-            let n = t[4].strip_prefix("n=")?.parse().ok()?;
-            let secs = t[5].strip_prefix("secs=")?.parse().ok()?;
-            Some((t[1..5].join(" "), n, secs))
-        })
-        .collect()
 }
 
 /// The runs of each scenario on both sides, in the order the scenarios first appeared.
@@ -121,27 +105,12 @@ pub async fn run(against: &str, rounds: usize, args: &[String]) -> Result<()> {
         let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
         for side in order {
             let exe = if side == 0 { &this } else { &other };
-            table.add(side, results(&run_side(exe, &args).await?));
+            let out = run_child(exe.clone(), args.clone(), format!("compare: {}", exe.display())).await?;
+            table.add(side, results(&out));
         }
     }
     table.lines().iter().for_each(note);
     Ok(())
-}
-
-/// One run of `exe` with `args`: its standard output (its errors go to this one's).
-async fn run_side(exe: &Path, args: &[String]) -> Result<String> {
-    let (exe, args) = (exe.to_owned(), args.to_vec());
-    let shown = exe.display().to_string();
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(exe).args(args).stderr(std::process::Stdio::inherit()).output()
-    })
-    .await
-    .map_err(|e| Error::internal(format!("compare: {shown}: {e}")))?
-    .map_err(|e| Error::internal(format!("compare: cannot run {shown}: {e}")))?;
-    if !out.status.success() {
-        return Err(Error::internal(format!("compare: {shown} {}", out.status)));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 //! module reads back, so the parent can print one median `RESULT` line per point and the
 //! growth of time and CPU per job from 10k to the largest size.
 
-use crate::report::{median, note, result};
+use crate::report::{median, note, result, results};
 
 /// Runs of a point per round of the curve: points shorter than 100 000 jobs run several
 /// times (a 10k drain lasts about 0.1 s, and on a shared VM one slow spell can make a
@@ -30,8 +30,8 @@ pub struct Run {
 /// The run a child's output reports for `scenario` at `n`: the seconds of its `RESULT`
 /// line and the CPU per job of its `scaling` note; `None` without a `RESULT` line.
 pub fn parse_run(output: &str, scenario: &str, n: usize) -> Option<Run> {
-    let head = format!("RESULT baseshift memory {scenario} n={n} secs=");
-    let secs = output.lines().find_map(|l| l.strip_prefix(&head)?.split_whitespace().next()?.parse().ok())?;
+    let key = format!("baseshift memory {scenario} n={n}");
+    let (_, _, secs) = results(output).into_iter().find(|(k, _, _)| *k == key)?;
     let tag = format!("# scaling memory {scenario} n={n}:");
     let cpu_us = output
         .lines()

@@ -27,6 +27,42 @@ pub fn result(system: &str, backend: &str, scenario: &str, n: usize, secs: f64) 
     println!("RESULT {system} {backend} {scenario} n={n} secs={secs:.4} rate={rate:.1}");
 }
 
+/// The `RESULT` lines of a run's output, as (`<system> <backend> <scenario> n=<N>`, N,
+/// secs): what [`result`] prints, read back.
+pub fn results(output: &str) -> Vec<(String, usize, f64)> {
+    output
+        .lines()
+        .filter_map(|line| {
+            let t: Vec<&str> = line.split_whitespace().collect();
+            if t.len() < 6 || t[0] != "RESULT" {
+                return None;
+            }
+            let n = t[4].strip_prefix("n=")?.parse().ok()?;
+            let secs = t[5].strip_prefix("secs=")?.parse().ok()?;
+            Some((t[1..5].join(" "), n, secs))
+        })
+        .collect()
+}
+
+/// Runs `exe` with `args` to its end, its errors going to this process's: its standard
+/// output, or an error naming `what` if it could not start or exited unsuccessfully.
+pub async fn run_child(exe: std::path::PathBuf, args: Vec<String>, what: String) -> baseshift_core::Result<String> {
+    use baseshift_core::Error;
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(exe).args(args).stderr(std::process::Stdio::inherit()).output()
+    })
+    .await
+    .map_err(|e| Error::internal(format!("{what}: {e}")))?
+    .map_err(|e| Error::internal(format!("{what}: cannot run the child: {e}")))?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    if !out.status.success() {
+        // The output up to the failure is still shown: the child's notes say where it stopped.
+        print!("{text}");
+        return Err(Error::internal(format!("{what}: the child {}", out.status)));
+    }
+    Ok(text)
+}
+
 /// The median of `samples` (the upper one of an even count), sorting them.
 pub fn median(samples: &mut [f64]) -> f64 {
     samples.sort_by(f64::total_cmp);

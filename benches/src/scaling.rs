@@ -6,7 +6,7 @@ use crate::cli::Options;
 use crate::curve::{self, Point, Run};
 use crate::durable::{self, Durable};
 use crate::memory;
-use crate::report::{before, cpu_secs, minor_faults, note, reset_peak_rss, result, status_kib};
+use crate::report::{before, cpu_secs, minor_faults, note, reset_peak_rss, result, run_child, status_kib};
 use baseshift_core::{Error, Result};
 use std::future::Future;
 
@@ -97,21 +97,10 @@ pub async fn run_memory(opts: &Options) -> Result<()> {
 /// and the header lines this process printed already; returns the run it reports.
 async fn in_fresh_process(scenario: &'static str, n: usize) -> Result<Run> {
     let exe = std::env::current_exe().map_err(|e| Error::internal(format!("scaling: own executable: {e}")))?;
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(exe)
-            .args(["--backend", "memory", "--scenario", scenario, "--n", &n.to_string()])
-            .stderr(std::process::Stdio::inherit())
-            .output()
-    })
-    .await
-    .map_err(|e| Error::internal(format!("scaling n={n}: {e}")))?
-    .map_err(|e| Error::internal(format!("scaling n={n}: cannot run the child: {e}")))?;
-    let text = String::from_utf8_lossy(&out.stdout);
+    let args = ["--backend", "memory", "--scenario", scenario, "--n", &n.to_string()].map(str::to_owned).to_vec();
+    let text = run_child(exe, args, format!("scaling {scenario} n={n}")).await?;
     let repeated = |l: &&str| l.starts_with("RESULT ") || curve::is_header(l);
     text.lines().filter(|l| !repeated(l)).for_each(|l| println!("{l}"));
-    if !out.status.success() {
-        return Err(Error::internal(format!("scaling {scenario} n={n}: the child {}", out.status)));
-    }
     curve::parse_run(&text, scenario, n)
         .ok_or_else(|| Error::internal(format!("scaling {scenario} n={n}: the child printed no RESULT line")))
 }
