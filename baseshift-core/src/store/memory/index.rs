@@ -5,12 +5,11 @@
 //! invariant: [`Indexes::remove`] with the stored record before changing it,
 //! [`Indexes::insert`] with the record after.
 //!
-//! An entry names its job by [`Slot`]: the workflow id (shared) and the job's position in
-//! its workflow's records, which never move. Writing an entry copies no job id, and a
-//! claim finds the record without searching its workflow.
+//! An entry names its job by [`Slot`]: its workflow's handle and the job's position in
+//! the workflow's records, which never move. Writing an entry copies no id and touches
+//! no reference count, and a claim finds the record without searching its workflow.
 
 use crate::hash::FastMap;
-use crate::ids::WorkflowId;
 use crate::state::{JobRecord, JobStatus};
 use chrono::{DateTime, Utc};
 use std::cmp::Ordering;
@@ -40,17 +39,25 @@ impl Ord for Score {
     }
 }
 
-/// Where a job record is: its workflow and its position among the workflow's records.
-/// Entries of equal score are taken in workflow id order, then in template order.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+/// Where a job record is: its workflow's handle in the store (see
+/// [`Workflows`](super::workflows::Workflows)) and its position among the workflow's
+/// records. Entries of equal score are taken in handle order, then in template order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub(super) struct Slot {
-    pub(super) workflow_id: WorkflowId,
-    pub(super) pos: usize,
+    pub(super) wf: u32,
+    pub(super) pos: u32,
 }
 
 impl Slot {
-    fn of(record: &JobRecord, pos: usize) -> Slot {
-        Slot { workflow_id: record.workflow_id.clone(), pos }
+    /// The slot of the record at position `pos` of the workflow at `wf`.
+    pub(super) fn new(wf: u32, pos: usize) -> Slot {
+        // A workflow's records are far fewer than 2^32 (a template's jobs are limited).
+        Slot { wf, pos: pos as u32 }
+    }
+
+    /// The record's position among its workflow's records.
+    pub(super) fn pos(self) -> usize {
+        self.pos as usize
     }
 }
 
@@ -98,9 +105,8 @@ pub(super) struct Indexes {
 }
 
 impl Indexes {
-    /// Adds `record`, at position `pos` of its workflow, to the index its state calls
-    /// for; returns which one.
-    pub(super) fn insert(&mut self, record: &JobRecord, pos: usize, now: DateTime<Utc>) -> Placement {
+    /// Adds `record`, at `slot`, to the index its state calls for; returns which one.
+    pub(super) fn insert(&mut self, record: &JobRecord, slot: Slot, now: DateTime<Utc>) -> Placement {
         if record.status == JobStatus::Running
             && let Some(c) = &record.concurrency
         {
@@ -109,23 +115,22 @@ impl Indexes {
         let placement = Placement::of(record, now);
         match placement {
             Placement::Ready => {
-                self.ready.insert((Score(record.queue_score()), Slot::of(record, pos)));
+                self.ready.insert((Score(record.queue_score()), slot));
             }
             Placement::Delayed(at) => {
-                self.delayed.insert((at, Slot::of(record, pos)));
+                self.delayed.insert((at, slot));
             }
             Placement::Leased(at) => {
-                self.leased.insert((at, Slot::of(record, pos)));
+                self.leased.insert((at, slot));
             }
             Placement::None => {}
         }
         placement
     }
 
-    /// Removes `record` (as stored before a write, at position `pos` of its workflow) from
-    /// every index it may be in. Returns whether it held a concurrency key's slot (it was
+    /// Removes `record` (as stored before a write, at `slot`) from every index it may be in. Returns whether it held a concurrency key's slot (it was
     /// `RUNNING` with a key).
-    pub(super) fn remove(&mut self, record: &JobRecord, pos: usize) -> bool {
+    pub(super) fn remove(&mut self, record: &JobRecord, slot: Slot) -> bool {
         let mut released = false;
         if record.status == JobStatus::Running
             && let Some(c) = &record.concurrency
@@ -141,15 +146,14 @@ impl Indexes {
             // A READY record may sit in `delayed` past its due time until the next claim
             // promotes it, so both sets are tried.
             JobStatus::Ready => {
-                let slot = Slot::of(record, pos);
                 if let Some(at) = record.ready_at {
-                    self.delayed.remove(&(at, slot.clone()));
+                    self.delayed.remove(&(at, slot));
                 }
                 self.ready.remove(&(Score(record.queue_score()), slot));
             }
             JobStatus::Running => {
                 if let Some(lease) = &record.lease {
-                    self.leased.remove(&(lease.expires_at, Slot::of(record, pos)));
+                    self.leased.remove(&(lease.expires_at, slot));
                 }
             }
             _ => {}

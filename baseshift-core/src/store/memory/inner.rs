@@ -97,10 +97,8 @@ impl Inner {
         let mut wake = Wake(true);
         let jobs: Vec<JobRecord> = jobs
             .into_iter()
-            .enumerate()
-            .map(|(pos, mut job)| {
+            .map(|mut job| {
                 job.version = 1;
-                wake.note(self.index.insert(&job, pos, now));
                 job
             })
             .collect();
@@ -113,7 +111,12 @@ impl Inner {
             let versions = self.templates.entry(template.template_id.clone()).or_default();
             versions.insert(template.version.clone(), template);
         }
-        self.workflows.insert(id.clone(), WorkflowEntry::new(header, jobs, positions));
+        let handle = self.workflows.insert(id.clone(), WorkflowEntry::new(header, jobs, positions));
+        if let Some(wf) = self.workflows.at(handle) {
+            for (pos, job) in wf.jobs.iter().enumerate() {
+                wake.note(self.index.insert(job, Slot::new(handle, pos), now));
+            }
+        }
         self.push_events(events);
         Ok((CreateOutcome::Created(id), wake))
     }
@@ -173,8 +176,8 @@ impl Inner {
         let wf_id = step.workflow_id.clone();
         let ctx = |e: Error| e.with_workflow(wf_id.as_str());
         let Inner { workflows, index, dead, finished, .. } = self;
-        let wf = workflows
-            .get_mut(&step.workflow_id)
+        let (handle, wf) = workflows
+            .with_handle_mut(&step.workflow_id)
             .ok_or_else(|| ctx(err(ErrorKind::NotFound, OP, "no such workflow")))?;
         let positions = validate_step(wf, &step).map_err(|e| ctx(e.with_operation(OP).with_backend(BACKEND)))?;
         let (job_positions, child_positions) = positions.split_at(step.jobs.len());
@@ -193,7 +196,7 @@ impl Inner {
         for (mut job, &pos) in jobs.into_iter().zip(job_positions) {
             let stored = &mut wf.jobs[pos];
             // A freed concurrency slot may make a held-back job claimable.
-            wake.0 |= index.remove(stored, pos);
+            wake.0 |= index.remove(stored, Slot::new(handle, pos));
             let was_dead = stored.is_dead_letter();
             job.version = stored.version + 1;
             *stored = job;
@@ -205,7 +208,7 @@ impl Inner {
                     dead.insert(dead_key);
                 }
             }
-            wake.note(index.insert(stored, pos, now));
+            wake.note(index.insert(stored, Slot::new(handle, pos), now));
             written.insert(pos);
         }
 
@@ -214,13 +217,13 @@ impl Inner {
         let mut skipped_main = 0u64;
         for (outcome, &pos) in parent_outcomes.into_iter().zip(child_positions) {
             let child = &mut wf.jobs[pos];
-            index.remove(child, pos);
+            index.remove(child, Slot::new(handle, pos));
             let change = child.record_parent(outcome.status, now);
             if written.insert(pos) {
                 child.version += 1;
             }
             skipped_main += change.report(child, now, &mut applied, &mut derived);
-            wake.note(index.insert(child, pos, now));
+            wake.note(index.insert(child, Slot::new(handle, pos), now));
         }
         wf.header.remaining =
             (wf.header.remaining + reopened).saturating_sub(skipped_main).saturating_sub(terminal_delta);
@@ -290,13 +293,13 @@ impl Inner {
         let mut claimed = Vec::with_capacity(picks);
         let mut events = Vec::with_capacity(picks);
         for slot in first.into_iter().chain(rest) {
-            let Some(job) = workflows.get_mut(&slot.workflow_id).and_then(|wf| wf.jobs.get_mut(slot.pos)) else {
+            let Some(job) = workflows.at_mut(slot.wf).and_then(|wf| wf.jobs.get_mut(slot.pos())) else {
                 continue;
             };
-            index.remove(job, slot.pos);
+            index.remove(job, slot);
             events.push(job.start_attempt(&req.owner, expires_at, now));
             job.version += 1;
-            index.insert(job, slot.pos, now);
+            index.insert(job, slot, now);
             claimed.push(job.clone());
         }
         let next_ready_at = index.next_due();
@@ -317,19 +320,19 @@ impl Inner {
         let ctx = |e: Error| e.with_operation(OP).with_workflow(key.workflow_id.as_str()).with_job(&key.job_id);
         let expires_at = add(now, ttl).map_err(ctx)?;
         let Inner { workflows, index, .. } = self;
-        let wf = workflows.get_mut(&key.workflow_id);
-        let (pos, job) = wf
-            .and_then(|wf| wf.position(&key.job_id).map(|pos| (pos, &mut wf.jobs[pos])))
+        let wf = workflows.with_handle_mut(&key.workflow_id);
+        let (slot, job) = wf
+            .and_then(|(handle, wf)| wf.position(&key.job_id).map(|pos| (Slot::new(handle, pos), &mut wf.jobs[pos])))
             .ok_or_else(|| ctx(err(ErrorKind::NotFound, OP, "no such job")))?;
         let holds = job.status == JobStatus::Running && job.lease.as_ref().is_some_and(|l| l.token == token);
         if !holds {
             return Err(ctx(err(ErrorKind::Conflict, OP, "the lease is no longer held with this token")));
         }
-        index.remove(job, pos);
+        index.remove(job, slot);
         if let Some(lease) = job.lease.as_mut() {
             lease.expires_at = expires_at;
         }
-        index.insert(job, pos, now);
+        index.insert(job, slot, now);
         Ok(expires_at)
     }
 
@@ -396,7 +399,7 @@ fn lookup<'a>(workflows: &'a Workflows, key: &JobKey) -> Option<&'a JobRecord> {
 
 /// The record an index entry names.
 fn at<'a>(workflows: &'a Workflows, slot: &Slot) -> Option<&'a JobRecord> {
-    workflows.get(&slot.workflow_id)?.jobs.get(slot.pos)
+    workflows.at(slot.wf)?.jobs.get(slot.pos())
 }
 
 fn add(now: DateTime<Utc>, ttl: Duration) -> Result<DateTime<Utc>> {

@@ -43,8 +43,9 @@ fn write(job: JobRecord) -> Transition {
 fn check_indexes(inner: &Inner) {
     let mut expected = 0;
     for wf in inner.workflows.after(None) {
+        let handle = inner.workflows.handle(&wf.header.id).expect("a listed workflow has a handle");
         for (pos, job) in wf.jobs.iter().enumerate() {
-            let key = Slot { workflow_id: job.workflow_id.clone(), pos };
+            let key = Slot::new(handle, pos);
             let in_ready = inner.index.ready.iter().any(|(_, k)| *k == key);
             let in_delayed = inner.index.delayed.iter().any(|(_, k)| *k == key);
             let in_leased = inner.index.leased.iter().any(|(_, k)| *k == key);
@@ -52,7 +53,7 @@ fn check_indexes(inner: &Inner) {
             match placement {
                 Placement::Delayed(at) => {
                     // A READY job: queued, or delayed until `ready_at` (possibly already past).
-                    let delayed = inner.index.delayed.contains(&(at, key.clone()));
+                    let delayed = inner.index.delayed.contains(&(at, key));
                     assert!(in_ready ^ delayed, "{key:?}: ready={in_ready} delayed={delayed}");
                     assert!(!in_leased, "{key:?} is READY but leased");
                 }
@@ -60,7 +61,7 @@ fn check_indexes(inner: &Inner) {
                     assert!(in_ready && !in_delayed && !in_leased, "{key:?}: READY without ready_at");
                 }
                 Placement::Leased(at) => {
-                    assert!(inner.index.leased.contains(&(at, key.clone())), "{key:?}: lease not indexed");
+                    assert!(inner.index.leased.contains(&(at, key)), "{key:?}: lease not indexed");
                     assert!(!in_ready && !in_delayed, "{key:?}: RUNNING but queued");
                 }
                 Placement::None => {

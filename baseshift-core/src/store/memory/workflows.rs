@@ -1,9 +1,12 @@
-//! The memory store's workflows: found by id through a hash map, listed in id order
+//! The memory store's workflows: kept in numbered places (a workflow's handle, which the
+//! job indexes name it by), found by id through a hash map of handles, listed in id order
 //! through a B-tree of the ids.
 //!
 //! A B-tree alone costs a lookup a dozen or more string comparisons, each a likely cache
 //! miss, at a million workflows; the ids are shared (`Arc<str>`), so the second copy
-//! in the order is a pointer.
+//! in the order is a pointer. A handle is an index: an index entry that names its
+//! workflow by handle is 4 bytes, is compared without reading an id, and touches no
+//! reference count when it is made or dropped.
 
 use super::entry::WorkflowEntry;
 use crate::hash::FastMap;
@@ -11,38 +14,79 @@ use crate::ids::WorkflowId;
 use std::collections::BTreeSet;
 use std::ops::Bound;
 
-/// Every workflow of the store, by id.
+/// Every workflow of the store, by handle and by id.
+///
+/// A removed workflow's handle is given to a later one. The job indexes hold no entry of
+/// a removed workflow (only finished workflows with terminal jobs are removed, and
+/// terminal jobs are in no index), so no entry names the new one by mistake.
 #[derive(Debug, Default)]
 pub(super) struct Workflows {
-    /// Boxed: the map moves its entries when it grows; a box is one pointer to move.
-    by_id: FastMap<WorkflowId, Box<WorkflowEntry>>,
+    handles: FastMap<WorkflowId, u32>,
+    /// Boxed: a box is one pointer to move when the vector grows.
+    places: Vec<Option<Box<WorkflowEntry>>>,
+    free: Vec<u32>,
     order: BTreeSet<WorkflowId>,
 }
 
 impl Workflows {
     pub(super) fn get(&self, id: &WorkflowId) -> Option<&WorkflowEntry> {
-        self.by_id.get(id).map(|wf| &**wf)
+        self.at(*self.handles.get(id)?)
     }
 
-    pub(super) fn get_mut(&mut self, id: &WorkflowId) -> Option<&mut WorkflowEntry> {
-        self.by_id.get_mut(id).map(|wf| &mut **wf)
+    /// The workflow `id` with its handle.
+    pub(super) fn with_handle_mut(&mut self, id: &WorkflowId) -> Option<(u32, &mut WorkflowEntry)> {
+        let handle = *self.handles.get(id)?;
+        self.at_mut(handle).map(|wf| (handle, wf))
+    }
+
+    /// The handle of workflow `id`.
+    #[cfg(test)]
+    pub(super) fn handle(&self, id: &WorkflowId) -> Option<u32> {
+        self.handles.get(id).copied()
+    }
+
+    /// The workflow at `handle`.
+    pub(super) fn at(&self, handle: u32) -> Option<&WorkflowEntry> {
+        self.places.get(handle as usize)?.as_deref()
+    }
+
+    pub(super) fn at_mut(&mut self, handle: u32) -> Option<&mut WorkflowEntry> {
+        self.places.get_mut(handle as usize)?.as_deref_mut()
     }
 
     pub(super) fn contains_key(&self, id: &WorkflowId) -> bool {
-        self.by_id.contains_key(id)
+        self.handles.contains_key(id)
     }
 
-    /// Adds (or replaces) the workflow `id`.
-    pub(super) fn insert(&mut self, id: WorkflowId, entry: Box<WorkflowEntry>) {
-        if self.by_id.insert(id.clone(), entry).is_none() {
-            self.order.insert(id);
+    /// Adds (or replaces) the workflow `id`; returns its handle.
+    pub(super) fn insert(&mut self, id: WorkflowId, entry: Box<WorkflowEntry>) -> u32 {
+        if let Some(&handle) = self.handles.get(&id) {
+            self.places[handle as usize] = Some(entry);
+            return handle;
         }
+        let handle = match self.free.pop() {
+            Some(handle) => {
+                self.places[handle as usize] = Some(entry);
+                handle
+            }
+            None => {
+                // More than 4 billion workflows at once would exhaust memory long before.
+                let handle = u32::try_from(self.places.len()).expect("fewer than 2^32 workflows");
+                self.places.push(Some(entry));
+                handle
+            }
+        };
+        self.handles.insert(id.clone(), handle);
+        self.order.insert(id);
+        handle
     }
 
     pub(super) fn remove(&mut self, id: &WorkflowId) -> Option<Box<WorkflowEntry>> {
-        let entry = self.by_id.remove(id)?;
+        let handle = self.handles.remove(id)?;
         self.order.remove(id);
-        Some(entry)
+        let entry = self.places[handle as usize].take();
+        self.free.push(handle);
+        entry
     }
 
     /// The workflows with ids after `after` (all with `None`), in id order.
@@ -77,6 +121,18 @@ mod tests {
         assert_eq!(ids(Some(&WorkflowId::new("bb"))), ["c"]);
         assert!(wfs.contains_key(&WorkflowId::new("b")) && !wfs.contains_key(&WorkflowId::new("d")));
         assert_eq!(wfs.get(&WorkflowId::new("c")).map(|e| e.record().input), Some(serde_json::json!({ "id": "c" })));
-        assert!(wfs.get_mut(&WorkflowId::new("zz")).is_none());
+        assert!(wfs.with_handle_mut(&WorkflowId::new("zz")).is_none());
+        // A handle names its workflow until it is removed; a later workflow reuses it.
+        let b = wfs.handle(&WorkflowId::new("b")).unwrap();
+        assert_eq!(wfs.at(b).map(|e| e.header.id.to_string()), Some("b".to_owned()));
+        assert!(wfs.remove(&WorkflowId::new("b")).is_some());
+        assert!(wfs.at(b).is_none() && wfs.handle(&WorkflowId::new("b")).is_none());
+        assert_eq!(wfs.insert(WorkflowId::new("e"), entry("e")), b);
+        assert_eq!(
+            wfs.with_handle_mut(&WorkflowId::new("e")).map(|(h, e)| (h, e.header.id.to_string())),
+            Some((b, "e".to_owned()))
+        );
+        let ids: Vec<String> = wfs.after(None).map(|e| e.header.id.to_string()).collect();
+        assert_eq!(ids, ["a", "c", "e"]);
     }
 }
