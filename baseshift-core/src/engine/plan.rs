@@ -271,14 +271,13 @@ pub fn decide_eligible(compiled: &CompiledTemplate, mut rec: JobRecord, run: boo
 /// or `FAILED`. Left-over compensation records are skipped.
 pub fn finalize(mut header: WorkflowRecord, jobs: &[JobRecord], now: DateTime<Utc>) -> Transition {
     let mut t = Transition::new(header.id.clone());
-    let mains: Vec<&JobRecord> = jobs.iter().filter(|j| j.compensation_of.is_none()).collect();
-    let failed: Vec<&&JobRecord> = mains.iter().filter(|j| j.status == JobStatus::Failed).collect();
+    // Read in place: a workflow of many jobs completes without a list of them first.
+    let mains = || jobs.iter().filter(|j| j.compensation_of.is_none());
     header.updated_at = now;
-    if failed.is_empty() {
+    let Some(first) = mains().find(|j| j.status == JobStatus::Failed) else {
         // Collected rather than inserted one by one: the map sorts the pairs once and
         // builds its tree in bulk.
-        let outputs: Map<String, Value> = mains
-            .iter()
+        let outputs: Map<String, Value> = mains()
             .filter(|j| j.status == JobStatus::Succeeded)
             .map(|j| (String::from(&j.job_id), j.output.clone().unwrap_or(Value::Null)))
             .collect();
@@ -287,8 +286,7 @@ pub fn finalize(mut header: WorkflowRecord, jobs: &[JobRecord], now: DateTime<Ut
         close(&mut t, &mut header, jobs, WorkflowStatus::Completed, Some(result), now);
         t.header = Some(Box::new(header));
         return t;
-    }
-    let first = failed[0];
+    };
     let reason = format!(
         "job `{}` failed: {}",
         first.job_id,
@@ -296,7 +294,7 @@ pub fn finalize(mut header: WorkflowRecord, jobs: &[JobRecord], now: DateTime<Ut
     );
     header.error = Some(reason.clone());
     // Compensations run for succeeded jobs, most recently finished first.
-    let mut done: Vec<&&JobRecord> = mains.iter().filter(|j| j.status == JobStatus::Succeeded).collect();
+    let mut done: Vec<&JobRecord> = mains().filter(|j| j.status == JobStatus::Succeeded).collect();
     done.sort_by(|a, b| b.finished_at.cmp(&a.finished_at).then_with(|| b.job_id.cmp(&a.job_id)));
     let queue: Vec<String> = done
         .iter()

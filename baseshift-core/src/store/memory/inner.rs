@@ -57,8 +57,7 @@ fn err(kind: ErrorKind, op: &'static str, message: impl Into<String>) -> Error {
 impl Inner {
     fn push_events(&mut self, events: impl IntoIterator<Item = Event>) {
         for event in events {
-            self.next_seq += 1;
-            self.outbox.push_back((self.next_seq, Arc::new(event)));
+            push_event(&mut self.outbox, &mut self.next_seq, event);
         }
     }
 
@@ -245,7 +244,7 @@ impl Inner {
     pub(super) fn claim(&mut self, req: ClaimRequest, now: DateTime<Utc>) -> Result<Claimed> {
         const OP: &str = "StateStore::claim";
         let expires_at = add(now, req.lease_ttl).map_err(|e| e.with_operation(OP))?;
-        let Inner { workflows, index, .. } = self;
+        let Inner { workflows, index, outbox, next_seq, .. } = self;
         index.promote_due(now, |slot| at(workflows, slot).map(JobRecord::queue_score));
 
         let excluded = |slot: &Slot| {
@@ -291,19 +290,17 @@ impl Inner {
 
         let picks = usize::from(first.is_some()) + rest.len();
         let mut claimed = Vec::with_capacity(picks);
-        let mut events = Vec::with_capacity(picks);
         for slot in first.into_iter().chain(rest) {
             let Some(job) = workflows.at_mut(slot.wf).and_then(|wf| wf.jobs.get_mut(slot.pos())) else {
                 continue;
             };
             index.remove(job, slot);
-            events.push(job.start_attempt(&req.owner, expires_at, now));
+            push_event(outbox, next_seq, job.start_attempt(&req.owner, expires_at, now));
             job.version += 1;
             index.insert(job, slot, now);
             claimed.push(job.clone());
         }
         let next_ready_at = index.next_due();
-        self.push_events(events);
         Ok(Claimed { jobs: claimed, next_ready_at })
     }
 
@@ -390,6 +387,12 @@ impl Inner {
         let promoted = index.promote_due(now, |slot| at(workflows, slot).map(JobRecord::queue_score));
         (promoted, index.next_due())
     }
+}
+
+/// Appends `event` to the outbox as the next in order.
+fn push_event(outbox: &mut VecDeque<(u64, Arc<Event>)>, next_seq: &mut u64, event: Event) {
+    *next_seq += 1;
+    outbox.push_back((*next_seq, Arc::new(event)));
 }
 
 fn lookup<'a>(workflows: &'a Workflows, key: &JobKey) -> Option<&'a JobRecord> {
