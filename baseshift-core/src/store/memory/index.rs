@@ -128,8 +128,8 @@ impl Indexes {
         placement
     }
 
-    /// Removes `record` (as stored before a write, at `slot`) from every index it may be in. Returns whether it held a concurrency key's slot (it was
-    /// `RUNNING` with a key).
+    /// Removes `record` (as stored before a write, at `slot`) from every index it may be
+    /// in. Returns whether it held a concurrency key's slot (it was `RUNNING` with a key).
     pub(super) fn remove(&mut self, record: &JobRecord, slot: Slot) -> bool {
         let mut released = false;
         if record.status == JobStatus::Running

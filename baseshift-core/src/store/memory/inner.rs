@@ -110,11 +110,9 @@ impl Inner {
             let versions = self.templates.entry(template.template_id.clone()).or_default();
             versions.insert(template.version.clone(), template);
         }
-        let handle = self.workflows.insert(id.clone(), WorkflowEntry::new(header, jobs, positions));
-        if let Some(wf) = self.workflows.at(handle) {
-            for (pos, job) in wf.jobs.iter().enumerate() {
-                wake.note(self.index.insert(job, Slot::new(handle, pos), now));
-            }
+        let (handle, wf) = self.workflows.insert(id.clone(), WorkflowEntry::new(header, jobs, positions));
+        for (pos, job) in wf.jobs.iter().enumerate() {
+            wake.note(self.index.insert(job, Slot::new(handle, pos), now));
         }
         self.push_events(events);
         Ok((CreateOutcome::Created(id), wake))

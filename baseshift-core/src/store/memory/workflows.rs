@@ -58,27 +58,22 @@ impl Workflows {
         self.handles.contains_key(id)
     }
 
-    /// Adds (or replaces) the workflow `id`; returns its handle.
-    pub(super) fn insert(&mut self, id: WorkflowId, entry: Box<WorkflowEntry>) -> u32 {
-        if let Some(&handle) = self.handles.get(&id) {
-            self.places[handle as usize] = Some(entry);
-            return handle;
-        }
-        let handle = match self.free.pop() {
-            Some(handle) => {
-                self.places[handle as usize] = Some(entry);
-                handle
-            }
+    /// Adds (or replaces) the workflow `id`; returns its handle and the entry as stored.
+    pub(super) fn insert(&mut self, id: WorkflowId, entry: Box<WorkflowEntry>) -> (u32, &WorkflowEntry) {
+        let handle = match self.handles.get(&id) {
+            Some(&handle) => handle,
             None => {
-                // More than 4 billion workflows at once would exhaust memory long before.
-                let handle = u32::try_from(self.places.len()).expect("fewer than 2^32 workflows");
-                self.places.push(Some(entry));
+                let handle = self.free.pop().unwrap_or_else(|| {
+                    self.places.push(None);
+                    // More than 4 billion workflows at once would exhaust memory long before.
+                    u32::try_from(self.places.len() - 1).expect("fewer than 2^32 workflows")
+                });
+                self.handles.insert(id.clone(), handle);
+                self.order.insert(id);
                 handle
             }
         };
-        self.handles.insert(id.clone(), handle);
-        self.order.insert(id);
-        handle
+        (handle, &**self.places[handle as usize].insert(entry))
     }
 
     pub(super) fn remove(&mut self, id: &WorkflowId) -> Option<Box<WorkflowEntry>> {
@@ -127,7 +122,7 @@ mod tests {
         assert_eq!(wfs.at(b).map(|e| e.header.id.to_string()), Some("b".to_owned()));
         assert!(wfs.remove(&WorkflowId::new("b")).is_some());
         assert!(wfs.at(b).is_none() && wfs.handle(&WorkflowId::new("b")).is_none());
-        assert_eq!(wfs.insert(WorkflowId::new("e"), entry("e")), b);
+        assert_eq!(wfs.insert(WorkflowId::new("e"), entry("e")).0, b);
         assert_eq!(
             wfs.with_handle_mut(&WorkflowId::new("e")).map(|(h, e)| (h, e.header.id.to_string())),
             Some((b, "e".to_owned()))
