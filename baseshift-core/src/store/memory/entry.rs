@@ -40,10 +40,11 @@ impl WorkflowEntry {
         header
     }
 
-    /// Replaces the header (and the input with the one it carries).
-    pub(super) fn set_header(&mut self, mut header: WorkflowRecord) {
+    /// Replaces the header (and the input with the one it carries), leaving the old
+    /// header (its input `null`) in `header`.
+    pub(super) fn swap_header(&mut self, header: &mut WorkflowRecord) {
         self.input = CompactValue::new(std::mem::take(&mut header.input));
-        self.header = header;
+        std::mem::swap(&mut self.header, header);
     }
 
     pub(super) fn position(&self, job_id: &str) -> Option<usize> {

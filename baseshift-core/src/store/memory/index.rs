@@ -12,52 +12,56 @@
 use crate::hash::FastMap;
 use crate::state::{JobRecord, JobStatus};
 use chrono::{DateTime, Utc};
-use std::cmp::Ordering;
 use std::collections::BTreeSet;
 
-/// A queue score, totally ordered (`f64::total_cmp`).
-#[derive(Clone, Copy, Debug)]
-pub(super) struct Score(pub(super) f64);
+/// A queue score as an integer of the same order as `f64::total_cmp`: comparing two
+/// entries of an index is two integer comparisons, in the tree searches every write makes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) struct Score(u64);
 
-impl PartialEq for Score {
-    fn eq(&self, other: &Self) -> bool {
-        self.cmp(other) == Ordering::Equal
+impl Score {
+    pub(super) fn new(score: f64) -> Score {
+        let bits = score.to_bits();
+        // Negative numbers descend as their bits ascend: all their bits flip; positive
+        // ones only gain the top bit, so they sort above every negative one.
+        Score(if bits >> 63 == 1 { !bits } else { bits | 1 << 63 })
     }
 }
 
-impl Eq for Score {}
+/// An instant as an integer key of the same order: nanoseconds since the epoch, clamped
+/// to `i64` (beyond the years 1677-2262 instants compare equal, and entries then go by
+/// slot; the key is recomputed the same way to remove them, so none is ever lost).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) struct At(i64);
 
-impl PartialOrd for Score {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for Score {
-    fn cmp(&self, other: &Self) -> Ordering {
-        self.0.total_cmp(&other.0)
+impl At {
+    pub(super) fn new(at: DateTime<Utc>) -> At {
+        At(at.timestamp_nanos_opt().unwrap_or(if at.timestamp() < 0 { i64::MIN } else { i64::MAX }))
     }
 }
 
 /// Where a job record is: its workflow's handle in the store (see
 /// [`Workflows`](super::workflows::Workflows)) and its position among the workflow's
-/// records. Entries of equal score are taken in handle order, then in template order.
+/// records, packed in one integer (the handle in the high half). Entries of equal score
+/// are taken in handle order, then in template order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub(super) struct Slot {
-    pub(super) wf: u32,
-    pub(super) pos: u32,
-}
+pub(super) struct Slot(u64);
 
 impl Slot {
     /// The slot of the record at position `pos` of the workflow at `wf`.
     pub(super) fn new(wf: u32, pos: usize) -> Slot {
         // A workflow's records are far fewer than 2^32 (a template's jobs are limited).
-        Slot { wf, pos: pos as u32 }
+        Slot(u64::from(wf) << 32 | u64::from(pos as u32))
+    }
+
+    /// The workflow's handle.
+    pub(super) fn wf(self) -> u32 {
+        (self.0 >> 32) as u32
     }
 
     /// The record's position among its workflow's records.
     pub(super) fn pos(self) -> usize {
-        self.pos as usize
+        (self.0 & u64::from(u32::MAX)) as usize
     }
 }
 
@@ -98,8 +102,10 @@ pub(super) struct Indexes {
     pub(super) ready: BTreeSet<(Score, Slot)>,
     /// `READY` jobs not yet due, by `(ready_at, slot)`; moved to `ready` once due.
     pub(super) delayed: BTreeSet<(DateTime<Utc>, Slot)>,
-    /// `RUNNING` jobs under a lease, by `(expires_at, slot)`.
-    pub(super) leased: BTreeSet<(DateTime<Utc>, Slot)>,
+    /// `RUNNING` jobs under a lease, by `(expires_at, slot)`. (The delayed set keeps its
+    /// instants as they are: it is written only by retries and delays, and `next_due`
+    /// gives them back.)
+    pub(super) leased: BTreeSet<(At, Slot)>,
     /// `RUNNING` jobs (leased or awaiting an external call) per concurrency key.
     pub(super) running_keys: FastMap<String, usize>,
 }
@@ -115,13 +121,13 @@ impl Indexes {
         let placement = Placement::of(record, now);
         match placement {
             Placement::Ready => {
-                self.ready.insert((Score(record.queue_score()), slot));
+                self.ready.insert((Score::new(record.queue_score()), slot));
             }
             Placement::Delayed(at) => {
                 self.delayed.insert((at, slot));
             }
             Placement::Leased(at) => {
-                self.leased.insert((at, slot));
+                self.leased.insert((At::new(at), slot));
             }
             Placement::None => {}
         }
@@ -149,11 +155,11 @@ impl Indexes {
                 if let Some(at) = record.ready_at {
                     self.delayed.remove(&(at, slot));
                 }
-                self.ready.remove(&(Score(record.queue_score()), slot));
+                self.ready.remove(&(Score::new(record.queue_score()), slot));
             }
             JobStatus::Running => {
                 if let Some(lease) = &record.lease {
-                    self.leased.remove(&(lease.expires_at, slot));
+                    self.leased.remove(&(At::new(lease.expires_at), slot));
                 }
             }
             _ => {}
@@ -176,7 +182,7 @@ impl Indexes {
             if let Some((_, slot)) = self.delayed.pop_first()
                 && let Some(s) = score(&slot)
             {
-                self.ready.insert((Score(s), slot));
+                self.ready.insert((Score::new(s), slot));
                 promoted = true;
             }
         }
@@ -190,6 +196,7 @@ impl Indexes {
 
     /// Jobs whose lease expired at `now`, earliest expiry first.
     pub(super) fn expired(&self, now: DateTime<Utc>) -> impl Iterator<Item = &Slot> {
+        let now = At::new(now);
         self.leased.iter().take_while(move |(at, _)| *at <= now).map(|(_, slot)| slot)
     }
 
@@ -202,5 +209,50 @@ impl Indexes {
     #[cfg(test)]
     pub(super) fn len(&self) -> usize {
         self.ready.len() + self.delayed.len() + self.leased.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cmp::Ordering;
+
+    /// The integer keys sort as the values they stand for: scores as `f64::total_cmp`,
+    /// instants as instants (clamped ones at the ends), slots by handle then position.
+    #[test]
+    fn keys_keep_the_order_of_their_values() {
+        let scores = [f64::NEG_INFINITY, -1e300, -2.5, -1.0, -0.0, 0.0, 1e-300, 1.0, 3.5, 1e300, f64::INFINITY];
+        for a in scores {
+            for b in scores {
+                assert_eq!(Score::new(a).cmp(&Score::new(b)), a.total_cmp(&b), "{a} against {b}");
+            }
+        }
+        let instants = [
+            DateTime::<Utc>::MIN_UTC,
+            DateTime::from_timestamp(-10_000_000_000, 0).unwrap(),
+            DateTime::from_timestamp(-1, 999_999_999).unwrap(),
+            DateTime::from_timestamp(0, 0).unwrap(),
+            DateTime::from_timestamp(0, 1).unwrap(),
+            DateTime::from_timestamp(1_764_000_000, 5).unwrap(),
+            DateTime::from_timestamp(1_764_000_000, 6).unwrap(),
+            DateTime::from_timestamp(10_000_000_000, 0).unwrap(),
+            DateTime::<Utc>::MAX_UTC,
+        ];
+        for (i, a) in instants.iter().enumerate() {
+            for (j, b) in instants.iter().enumerate() {
+                // The first two and the last two are beyond i64 nanoseconds: equal keys.
+                let clamped = (i < 2 && j < 2) || (i > 6 && j > 6);
+                let expected = if clamped { Ordering::Equal } else { a.cmp(b) };
+                assert_eq!(At::new(*a).cmp(&At::new(*b)), expected, "{a} against {b}");
+            }
+        }
+        let slots = [(0, 0), (0, 1), (0, u32::MAX as usize), (1, 0), (u32::MAX, 7)];
+        for &(wa, pa) in &slots {
+            let a = Slot::new(wa, pa);
+            assert_eq!((a.wf(), a.pos()), (wa, pa));
+            for &(wb, pb) in &slots {
+                assert_eq!(a.cmp(&Slot::new(wb, pb)), (wa, pa).cmp(&(wb, pb)));
+            }
+        }
     }
 }

@@ -168,35 +168,38 @@ impl Inner {
 
     /// See [`StateStore::apply`](crate::StateStore::apply): validates every precondition,
     /// then writes; a failed check writes nothing.
-    pub(super) fn apply(&mut self, step: Transition, now: DateTime<Utc>) -> Result<(Applied, Wake)> {
+    ///
+    /// The step is taken by reference and left holding what it replaced (the records as
+    /// they were, the old header) and the buffers it came in: the caller drops them once
+    /// the lock is released, so the other threads do not wait on their frees.
+    pub(super) fn apply(&mut self, step: &mut Transition, now: DateTime<Utc>) -> Result<(Applied, Wake)> {
         const OP: &str = "StateStore::apply";
-        let wf_id = step.workflow_id.clone();
-        let ctx = |e: Error| e.with_workflow(wf_id.as_str());
+        let ctx = |e: Error| e.with_workflow(step.workflow_id.as_str());
         let Inner { workflows, index, dead, finished, .. } = self;
         let (handle, wf) = workflows
             .with_handle_mut(&step.workflow_id)
             .ok_or_else(|| ctx(err(ErrorKind::NotFound, OP, "no such workflow")))?;
-        let positions = validate_step(wf, &step).map_err(|e| ctx(e.with_operation(OP).with_backend(BACKEND)))?;
+        let positions = validate_step(wf, step).map_err(|e| ctx(e.with_operation(OP).with_backend(BACKEND)))?;
         let (job_positions, child_positions) = positions.split_at(step.jobs.len());
 
         let Transition { header, jobs, parent_outcomes, terminal_delta, reopened, events, complete_at_zero, .. } = step;
-        if let Some(mut header) = header {
+        if let Some(header) = header {
             header.remaining = wf.header.remaining;
             header.version = wf.header.version + 1;
             if header.status.is_terminal() && !wf.header.status.is_terminal() {
                 finished.insert((header.finished_at.unwrap_or(now), header.id.clone()));
             }
-            wf.set_header(*header);
+            wf.swap_header(header);
         }
         let mut wake = Wake::default();
         let mut written = SeenSet::with_capacity(jobs.len() + parent_outcomes.len());
-        for (mut job, &pos) in jobs.into_iter().zip(job_positions) {
+        for (job, &pos) in jobs.iter_mut().zip(job_positions) {
             let stored = &mut wf.jobs[pos];
             // A freed concurrency slot may make a held-back job claimable.
             wake.0 |= index.remove(stored, Slot::new(handle, pos));
             let was_dead = stored.is_dead_letter();
             job.version = stored.version + 1;
-            *stored = job;
+            std::mem::swap(stored, job);
             if stored.is_dead_letter() != was_dead {
                 let dead_key = (stored.workflow_id.clone(), stored.job_id.clone());
                 if was_dead {
@@ -212,7 +215,7 @@ impl Inner {
         let mut applied = Applied::default();
         let mut derived = Vec::new();
         let mut skipped_main = 0u64;
-        for (outcome, &pos) in parent_outcomes.into_iter().zip(child_positions) {
+        for (outcome, &pos) in parent_outcomes.iter().zip(child_positions) {
             let child = &mut wf.jobs[pos];
             index.remove(child, Slot::new(handle, pos));
             let change = child.record_parent(outcome.status, now);
@@ -223,7 +226,7 @@ impl Inner {
             wake.note(index.insert(child, Slot::new(handle, pos), now));
         }
         wf.header.remaining =
-            (wf.header.remaining + reopened).saturating_sub(skipped_main).saturating_sub(terminal_delta);
+            (wf.header.remaining + *reopened).saturating_sub(skipped_main).saturating_sub(*terminal_delta);
         applied.remaining = wf.header.remaining;
         if let Some((mut done, event)) = complete_at_zero.and_then(|at| completion(&wf.header, &wf.jobs, at)) {
             done.version = wf.header.version + 1;
@@ -233,7 +236,7 @@ impl Inner {
             applied.completed = true;
         }
         // The step's own events (e.g. the parent's `job_succeeded`) precede the changes they caused.
-        self.push_events(events);
+        self.push_events(events.drain(..));
         self.push_events(derived);
         Ok((applied, wake))
     }
@@ -289,7 +292,7 @@ impl Inner {
         let picks = usize::from(first.is_some()) + rest.len();
         let mut claimed = Vec::with_capacity(picks);
         for slot in first.into_iter().chain(rest) {
-            let Some(job) = workflows.at_mut(slot.wf).and_then(|wf| wf.jobs.get_mut(slot.pos())) else {
+            let Some(job) = workflows.at_mut(slot.wf()).and_then(|wf| wf.jobs.get_mut(slot.pos())) else {
                 continue;
             };
             index.remove(job, slot);
@@ -400,7 +403,7 @@ fn lookup<'a>(workflows: &'a Workflows, key: &JobKey) -> Option<&'a JobRecord> {
 
 /// The record an index entry names.
 fn at<'a>(workflows: &'a Workflows, slot: &Slot) -> Option<&'a JobRecord> {
-    workflows.at(slot.wf)?.jobs.get(slot.pos())
+    workflows.at(slot.wf())?.jobs.get(slot.pos())
 }
 
 fn add(now: DateTime<Utc>, ttl: Duration) -> Result<DateTime<Utc>> {

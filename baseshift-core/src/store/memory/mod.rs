@@ -162,7 +162,7 @@ impl StateStore for MemoryStateStore {
         let claim = step.claim_after.take();
         let now = Utc::now();
         let mut inner = self.lock();
-        let (mut applied, mut wake) = inner.apply(step, now)?;
+        let (mut applied, mut wake) = inner.apply(&mut step, now)?;
         if let Some(req) = claim {
             // The step is applied: a claim that cannot be made (a lease TTL out of range)
             // claims nothing rather than failing it.
@@ -172,6 +172,8 @@ impl StateStore for MemoryStateStore {
             wake.0 &= !inner.index.ready.is_empty() || inner.index.next_due().is_some();
         }
         drop(inner);
+        // What the step replaced is freed outside the lock (see `Inner::apply`).
+        drop(step);
         self.wake(wake);
         Ok(applied)
     }

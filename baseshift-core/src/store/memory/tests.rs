@@ -1,4 +1,4 @@
-use super::index::{Placement, Slot};
+use super::index::{At, Placement, Slot};
 use super::*;
 use crate::error::ErrorKind;
 use crate::event::Event;
@@ -61,7 +61,7 @@ fn check_indexes(inner: &Inner) {
                     assert!(in_ready && !in_delayed && !in_leased, "{key:?}: READY without ready_at");
                 }
                 Placement::Leased(at) => {
-                    assert!(inner.index.leased.contains(&(at, key)), "{key:?}: lease not indexed");
+                    assert!(inner.index.leased.contains(&(At::new(at), key)), "{key:?}: lease not indexed");
                     assert!(!in_ready && !in_delayed, "{key:?}: RUNNING but queued");
                 }
                 Placement::None => {
@@ -122,7 +122,7 @@ fn indexes_stay_consistent_under_random_operations() {
                     {
                         j.status = JobStatus::Ready;
                         j.ready_at = Some(now + TimeDelta::milliseconds(rng.i64(-500..500)));
-                        inner.apply(write(j), now).unwrap();
+                        inner.apply(&mut write(j), now).unwrap();
                     }
                 }
                 3..=4 => {
@@ -181,7 +181,7 @@ fn indexes_stay_consistent_under_random_operations() {
                         }
                     }
                     step.jobs.push(j);
-                    inner.apply(step, now).unwrap();
+                    inner.apply(&mut step, now).unwrap();
                 }
                 7 => {
                     let leased: Vec<(JobKey, crate::ids::Name)> = inner
