@@ -20,6 +20,7 @@ use std::collections::BTreeSet;
 pub(super) struct Score(u64);
 
 impl Score {
+    /// The key of `score` (see [`JobRecord::queue_score`]).
     pub(super) fn new(score: f64) -> Score {
         let bits = score.to_bits();
         // Negative numbers descend as their bits ascend: all their bits flip; positive
@@ -35,6 +36,7 @@ impl Score {
 pub(super) struct At(i64);
 
 impl At {
+    /// The key of `at`.
     pub(super) fn new(at: DateTime<Utc>) -> At {
         At(at.timestamp_nanos_opt().unwrap_or(if at.timestamp() < 0 { i64::MIN } else { i64::MAX }))
     }
@@ -102,9 +104,9 @@ pub(super) struct Indexes {
     pub(super) ready: BTreeSet<(Score, Slot)>,
     /// `READY` jobs not yet due, by `(ready_at, slot)`; moved to `ready` once due.
     pub(super) delayed: BTreeSet<(DateTime<Utc>, Slot)>,
-    /// `RUNNING` jobs under a lease, by `(expires_at, slot)`. (The delayed set keeps its
-    /// instants as they are: it is written only by retries and delays, and `next_due`
-    /// gives them back.)
+    /// `RUNNING` jobs under a lease, by `(expires_at, slot)`, the expiry as its [`At`] key.
+    /// (`delayed` keeps its instants as they are: only retries and delays write it, and
+    /// [`Indexes::next_due`] gives them back.)
     pub(super) leased: BTreeSet<(At, Slot)>,
     /// `RUNNING` jobs (leased or awaiting an external call) per concurrency key.
     pub(super) running_keys: FastMap<String, usize>,
