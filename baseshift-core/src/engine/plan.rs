@@ -117,8 +117,9 @@ fn step_on(compiled: &CompiledTemplate, workflow_id: WorkflowId, now: DateTime<U
     t
 }
 
-/// Marks `rec` terminal with `status` and adds its outcome to its children's counters.
-fn finish(t: &mut Transition, compiled: &CompiledTemplate, mut rec: JobRecord, status: JobStatus, now: DateTime<Utc>) {
+/// Marks `rec` terminal with `status` and adds its outcome to its children's counters;
+/// `job` is `rec`'s compiled job (`None`: not in the template, no children).
+fn finish(t: &mut Transition, job: Option<&CompiledJob>, mut rec: JobRecord, status: JobStatus, now: DateTime<Utc>) {
     let main = rec.compensation_of.is_none();
     rec.status = status;
     rec.finished_at = Some(now);
@@ -128,7 +129,7 @@ fn finish(t: &mut Transition, compiled: &CompiledTemplate, mut rec: JobRecord, s
     rec.propagated = true;
     if main {
         t.terminal_delta += 1;
-        if let Some(job) = compiled.job(&rec.job_id)
+        if let Some(job) = job
             && !job.children.is_empty()
         {
             let mut outcomes = Vec::with_capacity(t.parent_outcomes.len() + job.children.len());
@@ -162,7 +163,7 @@ pub fn start(
         }
         if rec.has_condition && !root_conditions(&rec.job_id) {
             t.events.push(Event::job_at(now, &rec.workflow_id, &rec.job_id, JobStatus::Skipped, 0, None));
-            finish(&mut t, compiled, rec, JobStatus::Skipped, now);
+            finish(&mut t, compiled.job(&rec.job_id), rec, JobStatus::Skipped, now);
         } else {
             rec.status = JobStatus::Ready;
             rec.ready_at = Some(now);
@@ -177,6 +178,20 @@ pub fn start(
 /// Records how an attempt ended: success, external wait, retry or failure.
 pub fn complete(
     compiled: &CompiledTemplate,
+    rec: JobRecord,
+    outcome: Outcome,
+    max_attempts: u32,
+    now: DateTime<Utc>,
+) -> Transition {
+    let job = compiled.job(&rec.job_id);
+    complete_of(compiled, job, rec, outcome, max_attempts, now)
+}
+
+/// [`complete`] for a caller that has `rec`'s compiled job at hand (`job`, `None` when the
+/// template has no such job): no second lookup of it in a template of many jobs.
+pub(crate) fn complete_of(
+    compiled: &CompiledTemplate,
+    job: Option<&CompiledJob>,
     mut rec: JobRecord,
     outcome: Outcome,
     max_attempts: u32,
@@ -199,7 +214,7 @@ pub fn complete(
             rec.output = Some(output);
             rec.error = None;
             t.events.push(ev);
-            finish(&mut t, compiled, rec, JobStatus::Succeeded, now);
+            finish(&mut t, job, rec, JobStatus::Succeeded, now);
         }
         Outcome::AwaitExternal => {
             rec.lease = None;
@@ -225,7 +240,7 @@ pub fn complete(
                 dead.event_type = "job_dead_lettered".into();
                 t.events.push(dead);
                 rec.error = Some(failure);
-                finish(&mut t, compiled, rec, JobStatus::Failed, now);
+                finish(&mut t, job, rec, JobStatus::Failed, now);
             }
         }
     }
@@ -262,7 +277,7 @@ pub fn decide_eligible(compiled: &CompiledTemplate, mut rec: JobRecord, run: boo
         t.jobs.push(rec);
     } else {
         t.events.push(Event::job_at(now, &rec.workflow_id, &rec.job_id, JobStatus::Skipped, 0, None));
-        finish(&mut t, compiled, rec, JobStatus::Skipped, now);
+        finish(&mut t, compiled.job(&rec.job_id), rec, JobStatus::Skipped, now);
     }
     t
 }

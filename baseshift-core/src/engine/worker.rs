@@ -290,7 +290,7 @@ async fn record_with(
 ) -> Result<bool> {
     let max_attempts = job.map(|j| j.retry.max_attempts).unwrap_or(1);
     let compensation = rec.compensation_of.is_some();
-    let mut step = plan::complete(compiled, *rec, outcome, max_attempts, Utc::now());
+    let mut step = plan::complete_of(compiled, job, *rec, outcome, max_attempts, Utc::now());
     step.events.extend(audit);
     if next.is_some() {
         step.claim_after = Some(claim::request(inner, 1));
