@@ -25,32 +25,39 @@ pub(crate) fn set_with_capacity<K>(n: usize) -> FastSet<K> {
 const FEW: usize = 16;
 
 /// A set for the few members a single step names (most steps write one or two jobs): a
-/// list while small, a [`FastSet`] past [`FEW`]. A step of one job allocates no hash table.
+/// list kept inline while small, a [`FastSet`] past [`FEW`]. A step of up to [`FEW`]
+/// members allocates nothing.
 #[derive(Debug)]
 pub(crate) enum SeenSet<K> {
-    /// Few members, searched in order.
-    Few(Vec<K>),
+    /// Few members (the first `len` of `items`), searched in order.
+    Few {
+        /// How many of `items` are members.
+        len: usize,
+        /// The members, then unused defaults.
+        items: [K; FEW],
+    },
     /// Many members.
     Many(FastSet<K>),
 }
 
-impl<K: std::hash::Hash + Eq> SeenSet<K> {
+impl<K: std::hash::Hash + Eq + Copy + Default> SeenSet<K> {
     /// An empty set for about `n` members.
     pub(crate) fn with_capacity(n: usize) -> Self {
-        if n <= FEW { SeenSet::Few(Vec::with_capacity(n)) } else { SeenSet::Many(set_with_capacity(n)) }
+        if n <= FEW { SeenSet::Few { len: 0, items: [K::default(); FEW] } } else { SeenSet::Many(set_with_capacity(n)) }
     }
 
     /// Adds `k`; whether it was absent.
     pub(crate) fn insert(&mut self, k: K) -> bool {
         match self {
-            SeenSet::Few(list) if list.contains(&k) => false,
-            SeenSet::Few(list) if list.len() < FEW => {
-                list.push(k);
+            SeenSet::Few { len, items } if items[..*len].contains(&k) => false,
+            SeenSet::Few { len, items } if *len < FEW => {
+                items[*len] = k;
+                *len += 1;
                 true
             }
-            SeenSet::Few(list) => {
-                let mut set: FastSet<K> = set_with_capacity(list.len() * 2);
-                set.extend(list.drain(..));
+            SeenSet::Few { items, .. } => {
+                let mut set: FastSet<K> = set_with_capacity(FEW * 2);
+                set.extend(items.iter().copied());
                 let added = set.insert(k);
                 *self = SeenSet::Many(set);
                 added
