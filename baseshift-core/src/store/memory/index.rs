@@ -102,11 +102,11 @@ impl Placement {
 pub(super) struct Indexes {
     /// `READY` jobs that are due, by `(queue_score, slot)`.
     pub(super) ready: BTreeSet<(Score, Slot)>,
-    /// `READY` jobs not yet due, by `(ready_at, slot)`; moved to `ready` once due.
+    /// `READY` jobs not yet due, by `(ready_at, slot)`; moved to `ready` once due. Its
+    /// instants are kept as they are (not as [`At`] keys): only retries and delays write
+    /// it, and [`Indexes::next_due`] gives them back.
     pub(super) delayed: BTreeSet<(DateTime<Utc>, Slot)>,
     /// `RUNNING` jobs under a lease, by `(expires_at, slot)`, the expiry as its [`At`] key.
-    /// (`delayed` keeps its instants as they are: only retries and delays write it, and
-    /// [`Indexes::next_due`] gives them back.)
     pub(super) leased: BTreeSet<(At, Slot)>,
     /// `RUNNING` jobs (leased or awaiting an external call) per concurrency key.
     pub(super) running_keys: FastMap<String, usize>,
