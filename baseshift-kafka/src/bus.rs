@@ -26,7 +26,10 @@ const PUBLISH: &str = "EventBus::publish";
 ///
 /// [`EventBus::subscribe`] makes a Kafka consumer in the group. Offsets are committed only
 /// for acknowledged deliveries, and only up to the lowest delivery not yet acknowledged, so
-/// a crash or rebalance redelivers what was not processed. A [`Delivery`](baseshift_core::Delivery)
+/// a crash or rebalance redelivers what was not processed. Delivery is at least once: a
+/// group that refuses commits while it rebalances (librdkafka's mock cluster refuses them for
+/// the whole rebalance; a real broker accepts them until the group starts syncing) has the
+/// events acknowledged just before the rebalance delivered again to their partition's next owner. A [`Delivery`](baseshift_core::Delivery)
 /// dropped without acknowledgement makes its member seek back and deliver it again.
 /// Dropping the [`Subscription`] leaves the group; its unacknowledged events go to the
 /// remaining members. Acknowledging a delivery after its subscription was dropped, or after a

@@ -6,8 +6,17 @@
 
 use baseshift_kafka::{ENV_VAR, KafkaEventBus};
 
+/// Sends the bus's and librdkafka's warnings (e.g. a commit the group refused) to the test's
+/// captured output, shown when a check fails; `RUST_LOG` overrides the level.
+fn capture_warnings() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into());
+    // Only the first call installs it; the others find it installed.
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().with_ansi(false).try_init();
+}
+
 /// A bus on a fresh in-process mock cluster, topics created.
 async fn mock_bus() -> KafkaEventBus {
+    capture_warnings();
     KafkaEventBus::builder()
         .mock_cluster(1)
         .create_topics(4, 1)
@@ -18,6 +27,7 @@ async fn mock_bus() -> KafkaEventBus {
 
 /// A bus on the real brokers of `BASESHIFT_KAFKA_BROKERS`, with topics of its own.
 async fn broker_bus() -> KafkaEventBus {
+    capture_warnings();
     let Some(brokers) = std::env::var(ENV_VAR).ok().filter(|b| !b.trim().is_empty()) else {
         eprintln!(
             "{ENV_VAR} is not set: this check ran against librdkafka's in-process mock cluster only; \

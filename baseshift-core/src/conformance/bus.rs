@@ -117,6 +117,66 @@ async fn expect_quiet(check: &str, sub: &mut Subscription, workflows: &HashSet<&
     }
 }
 
+/// Waits until the two members of one group both hold partitions of the same group
+/// generation, so that no rebalance is due when the check's own events are published.
+///
+/// A Kafka group assigns a first member alone before a second one joins, and the second
+/// join moves partitions; while the group rebalances, commits are refused (librdkafka's mock
+/// cluster refuses them for the whole rebalance), so events acknowledged just before are
+/// delivered again: at least once. Checks that count deliveries in a steady group settle it
+/// first: markers of fresh workflows are published until each member has received one
+/// published after both had received one. Markers are acknowledged as they come; an
+/// acknowledgement refused by a rebalance is fine here, the marker is simply delivered again.
+async fn settle_pair(
+    bus: &dyn EventBus,
+    check: &str,
+    first: &mut Subscription,
+    second: &mut Subscription,
+) -> Result<()> {
+    let deadline = Instant::now() + DELIVERY_TIMEOUT;
+    let mut markers: HashMap<WorkflowId, usize> = HashMap::new();
+    // Per member: whether it received any marker, and the latest marker index it received.
+    let mut seen: [Option<usize>; 2] = [None, None];
+    let mut settled_from: Option<usize> = None;
+    while Instant::now() < deadline {
+        if let Some(from) = settled_from
+            && seen.iter().all(|s| s.is_some_and(|i| i >= from))
+        {
+            return Ok(());
+        }
+        let marker = WorkflowId::generate();
+        let index = markers.len();
+        let event = job_event(&marker, 0);
+        bus.publish(&event).await.map_err(|e| failure(check, format!("publish a settling marker: {e}")))?;
+        markers.insert(marker, index);
+        let wait = Instant::now() + Duration::from_millis(100);
+        loop {
+            let got = tokio::select! {
+                d = timeout_at(wait, first.next()) => d.map(|d| (0, d)),
+                d = timeout_at(wait, second.next()) => d.map(|d| (1, d)),
+            };
+            let Ok((member, d)) = got else { break };
+            let d = match d {
+                None => return Err(failure(check, "a subscription ended while the group settled".into())),
+                Some(Err(e)) => {
+                    return Err(failure(check, format!("a subscription failed while the group settled: {e}")));
+                }
+                Some(Ok(d)) => d,
+            };
+            if let Some(&i) = markers.get(&d.event.payload.workflow_id) {
+                seen[member] = Some(seen[member].map_or(i, |s| s.max(i)));
+                if settled_from.is_none() && seen.iter().all(Option::is_some) {
+                    settled_from = Some(markers.len());
+                }
+            }
+            if let Err(e) = d.ack().await {
+                tracing::debug!(check, error = %e, "acknowledging a settling marker failed; it comes again");
+            }
+        }
+    }
+    Err(failure(check, format!("the group's two members did not both receive events within {DELIVERY_TIMEOUT:?}")))
+}
+
 async fn subscribe(bus: &dyn EventBus, check: &str, topics: &[Topic], group: &str) -> Result<Subscription> {
     bus.subscribe(topics, group).await.map_err(|e| failure(check, format!("subscribe to group `{group}`: {e}")))
 }
@@ -233,6 +293,7 @@ pub async fn group_members_share_events(bus: &dyn EventBus) -> Result<()> {
     let g = group(check);
     let mut first = subscribe(bus, check, &[Topic::JobEvents], &g).await?;
     let mut second = subscribe(bus, check, &[Topic::JobEvents], &g).await?;
+    settle_pair(bus, check, &mut first, &mut second).await?;
     publish_all(bus, check, &events).await?;
     let ours = HashSet::from([&wf]);
     let deadline = Instant::now() + DELIVERY_TIMEOUT;
@@ -280,6 +341,7 @@ pub async fn dropped_delivery_is_redelivered(bus: &dyn EventBus) -> Result<()> {
     let g = group(check);
     let mut first = subscribe(bus, check, &[Topic::JobEvents], &g).await?;
     let mut second = subscribe(bus, check, &[Topic::JobEvents], &g).await?;
+    settle_pair(bus, check, &mut first, &mut second).await?;
     publish_all(bus, check, std::slice::from_ref(&event)).await?;
     let ours = HashSet::from([&wf]);
     let mut deliveries = 0;
