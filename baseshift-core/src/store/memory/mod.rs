@@ -1,5 +1,6 @@
 //! [`MemoryStateStore`]: the in-memory [`StateStore`], the embedded default.
 
+mod combine;
 mod entry;
 mod index;
 mod inner;
@@ -20,17 +21,19 @@ use crate::template::WorkflowTemplate;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use inner::{Inner, Wake};
-use parking_lot::{Mutex, MutexGuard};
+use parking_lot::Mutex;
 use std::time::Duration;
 use tokio::sync::Notify;
 
 /// The in-memory [`StateStore`]: the embedded default. Same semantics as the durable
 /// backends (versions, conflicts, leases, outbox), state lost when the process exits.
 ///
-/// Every operation runs under one lock, so each step is atomic. Claimable jobs are kept
-/// in ordered indexes (ready queue by [`JobRecord::queue_score`], delayed retries by
-/// `ready_at`, leases by expiry), so [`claim`](StateStore::claim) costs about the number of
-/// jobs it returns or skips, not the number of jobs stored.
+/// Every operation runs under one lock, so each step is atomic; a step that finds the lock
+/// taken is queued for the lock's holder to apply, and its worker's thread runs other tasks
+/// meanwhile. Claimable jobs are kept in ordered indexes (ready queue by
+/// [`JobRecord::queue_score`], delayed retries by `ready_at`, leases by expiry), so
+/// [`claim`](StateStore::claim) costs about the number of jobs it returns or skips, not the
+/// number of jobs stored.
 ///
 /// Two choices the contract leaves to the backend:
 /// - [`renew_lease`](StateStore::renew_lease) does not bump the job's `version`, so the
@@ -49,6 +52,8 @@ use tokio::sync::Notify;
 #[derive(Debug, Default)]
 pub struct MemoryStateStore {
     inner: Mutex<Inner>,
+    /// Steps that found the lock taken, for its holder to apply (see `combine`).
+    queued: Mutex<Vec<combine::Queued>>,
     work: Notify,
 }
 
@@ -56,12 +61,6 @@ impl MemoryStateStore {
     /// An empty store.
     pub fn new() -> Self {
         Self::default()
-    }
-
-    /// The lock is never held across an `.await`. It does not poison: a panic while holding
-    /// it cannot leave a step half-applied (steps validate before writing).
-    fn lock(&self) -> MutexGuard<'_, Inner> {
-        self.inner.lock()
     }
 
     /// Removes workflows that finished (`COMPLETED`, `FAILED`, `CANCELLED`) more than
@@ -158,24 +157,8 @@ impl StateStore for MemoryStateStore {
         self.lock().template(template_id, version)
     }
 
-    async fn apply(&self, mut step: Transition) -> Result<Applied> {
-        let claim = step.claim_after.take();
-        let now = Utc::now();
-        let mut inner = self.lock();
-        let (mut applied, mut wake) = inner.apply(&mut step, now)?;
-        if let Some(req) = claim {
-            // The step is applied: a claim that cannot be made (a lease TTL out of range)
-            // claims nothing rather than failing it.
-            applied.claimed = inner.claim(req, now).map(|c| c.jobs).unwrap_or_default();
-            // What the step made claimable may all be taken now: a waiting engine need
-            // only look again for jobs still queued or delayed.
-            wake.0 &= !inner.index.ready.is_empty() || inner.index.next_due().is_some();
-        }
-        drop(inner);
-        // What the step replaced is freed outside the lock (see `Inner::apply`).
-        drop(step);
-        self.wake(wake);
-        Ok(applied)
+    async fn apply(&self, step: Transition) -> Result<Applied> {
+        self.apply_step(step).await
     }
 
     async fn claim(&self, req: ClaimRequest) -> Result<Claimed> {

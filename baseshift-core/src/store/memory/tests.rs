@@ -464,3 +464,83 @@ async fn a_step_that_claims_what_it_readied_wakes_no_one() {
         assert_eq!(waited(&store).await, expected, "claim_after: {claim_after}");
     }
 }
+
+/// `n` pending roots of one new workflow, and the step making each `READY` (current versions).
+async fn roots_and_their_steps(store: &MemoryStateStore, n: usize) -> (WorkflowId, Vec<Transition>) {
+    let id = WorkflowId::generate();
+    let jobs = (0..n).map(|i| job(&id, &format!("j{i}"), 0)).collect();
+    store.create_workflow(new_workflow(jobs, id.clone())).await.unwrap();
+    let steps = store
+        .jobs(&id, None)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|mut j| {
+            j.status = JobStatus::Ready;
+            j.ready_at = Some(Utc::now());
+            write(j)
+        })
+        .collect();
+    (id, steps)
+}
+
+/// Steps that find the lock taken are queued, and the lock's holder applies them when it
+/// lets go: each once, each answered, a refused one with its error and no change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn steps_queued_behind_the_lock_are_applied_by_its_holder() {
+    let store = std::sync::Arc::new(MemoryStateStore::new());
+    let (id, mut steps) = roots_and_their_steps(&store, 8).await;
+    let mut stale = steps[0].jobs[0].clone();
+    stale.version += 7;
+    steps.push(write(stale));
+    let held = store.lock();
+    let tasks: Vec<_> = steps
+        .into_iter()
+        .map(|step| {
+            let store = store.clone();
+            tokio::spawn(async move { store.apply(step).await })
+        })
+        .collect();
+    // This thread is not one of the runtime's: it may block while the tasks queue.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while store.queued.lock().len() < tasks.len() {
+        assert!(std::time::Instant::now() < deadline, "the steps did not queue behind the held lock");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    drop(held);
+    assert!(store.queued.lock().is_empty(), "releasing the lock applies what queued");
+    let mut answers = Vec::new();
+    for task in tasks {
+        answers.push(task.await.unwrap());
+    }
+    let refused = answers.pop().unwrap().unwrap_err();
+    assert_eq!((refused.kind(), refused.job_id()), (ErrorKind::Conflict, Some("j0")));
+    assert!(answers.iter().all(Result::is_ok), "{answers:?}");
+    for j in store.jobs(&id, None).await.unwrap() {
+        assert_eq!((j.status, j.version), (JobStatus::Ready, 2), "{}", j.job_id);
+    }
+    check_indexes(&store.lock());
+    assert_eq!(store.claim(request(100, 60_000, &[])).await.unwrap().jobs.len(), 8);
+}
+
+/// Many steps at once on two threads, some applied at once and some queued: every one is
+/// applied exactly once and answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_steps_are_each_applied_once() {
+    let store = std::sync::Arc::new(MemoryStateStore::new());
+    let (id, steps) = roots_and_their_steps(&store, 400).await;
+    let tasks: Vec<_> = steps
+        .into_iter()
+        .map(|step| {
+            let store = store.clone();
+            tokio::spawn(async move { store.apply(step).await.map(|_| ()) })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap().unwrap();
+    }
+    assert!(store.queued.lock().is_empty());
+    let jobs = store.jobs(&id, None).await.unwrap();
+    assert!(jobs.iter().all(|j| j.status == JobStatus::Ready && j.version == 2));
+    check_indexes(&store.lock());
+}

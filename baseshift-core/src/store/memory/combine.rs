@@ -1,0 +1,147 @@
+//! The store's lock, and the steps that find it taken: queued for its holder to apply.
+//!
+//! Many workers on a multi-thread runtime step the store at once, and a step holds the
+//! lock for a few microseconds. A worker that found the lock taken used to spin (and then
+//! sleep) on it, its thread idle, while the store's records, indexes and outbox moved to
+//! its core's cache and back. Now, after a short spin, it queues its step and yields: its
+//! thread runs other tasks (other workers' jobs and plans), and whoever holds the lock
+//! applies the queued steps before it leaves, one after another, each atomic as before,
+//! then hands each its answer. Under load one thread keeps the store hot in its cache and
+//! does the store's work; the others do everything else.
+//!
+//! No step is left behind: every release of the lock ([`Locked`]'s drop) looks at the
+//! queue and, if it holds steps and the lock is free, takes the lock and applies them; a
+//! step is queued before its worker tries the lock once more. So a queued step is applied
+//! by its worker, or by a holder that releases the lock after it was queued (the queue's own
+//! lock orders the two).
+
+use super::MemoryStateStore;
+use super::inner::{Inner, Wake};
+use crate::error::{Error, Result};
+use crate::store::{Applied, Transition};
+use chrono::{DateTime, Utc};
+use parking_lot::MutexGuard;
+use std::ops::{Deref, DerefMut};
+use tokio::sync::oneshot;
+
+/// How many times a step tries the lock before it queues: long enough to outlast a short
+/// hold (a read, the relay taking events), far shorter than another step.
+const SPINS: u32 = 64;
+
+/// A step waiting for the lock's holder, and where its answer goes.
+#[derive(Debug)]
+pub(super) struct Queued {
+    step: Transition,
+    answer: oneshot::Sender<Result<Applied>>,
+}
+
+/// The store's lock, held. Released, it applies the steps queued meanwhile (see the module
+/// docs).
+pub(super) struct Locked<'a> {
+    // Fields drop in order: the lock is released before the queue is looked at.
+    guard: MutexGuard<'a, Inner>,
+    _then: ApplyQueued<'a>,
+}
+
+impl Deref for Locked<'_> {
+    type Target = Inner;
+
+    fn deref(&self) -> &Inner {
+        &self.guard
+    }
+}
+
+impl DerefMut for Locked<'_> {
+    fn deref_mut(&mut self) -> &mut Inner {
+        &mut self.guard
+    }
+}
+
+/// Dropped after a [`Locked`]'s guard: applies what queued while it was held.
+struct ApplyQueued<'a>(&'a MemoryStateStore);
+
+impl Drop for ApplyQueued<'_> {
+    fn drop(&mut self) {
+        self.0.apply_queued();
+    }
+}
+
+impl MemoryStateStore {
+    /// Takes the lock. It is never held across an `.await`, and it does not poison: a panic
+    /// while holding it cannot leave a step half-applied (steps validate before writing).
+    pub(super) fn lock(&self) -> Locked<'_> {
+        Locked { guard: self.inner.lock(), _then: ApplyQueued(self) }
+    }
+
+    /// Applies `step` (see [`StateStore::apply`](crate::StateStore::apply)): at once if the
+    /// lock comes free within a short spin, else by the lock's holder, waiting for it.
+    pub(super) async fn apply_step(&self, mut step: Transition) -> Result<Applied> {
+        for _ in 0..SPINS {
+            if let Some(guard) = self.inner.try_lock() {
+                let mut locked = Locked { guard, _then: ApplyQueued(self) };
+                let (result, wake) = apply_one(&mut locked, &mut step, Utc::now());
+                // The step's replaced records are freed, and waiters woken, outside the lock.
+                drop(locked);
+                drop(step);
+                self.wake(wake);
+                return result;
+            }
+            std::hint::spin_loop();
+        }
+        let (answer, answered) = oneshot::channel();
+        self.queued.lock().push(Queued { step, answer });
+        self.apply_queued();
+        answered.await.unwrap_or_else(|_| Err(Error::internal("the memory store dropped a queued step unanswered")))
+    }
+
+    /// Applies the queued steps while there are any and the lock is free; a holder that
+    /// finds more queued when it is done goes on with them.
+    fn apply_queued(&self) {
+        loop {
+            if self.queued.lock().is_empty() {
+                return;
+            }
+            let Some(mut inner) = self.inner.try_lock() else {
+                // Its holder applies them when it releases the lock.
+                return;
+            };
+            let batch = std::mem::take(&mut *self.queued.lock());
+            let now = Utc::now();
+            let mut wake = Wake::default();
+            let answers: Vec<_> = batch
+                .into_iter()
+                .map(|Queued { mut step, answer }| {
+                    let (result, w) = apply_one(&mut inner, &mut step, now);
+                    wake.0 |= w.0;
+                    (answer, result, step)
+                })
+                .collect();
+            drop(inner);
+            self.wake(wake);
+            for (answer, result, step) in answers {
+                // A caller that stopped waiting gets no answer; its step is applied all the same.
+                let _ = answer.send(result);
+                drop(step);
+            }
+        }
+    }
+}
+
+/// Applies `step` under the lock, then claims the worker's next job when it asks for one;
+/// the step keeps what it replaced, for the caller to free after the lock is released.
+fn apply_one(inner: &mut Inner, step: &mut Transition, now: DateTime<Utc>) -> (Result<Applied>, Wake) {
+    let claim = step.claim_after.take();
+    let (mut applied, mut wake) = match inner.apply(step, now) {
+        Ok(done) => done,
+        Err(e) => return (Err(e), Wake::default()),
+    };
+    if let Some(req) = claim {
+        // The step is applied: a claim that cannot be made (a lease TTL out of range)
+        // claims nothing rather than failing it.
+        applied.claimed = inner.claim(req, now).map(|c| c.jobs).unwrap_or_default();
+        // What the step made claimable may all be taken now: a waiting engine need only
+        // look again for jobs still queued or delayed.
+        wake.0 &= !inner.index.ready.is_empty() || inner.index.next_due().is_some();
+    }
+    (Ok(applied), wake)
+}
