@@ -124,7 +124,7 @@ impl ChildDecision {
 /// A fresh lease token: a random (v4) UUID in its hyphenated form. Tokens are only
 /// compared, never ordered, so they skip the v7 clock and counter; the text is encoded
 /// into a stack buffer rather than through `fmt`.
-fn lease_token() -> Name {
+pub(crate) fn lease_token() -> Name {
     let mut buf = uuid::Uuid::encode_buffer();
     Name::from(&*uuid::Uuid::new_v4().hyphenated().encode_lower(&mut buf))
 }
@@ -308,10 +308,22 @@ impl JobRecord {
     /// and a lease of `owner` until `expires_at` with a fresh token; returns the attempt's
     /// `job_running` event. The version is the caller's to bump.
     pub fn start_attempt(&mut self, owner: &Name, expires_at: DateTime<Utc>, now: DateTime<Utc>) -> crate::Event {
+        self.start_attempt_with(owner, lease_token(), expires_at, now)
+    }
+
+    /// [`start_attempt`](Self::start_attempt) with a lease token the caller made, e.g. before
+    /// taking a lock it would rather not hold while one is made.
+    pub(crate) fn start_attempt_with(
+        &mut self,
+        owner: &Name,
+        token: Name,
+        expires_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> crate::Event {
         self.status = JobStatus::Running;
         self.attempt += 1;
         self.started_at = Some(now);
-        self.lease = Some(Lease { owner: owner.clone(), token: lease_token(), expires_at });
+        self.lease = Some(Lease { owner: owner.clone(), token, expires_at });
         crate::Event::job_at(now, &self.workflow_id, &self.job_id, JobStatus::Running, self.attempt, None)
     }
 

@@ -18,6 +18,7 @@
 use super::MemoryStateStore;
 use super::inner::{Inner, Wake};
 use crate::error::{Error, Result};
+use crate::ids::Name;
 use crate::store::{Applied, Transition};
 use chrono::{DateTime, Utc};
 use parking_lot::MutexGuard;
@@ -32,6 +33,7 @@ const SPINS: u32 = 64;
 #[derive(Debug)]
 pub(super) struct Queued {
     step: Transition,
+    token: Option<Name>,
     answer: oneshot::Sender<Result<Applied>>,
 }
 
@@ -76,10 +78,12 @@ impl MemoryStateStore {
     /// Applies `step` (see [`StateStore::apply`](crate::StateStore::apply)): at once if the
     /// lock comes free within a short spin, else by the lock's holder, waiting for it.
     pub(super) async fn apply_step(&self, mut step: Transition) -> Result<Applied> {
+        // The lease token of the job the step claims is made before the lock is taken.
+        let mut token = step.claim_after.is_some().then(crate::state::lease_token);
         for _ in 0..SPINS {
             if let Some(guard) = self.inner.try_lock() {
                 let mut locked = Locked { guard, _then: ApplyQueued(self) };
-                let (result, wake) = apply_one(&mut locked, &mut step, Utc::now());
+                let (result, wake) = apply_one(&mut locked, &mut step, Utc::now(), token.take());
                 // The step's replaced records are freed, and waiters woken, outside the lock.
                 drop(locked);
                 drop(step);
@@ -89,7 +93,7 @@ impl MemoryStateStore {
             std::hint::spin_loop();
         }
         let (answer, answered) = oneshot::channel();
-        self.queued.lock().push(Queued { step, answer });
+        self.queued.lock().push(Queued { step, token, answer });
         self.apply_queued();
         answered.await.unwrap_or_else(|_| Err(Error::internal("the memory store dropped a queued step unanswered")))
     }
@@ -110,8 +114,8 @@ impl MemoryStateStore {
             let mut wake = Wake::default();
             let answers: Vec<_> = batch
                 .into_iter()
-                .map(|Queued { mut step, answer }| {
-                    let (result, w) = apply_one(&mut inner, &mut step, now);
+                .map(|Queued { mut step, token, answer }| {
+                    let (result, w) = apply_one(&mut inner, &mut step, now, token);
                     wake.0 |= w.0;
                     (answer, result, step)
                 })
@@ -127,9 +131,15 @@ impl MemoryStateStore {
     }
 }
 
-/// Applies `step` under the lock, then claims the worker's next job when it asks for one;
-/// the step keeps what it replaced, for the caller to free after the lock is released.
-fn apply_one(inner: &mut Inner, step: &mut Transition, now: DateTime<Utc>) -> (Result<Applied>, Wake) {
+/// Applies `step` under the lock, then claims the worker's next job when it asks for one
+/// (under lease `token`); the step keeps what it replaced, for the caller to free after the
+/// lock is released.
+fn apply_one(
+    inner: &mut Inner,
+    step: &mut Transition,
+    now: DateTime<Utc>,
+    token: Option<Name>,
+) -> (Result<Applied>, Wake) {
     let claim = step.claim_after.take();
     let (mut applied, mut wake) = match inner.apply(step, now) {
         Ok(done) => done,
@@ -138,7 +148,7 @@ fn apply_one(inner: &mut Inner, step: &mut Transition, now: DateTime<Utc>) -> (R
     if let Some(req) = claim {
         // The step is applied: a claim that cannot be made (a lease TTL out of range)
         // claims nothing rather than failing it.
-        applied.claimed = inner.claim(req, now).map(|c| c.jobs).unwrap_or_default();
+        applied.claimed = inner.claim(req, now, token).map(|c| c.jobs).unwrap_or_default();
         // What the step made claimable may all be taken now: a waiting engine need only
         // look again for jobs still queued or delayed.
         wake.0 &= !inner.index.ready.is_empty() || inner.index.next_due().is_some();

@@ -242,7 +242,8 @@ impl Inner {
     }
 
     /// See [`StateStore::claim`](crate::StateStore::claim).
-    pub(super) fn claim(&mut self, req: ClaimRequest, now: DateTime<Utc>) -> Result<Claimed> {
+    /// `token`: a lease token made before the lock was taken, for the first job claimed.
+    pub(super) fn claim(&mut self, req: ClaimRequest, now: DateTime<Utc>, token: Option<Name>) -> Result<Claimed> {
         const OP: &str = "StateStore::claim";
         let expires_at = add(now, req.lease_ttl).map_err(|e| e.with_operation(OP))?;
         let Inner { workflows, index, outbox, next_seq, .. } = self;
@@ -291,12 +292,14 @@ impl Inner {
 
         let picks = usize::from(first.is_some()) + rest.len();
         let mut claimed = Vec::with_capacity(picks);
+        let mut token = token;
         for slot in first.into_iter().chain(rest) {
             let Some(job) = workflows.at_mut(slot.wf()).and_then(|wf| wf.jobs.get_mut(slot.pos())) else {
                 continue;
             };
             index.remove(job, slot);
-            push_event(outbox, next_seq, job.start_attempt(&req.owner, expires_at, now));
+            let token = token.take().unwrap_or_else(crate::state::lease_token);
+            push_event(outbox, next_seq, job.start_attempt_with(&req.owner, token, expires_at, now));
             job.version += 1;
             index.insert(job, slot, now);
             claimed.push(job.clone());

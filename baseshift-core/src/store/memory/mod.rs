@@ -162,7 +162,7 @@ impl StateStore for MemoryStateStore {
     }
 
     async fn claim(&self, req: ClaimRequest) -> Result<Claimed> {
-        self.lock().claim(req, Utc::now())
+        self.lock().claim(req, Utc::now(), None)
     }
 
     async fn renew_lease(&self, key: &JobKey, token: &str, ttl: Duration) -> Result<DateTime<Utc>> {

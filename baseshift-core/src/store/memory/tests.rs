@@ -132,7 +132,7 @@ fn indexes_stay_consistent_under_random_operations() {
                         .flat_map(|wf| wf.jobs.iter().map(|j| (j.key(), j.clone())))
                         .collect();
                     let exclude: &[&str] = if rng.bool() { &["slow"] } else { &[] };
-                    let claimed = inner.claim(request(rng.usize(0..4), rng.u64(0..400), exclude), now).unwrap();
+                    let claimed = inner.claim(request(rng.usize(0..4), rng.u64(0..400), exclude), now, None).unwrap();
                     for j in &claimed.jobs {
                         let old = &before[&j.key()];
                         let claimable = match old.status {
