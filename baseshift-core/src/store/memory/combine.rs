@@ -37,6 +37,16 @@ pub(super) struct Queued {
     answer: oneshot::Sender<Result<Applied>>,
 }
 
+/// Where the answer to a queued step comes; see [`MemoryStateStore::apply_or_queue`].
+pub(super) struct Answer(oneshot::Receiver<Result<Applied>>);
+
+impl Answer {
+    /// The queued step's answer, once its turn came.
+    pub(super) async fn get(self) -> Result<Applied> {
+        self.0.await.unwrap_or_else(|_| Err(Error::internal("the memory store dropped a queued step unanswered")))
+    }
+}
+
 /// The store's lock, held. Released, it applies the steps queued meanwhile (see the module
 /// docs).
 pub(super) struct Locked<'a> {
@@ -75,9 +85,11 @@ impl MemoryStateStore {
         Locked { guard: self.inner.lock(), _then: ApplyQueued(self) }
     }
 
-    /// Applies `step` (see [`StateStore::apply`](crate::StateStore::apply)): at once if the
-    /// lock comes free within a short spin, else by the lock's holder, waiting for it.
-    pub(super) async fn apply_step(&self, mut step: Transition) -> Result<Applied> {
+    /// Applies `step` (see [`StateStore::apply`](crate::StateStore::apply)) at once if the
+    /// lock comes free within a short spin, and returns its answer; else queues it for the
+    /// lock's holder and returns where its answer will come. Not `async`: the caller's future
+    /// holds only the step and, while it waits, the receiver.
+    pub(super) fn apply_or_queue(&self, mut step: Transition) -> std::result::Result<Result<Applied>, Answer> {
         // The lease token of the job the step claims is made before the lock is taken.
         let mut token = step.claim_after.is_some().then(crate::state::lease_token);
         for _ in 0..SPINS {
@@ -88,14 +100,14 @@ impl MemoryStateStore {
                 drop(locked);
                 drop(step);
                 self.wake(wake);
-                return result;
+                return Ok(result);
             }
             std::hint::spin_loop();
         }
         let (answer, answered) = oneshot::channel();
         self.queued.lock().push(Queued { step, token, answer });
         self.apply_queued();
-        answered.await.unwrap_or_else(|_| Err(Error::internal("the memory store dropped a queued step unanswered")))
+        Err(Answer(answered))
     }
 
     /// Applies the queued steps while there are any and the lock is free; a holder that

@@ -158,7 +158,10 @@ impl StateStore for MemoryStateStore {
     }
 
     async fn apply(&self, step: Transition) -> Result<Applied> {
-        self.apply_step(step).await
+        match self.apply_or_queue(step) {
+            Ok(answer) => answer,
+            Err(queued) => queued.get().await,
+        }
     }
 
     async fn claim(&self, req: ClaimRequest) -> Result<Claimed> {
