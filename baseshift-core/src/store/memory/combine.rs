@@ -3,17 +3,20 @@
 //! Many workers on a multi-thread runtime step the store at once, and a step holds the
 //! lock for a few microseconds. A worker that found the lock taken used to spin (and then
 //! sleep) on it, its thread idle, while the store's records, indexes and outbox moved to
-//! its core's cache and back. Now, after a short spin, it queues its step and yields: its
-//! thread runs other tasks (other workers' jobs and plans), and whoever holds the lock
-//! applies the queued steps before it leaves, one after another, each atomic as before,
-//! then hands each its answer. Under load one thread keeps the store hot in its cache and
-//! does the store's work; the others do everything else.
+//! its core's cache and back. Now, when the lock is held for another step, it queues its
+//! step and yields: its thread runs other tasks (other workers' jobs and plans), and
+//! whoever holds the lock applies the queued steps before it leaves, one after another,
+//! each atomic as before, then hands each its answer. Under load one thread keeps the
+//! store hot in its cache and does the store's work; the others do everything else. Behind
+//! a short hold (a read, a claim, the relay taking events) a step waits for the lock as
+//! before: queueing there would only move its worker to another thread.
 //!
 //! No step is left behind: every release of the lock ([`Locked`]'s drop) looks at the
-//! queue and, if it holds steps and the lock is free, takes the lock and applies them; a
-//! step is queued before its worker tries the lock once more. So a queued step is applied
-//! by its worker, or by a holder that releases the lock after it was queued (the queue's own
-//! lock orders the two).
+//! count of queued steps and, if there are any and the lock is free, takes the lock and
+//! applies them; a step is counted before its worker tries the lock once more. A
+//! sequentially consistent fence sits between the write and the read on both sides, so at
+//! least one of them sees the other's: a queued step is applied by its worker, or by a
+//! holder that released the lock after it was queued.
 
 use super::MemoryStateStore;
 use super::inner::{Inner, Wake};
@@ -23,11 +26,8 @@ use crate::store::{Applied, Transition};
 use chrono::{DateTime, Utc};
 use parking_lot::MutexGuard;
 use std::ops::{Deref, DerefMut};
+use std::sync::atomic::{self, Ordering};
 use tokio::sync::oneshot;
-
-/// How many times a step tries the lock before it queues: long enough to outlast a short
-/// hold (a read, the relay taking events), far shorter than another step.
-const SPINS: u32 = 64;
 
 /// A step waiting for the lock's holder, and where its answer goes.
 #[derive(Debug)]
@@ -85,43 +85,60 @@ impl MemoryStateStore {
         Locked { guard: self.inner.lock(), _then: ApplyQueued(self) }
     }
 
-    /// Applies `step` (see [`StateStore::apply`](crate::StateStore::apply)) at once if the
-    /// lock comes free within a short spin, and returns its answer; else queues it for the
-    /// lock's holder and returns where its answer will come. Not `async`: the caller's future
-    /// holds only the step and, while it waits, the receiver.
+    /// Applies `step` (see [`StateStore::apply`](crate::StateStore::apply)) and returns its
+    /// answer, or queues it for the lock's holder and returns where its answer will come:
+    /// queued only behind another step (a long hold); behind a read, a claim or the relay
+    /// (short ones) it waits for the lock. Not `async`: the caller's future holds only the
+    /// step and, while it waits, the receiver.
     pub(super) fn apply_or_queue(&self, mut step: Transition) -> std::result::Result<Result<Applied>, Answer> {
         // The lease token of the job the step claims is made before the lock is taken.
-        let mut token = step.claim_after.is_some().then(crate::state::lease_token);
-        for _ in 0..SPINS {
-            if let Some(guard) = self.inner.try_lock() {
-                let mut locked = Locked { guard, _then: ApplyQueued(self) };
-                let (result, wake) = apply_one(&mut locked, &mut step, Utc::now(), token.take());
-                // The step's replaced records are freed, and waiters woken, outside the lock.
-                drop(locked);
-                drop(step);
-                self.wake(wake);
-                return Ok(result);
+        let token = step.claim_after.is_some().then(crate::state::lease_token);
+        let guard = match self.inner.try_lock() {
+            Some(guard) => guard,
+            None if !self.stepping.load(Ordering::Relaxed) => self.inner.lock(),
+            None => {
+                let (answer, answered) = oneshot::channel();
+                {
+                    let mut queued = self.queued.lock();
+                    queued.push(Queued { step, token, answer });
+                    self.waiting.fetch_add(1, Ordering::SeqCst);
+                }
+                self.apply_queued();
+                return Err(Answer(answered));
             }
-            std::hint::spin_loop();
-        }
-        let (answer, answered) = oneshot::channel();
-        self.queued.lock().push(Queued { step, token, answer });
-        self.apply_queued();
-        Err(Answer(answered))
+        };
+        let mut locked = Locked { guard, _then: ApplyQueued(self) };
+        self.stepping.store(true, Ordering::Relaxed);
+        let (result, wake) = apply_one(&mut locked, &mut step, Utc::now(), token);
+        self.stepping.store(false, Ordering::Relaxed);
+        // The step's replaced records are freed, and waiters woken, outside the lock.
+        drop(locked);
+        drop(step);
+        self.wake(wake);
+        Ok(result)
     }
 
     /// Applies the queued steps while there are any and the lock is free; a holder that
     /// finds more queued when it is done goes on with them.
     fn apply_queued(&self) {
         loop {
-            if self.queued.lock().is_empty() {
+            // Pairs with the same fence of a step that queued and then tried the lock: either
+            // it sees this release of the lock, or this sees its step (see the module docs).
+            // Reading the count writes nothing, so threads that never queue share its line.
+            atomic::fence(Ordering::SeqCst);
+            if self.waiting.load(Ordering::Relaxed) == 0 {
                 return;
             }
             let Some(mut inner) = self.inner.try_lock() else {
                 // Its holder applies them when it releases the lock.
                 return;
             };
-            let batch = std::mem::take(&mut *self.queued.lock());
+            let batch = {
+                let mut queued = self.queued.lock();
+                self.waiting.fetch_sub(queued.len(), Ordering::SeqCst);
+                std::mem::take(&mut *queued)
+            };
+            self.stepping.store(true, Ordering::Relaxed);
             let now = Utc::now();
             let mut wake = Wake::default();
             let answers: Vec<_> = batch
@@ -132,6 +149,7 @@ impl MemoryStateStore {
                     (answer, result, step)
                 })
                 .collect();
+            self.stepping.store(false, Ordering::Relaxed);
             drop(inner);
             self.wake(wake);
             for (answer, result, step) in answers {

@@ -54,6 +54,10 @@ pub struct MemoryStateStore {
     inner: Mutex<Inner>,
     /// Steps that found the lock taken, for its holder to apply (see `combine`).
     queued: Mutex<Vec<combine::Queued>>,
+    /// How many steps `queued` holds, read without taking its lock.
+    waiting: std::sync::atomic::AtomicUsize,
+    /// Whether the lock's holder is applying steps (a long hold, worth queueing behind).
+    stepping: std::sync::atomic::AtomicBool,
     work: Notify,
 }
 

@@ -493,7 +493,9 @@ async fn steps_queued_behind_the_lock_are_applied_by_its_holder() {
     let mut stale = steps[0].jobs[0].clone();
     stale.version += 7;
     steps.push(write(stale));
+    // Held as for a step: the steps queue behind it rather than wait.
     let held = store.lock();
+    store.stepping.store(true, std::sync::atomic::Ordering::Relaxed);
     let tasks: Vec<_> = steps
         .into_iter()
         .map(|step| {
@@ -507,6 +509,7 @@ async fn steps_queued_behind_the_lock_are_applied_by_its_holder() {
         assert!(std::time::Instant::now() < deadline, "the steps did not queue behind the held lock");
         std::thread::sleep(Duration::from_millis(1));
     }
+    store.stepping.store(false, std::sync::atomic::Ordering::Relaxed);
     drop(held);
     assert!(store.queued.lock().is_empty(), "releasing the lock applies what queued");
     let mut answers = Vec::new();
