@@ -29,11 +29,12 @@ use tokio::sync::Notify;
 /// backends (versions, conflicts, leases, outbox), state lost when the process exits.
 ///
 /// Every operation runs under one lock, so each step is atomic; a step that finds the lock
-/// taken is queued for the lock's holder to apply, and its worker's thread runs other tasks
-/// meanwhile. Claimable jobs are kept in ordered indexes (ready queue by
-/// [`JobRecord::queue_score`], delayed retries by `ready_at`, leases by expiry), so
-/// [`claim`](StateStore::claim) costs about the number of jobs it returns or skips, not the
-/// number of jobs stored.
+/// held for another step is queued for the lock's holder to apply, and its worker's thread
+/// runs other tasks meanwhile. A queued step whose caller stops waiting (drops the future)
+/// is still applied, as a step sent to a durable store would be. Claimable jobs are kept
+/// in ordered indexes (ready queue by [`JobRecord::queue_score`], delayed retries by
+/// `ready_at`, leases by expiry), so [`claim`](StateStore::claim) costs about the number of
+/// jobs it returns or skips, not the number of jobs stored.
 ///
 /// Two choices the contract leaves to the backend:
 /// - [`renew_lease`](StateStore::renew_lease) does not bump the job's `version`, so the
