@@ -157,7 +157,13 @@ impl Indexes {
                 if let Some(at) = record.ready_at {
                     self.delayed.remove(&(at, slot));
                 }
-                self.ready.remove(&(Score::new(record.queue_score()), slot));
+                let entry = (Score::new(record.queue_score()), slot);
+                // A claim takes the queue's head: popping it needs no search from the root.
+                if self.ready.first() == Some(&entry) {
+                    self.ready.pop_first();
+                } else {
+                    self.ready.remove(&entry);
+                }
             }
             JobStatus::Running => {
                 if let Some(lease) = &record.lease {
