@@ -243,7 +243,7 @@ impl Inner {
 
     /// See [`StateStore::claim`](crate::StateStore::claim).
     /// `token`: a lease token made before the lock was taken, for the first job claimed.
-    pub(super) fn claim(&mut self, req: ClaimRequest, now: DateTime<Utc>, token: Option<Name>) -> Result<Claimed> {
+    pub(super) fn claim(&mut self, req: ClaimRequest, now: DateTime<Utc>, mut token: Option<Name>) -> Result<Claimed> {
         const OP: &str = "StateStore::claim";
         let expires_at = add(now, req.lease_ttl).map_err(|e| e.with_operation(OP))?;
         let Inner { workflows, index, outbox, next_seq, .. } = self;
@@ -292,7 +292,6 @@ impl Inner {
 
         let picks = usize::from(first.is_some()) + rest.len();
         let mut claimed = Vec::with_capacity(picks);
-        let mut token = token;
         for slot in first.into_iter().chain(rest) {
             let Some(job) = workflows.at_mut(slot.wf()).and_then(|wf| wf.jobs.get_mut(slot.pos())) else {
                 continue;
