@@ -109,6 +109,8 @@ async fn claim_scans_use_their_indexes() {
     assert_eq!(plans.len(), 2);
     assert!(plans[0].contains("Index") && plans[0].contains("jobs_leases"), "expired-lease scan:\n{}", plans[0]);
     assert!(plans[1].contains("Index") && plans[1].contains("jobs_ready"), "ready scan:\n{}", plans[1]);
+    // The generic plans read their index in order: none sorts the jobs it found.
+    assert!(plans.iter().all(|p| !p.contains("Sort")), "no sort of the scanned jobs:\n{plans:?}");
     for plan in &plans {
         // The one-row claim_floor and lease_floor are read whole.
         let seq = plan.lines().any(|l| l.contains("Seq Scan") && !l.contains("_floor"));

@@ -189,7 +189,7 @@ async fn step_in(conn: &mut PgConnection, schema: &str, step: Transition, now: D
 pub(super) async fn write_batch(shared: &Shared, steps: Vec<Transition>) -> Result<Vec<Result<Applied>>> {
     let now = micros(Utc::now());
     let schema = shared.config.schema.as_str();
-    let mut tx = shared.pool.begin().await.map_err(db(OP))?;
+    let mut tx = super::begin(shared, super::Plans::Keyed).await.map_err(db(OP))?;
     let mut ends = Vec::with_capacity(steps.len());
     for step in steps {
         ends.push(step_in(&mut tx, schema, step, now).await?);

@@ -61,8 +61,12 @@ const RUNNING_PER_KEY: &str = "SELECT concurrency->>'key' AS k, count(*) AS n FR
 
 const EXPIRED: &str = expired_sql!();
 const READY: &str = ready_sql!();
-const EXPLAIN_EXPIRED: &str = concat!("EXPLAIN ", expired_sql!());
-const EXPLAIN_READY: &str = concat!("EXPLAIN ", ready_sql!());
+/// The scans as named prepared statements, whose `EXPLAIN EXECUTE` shows the plan the
+/// claim's transaction settings give them (see [`super::Plans::Claim`]).
+const PREPARE_EXPIRED: &str =
+    concat!("PREPARE baseshift_explain_claim (timestamptz, text[], int8, text[]) AS ", expired_sql!());
+const PREPARE_READY: &str =
+    concat!("PREPARE baseshift_explain_claim (timestamptz, text[], int8, text[]) AS ", ready_sql!());
 
 const TAKE: &str = concat!(
     "WITH c AS (UPDATE jobs SET status = 'RUNNING', attempt = jobs.attempt + 1, version = jobs.version + 1, \
@@ -185,22 +189,24 @@ pub(crate) fn choose(
 
 impl PostgresStateStore {
     /// The query plans of the claim's two scans (expired leases, then ready jobs), as
-    /// `EXPLAIN` prints them: a diagnostic to check that claims use the `jobs_leases`
-    /// and `jobs_ready` indexes on a live database. Runs in a rolled-back transaction.
+    /// `EXPLAIN` prints them with the claim's own planner settings (generic plans): a
+    /// diagnostic to check that claims use the `jobs_leases` and `jobs_ready` indexes on a
+    /// live database. Runs in a rolled-back transaction.
     pub async fn explain_claim(&self) -> Result<Vec<String>> {
         const OP: &str = "PostgresStateStore::explain_claim";
-        let now = micros(Utc::now());
-        let mut tx = self.shared.pool.begin().await.map_err(db(OP))?;
+        let mut tx = super::begin(&self.shared, super::Plans::Claim).await.map_err(db(OP))?;
         let mut plans = Vec::with_capacity(2);
-        for sql in [EXPLAIN_EXPIRED, EXPLAIN_READY] {
-            let lines: Vec<String> = sqlx::query_scalar(sql)
-                .bind(now)
-                .bind(Vec::<String>::new())
-                .bind(10i64)
-                .bind(Vec::<String>::new())
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(db(OP))?;
+        for sql in [PREPARE_EXPIRED, PREPARE_READY] {
+            sqlx::raw_sql(sql).execute(&mut *tx).await.map_err(db(OP))?;
+            let lines: Result<Vec<String>> =
+                sqlx::query_scalar("EXPLAIN EXECUTE baseshift_explain_claim(now(), '{}', 10, '{}')")
+                    .fetch_all(&mut *tx)
+                    .await
+                    .map_err(db(OP));
+            // A prepared statement outlives the transaction: it goes before any error is returned.
+            let deallocated = sqlx::raw_sql("DEALLOCATE baseshift_explain_claim").execute(&mut *tx).await;
+            let lines = lines?;
+            deallocated.map_err(db(OP))?;
             plans.push(lines.join("\n"));
         }
         tx.rollback().await.map_err(db(OP))?;
@@ -213,7 +219,7 @@ impl PostgresStateStore {
         let expires_at = ttl.and_then(|d| now.checked_add_signed(d)).map(micros).ok_or_else(|| {
             Error::invalid_input(format!("lease ttl {:?} is out of range", req.lease_ttl)).with_operation(OP)
         })?;
-        let mut tx = self.shared.pool.begin().await.map_err(db(OP))?;
+        let mut tx = super::begin(&self.shared, super::Plans::Claim).await.map_err(db(OP))?;
         let chosen = if req.limit == 0 { Vec::new() } else { self.lock_candidates(&mut tx, &req, now).await? };
         let mut jobs = Vec::with_capacity(chosen.len());
         if !chosen.is_empty() {

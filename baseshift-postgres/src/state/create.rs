@@ -163,7 +163,7 @@ async fn create_batch(shared: &Shared, items: Vec<Result<Prepared>>) -> Result<V
     let schema = shared.config.schema.as_str();
     // Snapshots written by this transaction (stored for good once it commits).
     let mut written: HashSet<(String, String)> = HashSet::new();
-    let mut tx = shared.pool.begin().await.map_err(db(OP))?;
+    let mut tx = super::begin(shared, super::Plans::Keyed).await.map_err(db(OP))?;
     let mut outcomes = Vec::with_capacity(items.len());
     let mut wake = false;
     for item in items {
