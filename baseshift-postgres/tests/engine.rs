@@ -120,6 +120,49 @@ async fn claim_scans_use_their_indexes() {
     assert_eq!(claimed.await.unwrap().jobs.len(), 30);
 }
 
+/// A claim whose first page is all jobs of a full key fetches a second page; a key of
+/// that page another transaction holds is passed over, not waited for: the claim holds
+/// the first page's key, so waiting could close a lock cycle with the holder.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_later_page_passes_over_a_key_another_claim_holds() {
+    let scoped = fresh(4).await;
+    let store = scoped.pg.state_store();
+    let tag = uuid::Uuid::now_v7().simple().to_string();
+    let (full, held) = (format!("full-{tag}"), format!("held-{tag}"));
+    let key = |k: &str| {
+        let k = k.to_owned();
+        move |j: &mut baseshift_core::JobRecord| {
+            j.concurrency = Some(baseshift_core::state::ConcurrencyKey { key: k, limit: 1 })
+        }
+    };
+    let wf = TestWorkflow::new()
+        .job("a", &[])
+        .job("b", &[])
+        .job("c", &[])
+        .with_job("a", key(&full))
+        .with_job("b", key(&full))
+        .with_job("c", key(&held));
+    wf.create(&store).await.unwrap();
+    make_ready(&store, wf.id(), &["a", "b", "c"], now_ms()).await.unwrap();
+    let request = || baseshift_core::conformance::fixtures::claim_request("w", 1, Duration::from_secs(30));
+    let first = store.claim(request()).await.unwrap();
+    assert_eq!(first.jobs.iter().map(|j| j.job_id.as_str()).collect::<Vec<_>>(), ["a"], "a fills its key");
+
+    // Another transaction holds the second key's lock, as a claim does until it commits.
+    let mut other = raw(scoped.pg.config()).await;
+    sqlx::query("BEGIN").execute(&mut other).await.unwrap();
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))").bind(&held).execute(&mut other).await.unwrap();
+    // Page one is b (its key full), page two c (its key busy): nothing, and at once.
+    let second = tokio::time::timeout(Duration::from_secs(5), store.claim(request()))
+        .await
+        .expect("the claim does not wait for the held key")
+        .unwrap();
+    assert!(second.jobs.is_empty(), "claimed {:?}", second.jobs.iter().map(|j| &j.job_id).collect::<Vec<_>>());
+    sqlx::query("COMMIT").execute(&mut other).await.unwrap();
+    let third = store.claim(request()).await.unwrap();
+    assert_eq!(third.jobs.iter().map(|j| j.job_id.as_str()).collect::<Vec<_>>(), ["c"], "the key is free again");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_ready_job_wakes_a_waiter_in_another_process() {
     let scoped = fresh(2).await;

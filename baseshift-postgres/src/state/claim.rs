@@ -5,7 +5,9 @@
 //!
 //! Concurrency keys: before counting a key's `RUNNING` jobs, the claim takes a
 //! transaction-scoped advisory lock on the key, so two claims never both see the same
-//! free slot; the lock is held until the claim commits.
+//! free slot; the lock is held until the claim commits. The keys of the first page of
+//! candidates are waited for, in key order; those of a later page are taken only if
+//! free (see `count_running`), so two claims never wait for each other's keys.
 
 use super::PostgresStateStore;
 use crate::error::db;
@@ -54,6 +56,10 @@ macro_rules! ready_sql {
 /// Locks concurrency keys `$1` (sorted) for the rest of the transaction.
 const LOCK_KEYS: &str = "SELECT count(pg_advisory_xact_lock(hashtextextended(k, 0))) \
      FROM (SELECT DISTINCT k FROM unnest($1::text[]) AS k ORDER BY k) AS s";
+/// Locks those of concurrency keys `$1` that no other transaction holds, without
+/// waiting; returns the others.
+const TRY_LOCK_KEYS: &str = "SELECT k FROM (SELECT DISTINCT k FROM unnest($1::text[]) AS k ORDER BY k) AS s \
+     WHERE NOT pg_try_advisory_xact_lock(hashtextextended(k, 0))";
 
 /// `RUNNING` jobs per concurrency key among `$1`.
 const RUNNING_PER_KEY: &str = "SELECT concurrency->>'key' AS k, count(*) AS n FROM jobs \
@@ -389,6 +395,13 @@ impl PostgresStateStore {
 
 /// Locks the concurrency keys of ready candidates not counted yet and counts their
 /// `RUNNING` jobs into `running`.
+///
+/// The first page's keys are locked in one statement, in key order, waiting for them; a
+/// later page's keys only if no other transaction holds them: the claim holds the
+/// earlier pages' keys already, so waiting for one of a lower key could close a cycle
+/// with a claim that holds it and waits for one of ours (a deadlock, which PostgreSQL
+/// breaks after `deadlock_timeout`). A key found busy counts as full (`i64::MAX`): its
+/// jobs are left to the next claim.
 async fn count_running(conn: &mut PgConnection, page: &[Candidate], running: &mut HashMap<String, i64>) -> Result<()> {
     let mut keys: Vec<String> = page
         .iter()
@@ -401,7 +414,19 @@ async fn count_running(conn: &mut PgConnection, page: &[Candidate], running: &mu
     }
     keys.sort();
     keys.dedup();
-    sqlx::query(LOCK_KEYS).bind(&keys).execute(&mut *conn).await.map_err(db(OP))?;
+    if running.is_empty() {
+        sqlx::query(LOCK_KEYS).bind(&keys).execute(&mut *conn).await.map_err(db(OP))?;
+    } else {
+        let busy: Vec<String> =
+            sqlx::query_scalar(TRY_LOCK_KEYS).bind(&keys).fetch_all(&mut *conn).await.map_err(db(OP))?;
+        keys.retain(|k| !busy.contains(k));
+        for k in busy {
+            running.insert(k, i64::MAX);
+        }
+        if keys.is_empty() {
+            return Ok(());
+        }
+    }
     for k in &keys {
         running.insert(k.clone(), 0);
     }
