@@ -48,11 +48,10 @@ pub(super) enum Plans {
 /// generic plans are estimated dearer than a custom one), and planning was about a
 /// quarter of the server's CPU in the `process` benchmark. JIT compilation is off too: it
 /// pays only for long queries, and under `enable_sort = off` a sort a statement cannot do
-/// without (an `ORDER BY` of a few rows) is costed as disabled, which puts the plan above
-/// `jit_above_cost` (a probe that took concurrency keys' locks so compiled for about a
-/// second at every execution). Reads outside these
-/// transactions keep the default: a list's optional filters (`$2 IS NULL OR id > $2`)
-/// need a plan made for the values.
+/// without (an `ORDER BY` of a few rows) is costed as disabled, which would put its plan
+/// above `jit_above_cost` and compile it (about a second) at every execution. Reads
+/// outside these transactions keep the default: a list's optional filters
+/// (`$2 IS NULL OR id > $2`) need a plan made for the values.
 pub(super) async fn begin(
     shared: &Shared,
     plans: Plans,
@@ -61,11 +60,14 @@ pub(super) async fn begin(
 }
 
 fn begin_sql(plans: Plans) -> &'static str {
+    macro_rules! begin_generic {
+        ($($more:literal)?) => {
+            concat!("BEGIN; SET LOCAL plan_cache_mode = force_generic_plan; SET LOCAL jit = off" $(, $more)?)
+        };
+    }
     match plans {
-        Plans::Keyed => "BEGIN; SET LOCAL plan_cache_mode = force_generic_plan; SET LOCAL jit = off",
-        Plans::Claim => {
-            "BEGIN; SET LOCAL plan_cache_mode = force_generic_plan; SET LOCAL enable_sort = off; SET LOCAL jit = off"
-        }
+        Plans::Keyed => begin_generic!(),
+        Plans::Claim => begin_generic!("; SET LOCAL enable_sort = off"),
     }
 }
 
